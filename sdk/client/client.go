@@ -1,0 +1,71 @@
+// Package client is the host side of the plugin protocol: it turns the gRPC
+// stub that go-plugin hands out into calls on sdk types.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/eventhost/eventhost/sdk"
+	"github.com/eventhost/eventhost/sdk/proto/pluginv1"
+)
+
+// Client calls one plugin. It is safe for concurrent use.
+type Client struct {
+	rpc pluginv1.PluginClient
+}
+
+// New wraps the stub returned by go-plugin's Dispense.
+func New(rpc pluginv1.PluginClient) *Client { return &Client{rpc: rpc} }
+
+// FromDispensed wraps the value go-plugin's Dispense returned for
+// sdk.PluginKey, failing when it is not an eventhost plugin.
+func FromDispensed(raw any) (*Client, error) {
+	rpc, ok := raw.(pluginv1.PluginClient)
+	if !ok {
+		return nil, fmt.Errorf("dispensed plugin is a %T, not an eventhost plugin client", raw)
+	}
+	return New(rpc), nil
+}
+
+// Describe asks the plugin to describe itself.
+func (c *Client) Describe(ctx context.Context) (sdk.Description, error) {
+	resp, err := c.rpc.Describe(ctx, &pluginv1.DescribeRequest{})
+	if err != nil {
+		return sdk.Description{}, fmt.Errorf("describe: %w", err)
+	}
+	return sdk.DescriptionFromProto(resp)
+}
+
+// Configure sends the decoded values of the plugin's config block. The
+// returned field errors are the plugin's verdict on them; err is a failure to
+// ask at all.
+func (c *Client) Configure(ctx context.Context, values map[string]any) ([]sdk.FieldError, error) {
+	b, err := json.Marshal(values)
+	if err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	resp, err := c.rpc.Configure(ctx, &pluginv1.ConfigureRequest{ConfigJson: string(b)})
+	if err != nil {
+		return nil, fmt.Errorf("configure: %w", err)
+	}
+	var out []sdk.FieldError
+	for _, fe := range resp.GetErrors() {
+		out = append(out, sdk.FieldError{Field: fe.GetField(), Message: fe.GetMessage()})
+	}
+	return out, nil
+}
+
+// Process sends one batch and returns one result per order, in order.
+func (c *Client) Process(ctx context.Context, orders []sdk.Order) ([]sdk.Result, error) {
+	req := &pluginv1.ProcessRequest{Orders: make([]*pluginv1.Order, len(orders))}
+	for i, o := range orders {
+		req.Orders[i] = sdk.OrderToProto(o)
+	}
+	resp, err := c.rpc.Process(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("process batch of %d orders: %w", len(orders), err)
+	}
+	return sdk.ResultsFromProto(resp, len(orders))
+}

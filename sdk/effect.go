@@ -1,0 +1,101 @@
+package sdk
+
+import "strconv"
+
+// Effect is one Redis write, kept as data so the host can check it against
+// the plugin's declared keys and apply a whole batch atomically.
+type Effect struct {
+	Command string
+	Key     string
+	Args    []string
+}
+
+// Effects collects the writes for one order. The zero value is ready to use.
+type Effects struct {
+	list []Effect
+}
+
+// List returns the effects added so far. The slice is only valid until the
+// next Reset.
+func (e *Effects) List() []Effect { return e.list }
+
+// Reset empties e, keeping its storage.
+func (e *Effects) Reset() { e.list = e.list[:0] }
+
+// Add appends a raw effect. Prefer the typed helpers: the host rejects
+// commands outside its allowlist and malformed arguments.
+func (e *Effects) Add(command, key string, args ...string) {
+	e.list = append(e.list, Effect{Command: command, Key: key, Args: args})
+}
+
+// HIncrBy adds n to the integer in hash field key.field.
+func (e *Effects) HIncrBy(key, field string, n int64) {
+	e.Add("HINCRBY", key, field, strconv.FormatInt(n, 10))
+}
+
+// HIncrByFloat adds f to the number in hash field key.field.
+func (e *Effects) HIncrByFloat(key, field string, f float64) {
+	e.Add("HINCRBYFLOAT", key, field, FormatFloat(f))
+}
+
+// HSet sets hash field key.field to value.
+func (e *Effects) HSet(key, field, value string) {
+	e.Add("HSET", key, field, value)
+}
+
+// SAdd adds members to the set at key.
+func (e *Effects) SAdd(key string, members ...string) {
+	e.Add("SADD", key, members...)
+}
+
+// ZIncrBy adds incr to member's score in the sorted set at key.
+func (e *Effects) ZIncrBy(key string, incr float64, member string) {
+	e.Add("ZINCRBY", key, FormatFloat(incr), member)
+}
+
+// PFAdd adds elements to the HyperLogLog at key.
+func (e *Effects) PFAdd(key string, elements ...string) {
+	e.Add("PFADD", key, elements...)
+}
+
+// IncrBy adds n to the integer at key.
+func (e *Effects) IncrBy(key string, n int64) {
+	e.Add("INCRBY", key, strconv.FormatInt(n, 10))
+}
+
+// XAdd appends an entry with the given field/value pairs to the stream at
+// key, trimming it to about maxLen entries when maxLen > 0.
+func (e *Effects) XAdd(key string, maxLen int64, fieldValues ...string) {
+	args := make([]string, 0, len(fieldValues)+4)
+	if maxLen > 0 {
+		args = append(args, "MAXLEN", "~", strconv.FormatInt(maxLen, 10))
+	}
+	args = append(args, "*")
+	e.Add("XADD", key, append(args, fieldValues...)...)
+}
+
+// Overflow is a BITFIELD overflow mode.
+type Overflow string
+
+// The BITFIELD overflow modes. OverflowWrap is Redis' default.
+const (
+	OverflowWrap Overflow = "WRAP"
+	OverflowSat  Overflow = "SAT"
+	OverflowFail Overflow = "FAIL"
+)
+
+// BitfieldIncrBy adds incr to the counter of type typ (u8, i16, u32, …) at
+// bit offset offset of the string at key, handling overflow as mode says.
+// With OverflowWrap it is exactly `BITFIELD key INCRBY typ offset incr`.
+func (e *Effects) BitfieldIncrBy(key, typ string, offset, incr int64, mode Overflow) {
+	off, n := strconv.FormatInt(offset, 10), strconv.FormatInt(incr, 10)
+	if mode == "" || mode == OverflowWrap {
+		e.Add("BITFIELD", key, "INCRBY", typ, off, n)
+		return
+	}
+	e.Add("BITFIELD", key, "OVERFLOW", string(mode), "INCRBY", typ, off, n)
+}
+
+// FormatFloat formats f the way the effect helpers send numbers to Redis:
+// the shortest decimal that reads back as f, never in exponent form.
+func FormatFloat(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
