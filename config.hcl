@@ -1,0 +1,56 @@
+# eventhost configuration. `eventhost validate -config config.hcl` checks it,
+# including every plugin's own config block. Relative paths are relative to
+# this file. See README.md for every setting.
+
+redis {
+  # env("NAME", "default"): secrets and per-machine settings stay out of this file.
+  address  = env("EVENTHOST_REDIS_ADDRESS", "127.0.0.1:6379")
+  username = env("EVENTHOST_REDIS_USERNAME")
+  password = env("EVENTHOST_REDIS_PASSWORD")
+  db       = 0
+}
+
+source "pubsub" {
+  channels = ["purchase_orders"]
+}
+
+# Order hashes are <order_key_prefix><id>, as the tutorial's producer writes them.
+order_key_prefix = "purchase_order_details:"
+
+# `make build` puts plugin binaries here as eventhost-plugin-<name>.
+plugin_dir = "bin/plugins"
+
+batch {
+  max_orders = 512   # ids per batch: one HGETALL pipeline, one RPC per plugin, one atomic apply
+  max_wait   = "2ms" # how long the first id of a batch waits for company
+}
+
+dead_letter {
+  stream = "eventhost:deadletter" # `eventhost deadletter list` reads it
+}
+
+log {
+  level  = "info"
+  format = "text" # or "json"
+}
+
+metrics {
+  listen = env("EVENTHOST_METRICS_LISTEN", "127.0.0.1:9464") # /metrics, /healthz, /readyz
+}
+
+plugin "sales-histogram" {
+  timeout = "10s"
+  config {
+    # The tutorial counts in u8, which wraps at 256: a real Games sells more
+    # than 255 tickets of an event in an hour, and the histogram then lies.
+    # u32 counts to 4,294,967,295. `eventhost report` reads this setting.
+    # examples/tutorial.hcl keeps u8 for dashboards that read the old layout.
+    counter  = "u32"
+    overflow = "sat" # should it ever fill, stick at the maximum instead of starting again at 0
+    timezone = "UTC"
+  }
+}
+
+plugin "events-summary" {}
+
+plugin "customer-invoices" {}

@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/eventhost/eventhost/host/config"
+	"github.com/eventhost/eventhost/host/daemon"
+	"github.com/eventhost/eventhost/host/metrics"
+	"github.com/eventhost/eventhost/host/pluginhost"
+	"github.com/eventhost/eventhost/sdk"
+)
+
+func runCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := newFlags("run", stderr)
+	path := configFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path, stderr)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg.Log, stderr)
+	err = daemon.New(cfg, logger, metrics.New()).Run(ctx)
+	if diags, ok := pluginhost.AsConfigError(err); ok {
+		printDiags(stderr, diags)
+		return usageError{errors.New("a plugin rejected its config block")}
+	}
+	return err
+}
+
+func validateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("validate", stderr)
+	path := configFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path, stderr)
+	if err != nil {
+		return err
+	}
+	failed := 0
+	for _, p := range cfg.Plugins {
+		desc, err := validatePlugin(ctx, p, stderr)
+		if diags, ok := pluginhost.AsConfigError(err); ok {
+			printDiags(stderr, diags)
+			failed++
+			continue
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "error: %s: %v\n", p.Range, err)
+			failed++
+			continue
+		}
+		fmt.Fprintf(stdout, "plugin %s %s: ok (writes %q)\n", desc.Name, desc.Version, desc.Keys)
+	}
+	if failed > 0 {
+		return usageError{fmt.Errorf("%s: %d of %d plugins failed validation", *path, failed, len(cfg.Plugins))}
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", *path)
+	return nil
+}
+
+func validatePlugin(ctx context.Context, p config.Plugin, stderr io.Writer) (sdk.Description, error) {
+	// Plugin logs during a validation are noise unless they are errors.
+	return pluginhost.Validate(ctx, p, newLogger(config.Log{Level: "error"}, stderr), "")
+}

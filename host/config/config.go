@@ -1,0 +1,400 @@
+// Package config reads eventhost's HCL configuration file. Decoding and
+// validation happen once, up front; every error is an HCL diagnostic naming
+// the file, line and column.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+)
+
+// PluginBinaryPrefix is how a plugin without an explicit path is found:
+// plugin "NAME" {} runs <plugin_dir>/eventhost-plugin-NAME.
+const PluginBinaryPrefix = "eventhost-plugin-"
+
+// Defaults for settings the file may leave out.
+const (
+	DefaultRedisAddress     = "127.0.0.1:6379"
+	DefaultChannel          = "purchase_orders"
+	DefaultOrderKeyPrefix   = "purchase_order_details:"
+	DefaultDeadLetterStream = "eventhost:deadletter"
+	DefaultMaxOrders        = 512
+	DefaultMaxWait          = 2 * time.Millisecond
+	DefaultPluginTimeout    = 10 * time.Second
+	DefaultMaxAttempts      = 3
+	DefaultRestartLimit     = 5
+	DefaultRestartWindow    = time.Minute
+)
+
+// Config is a decoded, validated configuration.
+type Config struct {
+	// Filename is the file it came from; relative paths in it are relative to
+	// its directory.
+	Filename       string
+	PluginDir      string
+	OrderKeyPrefix string
+	Redis          Redis
+	Source         Source
+	Batch          Batch
+	DeadLetter     DeadLetter
+	Log            Log
+	Metrics        Metrics
+	Plugins        []Plugin
+}
+
+// Redis says how to reach Redis. Secrets come from env() or file() in the
+// config and are never logged.
+type Redis struct {
+	Address     string
+	Username    string
+	Password    string
+	DB          int
+	DialTimeout time.Duration
+	TLS         *TLS
+}
+
+// String describes the connection without its secrets.
+func (r Redis) String() string {
+	return fmt.Sprintf("redis://%s/%d (user %q, tls %v)", r.Address, r.DB, r.Username, r.TLS != nil)
+}
+
+// TLS configures a TLS connection to Redis.
+type TLS struct {
+	CAFile, CertFile, KeyFile, ServerName string
+	InsecureSkipVerify                    bool
+}
+
+// Source is where order ids come from.
+type Source struct {
+	Kind     string // "pubsub"
+	Channels []string
+}
+
+// Batch bounds how many orders travel together and how long the first one
+// waits for company.
+type Batch struct {
+	MaxOrders int
+	MaxWait   time.Duration
+}
+
+// DeadLetter is where orders that cannot be processed go.
+type DeadLetter struct {
+	Stream string
+	// MaxLen trims the stream to about this many entries; 0 keeps all.
+	MaxLen int64
+}
+
+// Log configures the host's logger.
+type Log struct {
+	Level string
+	JSON  bool
+}
+
+// Metrics configures the Prometheus endpoint; an empty Listen disables it.
+type Metrics struct {
+	Listen string
+}
+
+// Plugin is one plugin block.
+type Plugin struct {
+	Name     string
+	Path     string
+	Channels []string
+	Timeout  time.Duration
+	SHA256   string
+	// MaxAttempts is how often a batch is tried on this plugin (crash,
+	// timeout) before its orders are dead-lettered for it.
+	MaxAttempts int
+	// RestartLimit crashes within RestartWindow disable the plugin.
+	RestartLimit  int
+	RestartWindow time.Duration
+	// Body is the plugin's own `config {}` block, decoded against the schema
+	// the plugin describes (see DecodePluginConfig). Nil when absent.
+	Body hcl.Body
+	// Range is where the block starts, for diagnostics about the plugin.
+	Range hcl.Range
+}
+
+type fileSchema struct {
+	PluginDir      *string           `hcl:"plugin_dir,optional"`
+	OrderKeyPrefix *string           `hcl:"order_key_prefix,optional"`
+	Redis          *redisSchema      `hcl:"redis,block"`
+	Sources        []sourceSchema    `hcl:"source,block"`
+	Batch          *batchSchema      `hcl:"batch,block"`
+	DeadLetter     *deadLetterSchema `hcl:"dead_letter,block"`
+	Log            *logSchema        `hcl:"log,block"`
+	Metrics        *metricsSchema    `hcl:"metrics,block"`
+	Plugins        []pluginSchema    `hcl:"plugin,block"`
+}
+
+type redisSchema struct {
+	Address     *string    `hcl:"address,optional"`
+	Username    *string    `hcl:"username,optional"`
+	Password    *string    `hcl:"password,optional"`
+	DB          *int       `hcl:"db,optional"`
+	DialTimeout *string    `hcl:"dial_timeout,optional"`
+	TLS         *tlsSchema `hcl:"tls,block"`
+	Body        hcl.Body   `hcl:",body"`
+}
+
+type tlsSchema struct {
+	CAFile             *string `hcl:"ca_file,optional"`
+	CertFile           *string `hcl:"cert_file,optional"`
+	KeyFile            *string `hcl:"key_file,optional"`
+	ServerName         *string `hcl:"server_name,optional"`
+	InsecureSkipVerify *bool   `hcl:"insecure_skip_verify,optional"`
+}
+
+type sourceSchema struct {
+	Kind     string    `hcl:"kind,label"`
+	Channels []string  `hcl:"channels,optional"`
+	Range    hcl.Range `hcl:",def_range"`
+	Body     hcl.Body  `hcl:",body"`
+}
+
+type batchSchema struct {
+	MaxOrders *int     `hcl:"max_orders,optional"`
+	MaxWait   *string  `hcl:"max_wait,optional"`
+	Body      hcl.Body `hcl:",body"`
+}
+
+type deadLetterSchema struct {
+	Stream *string `hcl:"stream,optional"`
+	MaxLen *int64  `hcl:"max_len,optional"`
+}
+
+type logSchema struct {
+	Level  *string  `hcl:"level,optional"`
+	Format *string  `hcl:"format,optional"`
+	Body   hcl.Body `hcl:",body"`
+}
+
+type metricsSchema struct {
+	Listen *string `hcl:"listen,optional"`
+}
+
+type pluginSchema struct {
+	Name          string        `hcl:"name,label"`
+	Path          *string       `hcl:"path,optional"`
+	Channels      []string      `hcl:"channels,optional"`
+	Timeout       *string       `hcl:"timeout,optional"`
+	SHA256        *string       `hcl:"sha256,optional"`
+	MaxAttempts   *int          `hcl:"max_attempts,optional"`
+	RestartLimit  *int          `hcl:"restart_limit,optional"`
+	RestartWindow *string       `hcl:"restart_window,optional"`
+	Config        *pluginConfig `hcl:"config,block"`
+	Range         hcl.Range     `hcl:",def_range"`
+	Body          hcl.Body      `hcl:",body"`
+}
+
+type pluginConfig struct {
+	Body hcl.Body `hcl:",remain"`
+}
+
+// Load reads and validates the file at path.
+func Load(path string) (*Config, hcl.Diagnostics) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read config file", Detail: err.Error()}}
+	}
+	return Parse(path, src)
+}
+
+// Parse decodes src as if read from filename.
+func Parse(filename string, src []byte) (*Config, hcl.Diagnostics) {
+	parser := hclparse.NewParser()
+	f, diags := parser.ParseHCL(src, filename)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	var raw fileSchema
+	dir := filepath.Dir(filename)
+	diags = append(diags, gohcl.DecodeBody(f.Body, evalContext(dir), &raw)...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	cfg, more := build(filename, dir, &raw)
+	diags = append(diags, more...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return cfg, diags
+}
+
+var sha256Pattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func build(filename, dir string, raw *fileSchema) (*Config, hcl.Diagnostics) {
+	var diags hcl.Diagnostics
+	cfg := &Config{
+		Filename:       filename,
+		PluginDir:      resolve(dir, deref(raw.PluginDir, "plugins")),
+		OrderKeyPrefix: deref(raw.OrderKeyPrefix, DefaultOrderKeyPrefix),
+		Redis:          Redis{Address: DefaultRedisAddress, DialTimeout: 5 * time.Second},
+		Batch:          Batch{MaxOrders: DefaultMaxOrders, MaxWait: DefaultMaxWait},
+		DeadLetter:     DeadLetter{Stream: DefaultDeadLetterStream},
+		Log:            Log{Level: "info"},
+	}
+	if r := raw.Redis; r != nil {
+		cfg.Redis.Address = deref(r.Address, cfg.Redis.Address)
+		cfg.Redis.Username = deref(r.Username, "")
+		cfg.Redis.Password = deref(r.Password, "")
+		cfg.Redis.DB = deref(r.DB, 0)
+		cfg.Redis.DialTimeout = duration(&diags, r.Body, "dial_timeout", r.DialTimeout, cfg.Redis.DialTimeout)
+		if t := r.TLS; t != nil {
+			cfg.Redis.TLS = &TLS{
+				CAFile:             resolveOpt(dir, t.CAFile),
+				CertFile:           resolveOpt(dir, t.CertFile),
+				KeyFile:            resolveOpt(dir, t.KeyFile),
+				ServerName:         deref(t.ServerName, ""),
+				InsecureSkipVerify: deref(t.InsecureSkipVerify, false),
+			}
+		}
+	}
+	switch len(raw.Sources) {
+	case 0:
+		cfg.Source = Source{Kind: "pubsub", Channels: []string{DefaultChannel}}
+	case 1:
+		s := raw.Sources[0]
+		cfg.Source = Source{Kind: s.Kind, Channels: s.Channels}
+		if s.Kind != "pubsub" {
+			diags = append(diags, errorAt(&s.Range, "Unknown source kind", fmt.Sprintf("source %q is not a known kind; use source \"pubsub\".", s.Kind)))
+		}
+		if len(s.Channels) == 0 {
+			cfg.Source.Channels = []string{DefaultChannel}
+		}
+	default:
+		diags = append(diags, errorAt(&raw.Sources[1].Range, "Duplicate source block", "Only one source block is allowed."))
+	}
+	if b := raw.Batch; b != nil {
+		cfg.Batch.MaxOrders = deref(b.MaxOrders, cfg.Batch.MaxOrders)
+		if cfg.Batch.MaxOrders < 1 {
+			diags = append(diags, errorAt(attrRange(b.Body, "max_orders"), "Invalid batch size", "max_orders must be at least 1."))
+		}
+		cfg.Batch.MaxWait = duration(&diags, b.Body, "max_wait", b.MaxWait, cfg.Batch.MaxWait)
+	}
+	if d := raw.DeadLetter; d != nil {
+		cfg.DeadLetter.Stream = deref(d.Stream, cfg.DeadLetter.Stream)
+		cfg.DeadLetter.MaxLen = deref(d.MaxLen, 0)
+	}
+	if l := raw.Log; l != nil {
+		cfg.Log.Level = deref(l.Level, cfg.Log.Level)
+		switch format := deref(l.Format, "text"); format {
+		case "text":
+		case "json":
+			cfg.Log.JSON = true
+		default:
+			diags = append(diags, errorAt(attrRange(l.Body, "format"), "Invalid log format", fmt.Sprintf("format %q is not text or json.", format)))
+		}
+	}
+	if m := raw.Metrics; m != nil {
+		cfg.Metrics.Listen = deref(m.Listen, "")
+	}
+	if len(raw.Plugins) == 0 {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "No plugins",
+			Detail: "Add at least one plugin block; without one eventhost has nothing to do."})
+	}
+	seen := map[string]bool{}
+	for _, p := range raw.Plugins {
+		if seen[p.Name] {
+			diags = append(diags, errorAt(&p.Range, "Duplicate plugin block", fmt.Sprintf("Plugin %q is configured twice.", p.Name)))
+			continue
+		}
+		seen[p.Name] = true
+		cfg.Plugins = append(cfg.Plugins, buildPlugin(&diags, cfg, dir, p))
+	}
+	return cfg, diags
+}
+
+func buildPlugin(diags *hcl.Diagnostics, cfg *Config, dir string, p pluginSchema) Plugin {
+	pl := Plugin{
+		Name:          p.Name,
+		Path:          filepath.Join(cfg.PluginDir, PluginBinaryPrefix+p.Name),
+		Channels:      p.Channels,
+		Timeout:       duration(diags, p.Body, "timeout", p.Timeout, DefaultPluginTimeout),
+		SHA256:        deref(p.SHA256, ""),
+		MaxAttempts:   deref(p.MaxAttempts, DefaultMaxAttempts),
+		RestartLimit:  deref(p.RestartLimit, DefaultRestartLimit),
+		RestartWindow: duration(diags, p.Body, "restart_window", p.RestartWindow, DefaultRestartWindow),
+		Range:         p.Range,
+	}
+	if p.Path != nil {
+		pl.Path = resolve(dir, *p.Path)
+	}
+	if p.Config != nil {
+		pl.Body = p.Config.Body
+	}
+	if len(pl.Channels) == 0 {
+		pl.Channels = cfg.Source.Channels
+	}
+	for _, ch := range pl.Channels {
+		if !contains(cfg.Source.Channels, ch) {
+			*diags = append(*diags, errorAt(attrRange(p.Body, "channels"), "Unknown channel",
+				fmt.Sprintf("Plugin %q listens on %q, which the source does not subscribe to (%q).", p.Name, ch, cfg.Source.Channels)))
+		}
+	}
+	if pl.SHA256 != "" && !sha256Pattern.MatchString(pl.SHA256) {
+		*diags = append(*diags, errorAt(attrRange(p.Body, "sha256"), "Invalid sha256",
+			"sha256 must be 64 lowercase hexadecimal digits, as printed by sha256sum."))
+	}
+	if pl.MaxAttempts < 1 {
+		*diags = append(*diags, errorAt(attrRange(p.Body, "max_attempts"), "Invalid max_attempts", "max_attempts must be at least 1."))
+	}
+	if pl.RestartLimit < 1 {
+		*diags = append(*diags, errorAt(attrRange(p.Body, "restart_limit"), "Invalid restart_limit", "restart_limit must be at least 1."))
+	}
+	return pl
+}
+
+func duration(diags *hcl.Diagnostics, body hcl.Body, name string, v *string, def time.Duration) time.Duration {
+	if v == nil {
+		return def
+	}
+	d, err := time.ParseDuration(*v)
+	if err != nil || d <= 0 {
+		*diags = append(*diags, errorAt(attrRange(body, name), "Invalid duration",
+			fmt.Sprintf("%s = %q is not a positive duration such as \"500ms\" or \"10s\".", name, *v)))
+		return def
+	}
+	return d
+}
+
+func errorAt(r *hcl.Range, summary, detail string) *hcl.Diagnostic {
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: r}
+}
+
+func deref[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+func resolve(dir, path string) string {
+	if filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(dir, path)
+}
+
+func resolveOpt(dir string, p *string) string {
+	if p == nil || *p == "" {
+		return ""
+	}
+	return resolve(dir, *p)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

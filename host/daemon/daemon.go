@@ -1,0 +1,187 @@
+// Package daemon runs eventhost: it connects to Redis, launches the plugins,
+// subscribes, and feeds the pipeline until told to stop, then shuts down in
+// order: stop intake, finish what was received, stop the plugins.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/apply"
+	"github.com/eventhost/eventhost/host/config"
+	"github.com/eventhost/eventhost/host/dispatch"
+	"github.com/eventhost/eventhost/host/metrics"
+	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/pipeline"
+	"github.com/eventhost/eventhost/host/pluginhost"
+	"github.com/eventhost/eventhost/host/policy"
+	"github.com/eventhost/eventhost/host/redisconn"
+	"github.com/eventhost/eventhost/host/source"
+)
+
+// intakeBuffer is how many received ids may wait for the pipeline. Pub/Sub
+// cannot be paused, so a burst must fit here or in Redis' output buffer.
+const intakeBuffer = 1 << 20
+
+// Daemon is one running host.
+type Daemon struct {
+	cfg     *config.Config
+	logger  hclog.Logger
+	metrics *metrics.Metrics
+	ready   atomic.Bool
+}
+
+// New returns a daemon for cfg. It does no I/O.
+func New(cfg *config.Config, logger hclog.Logger, m *metrics.Metrics) *Daemon {
+	return &Daemon{cfg: cfg, logger: logger, metrics: m}
+}
+
+// Run runs the host until ctx ends, then drains and returns nil; an error
+// means it could not start or could not go on.
+func (d *Daemon) Run(ctx context.Context) error {
+	rdb, err := redisconn.New(d.cfg.Redis)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := d.waitForRedis(ctx, rdb); err != nil {
+		return err
+	}
+
+	socketDir, err := os.MkdirTemp("", "eventhost-plugins-")
+	if err != nil {
+		return fmt.Errorf("create plugin socket directory: %w", err)
+	}
+	defer os.RemoveAll(socketDir)
+
+	instances, err := d.launchAll(ctx, socketDir)
+	defer func() {
+		for i := len(instances) - 1; i >= 0; i-- {
+			instances[i].Stop()
+		}
+	}()
+	if err != nil {
+		return err
+	}
+
+	loader := orders.NewLoader(rdb, d.cfg.OrderKeyPrefix)
+	reserved := []string{d.cfg.OrderKeyPrefix, orders.MarkerPrefix, d.cfg.DeadLetter.Stream}
+	targets := make([]dispatch.Target, len(instances))
+	for i, in := range instances {
+		targets[i] = dispatch.Target{
+			Processor: in,
+			Channels:  in.Config().Channels,
+			Policy:    policy.New(in.Name(), in.Description().Keys, reserved),
+		}
+	}
+	pipe := pipeline.New(loader, dispatch.New(targets, loader.Key),
+		apply.New(rdb, d.cfg.DeadLetter.Stream, d.cfg.DeadLetter.MaxLen),
+		d.metrics, d.logger.Named("pipeline"), d.cfg.Batch.MaxOrders, d.cfg.Batch.MaxWait)
+
+	if d.cfg.Metrics.Listen != "" {
+		srv := d.serveHTTP()
+		defer srv.Close()
+	}
+
+	src := source.NewPubSub(rdb, d.cfg.Source.Channels, d.logger.Named("source"), d.metrics)
+	src.OnSubscribed = func(bool) { d.ready.Store(true) }
+	ids := make(chan orders.Ref, intakeBuffer)
+	srcDone := make(chan error, 1)
+	intake, stopIntake := context.WithCancel(ctx)
+	defer stopIntake()
+	go func() { srcDone <- src.Run(intake, ids) }()
+
+	// Draining must outlive ctx: ids already received are finished even
+	// though intake has stopped.
+	work := context.WithoutCancel(ctx)
+	err = pipe.Run(work, ids)
+	d.ready.Store(false)
+	stopIntake() // when the pipeline failed, the source must not wait for it
+	if srcErr := <-srcDone; err == nil {
+		err = srcErr
+	}
+	d.logger.Info("intake stopped and received orders finished; stopping plugins")
+	return err
+}
+
+// Ready reports whether the host is subscribed and its plugins are up.
+func (d *Daemon) Ready() bool { return d.ready.Load() }
+
+func (d *Daemon) launchAll(ctx context.Context, socketDir string) ([]*pluginhost.Instance, error) {
+	var out []*pluginhost.Instance
+	for _, p := range d.cfg.Plugins {
+		in, err := pluginhost.Launch(ctx, p, d.logger, d.metrics, socketDir)
+		if err != nil {
+			return out, fmt.Errorf("launch plugins: %w", err)
+		}
+		out = append(out, in)
+	}
+	return out, nil
+}
+
+// waitForRedis pings until Redis answers. Refused credentials end it at once:
+// waiting will not fix them.
+func (d *Daemon) waitForRedis(ctx context.Context, rdb *redis.Client) error {
+	b := backoff.NewExponentialBackOff()
+	b.MaxInterval = 5 * time.Second
+	b.MaxElapsedTime = 0
+	for {
+		err := rdb.Ping(ctx).Err()
+		if err == nil {
+			d.logger.Info("connected to redis", "redis", d.cfg.Redis.String())
+			return nil
+		}
+		if AuthError(err) {
+			return fmt.Errorf("connect to %s: %w", d.cfg.Redis, err)
+		}
+		wait := b.NextBackOff()
+		d.logger.Error("redis is not answering; retrying", "redis", d.cfg.Redis.String(), "error", err, "retry_in", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return fmt.Errorf("connect to %s: %w", d.cfg.Redis, ctx.Err())
+		}
+	}
+}
+
+// AuthError reports whether err is Redis refusing our credentials.
+func AuthError(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	msg := rerr.Error()
+	return strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") || strings.HasPrefix(msg, "NOPERM") ||
+		strings.Contains(msg, "invalid password") || strings.Contains(msg, "invalid username-password")
+}
+
+func (d *Daemon) serveHTTP() *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !d.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	srv := &http.Server{Addr: d.cfg.Metrics.Listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.logger.Error("metrics endpoint failed", "listen", d.cfg.Metrics.Listen, "error", err)
+		}
+	}()
+	return srv
+}

@@ -1,0 +1,108 @@
+// Package e2e tests eventhost as a user runs it: the real binary, real plugin
+// processes and a private redis-server.
+package e2e
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/publish"
+)
+
+// TestTutorialEquivalence publishes 20,000 orders the tutorial's way and
+// checks that eventhost leaves exactly the state the tutorial's three
+// listeners leave, key by key and field by field, u8 wrap-around included.
+func TestTutorialEquivalence(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	h := startHost(t, rdb, writeConfig(t, srv, "u8", ""))
+
+	pub := publish.NewPublisher(rdb, channel, orderPrefix)
+	published, err := pub.PublishMany(ctx, publish.NewGenerator(2020), 20000, 0, nil)
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	waitApplied(t, rdb, ids(published), bundled, 2*time.Minute)
+	if code := h.stop(t); code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
+
+	// The reference: the tutorial's listeners replayed in database 1.
+	ref := redis.NewClient(&redis.Options{Addr: srv.Addr, DB: 1})
+	defer ref.Close()
+	replayTutorial(t, ref, published, "u8")
+	want := dump(t, ref, "")
+	checkSalesTotals(t, want, published)
+	diffState(t, withoutFloats(want), modelState(published, 8))
+
+	got := dump(t, rdb, "")
+	for k, v := range got {
+		if strings.HasPrefix(k, orderPrefix) {
+			checkOrderHash(t, k, v)
+			delete(got, k)
+		}
+	}
+	if n := len(published); len(dump(t, rdb, orderPrefix+"*")) != n {
+		t.Errorf("want %d order hashes", n)
+	}
+	diffState(t, got, want)
+	if t.Failed() {
+		return
+	}
+	wraps := 0
+	for _, o := range modelWrapCheck(published) {
+		wraps += o
+	}
+	if wraps == 0 {
+		t.Errorf("no u8 counter wrapped: the test does not exercise wrap-around")
+	}
+	t.Logf("%d orders: %d keys identical to the tutorial's, %d counters wrapped", len(published), len(want), wraps)
+}
+
+// checkOrderHash checks an order hash holds its five fields and exactly one
+// done marker per plugin.
+func checkOrderHash(t *testing.T, key string, v value) {
+	t.Helper()
+	var fields []string
+	for _, line := range strings.Split(v.Data, "\n") {
+		f, _, _ := strings.Cut(line, "=")
+		fields = append(fields, f)
+	}
+	want := []string{"cost", "event", "qty", "ts", "who"}
+	for _, p := range bundled {
+		want = append(want, orders.DoneField(p))
+	}
+	sort.Strings(want)
+	if strings.Join(fields, ",") != strings.Join(want, ",") {
+		t.Errorf("%s has fields %v, want %v", key, fields, want)
+	}
+}
+
+// modelWrapCheck counts, per histogram key and hour, how often a u8 counter
+// passed 255.
+func modelWrapCheck(os []publish.Order) map[string]int {
+	sums := map[string]int64{}
+	for _, o := range os {
+		hour := time.Unix(o.TS, 0).UTC().Format("15")
+		sums["all:"+hour] += o.Qty
+		sums[o.Event+":"+hour] += o.Qty
+	}
+	out := map[string]int{}
+	for k, s := range sums {
+		if s > 255 {
+			out[k] = int(s / 256)
+		}
+	}
+	return out
+}

@@ -1,0 +1,268 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/host/internal/testbin"
+	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/publish"
+)
+
+const (
+	channel     = "purchase_orders"
+	orderPrefix = "purchase_order_details:"
+)
+
+var bundled = []string{"sales-histogram", "events-summary", "customer-invoices"}
+
+// host is an eventhost daemon running as a real subprocess.
+type host struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// writeConfig writes an HCL config for srv with the bundled plugins (plus
+// extra blocks) and returns its path.
+func writeConfig(t *testing.T, srv *redistest.Server, counter string, extra string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`
+redis { address = %q }
+source "pubsub" { channels = [%q] }
+plugin_dir = %q
+batch {
+  max_orders = 256
+  max_wait   = "1ms"
+}
+log { level = "debug" }
+plugin "sales-histogram" {
+  config {
+    counter = %q
+  }
+}
+plugin "events-summary" {}
+plugin "customer-invoices" {}
+%s
+`, srv.Addr, channel, testbin.PluginDir(t), counter, extra)
+	path := filepath.Join(t.TempDir(), "eventhost.hcl")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startHost runs `eventhost run` and waits until it is subscribed.
+func startHost(t *testing.T, rdb *redis.Client, configPath string) *host {
+	t.Helper()
+	h := &host{t: t, log: &syncBuffer{}, done: make(chan error, 1)}
+	h.cmd = exec.Command(testbin.Eventhost(t), "run", "-config", configPath)
+	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
+	if err := h.cmd.Start(); err != nil {
+		t.Fatalf("start eventhost: %v", err)
+	}
+	go func() { h.done <- h.cmd.Wait() }()
+	t.Cleanup(func() {
+		h.kill()
+		if t.Failed() {
+			t.Logf("eventhost log:\n%s", tail(h.log.String(), 80))
+		}
+	})
+	waitFor(t, 30*time.Second, "eventhost to subscribe", func() bool {
+		n, _ := rdb.PubSubNumSub(context.Background(), channel).Result()
+		return n[channel] >= 1
+	})
+	return h
+}
+
+func (h *host) kill() {
+	if h.cmd.ProcessState == nil {
+		_ = h.cmd.Process.Kill()
+		<-h.done
+		h.done <- nil
+	}
+}
+
+// stop sends SIGTERM and returns the exit code.
+func (h *host) stop(t *testing.T) int {
+	t.Helper()
+	_ = h.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-h.done:
+		h.done <- nil
+	case <-time.After(30 * time.Second):
+		t.Fatalf("eventhost did not exit within 30s of SIGTERM")
+	}
+	return h.cmd.ProcessState.ExitCode()
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitApplied waits until every order in ids carries the done marker of
+// every plugin in plugins.
+func waitApplied(t *testing.T, rdb *redis.Client, ids []string, plugins []string, limit time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	remaining := ids
+	waitFor(t, limit, fmt.Sprintf("%d orders to be applied by %v", len(ids), plugins), func() bool {
+		pipe := rdb.Pipeline()
+		cmds := make([]*redis.MapStringStringCmd, len(remaining))
+		for i, id := range remaining {
+			cmds[i] = pipe.HGetAll(ctx, orderPrefix+id)
+		}
+		_, _ = pipe.Exec(ctx)
+		var left []string
+		for i, c := range cmds {
+			for _, p := range plugins {
+				if _, ok := c.Val()[orders.DoneField(p)]; !ok {
+					left = append(left, remaining[i])
+					break
+				}
+			}
+		}
+		remaining = left
+		return len(remaining) == 0
+	})
+}
+
+func ids(os []publish.Order) []string {
+	out := make([]string, len(os))
+	for i, o := range os {
+		out[i] = o.ID
+	}
+	return out
+}
+
+// value is one key's content, in a form that compares with ==.
+type value struct {
+	Type string
+	// Data is the string's bytes, or the sorted members/fields as lines.
+	Data string
+}
+
+// dump reads every key matching match (all when empty) from db.
+func dump(t *testing.T, rdb *redis.Client, match string) map[string]value {
+	t.Helper()
+	ctx := context.Background()
+	if match == "" {
+		match = "*"
+	}
+	out := map[string]value{}
+	iter := rdb.Scan(ctx, 0, match, 1000).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		typ, err := rdb.Type(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		switch typ {
+		case "string":
+			s, _ := rdb.Get(ctx, k).Result()
+			out[k] = value{Type: typ, Data: s}
+			continue
+		case "hash":
+			for f, v := range rdb.HGetAll(ctx, k).Val() {
+				lines = append(lines, f+"="+v)
+			}
+		case "set":
+			lines = rdb.SMembers(ctx, k).Val()
+		case "zset":
+			for _, z := range rdb.ZRangeWithScores(ctx, k, 0, -1).Val() {
+				lines = append(lines, fmt.Sprintf("%v=%v", z.Member, z.Score))
+			}
+		case "stream":
+			for _, m := range rdb.XRange(ctx, k, "-", "+").Val() {
+				lines = append(lines, fmt.Sprint(m.Values))
+			}
+		}
+		sort.Strings(lines)
+		out[k] = value{Type: typ, Data: strings.Join(lines, "\n")}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// diffState reports every key that differs between got and want.
+func diffState(t *testing.T, got, want map[string]value) {
+	t.Helper()
+	var problems []string
+	for k, w := range want {
+		g, ok := got[k]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("key %q missing (want %s)", k, w.Type))
+		case g != w:
+			problems = append(problems, fmt.Sprintf("key %q differs:\n  got  %s %q\n  want %s %q", k, g.Type, short(g.Data), w.Type, short(w.Data)))
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			problems = append(problems, fmt.Sprintf("unexpected key %q (%s)", k, got[k].Type))
+		}
+	}
+	sort.Strings(problems)
+	if len(problems) > 0 {
+		if len(problems) > 20 {
+			problems = append(problems[:20], fmt.Sprintf("… and %d more", len(problems)-20))
+		}
+		t.Errorf("%d keys differ from the expected state:\n%s", len(problems), strings.Join(problems, "\n"))
+	}
+}
+
+func short(s string) string {
+	if len(s) > 300 {
+		return s[:300] + "…"
+	}
+	return s
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(s, "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}

@@ -1,0 +1,107 @@
+// Package redistest starts private redis-server processes for tests, on free
+// ports, so tests can kill and restart them without touching a shared Redis.
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is a private redis-server.
+type Server struct {
+	t    testing.TB
+	Addr string
+	dir  string
+	args []string
+	cmd  *exec.Cmd
+}
+
+// Start launches redis-server on a free port with extra arguments (for
+// example "--appendonly", "yes"), and stops it when the test ends. A missing
+// redis-server fails the test: CI must provide it.
+func Start(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is not installed (apt-get install redis-server; .ci/run does this): %v", err)
+	}
+	s := &Server{t: t, dir: t.TempDir()}
+	s.Addr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	s.args = append([]string{"--port", s.Addr[len("127.0.0.1:"):], "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log")}, extra...)
+	s.args = append([]string{bin}, s.args...)
+	s.start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	s.cmd = exec.Command(s.args[0], s.args[1:]...)
+	s.cmd.Stdout, s.cmd.Stderr = os.Stderr, os.Stderr
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := c.Ping(context.Background()).Err()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+			s.t.Fatalf("redis-server on %s did not answer within 10s: %v\n%s", s.Addr, err, log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Client returns a client for the server, closed when the test ends.
+func (s *Server) Client() *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	s.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Kill stops the server with SIGKILL, as a crash would.
+func (s *Server) Kill() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// Restart kills the server and starts it again on the same port and data
+// directory.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Kill()
+	s.start()
+}
+
+// Stop is Kill; safe to call twice.
+func (s *Server) Stop() { s.Kill() }
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// String describes the server.
+func (s *Server) String() string { return fmt.Sprintf("redis-server %s", s.Addr) }

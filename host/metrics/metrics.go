@@ -1,0 +1,90 @@
+// Package metrics holds eventhost's Prometheus collectors. They live on a
+// registry of their own, passed to whoever counts, so tests and several hosts
+// in one process never share counters.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics is the set of eventhost's collectors.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	OrdersReceived     *prometheus.CounterVec // channel
+	OrdersLoaded       *prometheus.CounterVec // channel
+	OrdersRejected     *prometheus.CounterVec // channel, reason
+	OrdersProcessed    *prometheus.CounterVec // plugin
+	OrdersDuplicate    *prometheus.CounterVec // plugin
+	OrdersDeadLettered *prometheus.CounterVec // plugin, reason
+	BatchSize          prometheus.Histogram
+	BatchSeconds       prometheus.Histogram
+	PluginRPCSeconds   *prometheus.HistogramVec // plugin
+	PluginErrors       *prometheus.CounterVec   // plugin, kind
+	PluginRestarts     *prometheus.CounterVec   // plugin
+	PluginUp           *prometheus.GaugeVec     // plugin
+	RedisErrors        *prometheus.CounterVec   // op
+	Reconnects         prometheus.Counter
+}
+
+// New creates the collectors and registers them, with Go and process
+// collectors, on a new registry.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		OrdersReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhost_orders_received_total", Help: "Order ids received from the source.",
+		}, []string{"channel"}),
+		OrdersLoaded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhost_orders_loaded_total", Help: "Orders loaded and valid.",
+		}, []string{"channel"}),
+		OrdersRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhost_orders_rejected_total", Help: "Orders dead-lettered before any plugin saw them (missing or malformed hash).",
+		}, []string{"channel"}),
+		OrdersProcessed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhost_orders_processed_total", Help: "(plugin, order) pairs whose effects were applied.",
+		}, []string{"plugin"}),
+		OrdersDuplicate: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhost_orders_duplicate_total", Help: "(plugin, order) pairs skipped because they were already applied.",
+		}, []string{"plugin"}),
+		OrdersDeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhost_orders_dead_lettered_total", Help: "(plugin, order) pairs sent to the dead-letter stream.",
+		}, []string{"plugin", "reason"}),
+		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "eventhost_batch_orders", Help: "Orders per batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+		BatchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "eventhost_batch_seconds", Help: "Time to load, dispatch and apply one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}),
+		PluginRPCSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "eventhost_plugin_rpc_seconds", Help: "Duration of one Process call on a plugin.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 18),
+		}, []string{"plugin"}),
+		PluginErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhost_plugin_errors_total", Help: "Failed Process calls by kind (crash, timeout, protocol).",
+		}, []string{"plugin", "kind"}),
+		PluginRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhost_plugin_restarts_total", Help: "Plugin process relaunches.",
+		}, []string{"plugin"}),
+		PluginUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eventhost_plugin_up", Help: "1 while the plugin's process answers, 0 while it is down or disabled.",
+		}, []string{"plugin"}),
+		RedisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhost_redis_errors_total", Help: "Redis operations that failed (and were retried).",
+		}, []string{"op"}),
+		Reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventhost_pubsub_reconnects_total", Help: "Pub/Sub resubscriptions after a lost connection.",
+		}),
+	}
+	m.Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.OrdersReceived, m.OrdersLoaded, m.OrdersRejected, m.OrdersProcessed, m.OrdersDuplicate,
+		m.OrdersDeadLettered, m.BatchSize, m.BatchSeconds, m.PluginRPCSeconds, m.PluginErrors,
+		m.PluginRestarts, m.PluginUp, m.RedisErrors, m.Reconnects,
+	)
+	return m
+}

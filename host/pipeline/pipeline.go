@@ -1,0 +1,239 @@
+// Package pipeline moves order ids through the host: it gathers them into
+// batches, loads the batch (one pipelined round trip), dispatches it to the
+// plugins and applies the outcome in one atomic step, retrying Redis failures
+// so that an outage delays orders instead of losing them.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/apply"
+	"github.com/eventhost/eventhost/host/deadletter"
+	"github.com/eventhost/eventhost/host/dispatch"
+	"github.com/eventhost/eventhost/host/metrics"
+	"github.com/eventhost/eventhost/host/orders"
+)
+
+// Pipeline processes batches of order ids.
+type Pipeline struct {
+	loader     *orders.Loader
+	dispatcher *dispatch.Dispatcher
+	applier    *apply.Applier
+	metrics    *metrics.Metrics
+	logger     hclog.Logger
+	maxOrders  int
+	maxWait    time.Duration
+}
+
+// New wires a pipeline. maxOrders and maxWait bound a batch: it is sent when
+// it holds maxOrders ids or its first id has waited maxWait.
+func New(l *orders.Loader, d *dispatch.Dispatcher, a *apply.Applier, m *metrics.Metrics, logger hclog.Logger, maxOrders int, maxWait time.Duration) *Pipeline {
+	return &Pipeline{loader: l, dispatcher: d, applier: a, metrics: m, logger: logger, maxOrders: maxOrders, maxWait: maxWait}
+}
+
+// Run batches ids from in until in is closed and drained, so ids already
+// received are finished on shutdown. ctx is the hard stop: when it ends, Run
+// returns at once, abandoning the batch in flight (its effects were either
+// applied atomically or not at all).
+func (p *Pipeline) Run(ctx context.Context, in <-chan orders.Ref) error {
+	batch := make([]orders.Ref, 0, p.maxOrders)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		batch = batch[:0]
+		ref, ok := <-in
+		if !ok {
+			return nil
+		}
+		batch = append(batch, ref)
+		timer.Reset(p.maxWait)
+	fill:
+		for len(batch) < p.maxOrders {
+			select {
+			case ref, ok := <-in:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, ref)
+			case <-timer.C:
+				break fill
+			}
+		}
+		timer.Stop()
+		if err := p.Process(ctx, batch); err != nil {
+			return err
+		}
+	}
+}
+
+// Process takes one batch of ids all the way to Redis. It returns an error
+// only when ctx ends first.
+func (p *Pipeline) Process(ctx context.Context, refs []orders.Ref) error {
+	start := time.Now()
+	p.metrics.BatchSize.Observe(float64(len(refs)))
+	for _, r := range refs {
+		p.metrics.OrdersReceived.WithLabelValues(r.Channel).Inc()
+	}
+	var loaded []orders.Loaded
+	var rejected []orders.Rejected
+	err := p.retry(ctx, "load", func() error {
+		var err error
+		loaded, rejected, err = p.loader.Load(ctx, refs)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, l := range loaded {
+		p.metrics.OrdersLoaded.WithLabelValues(l.Order.Channel).Inc()
+	}
+	b, err := p.dispatcher.Dispatch(ctx, loaded)
+	if err != nil {
+		return err
+	}
+	for _, r := range rejected {
+		p.logger.Warn("order rejected", "id", r.ID, "channel", r.Channel, "reason", r.Reason)
+		p.metrics.OrdersRejected.WithLabelValues(r.Channel).Inc()
+		b.DeadLetters = append(b.DeadLetters, deadletter.Entry{OrderID: r.ID, Channel: r.Channel, Reason: r.Reason, Attempts: 1})
+	}
+	if err := p.apply(ctx, b); err != nil {
+		return err
+	}
+	p.metrics.BatchSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// apply writes b, moving writes that cannot land into dead letters: those
+// whose key holds another type (nothing is written then, so the rest is
+// retried), orders deleted since they were loaded, and effects Redis refused.
+func (p *Pipeline) apply(ctx context.Context, b apply.Batch) error {
+	for {
+		var res apply.Result
+		err := p.retry(ctx, "apply", func() error {
+			var err error
+			res, err = p.applier.Apply(ctx, b)
+			return err
+		})
+		var conflict *apply.TypeConflictError
+		if errors.As(err, &conflict) {
+			b = divert(b, conflict)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var follow apply.Batch
+		for i, st := range res.Statuses {
+			w := b.Writes[i]
+			switch st {
+			case apply.Applied:
+				p.metrics.OrdersProcessed.WithLabelValues(w.Plugin).Inc()
+			case apply.AlreadyDone:
+				p.metrics.OrdersDuplicate.WithLabelValues(w.Plugin).Inc()
+			case apply.Vanished:
+				follow.DeadLetters = append(follow.DeadLetters, letter(w, "order hash was deleted before its effects were applied"))
+			}
+		}
+		for _, f := range res.Failures {
+			w := b.Writes[f.Write]
+			e := w.Effects[f.Effect]
+			follow.DeadLetters = append(follow.DeadLetters, letter(w,
+				fmt.Sprintf("partially applied: Redis refused effect %d (%s %s): %s; the other effects landed", f.Effect+1, e.Command, e.Key, f.Err)))
+		}
+		for _, d := range b.DeadLetters {
+			p.countDead(d)
+		}
+		if len(follow.DeadLetters) == 0 {
+			return nil
+		}
+		b = follow
+	}
+}
+
+func (p *Pipeline) countDead(d deadletter.Entry) {
+	reason := d.Reason
+	if i := strings.IndexAny(reason, ":"); i > 0 {
+		reason = reason[:i]
+	}
+	if d.Plugin == "" {
+		reason = "bad order"
+	}
+	p.metrics.OrdersDeadLettered.WithLabelValues(d.Plugin, reason).Inc()
+	p.logger.Warn("order dead-lettered", "id", d.OrderID, "plugin", d.Plugin, "reason", d.Reason)
+}
+
+// divert moves every write that touches the conflicting key to dead letters.
+func divert(b apply.Batch, c *apply.TypeConflictError) apply.Batch {
+	out := apply.Batch{DeadLetters: b.DeadLetters}
+	for _, w := range b.Writes {
+		touches := false
+		for _, e := range w.Effects {
+			touches = touches || e.Key == c.Key
+		}
+		if touches {
+			out.DeadLetters = append(out.DeadLetters, letter(w, "refused effect: "+c.Error()))
+			continue
+		}
+		out.Writes = append(out.Writes, w)
+	}
+	return out
+}
+
+func letter(w apply.Write, reason string) deadletter.Entry {
+	return deadletter.Entry{OrderID: w.OrderID, Channel: w.Channel, Plugin: w.Plugin, Reason: reason, Attempts: 1}
+}
+
+// retry runs op until it succeeds, fails in a way a retry cannot fix, or ctx
+// ends. Connection failures are retried with backoff: Redis restarting must
+// delay orders, not drop them.
+func (p *Pipeline) retry(ctx context.Context, what string, op func() error) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 20 * time.Millisecond
+	b.MaxInterval = 2 * time.Second
+	b.MaxElapsedTime = 0
+	for {
+		err := op()
+		if err == nil || !Retriable(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.metrics.RedisErrors.WithLabelValues(what).Inc()
+		wait := b.NextBackOff()
+		p.logger.Error("redis operation failed; retrying", "op", what, "error", err, "retry_in", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Retriable reports whether err is Redis being unreachable or briefly
+// unable to serve, rather than a command that will always fail.
+func Retriable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		for _, p := range []string{"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "NOREPLICAS"} {
+			if strings.HasPrefix(msg, p) {
+				return true
+			}
+		}
+		return false
+	}
+	var conflict *apply.TypeConflictError
+	return !errors.As(err, &conflict)
+}

@@ -1,0 +1,199 @@
+// Package pluginhost runs plugin processes for the host: it checks and
+// launches a plugin binary through go-plugin, hands it its config, calls it
+// batch by batch, and relaunches it with backoff when it crashes or hangs.
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/hcl/v2"
+	"google.golang.org/grpc"
+
+	"github.com/eventhost/eventhost/host/config"
+	"github.com/eventhost/eventhost/sdk"
+	"github.com/eventhost/eventhost/sdk/client"
+)
+
+// process is one running plugin process.
+type process struct {
+	client *plugin.Client
+	rpc    *client.Client
+}
+
+func (p *process) kill() {
+	if p != nil && p.client != nil {
+		p.client.Kill()
+	}
+}
+
+// CheckBinary returns why the binary at path cannot be launched: missing, not
+// a regular executable file, or not matching its sha256 pin.
+func CheckBinary(name, path, pin string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("plugin %s: binary %s: %w", name, path, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("plugin %s: binary %s is not an executable file (mode %s)", name, path, fi.Mode())
+	}
+	if pin == "" {
+		return nil
+	}
+	got, err := fileSHA256(path)
+	if err != nil {
+		return fmt.Errorf("plugin %s: %w", name, err)
+	}
+	if got != pin {
+		return fmt.Errorf("plugin %s: binary %s has sha256 %s, but the config pins %s", name, path, got, pin)
+	}
+	return nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// start launches the plugin binary and connects to it. socketDir holds the
+// plugin's Unix socket; it should be private to the host.
+func start(ctx context.Context, cfg config.Plugin, logger hclog.Logger, socketDir string) (*process, error) {
+	if err := CheckBinary(cfg.Name, cfg.Path, cfg.SHA256); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(cfg.Path)
+	cmd.SysProcAttr = childProcAttr()
+	cc := &plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake(),
+		Plugins:          plugin.PluginSet{sdk.PluginKey: &sdk.GRPCPlugin{}},
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Logger:           logger,
+		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: socketDir},
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdk.MaxMessageBytes))},
+	}
+	if cfg.SHA256 != "" {
+		sum, _ := hex.DecodeString(cfg.SHA256)
+		// Checked again by go-plugin right before exec, so a binary swapped
+		// after CheckBinary is still refused.
+		cc.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
+	pc := plugin.NewClient(cc)
+	p := &process{client: pc}
+	rpcClient, err := pc.Client()
+	if err != nil {
+		p.kill()
+		return nil, fmt.Errorf("plugin %s: start %s: %w", cfg.Name, cfg.Path, err)
+	}
+	raw, err := rpcClient.Dispense(sdk.PluginKey)
+	if err != nil {
+		p.kill()
+		return nil, fmt.Errorf("plugin %s: connect: %w", cfg.Name, err)
+	}
+	if p.rpc, err = client.FromDispensed(raw); err != nil {
+		p.kill()
+		return nil, fmt.Errorf("plugin %s: %w", cfg.Name, err)
+	}
+	return p, ctx.Err()
+}
+
+// Prepared is a plugin that was launched, described itself and accepted its
+// config.
+type Prepared struct {
+	Description sdk.Description
+	Values      map[string]any
+	proc        *process
+}
+
+// ConfigError carries the HCL diagnostics of a plugin's config block.
+type ConfigError struct {
+	Diags hcl.Diagnostics
+}
+
+func (e *ConfigError) Error() string { return e.Diags.Error() }
+
+// prepare launches the plugin, checks its description against the block,
+// decodes the block's config against the schema and configures it. A config
+// problem comes back as a *ConfigError with diagnostics at the offending
+// lines.
+func prepare(ctx context.Context, cfg config.Plugin, logger hclog.Logger, socketDir string) (*Prepared, error) {
+	proc, err := start(ctx, cfg, logger, socketDir)
+	if err != nil {
+		return nil, err
+	}
+	desc, err := proc.rpc.Describe(ctx)
+	if err != nil {
+		proc.kill()
+		return nil, fmt.Errorf("plugin %s: %w", cfg.Name, err)
+	}
+	if desc.Name != cfg.Name {
+		proc.kill()
+		return nil, &ConfigError{Diags: hcl.Diagnostics{{
+			Severity: hcl.DiagError, Summary: "Plugin name mismatch", Subject: &cfg.Range,
+			Detail: fmt.Sprintf("The block is plugin %q, but %s describes itself as %q.", cfg.Name, cfg.Path, desc.Name),
+		}}}
+	}
+	if len(desc.Keys) == 0 {
+		proc.kill()
+		return nil, fmt.Errorf("plugin %s: declares no key patterns, so it could write nothing", cfg.Name)
+	}
+	values, diags := config.DecodePluginConfig(cfg, desc.Config)
+	if diags.HasErrors() {
+		proc.kill()
+		return nil, &ConfigError{Diags: diags}
+	}
+	if err := configure(ctx, proc, cfg, values); err != nil {
+		proc.kill()
+		return nil, err
+	}
+	return &Prepared{Description: desc, Values: values, proc: proc}, nil
+}
+
+func configure(ctx context.Context, proc *process, cfg config.Plugin, values map[string]any) error {
+	fieldErrs, err := proc.rpc.Configure(ctx, values)
+	if err != nil {
+		return fmt.Errorf("plugin %s: %w", cfg.Name, err)
+	}
+	if len(fieldErrs) > 0 {
+		return &ConfigError{Diags: config.FieldErrorDiagnostics(cfg, fieldErrs)}
+	}
+	return nil
+}
+
+// Validate launches the plugin, checks its config block and stops it again,
+// processing nothing.
+func Validate(ctx context.Context, cfg config.Plugin, logger hclog.Logger, socketDir string) (sdk.Description, error) {
+	p, err := prepare(ctx, cfg, logger, socketDir)
+	if err != nil {
+		return sdk.Description{}, err
+	}
+	p.proc.kill()
+	return p.Description, nil
+}
+
+// AsConfigError returns the diagnostics in err, if it carries any.
+func AsConfigError(err error) (hcl.Diagnostics, bool) {
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return ce.Diags, true
+	}
+	return nil, false
+}

@@ -1,0 +1,60 @@
+// Package redisconn builds the Redis client from the config.
+package redisconn
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/config"
+)
+
+// New returns a client for c. It does no I/O: the first command connects.
+func New(c config.Redis) (*redis.Client, error) {
+	opt := &redis.Options{
+		Addr:        c.Address,
+		Username:    c.Username,
+		Password:    c.Password,
+		DB:          c.DB,
+		DialTimeout: c.DialTimeout,
+		// The apply step sends a whole batch in one script call; keep
+		// the default read timeout well above a big batch's run time.
+		ReadTimeout: 10 * c.DialTimeout,
+		// Retries are the pipeline's job, with backoff and logging.
+		MaxRetries: -1,
+	}
+	if c.TLS != nil {
+		tc, err := tlsConfig(c.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opt.TLSConfig = tc
+	}
+	return redis.NewClient(opt), nil
+}
+
+func tlsConfig(t *config.TLS) (*tls.Config, error) {
+	tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis tls: read ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("redis tls: ca_file %s holds no PEM certificate", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis tls: load cert_file/key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}

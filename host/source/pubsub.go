@@ -1,0 +1,106 @@
+// Package source delivers order ids from Redis to the pipeline.
+package source
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/metrics"
+	"github.com/eventhost/eventhost/host/orders"
+)
+
+// PubSub subscribes to Redis Pub/Sub channels. Pub/Sub is at-most-once:
+// what is published while the connection is down never arrives here (the
+// order hashes stay in Redis, though).
+type PubSub struct {
+	rdb      redis.UniversalClient
+	channels []string
+	logger   hclog.Logger
+	metrics  *metrics.Metrics
+	// OnSubscribed, when set, is called each time every channel is
+	// (re)subscribed; reconnect is false the first time.
+	OnSubscribed func(reconnect bool)
+}
+
+// NewPubSub returns a source for channels.
+func NewPubSub(rdb redis.UniversalClient, channels []string, logger hclog.Logger, m *metrics.Metrics) *PubSub {
+	return &PubSub{rdb: rdb, channels: channels, logger: logger, metrics: m}
+}
+
+// healthEvery is how long a silent connection may stay silent before it is
+// pinged: a dead TCP peer otherwise blocks the read forever.
+const healthEvery = 5 * time.Second
+
+// Run sends every id published on the channels to out until ctx ends, then
+// closes out. It reconnects and resubscribes by itself, forever.
+func (s *PubSub) Run(ctx context.Context, out chan<- orders.Ref) error {
+	defer close(out)
+	ps := s.rdb.Subscribe(ctx, s.channels...)
+	defer ps.Close()
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 50 * time.Millisecond
+	b.MaxInterval = 2 * time.Second
+	b.MaxElapsedTime = 0
+	subscribed := map[string]bool{}
+	everSubscribed, down := false, false
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, healthEvery)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			var nerr net.Error
+			if errors.As(err, &nerr) && nerr.Timeout() {
+				if perr := ps.Ping(ctx); perr == nil {
+					continue
+				}
+			}
+			if !down {
+				s.logger.Error("pubsub connection lost; reconnecting", "error", err)
+				down = true
+			}
+			s.metrics.RedisErrors.WithLabelValues("subscribe").Inc()
+			clear(subscribed)
+			select {
+			case <-time.After(b.NextBackOff()):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind != "subscribe" {
+				continue
+			}
+			subscribed[m.Channel] = true
+			if len(subscribed) < len(s.channels) {
+				continue
+			}
+			b.Reset()
+			down = false
+			if everSubscribed {
+				s.metrics.Reconnects.Inc()
+				s.logger.Info("resubscribed after reconnect", "channels", s.channels)
+			} else {
+				s.logger.Info("subscribed", "channels", s.channels)
+			}
+			if s.OnSubscribed != nil {
+				s.OnSubscribed(everSubscribed)
+			}
+			everSubscribed = true
+		case *redis.Message:
+			select {
+			case out <- orders.Ref{ID: m.Payload, Channel: m.Channel}:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
