@@ -1,6 +1,6 @@
 -- Applies one batch atomically. See apply.go (encode) for the layout:
 -- KEYS[1] is the dead-letter stream, other KEYS are the keys written.
--- ARGV: now_ms, dl_maxlen, #checks, (key_idx, type)*, #writes,
+-- ARGV: now_us (the done markers' value), dl_maxlen, #checks, (key_idx, type)*, #writes,
 --   (order_key_idx, marker, #effects, (command, key_idx, argc, arg*)*)*,
 --   #dead_letters, (#fields, field*)*
 -- Returns { statuses, failures }: per write 1 applied, 0 already done,

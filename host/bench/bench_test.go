@@ -1,0 +1,330 @@
+// Package bench measures eventhost end to end on a private redis-server:
+// throughput through the real binary and plugin processes against an
+// in-process reference that does the same work with the same batching but
+// calls the metric functions directly, latency from publish to applied
+// effects at a fixed rate, and the host's peak RSS. Run it with `make bench`.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/apply"
+	"github.com/eventhost/eventhost/host/dispatch"
+	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/host/internal/testbin"
+	"github.com/eventhost/eventhost/host/metrics"
+	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/pipeline"
+	"github.com/eventhost/eventhost/host/policy"
+	"github.com/eventhost/eventhost/host/publish"
+	"github.com/eventhost/eventhost/host/source"
+	customerinvoices "github.com/eventhost/eventhost/plugins/customer-invoices"
+	eventssummary "github.com/eventhost/eventhost/plugins/events-summary"
+	saleshistogram "github.com/eventhost/eventhost/plugins/sales-histogram"
+	"github.com/eventhost/eventhost/sdk"
+)
+
+const (
+	channel     = "purchase_orders"
+	orderPrefix = "purchase_order_details:"
+	maxOrders   = 512
+	maxWait     = 2 * time.Millisecond
+)
+
+var plugins = []string{"sales-histogram", "events-summary", "customer-invoices"}
+
+// histogramConfig is config.hcl's sales-histogram block, used on both sides.
+var histogramConfig = map[string]any{"counter": "u32", "overflow": "sat", "timezone": "UTC"}
+
+// runner is one way of processing orders: start it, and stop it after.
+type runner interface {
+	start(b *testing.B, addr string)
+	stop(b *testing.B)
+}
+
+// BenchmarkThroughput publishes orders as fast as possible and times publish
+// → every plugin's effects applied, through eventhost and through the
+// in-process reference, alternating on one Redis so both see the same
+// machine. It reports both rates and their ratio.
+func BenchmarkThroughput(b *testing.B) {
+	n := envInt("BENCH_ORDERS", 50000)
+	rounds := envInt("BENCH_ROUNDS", 3)
+	srv := redistest.Start(b)
+	rdb := srv.Client()
+	var hostRates, refRates []float64
+	var peakRSS int64
+	for i := 0; i < b.N*rounds; i++ {
+		for _, r := range []runner{&inProcess{}, &subprocess{}} {
+			rate := measure(b, rdb, srv.Addr, r, n, int64(i))
+			if sp, ok := r.(*subprocess); ok {
+				hostRates = append(hostRates, rate)
+				peakRSS = max(peakRSS, sp.peakRSS)
+			} else {
+				refRates = append(refRates, rate)
+			}
+		}
+	}
+	host, ref := median(hostRates), median(refRates)
+	b.ReportMetric(host, "eventhost-orders/s")
+	b.ReportMetric(ref, "reference-orders/s")
+	b.ReportMetric(host/ref, "ratio")
+	b.ReportMetric(float64(peakRSS)/(1<<20), "host-peak-RSS-MiB")
+	fmt.Printf("throughput (%d orders, median of %d rounds): eventhost %.0f orders/s, in-process reference %.0f orders/s, ratio %.2f; host peak RSS %.1f MiB\n",
+		n, rounds, host, ref, host/ref, float64(peakRSS)/(1<<20))
+}
+
+// BenchmarkLatency publishes at a fixed rate and reports the p50 and p99 of
+// publish → effects applied, through eventhost and through the reference.
+func BenchmarkLatency(b *testing.B) {
+	rate := envInt("BENCH_RATE", 2000)
+	seconds := envInt("BENCH_SECONDS", 5)
+	srv := redistest.Start(b)
+	rdb := srv.Client()
+	for i := 0; i < b.N; i++ {
+		for _, r := range []runner{&inProcess{}, &subprocess{}} {
+			name := "reference"
+			if _, ok := r.(*subprocess); ok {
+				name = "eventhost"
+			}
+			lat := measureLatency(b, rdb, srv.Addr, r, rate, seconds, int64(i))
+			p50, p99 := percentile(lat, 0.50), percentile(lat, 0.99)
+			b.ReportMetric(float64(p50.Microseconds())/1000, name+"-p50-ms")
+			b.ReportMetric(float64(p99.Microseconds())/1000, name+"-p99-ms")
+			fmt.Printf("latency at %d orders/s for %ds, %s: p50 %s, p99 %s (%d orders)\n", rate, seconds, name, p50, p99, len(lat))
+		}
+	}
+}
+
+func measure(b *testing.B, rdb *redis.Client, addr string, r runner, n int, seed int64) float64 {
+	ctx := context.Background()
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	r.start(b, addr)
+	defer r.stop(b)
+	pub := publish.NewPublisher(rdb, channel, orderPrefix)
+	start := time.Now()
+	published, err := pub.PublishMany(ctx, publish.NewGenerator(seed+1), n, 0, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	waitApplied(b, rdb, published[len(published)-1].ID)
+	return float64(n) / time.Since(start).Seconds()
+}
+
+func measureLatency(b *testing.B, rdb *redis.Client, addr string, r runner, rate, seconds int, seed int64) []time.Duration {
+	ctx := context.Background()
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	r.start(b, addr)
+	defer r.stop(b)
+	gen := publish.NewGenerator(seed + 100)
+	total := rate * seconds
+	sent := make([]string, 0, total)
+	interval := time.Second / time.Duration(rate)
+	next := time.Now()
+	for i := 0; i < total; i++ {
+		time.Sleep(time.Until(next))
+		next = next.Add(interval)
+		o := gen.Next()
+		p := rdb.Pipeline()
+		p.HSet(ctx, orderPrefix+o.ID, append(o.Fields(), "published_us", time.Now().UnixMicro())...)
+		p.Publish(ctx, channel, o.ID)
+		if _, err := p.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+		sent = append(sent, o.ID)
+	}
+	waitApplied(b, rdb, sent[len(sent)-1])
+	lat := make([]time.Duration, 0, total)
+	for _, id := range sent {
+		f := rdb.HGetAll(ctx, orderPrefix+id).Val()
+		pub, _ := strconv.ParseInt(f["published_us"], 10, 64)
+		var done int64
+		for _, p := range plugins {
+			d, _ := strconv.ParseInt(f[orders.DoneField(p)], 10, 64)
+			done = max(done, d)
+		}
+		lat = append(lat, time.Duration(done-pub)*time.Microsecond)
+	}
+	return lat
+}
+
+// waitApplied waits until order id carries every plugin's done marker. Ids on
+// one channel are applied in order, so the last one stands for all.
+func waitApplied(b *testing.B, rdb *redis.Client, id string) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		f := rdb.HGetAll(context.Background(), orderPrefix+id).Val()
+		done := 0
+		for _, p := range plugins {
+			if _, ok := f[orders.DoneField(p)]; ok {
+				done++
+			}
+		}
+		if done == len(plugins) {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("order %s not applied within 5 minutes", id)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// subprocess is the real thing: the eventhost binary and plugin processes.
+type subprocess struct {
+	cmd     *exec.Cmd
+	peakRSS int64
+}
+
+func (s *subprocess) start(b *testing.B, addr string) {
+	cfg := fmt.Sprintf(`
+redis { address = %q }
+source "pubsub" { channels = [%q] }
+plugin_dir = %q
+batch {
+  max_orders = %d
+  max_wait   = %q
+}
+log { level = "warn" }
+plugin "sales-histogram" {
+  config {
+    counter  = %q
+    overflow = %q
+    timezone = %q
+  }
+}
+plugin "events-summary" {}
+plugin "customer-invoices" {}
+`, addr, channel, testbin.PluginDir(b), maxOrders, maxWait.String(),
+		histogramConfig["counter"], histogramConfig["overflow"], histogramConfig["timezone"])
+	path := filepath.Join(b.TempDir(), "bench.hcl")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	s.cmd = exec.Command(testbin.Eventhost(b), "run", "-config", path)
+	s.cmd.Stderr = os.Stderr
+	if err := s.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	waitSubscribed(b, addr)
+}
+
+func (s *subprocess) stop(b *testing.B) {
+	s.peakRSS = peakRSS(s.cmd.Process.Pid)
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	_ = s.cmd.Wait()
+}
+
+// peakRSS reads VmHWM, the process' resident-set high-water mark, in bytes.
+func peakRSS(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// inProcess is the reference: the same source, loader, batching and atomic
+// apply, with the three metric functions called in process.
+type inProcess struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	rdb    *redis.Client
+}
+
+func (r *inProcess) start(b *testing.B, addr string) {
+	r.rdb = redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	hist := saleshistogram.New()
+	values, _ := sdk.WithDefaults(hist.Describe().Config, histogramConfig)
+	if err := hist.Configure(sdk.NewConfig(values)); err != nil {
+		b.Fatal(err)
+	}
+	reserved := []string{orderPrefix, orders.MarkerPrefix, "eventhost:deadletter"}
+	var targets []dispatch.Target
+	for _, p := range []sdk.Plugin{hist, eventssummary.New(), customerinvoices.New()} {
+		d := p.Describe()
+		targets = append(targets, dispatch.Target{
+			Processor: dispatch.Local{Plugin: p}, Channels: []string{channel},
+			Policy: policy.New(d.Name, d.Keys, reserved),
+		})
+	}
+	m := metrics.New()
+	logger := hclog.NewNullLogger()
+	loader := orders.NewLoader(r.rdb, orderPrefix)
+	pipe := pipeline.New(loader, dispatch.New(targets, loader.Key), apply.New(r.rdb, "eventhost:deadletter", 0), m, logger, maxOrders, maxWait)
+	src := source.NewPubSub(r.rdb, []string{channel}, logger, m)
+	subscribed := make(chan struct{})
+	src.OnSubscribed = func(reconnect bool) {
+		if !reconnect {
+			close(subscribed)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan struct{})
+	ids := make(chan orders.Ref, 1<<20)
+	go func() { _ = src.Run(ctx, ids) }()
+	go func() { defer close(r.done); _ = pipe.Run(context.Background(), ids) }()
+	<-subscribed
+}
+
+func (r *inProcess) stop(*testing.B) {
+	r.cancel()
+	<-r.done
+	_ = r.rdb.Close()
+}
+
+func waitSubscribed(b *testing.B, addr string) {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, _ := c.PubSubNumSub(context.Background(), channel).Result()
+		if n[channel] >= 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("eventhost did not subscribe within 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func percentile(ds []time.Duration, q float64) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(float64(len(s)-1)*q)]
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
