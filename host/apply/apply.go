@@ -121,7 +121,9 @@ func (a *Applier) Apply(ctx context.Context, b Batch) (Result, error) {
 func (a *Applier) encode(b Batch) ([]string, []any, error) {
 	keys := []string{a.dlStream}
 	index := map[string]int{a.dlStream: 1}
-	want := map[string]string{}
+	// The dead-letter stream is checked too: a key of another type there
+	// would fail the XADD after the effects had landed.
+	want := map[string]string{a.dlStream: "stream"}
 	keyIndex := func(k string) string {
 		i, ok := index[k]
 		if !ok {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -27,7 +28,7 @@ func DecodePluginConfig(p Plugin, fields []sdk.Field) (map[string]any, hcl.Diagn
 	if body == nil {
 		body = hcl.EmptyBody()
 	}
-	val, diags := hcldec.Decode(body, spec, evalContext(""))
+	val, diags := hcldec.Decode(body, spec, evalContext(filepath.Dir(p.Range.Filename)))
 	if diags.HasErrors() {
 		return nil, diags
 	}

@@ -124,7 +124,12 @@ func (p *Pipeline) apply(ctx context.Context, b apply.Batch) error {
 		})
 		var conflict *apply.TypeConflictError
 		if errors.As(err, &conflict) {
-			b = divert(b, conflict)
+			before := len(b.Writes)
+			if b = divert(b, conflict); len(b.Writes) == before {
+				// No write uses the key: it is eventhost's own (the
+				// dead-letter stream), and only the operator can fix it.
+				return fmt.Errorf("apply batch: %w", err)
+			}
 			continue
 		}
 		if err != nil {

@@ -1,0 +1,343 @@
+package apply_test
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/apply"
+	"github.com/eventhost/eventhost/host/deadletter"
+	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/sdk"
+)
+
+const dlStream = "eventhost:deadletter"
+
+func setup(t *testing.T, maxLen int64) (context.Context, *redis.Client, *apply.Applier) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test against redis-server; skipped with -short")
+	}
+	rdb := redistest.Start(t).Client()
+	return t.Context(), rdb, apply.New(rdb, dlStream, maxLen)
+}
+
+func orderKey(id string) string { return "purchase_order_details:" + id }
+
+// createOrder writes the hash of order id as a publisher would.
+func createOrder(t *testing.T, ctx context.Context, rdb *redis.Client, id string) {
+	t.Helper()
+	err := rdb.HSet(ctx, orderKey(id), "ts", "1700000000", "qty", "3", "cost", "12.5", "event", "rock", "who", "ann").Err()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func write(id, plugin string, effects ...sdk.Effect) apply.Write {
+	return apply.Write{OrderKey: orderKey(id), Marker: orders.DoneField(plugin), Effects: effects,
+		Plugin: plugin, OrderID: id, Channel: "purchase_orders"}
+}
+
+func eff(cmd, key string, args ...string) sdk.Effect {
+	return sdk.Effect{Command: cmd, Key: key, Args: args}
+}
+
+// dump returns every key but the order hashes and the dead-letter stream,
+// with its content, so tests can compare the whole written state.
+func dump(t *testing.T, ctx context.Context, rdb *redis.Client) map[string]any {
+	t.Helper()
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]any{}
+	for _, k := range keys {
+		if strings.HasPrefix(k, "purchase_order_details:") || k == dlStream {
+			continue
+		}
+		typ := rdb.Type(ctx, k).Val()
+		switch typ {
+		case "hash":
+			out[k] = rdb.HGetAll(ctx, k).Val()
+		case "set":
+			out[k] = rdb.SMembers(ctx, k).Val()
+		case "string":
+			out[k] = rdb.Get(ctx, k).Val()
+		default:
+			out[k] = typ
+		}
+	}
+	return out
+}
+
+func TestApplyWritesAndIsIdempotent(t *testing.T) {
+	ctx, rdb, a := setup(t, 0)
+	createOrder(t, ctx, rdb, "1")
+	createOrder(t, ctx, rdb, "2")
+	var summary, invoices sdk.Effects
+	summary.SAdd("sales:rock", "1")
+	summary.HIncrByFloat("sales_summary", "rock:total_sales", 12.5)
+	summary.HIncrBy("sales_summary", "rock:total_tickets_sold", 3)
+	invoices.SAdd("invoices:ann", "1")
+	batch := apply.Batch{Writes: []apply.Write{
+		write("1", "events-summary", summary.List()...),
+		write("1", "customer-invoices", invoices.List()...),
+		write("2", "counter", eff("INCRBY", "count", "3"), eff("BITFIELD", "hist", "INCRBY", "u8", "8", "3")),
+	}}
+	want := map[string]any{
+		"sales:rock":    []string{"1"},
+		"sales_summary": map[string]string{"rock:total_sales": "12.5", "rock:total_tickets_sold": "3"},
+		"invoices:ann":  []string{"1"},
+		"count":         "3",
+		"hist":          "\x00\x03",
+	}
+
+	// The done marker holds the apply time in microseconds (see apply.go).
+	before := time.Now().UnixMicro()
+	res, err := a.Apply(ctx, batch)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	after := time.Now().UnixMicro()
+	if want := []apply.Status{apply.Applied, apply.Applied, apply.Applied}; !reflect.DeepEqual(res.Statuses, want) || res.Failures != nil {
+		t.Fatalf("first Apply = %+v, want all Applied and no failures", res)
+	}
+	if got := dump(t, ctx, rdb); !reflect.DeepEqual(got, want) {
+		t.Errorf("after first Apply:\n got %#v\nwant %#v", got, want)
+	}
+	for _, w := range batch.Writes {
+		v, err := rdb.HGet(ctx, w.OrderKey, w.Marker).Result()
+		if err != nil {
+			t.Fatalf("marker %s of %s: %v", w.Marker, w.OrderKey, err)
+		}
+		if us, err := strconv.ParseInt(v, 10, 64); err != nil || us < before || us > after {
+			t.Errorf("marker %s = %q, want a unix time in µs between %d and %d", w.Marker, v, before, after)
+		}
+	}
+
+	res, err = a.Apply(ctx, batch)
+	if err != nil {
+		t.Fatalf("second Apply: %v", err)
+	}
+	if want := []apply.Status{apply.AlreadyDone, apply.AlreadyDone, apply.AlreadyDone}; !reflect.DeepEqual(res.Statuses, want) || res.Failures != nil {
+		t.Errorf("second Apply = %+v, want all AlreadyDone", res)
+	}
+	if got := dump(t, ctx, rdb); !reflect.DeepEqual(got, want) {
+		t.Errorf("the second Apply changed the data:\n got %#v\nwant %#v", got, want)
+	}
+}
+
+func TestApplyVanishedOrder(t *testing.T) {
+	ctx, rdb, a := setup(t, 0)
+	createOrder(t, ctx, rdb, "1")
+	res, err := a.Apply(ctx, apply.Batch{Writes: []apply.Write{
+		write("gone", "events-summary", eff("SADD", "sales:x", "gone"), eff("HINCRBY", "sales_summary", "x:total_tickets_sold", "1")),
+		write("1", "customer-invoices", eff("SADD", "invoices:ann", "1")),
+	}})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	if want := []apply.Status{apply.Vanished, apply.Applied}; !reflect.DeepEqual(res.Statuses, want) {
+		t.Errorf("statuses = %v, want %v", res.Statuses, want)
+	}
+	want := map[string]any{"invoices:ann": []string{"1"}}
+	if got := dump(t, ctx, rdb); !reflect.DeepEqual(got, want) {
+		t.Errorf("data = %#v, want only %#v", got, want)
+	}
+	if n := rdb.Exists(ctx, orderKey("gone")).Val(); n != 0 {
+		t.Errorf("the vanished order's hash was recreated (by its marker)")
+	}
+}
+
+func TestApplyTypeConflict(t *testing.T) {
+	tests := []struct {
+		name   string
+		before func(ctx context.Context, rdb *redis.Client) error
+		writes []apply.Write
+		want   apply.TypeConflictError
+	}{
+		{
+			name:   "key already holds another type",
+			before: func(ctx context.Context, rdb *redis.Client) error { return rdb.Set(ctx, "sales:x", "text", 0).Err() },
+			writes: []apply.Write{
+				write("1", "customer-invoices", eff("SADD", "invoices:ann", "1")),
+				write("1", "events-summary", eff("HINCRBY", "sales_summary", "x:total_tickets_sold", "1"), eff("SADD", "sales:x", "1")),
+			},
+			want: apply.TypeConflictError{Key: "sales:x", Have: "string", Want: "set"},
+		},
+		{
+			name:   "two effects of the batch disagree",
+			before: func(context.Context, *redis.Client) error { return nil },
+			writes: []apply.Write{
+				write("1", "a", eff("SADD", "k", "1")),
+				write("1", "b", eff("HINCRBY", "k", "f", "1")),
+			},
+			want: apply.TypeConflictError{Key: "k", Have: "set", Want: "hash"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, rdb, a := setup(t, 0)
+			createOrder(t, ctx, rdb, "1")
+			if err := tt.before(ctx, rdb); err != nil {
+				t.Fatal(err)
+			}
+			wantData := dump(t, ctx, rdb)
+			res, err := a.Apply(ctx, apply.Batch{
+				Writes:      tt.writes,
+				DeadLetters: []deadletter.Entry{{OrderID: "9", Channel: "c", Reason: "bad"}},
+			})
+			var tc *apply.TypeConflictError
+			if !errors.As(err, &tc) {
+				t.Fatalf("Apply = %+v, %v; want a *TypeConflictError", res, err)
+			}
+			if *tc != tt.want {
+				t.Errorf("conflict = %+v, want %+v", *tc, tt.want)
+			}
+			if got := dump(t, ctx, rdb); !reflect.DeepEqual(got, wantData) {
+				t.Errorf("the batch was partly written:\n got %#v\nwant %#v", got, wantData)
+			}
+			fields := rdb.HKeys(ctx, orderKey("1")).Val()
+			for _, f := range fields {
+				if strings.HasPrefix(f, orders.DonePrefix) {
+					t.Errorf("marker %s set despite the conflict", f)
+				}
+			}
+			if n := rdb.Exists(ctx, dlStream).Val(); n != 0 {
+				t.Errorf("dead letters written despite the conflict")
+			}
+		})
+	}
+}
+
+func TestApplyPartialFailure(t *testing.T) {
+	ctx, rdb, a := setup(t, 0)
+	createOrder(t, ctx, rdb, "1")
+	createOrder(t, ctx, rdb, "2")
+	res, err := a.Apply(ctx, apply.Batch{Writes: []apply.Write{
+		write("1", "ok", eff("SADD", "s:1", "1")),
+		write("2", "bad",
+			eff("SADD", "s:2", "2"),
+			eff("HSET", "h", "f", "text"),
+			eff("HINCRBY", "h", "f", "1"),
+			eff("HINCRBY", "h", "g", "5"),
+		),
+	}})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	if want := []apply.Status{apply.Applied, apply.Applied}; !reflect.DeepEqual(res.Statuses, want) {
+		t.Errorf("statuses = %v, want %v", res.Statuses, want)
+	}
+	if len(res.Failures) != 1 {
+		t.Fatalf("failures = %+v, want one", res.Failures)
+	}
+	f := res.Failures[0]
+	if f.Write != 1 || f.Effect != 2 || !strings.Contains(f.Err, "not an integer") {
+		t.Errorf("failure = %+v, want write 1 effect 2 with Redis' not-an-integer error", f)
+	}
+	// Redis scripts do not roll back: the write's other effects landed.
+	want := map[string]any{
+		"s:1": []string{"1"},
+		"s:2": []string{"2"},
+		"h":   map[string]string{"f": "text", "g": "5"},
+	}
+	if got := dump(t, ctx, rdb); !reflect.DeepEqual(got, want) {
+		t.Errorf("data:\n got %#v\nwant %#v", got, want)
+	}
+}
+
+func TestApplyDeadLetters(t *testing.T) {
+	ctx, rdb, a := setup(t, 0)
+	entries := []deadletter.Entry{
+		{OrderID: "7", Channel: "purchase_orders", Reason: "order hash purchase_order_details:7 does not exist", Attempts: 1},
+		{OrderID: "8", Channel: "vip", Plugin: "sales-histogram", Reason: "plugin crashed", Attempts: 3},
+	}
+	before := time.Now().UnixMilli()
+	res, err := a.Apply(ctx, apply.Batch{DeadLetters: entries})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	after := time.Now().UnixMilli()
+	if len(res.Statuses) != 0 || res.Failures != nil {
+		t.Errorf("result = %+v, want empty", res)
+	}
+	msgs, err := rdb.XRange(ctx, dlStream, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != len(entries) {
+		t.Fatalf("got %d dead letters, want %d", len(msgs), len(entries))
+	}
+	for i, m := range msgs {
+		e := entries[i]
+		ms, err := strconv.ParseInt(m.Values["time_ms"].(string), 10, 64)
+		if err != nil || ms < before || ms > after {
+			t.Errorf("entry %d time_ms = %v, want between %d and %d", i, m.Values["time_ms"], before, after)
+		}
+		delete(m.Values, "time_ms")
+		want := map[string]any{
+			"order_id": e.OrderID, "channel": e.Channel, "plugin": e.Plugin,
+			"reason": e.Reason, "attempts": strconv.Itoa(e.Attempts),
+		}
+		if !reflect.DeepEqual(m.Values, want) {
+			t.Errorf("entry %d = %v, want %v", i, m.Values, want)
+		}
+	}
+	got, err := deadletter.List(ctx, rdb, dlStream, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[1].Plugin != "sales-histogram" || got[1].Attempts != 3 || got[1].Time.IsZero() {
+		t.Errorf("deadletter.List decoded %+v", got[1])
+	}
+}
+
+func TestApplyDeadLettersWithMaxLen(t *testing.T) {
+	ctx, rdb, a := setup(t, 5)
+	for i := range 20 {
+		_, err := a.Apply(ctx, apply.Batch{DeadLetters: []deadletter.Entry{{OrderID: strconv.Itoa(i), Reason: "r", Attempts: 1}}})
+		if err != nil {
+			t.Fatalf("Apply %d: %v", i, err)
+		}
+	}
+	// MAXLEN ~ trims whole stream nodes only, so the exact length is up to
+	// Redis; the newest entry must be there.
+	msgs, err := rdb.XRevRangeN(ctx, dlStream, "+", "-", 1).Result()
+	if err != nil || len(msgs) != 1 || msgs[0].Values["order_id"] != "19" {
+		t.Errorf("newest dead letter = %v, %v; want order 19", msgs, err)
+	}
+	if n := rdb.XLen(ctx, dlStream).Val(); n < 5 || n > 20 {
+		t.Errorf("XLEN = %d, want between 5 and 20", n)
+	}
+}
+
+func TestApplyEmptyBatch(t *testing.T) {
+	ctx, rdb, a := setup(t, 0)
+	res, err := a.Apply(ctx, apply.Batch{})
+	if err != nil || res.Statuses != nil || res.Failures != nil {
+		t.Errorf("Apply(empty) = %+v, %v", res, err)
+	}
+	if n := rdb.DBSize(ctx).Val(); n != 0 {
+		t.Errorf("empty batch wrote %d keys", n)
+	}
+}
+
+func TestApplyRefusesUnknownCommand(t *testing.T) {
+	ctx, rdb, a := setup(t, 0)
+	createOrder(t, ctx, rdb, "1")
+	_, err := a.Apply(ctx, apply.Batch{Writes: []apply.Write{write("1", "p", eff("SADD", "s", "1"), eff("DEL", "s"))}})
+	if err == nil || !strings.Contains(err.Error(), "command not allowed") {
+		t.Errorf("Apply with DEL = %v, want a command-not-allowed error", err)
+	}
+	if n := rdb.Exists(ctx, "s").Val(); n != 0 {
+		t.Errorf("part of a refused batch was written")
+	}
+}

@@ -1,0 +1,499 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/eventhost/eventhost/host/config"
+	"github.com/eventhost/eventhost/sdk"
+)
+
+// parse writes nothing: it decodes src as if read from <dir>/eventhost.hcl,
+// so relative paths resolve against dir.
+func parse(t *testing.T, dir, src string) (*config.Config, hcl.Diagnostics) {
+	t.Helper()
+	return config.Parse(filepath.Join(dir, "eventhost.hcl"), []byte(src))
+}
+
+func mustParse(t *testing.T, dir, src string) *config.Config {
+	t.Helper()
+	cfg, diags := parse(t, dir, src)
+	if diags.HasErrors() {
+		t.Fatalf("Parse: %v", diags)
+	}
+	return cfg
+}
+
+func TestParseDefaults(t *testing.T) {
+	dir := t.TempDir()
+	cfg := mustParse(t, dir, `plugin "sales-histogram" {}`)
+	want := config.Plugin{
+		Name:          "sales-histogram",
+		Path:          filepath.Join(dir, "plugins", "eventhost-plugin-sales-histogram"),
+		Channels:      []string{"purchase_orders"},
+		Timeout:       10 * time.Second,
+		MaxAttempts:   3,
+		RestartLimit:  5,
+		RestartWindow: time.Minute,
+	}
+	tests := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{name: "filename", got: cfg.Filename, want: filepath.Join(dir, "eventhost.hcl")},
+		{name: "plugin dir", got: cfg.PluginDir, want: filepath.Join(dir, "plugins")},
+		{name: "order key prefix", got: cfg.OrderKeyPrefix, want: "purchase_order_details:"},
+		{name: "redis address", got: cfg.Redis.Address, want: "127.0.0.1:6379"},
+		{name: "redis dial timeout", got: cfg.Redis.DialTimeout, want: 5 * time.Second},
+		{name: "redis tls", got: cfg.Redis.TLS, want: (*config.TLS)(nil)},
+		{name: "source", got: cfg.Source, want: config.Source{Kind: "pubsub", Channels: []string{"purchase_orders"}}},
+		{name: "batch", got: cfg.Batch, want: config.Batch{MaxOrders: 512, MaxWait: 2 * time.Millisecond}},
+		{name: "dead letter", got: cfg.DeadLetter, want: config.DeadLetter{Stream: "eventhost:deadletter"}},
+		{name: "log", got: cfg.Log, want: config.Log{Level: "info"}},
+		{name: "metrics off", got: cfg.Metrics.Listen, want: ""},
+		{name: "one plugin", got: len(cfg.Plugins), want: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !reflect.DeepEqual(tt.got, tt.want) {
+				t.Errorf("got %#v, want %#v", tt.got, tt.want)
+			}
+		})
+	}
+	got := cfg.Plugins[0]
+	if got.Range.Start.Line != 1 || got.Range.Filename != filepath.Join(dir, "eventhost.hcl") {
+		t.Errorf("plugin range = %v, want line 1 of the file", got.Range)
+	}
+	got.Range, got.Body = hcl.Range{}, nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("plugin = %#v\nwant     %#v", got, want)
+	}
+}
+
+func TestParseSettings(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "two-newlines"), []byte("pw\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("EVENTHOST_TEST_ADDR", "10.0.0.1:6380")
+	t.Setenv("EVENTHOST_TEST_EMPTY", "")
+	tests := []struct {
+		name string
+		src  string
+		get  func(*config.Config) any
+		want any
+	}{
+		{
+			name: "explicit plugin path is relative to the config dir",
+			src:  `plugin "x" { path = "bin/my-plugin" }`,
+			get:  func(c *config.Config) any { return c.Plugins[0].Path },
+			want: filepath.Join(dir, "bin", "my-plugin"),
+		},
+		{
+			name: "absolute plugin path stays",
+			src:  `plugin "x" { path = "/opt/p" }`,
+			get:  func(c *config.Config) any { return c.Plugins[0].Path },
+			want: "/opt/p",
+		},
+		{
+			name: "plugin_dir is relative to the config dir",
+			src:  "plugin_dir = \"lib\"\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.Plugins[0].Path },
+			want: filepath.Join(dir, "lib", "eventhost-plugin-x"),
+		},
+		{
+			name: "env with a set variable",
+			src:  "redis { address = env(\"EVENTHOST_TEST_ADDR\", \"fallback:1\") }\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.Redis.Address },
+			want: "10.0.0.1:6380",
+		},
+		{
+			name: "env default for an unset variable",
+			src:  "redis { address = env(\"EVENTHOST_TEST_UNSET_VARIABLE\", \"fallback:1\") }\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.Redis.Address },
+			want: "fallback:1",
+		},
+		{
+			name: "env default for an empty variable",
+			src:  "redis { address = env(\"EVENTHOST_TEST_EMPTY\", \"fallback:1\") }\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.Redis.Address },
+			want: "fallback:1",
+		},
+		{
+			name: "env without default",
+			src:  "redis { password = env(\"EVENTHOST_TEST_ADDR\") }\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.Redis.Password },
+			want: "10.0.0.1:6380",
+		},
+		{
+			name: "env without default, unset, is empty",
+			src:  "redis { password = env(\"EVENTHOST_TEST_UNSET_VARIABLE\") }\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.Redis.Password },
+			want: "",
+		},
+		{
+			name: "file is relative to the config dir and loses its newline",
+			src:  "redis { password = file(\"secret\") }\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.Redis.Password },
+			want: "s3cret",
+		},
+		{
+			name: "file loses only one newline",
+			src:  "redis { password = file(\"two-newlines\") }\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.Redis.Password },
+			want: "pw\n",
+		},
+		{
+			name: "tls paths are relative to the config dir",
+			src:  "redis {\n tls {\n ca_file = \"ca.pem\"\n server_name = \"r\"\n }\n}\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return *c.Redis.TLS },
+			want: config.TLS{CAFile: filepath.Join(dir, "ca.pem"), ServerName: "r"},
+		},
+		{
+			name: "source channels and plugin subset",
+			src:  "source \"pubsub\" { channels = [\"a\", \"b\"] }\nplugin \"x\" { channels = [\"b\"] }\nplugin \"y\" {}",
+			get: func(c *config.Config) any {
+				return [][]string{c.Source.Channels, c.Plugins[0].Channels, c.Plugins[1].Channels}
+			},
+			want: [][]string{{"a", "b"}, {"b"}, {"a", "b"}},
+		},
+		{
+			name: "batch, dead letter, log, metrics",
+			src: "batch {\n max_orders = 64\n max_wait = \"5ms\"\n}\ndead_letter {\n stream = \"dl\"\n max_len = 1000\n}\n" +
+				"log {\n level = \"debug\"\n format = \"json\"\n}\nmetrics { listen = \":9090\" }\nplugin \"x\" {}",
+			get: func(c *config.Config) any { return []any{c.Batch, c.DeadLetter, c.Log, c.Metrics} },
+			want: []any{config.Batch{MaxOrders: 64, MaxWait: 5 * time.Millisecond}, config.DeadLetter{Stream: "dl", MaxLen: 1000},
+				config.Log{Level: "debug", JSON: true}, config.Metrics{Listen: ":9090"}},
+		},
+		{
+			name: "plugin settings",
+			src: "plugin \"x\" {\n timeout = \"250ms\"\n sha256 = \"" + strings.Repeat("ab", 32) + "\"\n max_attempts = 7\n" +
+				" restart_limit = 2\n restart_window = \"30s\"\n}",
+			get: func(c *config.Config) any {
+				p := c.Plugins[0]
+				return []any{p.Timeout, p.SHA256, p.MaxAttempts, p.RestartLimit, p.RestartWindow}
+			},
+			want: []any{250 * time.Millisecond, strings.Repeat("ab", 32), 7, 2, 30 * time.Second},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := mustParse(t, dir, tt.src)
+			if got := tt.get(cfg); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %#v, want %#v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name     string
+		src      string
+		wantLine int // 0: the diagnostic has no subject
+		want     string
+		wantErrs int // 0 means 1
+	}{
+		{
+			name:     "bad plugin timeout",
+			src:      "plugin \"x\" {\n  channels = [\"purchase_orders\"]\n  timeout = \"soon\"\n}",
+			wantLine: 3, want: `timeout = "soon" is not a positive duration`,
+		},
+		{
+			name:     "negative batch max_wait",
+			src:      "batch {\n max_wait = \"-1s\"\n}\nplugin \"x\" {}",
+			wantLine: 2, want: `max_wait = "-1s" is not a positive duration`,
+		},
+		{
+			name:     "bad redis dial_timeout",
+			src:      "redis {\n address = \"r:1\"\n\n dial_timeout = \"10\"\n}\nplugin \"x\" {}",
+			wantLine: 4, want: `dial_timeout = "10"`,
+		},
+		{
+			name:     "bad sha256",
+			src:      "plugin \"x\" {\n\n  sha256 = \"ABC\"\n}",
+			wantLine: 3, want: "sha256 must be 64 lowercase hexadecimal digits",
+		},
+		{
+			name:     "uppercase sha256",
+			src:      "plugin \"x\" {\n  sha256 = \"" + strings.Repeat("AB", 32) + "\"\n}",
+			wantLine: 2, want: "sha256 must be 64 lowercase hexadecimal digits",
+		},
+		{
+			name:     "unknown channel on a plugin",
+			src:      "source \"pubsub\" {\n  channels = [\"a\"]\n}\nplugin \"x\" {\n  channels = [\"b\"]\n}",
+			wantLine: 5, want: `listens on "b", which the source does not subscribe to`,
+		},
+		{
+			name:     "duplicate plugin",
+			src:      "plugin \"x\" {}\n\nplugin \"y\" {}\nplugin \"x\" {\n}",
+			wantLine: 4, want: `Plugin "x" is configured twice`,
+		},
+		{
+			name:     "no plugins",
+			src:      "redis {\n address = \"r:1\"\n}",
+			wantLine: 0, want: "Add at least one plugin block",
+		},
+		{
+			name:     "unknown source kind",
+			src:      "plugin \"x\" {}\nsource \"kafka\" {}",
+			wantLine: 2, want: `source "kafka" is not a known kind`,
+		},
+		{
+			name:     "duplicate source",
+			src:      "source \"pubsub\" {}\nsource \"pubsub\" {}\nplugin \"x\" {}",
+			wantLine: 2, want: "Only one source block is allowed",
+		},
+		{
+			name:     "unknown top-level attribute",
+			src:      "plugin \"x\" {}\n\nredis_adress = \"r:1\"",
+			wantLine: 3, want: `"redis_adress" is not expected here`,
+		},
+		{
+			name:     "unknown plugin attribute",
+			src:      "plugin \"x\" {\n  pathh = \"p\"\n}",
+			wantLine: 2, want: `"pathh" is not expected here`,
+		},
+		{
+			name:     "bad log format",
+			src:      "plugin \"x\" {}\nlog {\n  level = \"info\"\n  format = \"xml\"\n}",
+			wantLine: 4, want: `format "xml" is not text or json`,
+		},
+		{
+			name:     "batch max_orders 0",
+			src:      "plugin \"x\" {}\nbatch {\n  max_orders = 0\n}",
+			wantLine: 3, want: "max_orders must be at least 1",
+		},
+		{
+			name:     "max_attempts 0",
+			src:      "plugin \"x\" {\n  max_attempts = 0\n}",
+			wantLine: 2, want: "max_attempts must be at least 1",
+		},
+		{
+			name:     "file() of a missing file",
+			src:      "plugin \"x\" {}\nredis {\n  password = file(\"nope\")\n}",
+			wantLine: 3, want: "read nope", wantErrs: 2, // HCL adds an "Unsuitable value" for the failed call
+		},
+		{
+			name:     "syntax error",
+			src:      "plugin \"x\" {\n  path = \n}",
+			wantLine: 2, want: "",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, diags := parse(t, dir, tt.src)
+			if !diags.HasErrors() {
+				t.Fatalf("Parse accepted it: %+v", cfg)
+			}
+			if cfg != nil {
+				t.Errorf("Parse returned a config with errors")
+			}
+			d := diags.Errs()[0].(*hcl.Diagnostic)
+			wantErrs := max(tt.wantErrs, 1)
+			if len(diags.Errs()) != wantErrs {
+				t.Errorf("got %d errors, want %d: %v", len(diags.Errs()), wantErrs, diags)
+			}
+			if msg := d.Summary + ": " + d.Detail; !strings.Contains(msg, tt.want) {
+				t.Errorf("diagnostic %q does not contain %q", msg, tt.want)
+			}
+			if tt.wantLine == 0 {
+				if d.Subject != nil {
+					t.Errorf("diagnostic has subject %v, want none", d.Subject)
+				}
+				return
+			}
+			if d.Subject == nil {
+				t.Fatalf("diagnostic %q has no subject, want line %d", d.Summary, tt.wantLine)
+			}
+			if d.Subject.Start.Line != tt.wantLine {
+				t.Errorf("diagnostic %q at line %d, want line %d", d.Summary, d.Subject.Start.Line, tt.wantLine)
+			}
+			if d.Subject.Filename != filepath.Join(dir, "eventhost.hcl") {
+				t.Errorf("diagnostic names file %q", d.Subject.Filename)
+			}
+		})
+	}
+}
+
+// pluginSchema is a schema like the ones plugins describe.
+var pluginSchema = []sdk.Field{
+	{Name: "counter", Type: sdk.TypeString, Default: "u8"},
+	{Name: "limit", Type: sdk.TypeNumber},
+	{Name: "enabled", Type: sdk.TypeBool},
+	{Name: "tags", Type: sdk.TypeStringList},
+	{Name: "token", Type: sdk.TypeString, Required: true},
+}
+
+func TestDecodePluginConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want map[string]any
+	}{
+		{
+			name: "all types",
+			src: "plugin \"x\" {\n  config {\n    counter = \"u32\"\n    limit = 2.5\n    enabled = true\n" +
+				"    tags = [\"a\", \"b\"]\n    token = \"t\"\n  }\n}",
+			want: map[string]any{"counter": "u32", "limit": 2.5, "enabled": true, "tags": []string{"a", "b"}, "token": "t"},
+		},
+		{
+			name: "absent optional fields are left out for the plugin's defaults",
+			src:  "plugin \"x\" {\n  config {\n    token = \"t\"\n  }\n}",
+			want: map[string]any{"token": "t"},
+		},
+		{
+			name: "numbers convert from strings as HCL does",
+			src:  "plugin \"x\" {\n  config {\n    token = \"t\"\n    limit = \"3\"\n  }\n}",
+			want: map[string]any{"token": "t", "limit": 3.0},
+		},
+		{
+			name: "env in plugin config",
+			src:  "plugin \"x\" {\n  config {\n    token = env(\"EVENTHOST_TEST_TOKEN\")\n  }\n}",
+			want: map[string]any{"token": "from-env"},
+		},
+	}
+	t.Setenv("EVENTHOST_TEST_TOKEN", "from-env")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := mustParse(t, t.TempDir(), tt.src)
+			got, diags := config.DecodePluginConfig(cfg.Plugins[0], pluginSchema)
+			if diags.HasErrors() {
+				t.Fatalf("DecodePluginConfig: %v", diags)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("values = %#v, want %#v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecodePluginConfigNoBlock(t *testing.T) {
+	cfg := mustParse(t, t.TempDir(), `plugin "x" {}`)
+	got, diags := config.DecodePluginConfig(cfg.Plugins[0], pluginSchema[:1])
+	if diags.HasErrors() || len(got) != 0 {
+		t.Errorf("DecodePluginConfig without a config block = %v, %v; want no values and no errors", got, diags)
+	}
+	_, diags = config.DecodePluginConfig(cfg.Plugins[0], pluginSchema)
+	if !diags.HasErrors() || !strings.Contains(diags.Error(), `"token" is required`) {
+		t.Errorf("required field without a config block: %v, want a missing-argument error", diags)
+	}
+}
+
+func TestDecodePluginConfigErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		src      string
+		wantLine int
+		want     string
+	}{
+		{
+			name:     "required missing",
+			src:      "plugin \"x\" {\n  config {\n    counter = \"u8\"\n  }\n}",
+			wantLine: 2, want: `The argument "token" is required`,
+		},
+		{
+			name:     "unknown attribute",
+			src:      "plugin \"x\" {\n  config {\n    token = \"t\"\n\n    countr = \"u8\"\n  }\n}",
+			wantLine: 5, want: `"countr" is not expected here`,
+		},
+		{
+			name:     "wrong type: string for bool",
+			src:      "plugin \"x\" {\n  config {\n    token = \"t\"\n    enabled = \"maybe\"\n  }\n}",
+			wantLine: 4, want: "Incorrect attribute value type",
+		},
+		{
+			name:     "wrong type: list for string",
+			src:      "plugin \"x\" {\n  config {\n    token = [\"t\"]\n  }\n}",
+			wantLine: 3, want: "Incorrect attribute value type",
+		},
+		{
+			name:     "wrong type: string for number",
+			src:      "plugin \"x\" {\n  config {\n    token = \"t\"\n    limit = \"lots\"\n  }\n}",
+			wantLine: 4, want: "Incorrect attribute value type",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := mustParse(t, t.TempDir(), tt.src)
+			got, diags := config.DecodePluginConfig(cfg.Plugins[0], pluginSchema)
+			if !diags.HasErrors() {
+				t.Fatalf("DecodePluginConfig accepted it: %v", got)
+			}
+			d := diags.Errs()[0].(*hcl.Diagnostic)
+			if msg := d.Summary + ": " + d.Detail; !strings.Contains(msg, tt.want) {
+				t.Errorf("diagnostic %q does not contain %q", msg, tt.want)
+			}
+			if d.Subject == nil || d.Subject.Start.Line != tt.wantLine {
+				t.Errorf("diagnostic %q at %v, want line %d", d.Summary, d.Subject, tt.wantLine)
+			}
+		})
+	}
+}
+
+func TestDecodePluginConfigBrokenSchema(t *testing.T) {
+	cfg := mustParse(t, t.TempDir(), "\nplugin \"x\" {}")
+	_, diags := config.DecodePluginConfig(cfg.Plugins[0], []sdk.Field{{Name: "f", Type: sdk.FieldType(99)}})
+	if !diags.HasErrors() || diags[0].Summary != "Broken plugin schema" || diags[0].Subject.Start.Line != 2 {
+		t.Errorf("unknown field type: %v, want Broken plugin schema at line 2", diags)
+	}
+}
+
+// file() in a plugin's config block should read relative to the config
+// file's directory, as it does everywhere else in the file.
+func TestDecodePluginConfigFileRelativeToConfigDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := mustParse(t, dir, "plugin \"x\" {\n  config {\n    token = file(\"token\")\n  }\n}")
+	got, diags := config.DecodePluginConfig(cfg.Plugins[0], pluginSchema)
+	if diags.HasErrors() {
+		t.Fatalf("DecodePluginConfig: %v", diags)
+	}
+	if got["token"] != "tok" {
+		t.Errorf("token = %q, want tok", got["token"])
+	}
+}
+
+func TestFieldErrorDiagnostics(t *testing.T) {
+	src := "plugin \"sales-histogram\" {\n  config {\n    counter = \"u99\"\n\n    timezone = \"Mars/Olympus\"\n  }\n}"
+	tests := []struct {
+		name     string
+		errs     []sdk.FieldError
+		wantLine []int
+	}{
+		{name: "named attribute", errs: []sdk.FieldError{{Field: "timezone", Message: "unknown time zone"}}, wantLine: []int{5}},
+		{name: "two attributes", errs: []sdk.FieldError{{Field: "counter", Message: "c"}, {Field: "timezone", Message: "t"}}, wantLine: []int{3, 5}},
+		{name: "no field: the plugin block", errs: []sdk.FieldError{{Message: "whole config is wrong"}}, wantLine: []int{1}},
+		{name: "field not in the block: the config block", errs: []sdk.FieldError{{Field: "overflow", Message: "o"}}, wantLine: []int{2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := mustParse(t, t.TempDir(), src)
+			diags := config.FieldErrorDiagnostics(cfg.Plugins[0], tt.errs)
+			if len(diags) != len(tt.wantLine) {
+				t.Fatalf("got %d diagnostics, want %d", len(diags), len(tt.wantLine))
+			}
+			for i, d := range diags {
+				if d.Severity != hcl.DiagError || d.Detail != tt.errs[i].Message || !strings.Contains(d.Summary, `"sales-histogram"`) {
+					t.Errorf("diagnostic %d = %+v", i, d)
+				}
+				if d.Subject == nil || d.Subject.Start.Line != tt.wantLine[i] {
+					t.Errorf("diagnostic %d at %v, want line %d", i, d.Subject, tt.wantLine[i])
+				}
+			}
+		})
+	}
+}

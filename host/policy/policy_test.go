@@ -1,0 +1,148 @@
+package policy_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/eventhost/eventhost/host/policy"
+	"github.com/eventhost/eventhost/sdk"
+)
+
+// reserved is what the daemon passes: the order hash prefix, eventhost's
+// marker prefix and the dead-letter stream.
+var reserved = []string{"purchase_order_details:", "eventhost:", "eventhost:deadletter"}
+
+func TestCheck(t *testing.T) {
+	patterns := []string{"m:*", "sales_summary"}
+	eff := func(cmd, key string, args ...string) sdk.Effect {
+		return sdk.Effect{Command: cmd, Key: key, Args: args}
+	}
+	tests := []struct {
+		name     string
+		patterns []string
+		effect   sdk.Effect
+		wantErr  string // "" means allowed
+	}{
+		// Every allowed command with good arguments.
+		{name: "HINCRBY", effect: eff("HINCRBY", "m:h", "f", "-5")},
+		{name: "HINCRBYFLOAT", effect: eff("HINCRBYFLOAT", "m:h", "f", "12.5")},
+		{name: "HINCRBYFLOAT exponent", effect: eff("HINCRBYFLOAT", "m:h", "f", "1e3")},
+		{name: "HSET one pair", effect: eff("HSET", "m:h", "f", "v")},
+		{name: "HSET two pairs", effect: eff("HSET", "m:h", "f", "v", "g", "w")},
+		{name: "SADD", effect: eff("SADD", "m:s", "a", "b")},
+		{name: "ZINCRBY", effect: eff("ZINCRBY", "m:z", "0.5", "member")},
+		{name: "PFADD", effect: eff("PFADD", "m:p", "x")},
+		{name: "INCRBY", effect: eff("INCRBY", "m:c", "3")},
+		{name: "BITFIELD INCRBY", effect: eff("BITFIELD", "m:b", "INCRBY", "u8", "8", "1")},
+		{name: "BITFIELD OVERFLOW SAT INCRBY", effect: eff("BITFIELD", "m:b", "OVERFLOW", "SAT", "INCRBY", "u32", "64", "1")},
+		{name: "BITFIELD SET with # offset", effect: eff("BITFIELD", "m:b", "SET", "i64", "#2", "-7")},
+		{name: "BITFIELD u63", effect: eff("BITFIELD", "m:b", "INCRBY", "u63", "0", "1")},
+		{name: "BITFIELD i64", effect: eff("BITFIELD", "m:b", "INCRBY", "i64", "0", "1")},
+		{name: "XADD", effect: eff("XADD", "m:x", "*", "a", "1")},
+		{name: "XADD MAXLEN ~", effect: eff("XADD", "m:x", "MAXLEN", "~", "100", "*", "a", "1", "b", "2")},
+		{name: "XADD MAXLEN exact", effect: eff("XADD", "m:x", "MAXLEN", "100", "*", "a", "1")},
+		{name: "exact pattern", effect: eff("HINCRBY", "sales_summary", "e:total_tickets_sold", "1")},
+
+		// Commands outside the allowlist.
+		{name: "DEL", effect: eff("DEL", "m:x"), wantErr: `command "DEL" is not allowed`},
+		{name: "FLUSHALL", effect: eff("FLUSHALL", "m:x"), wantErr: `command "FLUSHALL" is not allowed`},
+		{name: "EVAL", effect: eff("EVAL", "m:x", "return 1", "0"), wantErr: `command "EVAL" is not allowed`},
+		{name: "GET", effect: eff("GET", "m:x"), wantErr: `command "GET" is not allowed`},
+		{name: "lowercase sadd", effect: eff("sadd", "m:x", "a"), wantErr: `command "sadd" is not allowed`},
+
+		// Keys.
+		{name: "empty key", effect: eff("SADD", "", "a"), wantErr: "empty key"},
+		{name: "key outside patterns", effect: eff("SADD", "other:x", "a"), wantErr: "outside the plugin's patterns"},
+		{name: "exact pattern is not a prefix", effect: eff("HINCRBY", "sales_summary2", "f", "1"), wantErr: "outside the plugin's patterns"},
+		{name: "order hash refused under *", patterns: []string{"*"},
+			effect: eff("HSET", "purchase_order_details:1", "qty", "0"), wantErr: `keys starting with "purchase_order_details:" are reserved`},
+		{name: "marker key refused under *", patterns: []string{"*"},
+			effect: eff("SADD", "eventhost:x", "a"), wantErr: `keys starting with "eventhost:" are reserved`},
+		{name: "dead-letter stream refused under *", patterns: []string{"*"},
+			effect: eff("XADD", "eventhost:deadletter", "*", "a", "1"), wantErr: "reserved for eventhost"},
+		{name: "order hash refused by explicit pattern", patterns: []string{"purchase_order_details:*"},
+			effect: eff("HSET", "purchase_order_details:1", "f", "v"), wantErr: "reserved for eventhost"},
+		{name: "anything else allowed under *", patterns: []string{"*"}, effect: eff("SADD", "purchase_orders", "a")},
+
+		// Bad arguments.
+		{name: "HINCRBY non-integer", effect: eff("HINCRBY", "m:h", "f", "1.5"), wantErr: `"1.5" is not a 64-bit integer`},
+		{name: "HINCRBY text", effect: eff("HINCRBY", "m:h", "f", "abc"), wantErr: "is not a 64-bit integer"},
+		{name: "HINCRBY missing increment", effect: eff("HINCRBY", "m:h", "f"), wantErr: "got 1 arguments"},
+		{name: "HINCRBYFLOAT inf", effect: eff("HINCRBYFLOAT", "m:h", "f", "inf"), wantErr: `"inf" is not a finite number`},
+		{name: "HINCRBYFLOAT nan", effect: eff("HINCRBYFLOAT", "m:h", "f", "nan"), wantErr: `"nan" is not a finite number`},
+		{name: "HINCRBYFLOAT text", effect: eff("HINCRBYFLOAT", "m:h", "f", "x"), wantErr: "is not a finite number"},
+		{name: "ZINCRBY nan", effect: eff("ZINCRBY", "m:z", "NaN", "m"), wantErr: "is not a finite number"},
+		{name: "INCRBY float", effect: eff("INCRBY", "m:c", "1.0"), wantErr: "is not a 64-bit integer"},
+		{name: "SADD no members", effect: eff("SADD", "m:s"), wantErr: "wants at least one member"},
+		{name: "BITFIELD GET", effect: eff("BITFIELD", "m:b", "GET", "u8", "0"), wantErr: `subcommand "GET" is not allowed`},
+		{name: "BITFIELD GET after INCRBY", effect: eff("BITFIELD", "m:b", "INCRBY", "u8", "0", "1", "GET", "u8", "0"), wantErr: `subcommand "GET" is not allowed`},
+		{name: "BITFIELD u64", effect: eff("BITFIELD", "m:b", "INCRBY", "u64", "0", "1"), wantErr: `type "u64" is not u1..u63 or i1..i64`},
+		{name: "BITFIELD i65", effect: eff("BITFIELD", "m:b", "INCRBY", "i65", "0", "1"), wantErr: `type "i65"`},
+		{name: "BITFIELD negative offset", effect: eff("BITFIELD", "m:b", "INCRBY", "u8", "-8", "1"), wantErr: `offset "-8" is not a non-negative integer`},
+		{name: "BITFIELD negative # offset", effect: eff("BITFIELD", "m:b", "INCRBY", "u8", "#-1", "1"), wantErr: "is not a non-negative integer"},
+		{name: "BITFIELD bad overflow", effect: eff("BITFIELD", "m:b", "OVERFLOW", "BOOM", "INCRBY", "u8", "0", "1"), wantErr: `OVERFLOW "BOOM"`},
+		{name: "BITFIELD truncated INCRBY", effect: eff("BITFIELD", "m:b", "INCRBY", "u8", "0"), wantErr: "wants type, offset and value"},
+		{name: "BITFIELD no subcommand", effect: eff("BITFIELD", "m:b"), wantErr: "wants at least one subcommand"},
+		{name: "XADD explicit id", effect: eff("XADD", "m:x", "1-1", "a", "1"), wantErr: "entry id must be *"},
+		{name: "XADD odd field count", effect: eff("XADD", "m:x", "*", "a", "1", "b"), wantErr: "wants field/value pairs, got 3 arguments"},
+		{name: "XADD no fields", effect: eff("XADD", "m:x", "*"), wantErr: "wants field/value pairs, got 0 arguments"},
+		{name: "XADD bad MAXLEN", effect: eff("XADD", "m:x", "MAXLEN", "~", "lots", "*", "a", "1"), wantErr: `MAXLEN "lots" is not a count`},
+		{name: "HSET odd args", effect: eff("HSET", "m:h", "f", "v", "g"), wantErr: "wants field/value pairs, got 3 arguments"},
+		{name: "HSET field only", effect: eff("HSET", "m:h", "f"), wantErr: "wants field/value pairs, got 1 arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ps := patterns
+			if tt.patterns != nil {
+				ps = tt.patterns
+			}
+			err := policy.New("test-plugin", ps, reserved).Check(tt.effect)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Check(%v) = %v, want allowed", tt.effect, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Check(%v) allowed it, want error containing %q", tt.effect, tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Check(%v) = %q, want it to contain %q", tt.effect, err, tt.wantErr)
+			}
+			if !strings.HasPrefix(err.Error(), "plugin test-plugin: ") {
+				t.Errorf("error %q does not name the plugin", err)
+			}
+		})
+	}
+}
+
+func TestCheckAllReportsFirstViolation(t *testing.T) {
+	p := policy.New("p", []string{"m:*"}, reserved)
+	err := p.CheckAll([]sdk.Effect{
+		{Command: "SADD", Key: "m:s", Args: []string{"a"}},
+		{Command: "DEL", Key: "m:s"},
+		{Command: "SADD", Key: "x:s", Args: []string{"a"}},
+	})
+	if err == nil || !strings.Contains(err.Error(), `"DEL"`) {
+		t.Errorf("CheckAll = %v, want the DEL violation", err)
+	}
+	if err := p.CheckAll([]sdk.Effect{{Command: "SADD", Key: "m:s", Args: []string{"a"}}}); err != nil {
+		t.Errorf("CheckAll of a good effect = %v", err)
+	}
+}
+
+func TestKeyType(t *testing.T) {
+	tests := []struct {
+		command, want string
+	}{
+		{"HINCRBY", "hash"}, {"HINCRBYFLOAT", "hash"}, {"HSET", "hash"}, {"SADD", "set"}, {"ZINCRBY", "zset"},
+		{"PFADD", "string"}, {"BITFIELD", "string"}, {"INCRBY", "string"}, {"XADD", "stream"}, {"DEL", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.command, func(t *testing.T) {
+			if got := policy.KeyType(tt.command); got != tt.want {
+				t.Errorf("KeyType(%s) = %q, want %q", tt.command, got, tt.want)
+			}
+		})
+	}
+}
