@@ -71,26 +71,33 @@ func New(targets []Target, keyOf func(id string) string) *Dispatcher {
 func (d *Dispatcher) Targets() []Target { return d.targets }
 
 // Dispatch runs every target over the loaded orders it has not yet applied
-// and returns what to write. Writes are ordered by order, then by target, so
+// and returns what to write, and per plugin how many orders it skipped as
+// already applied (a duplicate delivery). Writes are ordered by order, then by target, so
 // each key sees its increments in the order the ids arrived. Every (order,
 // plugin) pair ends up either as a write or as a dead letter. err is only
 // ctx ending.
-func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (apply.Batch, error) {
+func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (apply.Batch, map[string]int, error) {
 	type answer struct {
 		idx     []int // positions in loaded
 		results []sdk.Result
 		err     error
 	}
 	answers := make([]answer, len(d.targets))
+	skipped := map[string]int{}
 	var wg sync.WaitGroup
 	for ti, t := range d.targets {
 		var idx []int
 		var batch []sdk.Order
 		for i, l := range loaded {
-			if t.wants(l.Order.Channel) && !l.Done[t.Processor.Name()] {
-				idx = append(idx, i)
-				batch = append(batch, l.Order)
+			if !t.wants(l.Order.Channel) {
+				continue
 			}
+			if l.Done[t.Processor.Name()] {
+				skipped[t.Processor.Name()]++
+				continue
+			}
+			idx = append(idx, i)
+			batch = append(batch, l.Order)
 		}
 		answers[ti].idx = idx
 		if len(batch) == 0 {
@@ -104,7 +111,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (appl
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
-		return apply.Batch{}, err
+		return apply.Batch{}, nil, err
 	}
 
 	// perOrder[i][ti] is target ti's write for loaded[i], if any.
@@ -143,7 +150,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (appl
 			}
 		}
 	}
-	return b, nil
+	return b, skipped, nil
 }
 
 func letter(o sdk.Order, plugin, reason string, attempts int) deadletter.Entry {

@@ -95,9 +95,12 @@ func (p *Pipeline) Process(ctx context.Context, refs []orders.Ref) error {
 	for _, l := range loaded {
 		p.metrics.OrdersLoaded.WithLabelValues(l.Order.Channel).Inc()
 	}
-	b, err := p.dispatcher.Dispatch(ctx, loaded)
+	b, skipped, err := p.dispatcher.Dispatch(ctx, loaded)
 	if err != nil {
 		return err
+	}
+	for plugin, n := range skipped {
+		p.metrics.OrdersDuplicate.WithLabelValues(plugin).Add(float64(n))
 	}
 	for _, r := range rejected {
 		p.logger.Warn("order rejected", "id", r.ID, "channel", r.Channel, "reason", r.Reason)

@@ -43,6 +43,10 @@ func (s *PubSub) Run(ctx context.Context, out chan<- orders.Ref) error {
 	defer close(out)
 	ps := s.rdb.Subscribe(ctx, s.channels...)
 	defer ps.Close()
+	// go-redis does not interrupt a blocked read when ctx ends; closing the
+	// subscription does, so shutdown is immediate rather than after healthEvery.
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer stop()
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 50 * time.Millisecond
 	b.MaxInterval = 2 * time.Second

@@ -1,0 +1,595 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/host/internal/testbin"
+	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/publish"
+)
+
+// deadLetterStream is the default dead-letter stream of writeConfig's config.
+const deadLetterStream = "eventhost:deadletter"
+
+// TestInfraRedisRestart kills Redis (kill -9) under a running host and starts
+// it again: the host must resubscribe by itself and go on, and nothing that
+// was published may be lost or applied twice.
+func TestInfraRedisRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	// appendfsync always: everything the host applied before the kill is on
+	// disk, so the expected state is exact.
+	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
+	rdb := srv.Client()
+	ctx := context.Background()
+	h := startHost(t, rdb, writeConfig(t, srv, "u8", ""))
+
+	gen := publish.NewGenerator(3030)
+	pub := publish.NewPublisher(rdb, channel, orderPrefix)
+	before, err := pub.PublishMany(ctx, gen, 300, 0, nil)
+	if err != nil {
+		t.Fatalf("publish before the restart: %v", err)
+	}
+	waitApplied(t, rdb, ids(before), bundled, 60*time.Second)
+
+	srv.Restart()
+	waitFor(t, 60*time.Second, "eventhost to resubscribe after the Redis restart", func() bool {
+		n, err := rdb.PubSubNumSub(ctx, channel).Result()
+		return err == nil && n[channel] >= 1
+	})
+	after, err := pub.PublishMany(ctx, gen, 300, 0, nil)
+	if err != nil {
+		t.Fatalf("publish after the restart: %v", err)
+	}
+	waitApplied(t, rdb, ids(after), bundled, 60*time.Second)
+	waitFor(t, 10*time.Second, `"resubscribed after reconnect" in the host log`, func() bool {
+		return strings.Contains(h.log.String(), "resubscribed after reconnect")
+	})
+	if code := h.stop(t); code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
+
+	all := append(append([]publish.Order(nil), before...), after...)
+	checkOrderHashes(t, rdb, all, bundled)
+	checkNoDeadLetters(t, rdb)
+	checkTutorialState(t, rdb, all)
+}
+
+// TestInfraSignalTerm sends SIGTERM while orders flow: the host must exit 0
+// after finishing what it received, every order must be applied by all
+// plugins or by none, and no plugin process may survive it.
+func TestInfraSignalTerm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	h := startHost(t, rdb, writeConfig(t, srv, "u8", ""))
+	children := pluginChildren(t, h.cmd.Process.Pid)
+	if len(children) != len(bundled) {
+		t.Fatalf("host %d has plugin children %v, want %d", h.cmd.Process.Pid, children, len(bundled))
+	}
+
+	const total = 2000
+	pub := publish.NewPublisher(rdb, channel, orderPrefix)
+	gen := publish.NewGenerator(4040)
+	// The ids the generator will give, so the test can wait for the first
+	// ones while the publisher is still going.
+	var want []string
+	for probe := publish.NewGenerator(4040); len(want) < total; {
+		want = append(want, probe.Next().ID)
+	}
+	var published []publish.Order
+	var pubErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		published, pubErr = pub.PublishMany(ctx, gen, total, 1000, nil)
+	}()
+	// SIGTERM once orders are flowing, not before the first one arrived.
+	waitApplied(t, rdb, want[:100], bundled, 60*time.Second)
+	code := h.stop(t)
+	wg.Wait()
+	if pubErr != nil {
+		t.Fatalf("publish: %v", pubErr)
+	}
+	if code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
+	if !strings.Contains(h.log.String(), "intake stopped") {
+		t.Errorf("host log does not say intake stopped")
+	}
+
+	// No plugin process may outlive a host that shut down cleanly: go-plugin
+	// kills and reaps them before the host exits, so no waiting here.
+	for _, pid := range children {
+		if pluginAlive(pid, testbin.PluginDir(t)) {
+			t.Errorf("plugin process %d is still alive after the host exited", pid)
+		}
+	}
+	// Other tests' plugins may still be dying (Pdeathsig), hence the wait.
+	waitFor(t, 5*time.Second, "no plugin process to be alive", func() bool {
+		return len(livePluginProcs(t, testbin.PluginDir(t))) == 0
+	})
+
+	// Atomicity: an order is applied by every plugin or by none, and the
+	// applied ones are a prefix of the published ones (Pub/Sub keeps order,
+	// and the host finishes every id it received).
+	applied := 0
+	markers := markerCounts(t, rdb, published)
+	for i, o := range published {
+		switch n := markers[i]; {
+		case n == len(bundled):
+			if applied != i {
+				t.Errorf("order %s (#%d) applied, but order #%d before it was not", o.ID, i, applied)
+			}
+			applied++
+		case n != 0:
+			t.Errorf("order %s carries %d of %d done markers: partially applied", o.ID, n, len(bundled))
+		}
+	}
+	t.Logf("SIGTERM after %d of %d orders had been applied", applied, total)
+	if applied == 0 {
+		t.Fatalf("no order was applied")
+	}
+	checkNoDeadLetters(t, rdb)
+	checkTutorialState(t, rdb, published[:applied])
+}
+
+// TestInfraSignalKill kills the host with SIGKILL, which it cannot catch:
+// its plugins must still die (Pdeathsig, and the sdk's own parent check).
+func TestInfraSignalKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	h := startHost(t, rdb, writeConfig(t, srv, "u8", ""))
+	pub := publish.NewPublisher(rdb, channel, orderPrefix)
+	published, err := pub.PublishMany(context.Background(), publish.NewGenerator(5050), 50, 0, nil)
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	waitApplied(t, rdb, ids(published), bundled, 60*time.Second)
+
+	dir := testbin.PluginDir(t)
+	children := pluginChildren(t, h.cmd.Process.Pid)
+	if len(children) != len(bundled) {
+		t.Fatalf("host %d has plugin children %v, want %d", h.cmd.Process.Pid, children, len(bundled))
+	}
+	if err := h.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 eventhost: %v", err)
+	}
+	<-h.done
+	h.done <- nil
+	waitFor(t, 5*time.Second, fmt.Sprintf("plugin processes %v to die with their host", children), func() bool {
+		for _, pid := range children {
+			if pluginAlive(pid, dir) {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, 5*time.Second, "no plugin process to be alive", func() bool {
+		return len(livePluginProcs(t, dir)) == 0
+	})
+}
+
+// TestInfraAuth runs the host against a Redis that requires a password: a
+// wrong one stops it at once with exit 1; the right one, from env(), and an
+// ACL user both work.
+func TestInfraAuth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	// redistest.Start cannot take --requirepass: its readiness PING has no
+	// password and gets NOAUTH until it gives up. Setting the password once
+	// the server is up is the same to the host.
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	if err := srv.Client().ConfigSet(ctx, "requirepass", "s3cret").Err(); err != nil {
+		t.Fatalf("config set requirepass: %v", err)
+	}
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: "s3cret"})
+	t.Cleanup(func() { _ = admin.Close() })
+	base := writeConfig(t, srv, "u8", "")
+
+	t.Run("wrong password", func(t *testing.T) {
+		cfg := withRedisBlock(t, base, srv.Addr, `password = "wrong"`)
+		res := runEventhost(t, 10*time.Second, nil, "run", "-config", cfg)
+		if res.code != 1 {
+			t.Errorf("eventhost run with a wrong password exited %d, want 1\nstderr:\n%s", res.code, res.stderr)
+		}
+		if !strings.Contains(res.stderr, "WRONGPASS") && !strings.Contains(res.stderr, "invalid password") {
+			t.Errorf("stderr does not mention WRONGPASS or invalid password:\n%s", res.stderr)
+		}
+		if strings.Contains(res.stderr, `"wrong"`) {
+			t.Errorf("stderr shows the password:\n%s", res.stderr)
+		}
+	})
+
+	var all []publish.Order
+	pub := publish.NewPublisher(admin, channel, orderPrefix)
+	t.Run("password from env", func(t *testing.T) {
+		t.Setenv("EVENTHOST_TEST_PW", "s3cret")
+		h := startHost(t, admin, withRedisBlock(t, base, srv.Addr, `password = env("EVENTHOST_TEST_PW")`))
+		batch, err := pub.PublishMany(ctx, publish.NewGenerator(6060), 20, 0, nil)
+		if err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		all = append(all, batch...)
+		waitApplied(t, admin, ids(batch), bundled, 60*time.Second)
+		if code := h.stop(t); code != 0 {
+			t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+		}
+		if strings.Contains(h.log.String(), "s3cret") {
+			t.Errorf("the host log shows the Redis password")
+		}
+	})
+
+	t.Run("acl user", func(t *testing.T) {
+		if err := admin.Do(ctx, "ACL", "SETUSER", "eventhost", "on", ">pw", "~*", "&*", "+@all").Err(); err != nil {
+			t.Fatalf("acl setuser: %v", err)
+		}
+		user := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: "eventhost", Password: "pw"})
+		t.Cleanup(func() { _ = user.Close() })
+		h := startHost(t, user, withRedisBlock(t, base, srv.Addr, "username = \"eventhost\"\n  password = \"pw\""))
+		batch, err := pub.PublishMany(ctx, publish.NewGenerator(6061), 20, 0, nil)
+		if err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		all = append(all, batch...)
+		waitApplied(t, admin, ids(batch), bundled, 60*time.Second)
+		if code := h.stop(t); code != 0 {
+			t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+		}
+	})
+
+	if t.Failed() {
+		return
+	}
+	checkOrderHashes(t, admin, all, bundled)
+	checkNoDeadLetters(t, admin)
+	checkTutorialState(t, admin, all)
+}
+
+// withRedisBlock rewrites the redis block of the config at path (as written by
+// writeConfig for addr) to hold attrs too, and returns the new file's path.
+func withRedisBlock(t *testing.T, path, addr, attrs string) string {
+	t.Helper()
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := fmt.Sprintf("redis { address = %q }", addr)
+	if !strings.Contains(string(src), old) {
+		t.Fatalf("config %s has no line %s", path, old)
+	}
+	block := fmt.Sprintf("redis {\n  address = %q\n  %s\n}", addr, attrs)
+	out := filepath.Join(t.TempDir(), "eventhost.hcl")
+	if err := os.WriteFile(out, []byte(strings.Replace(string(src), old, block, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// cmdResult is how an eventhost command ended.
+type cmdResult struct {
+	code           int
+	stdout, stderr string
+}
+
+// runEventhost runs the eventhost binary with args (and env added to the
+// test's environment) and fails the test if it does not exit within limit.
+func runEventhost(t *testing.T, limit time.Duration, env []string, args ...string) cmdResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, testbin.Eventhost(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := cmdResult{stdout: stdout.String(), stderr: stderr.String()}
+	if ctx.Err() != nil {
+		t.Fatalf("eventhost %s did not exit within %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), limit, res.stdout, res.stderr)
+	}
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exitErr):
+		res.code = exitErr.ExitCode()
+	default:
+		t.Fatalf("run eventhost: %v", err)
+	}
+	return res
+}
+
+// checkTutorialState checks that every key of rdb's database other than the
+// order hashes and the dead-letter stream is exactly what the tutorial's
+// listeners leave for os, replayed in database 1 of the same server.
+func checkTutorialState(t *testing.T, rdb *redis.Client, os []publish.Order) {
+	t.Helper()
+	ctx := context.Background()
+	opt := *rdb.Options()
+	opt.DB = 1
+	ref := redis.NewClient(&opt)
+	defer ref.Close()
+	if err := ref.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	replayTutorial(t, ref, os, "u8")
+	want := dump(t, ref, "")
+	checkSalesTotals(t, want, os)
+	diffState(t, withoutFloats(want), modelState(os, 8))
+
+	got := dump(t, rdb, "")
+	for k := range got {
+		if strings.HasPrefix(k, orderPrefix) || k == deadLetterStream {
+			delete(got, k)
+		}
+	}
+	diffState(t, got, want)
+}
+
+// checkOrderHashes checks that each order in os holds its five fields as
+// published plus exactly the done markers of plugins.
+func checkOrderHashes(t *testing.T, rdb *redis.Client, os []publish.Order, plugins []string) {
+	t.Helper()
+	ctx := context.Background()
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(os))
+	for i, o := range os {
+		cmds[i] = pipe.HGetAll(ctx, orderPrefix+o.ID)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatalf("read order hashes: %v", err)
+	}
+	bad := 0
+	for i, o := range os {
+		got := cmds[i].Val()
+		want := o.Hash()
+		for _, p := range plugins {
+			want[orders.DoneField(p)] = "(set)"
+		}
+		ok := len(got) == len(want)
+		for f, v := range want {
+			g, has := got[f]
+			ok = ok && has && (g == v || v == "(set)")
+		}
+		if !ok && bad < 10 {
+			bad++
+			t.Errorf("%s%s = %v, want %v", orderPrefix, o.ID, got, want)
+		}
+	}
+}
+
+// markerCounts returns, for each order in os, how many done markers its hash
+// holds; a marker of a plugin not in bundled fails the test.
+func markerCounts(t *testing.T, rdb *redis.Client, os []publish.Order) []int {
+	t.Helper()
+	ctx := context.Background()
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(os))
+	for i, o := range os {
+		cmds[i] = pipe.HGetAll(ctx, orderPrefix+o.ID)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatalf("read order hashes: %v", err)
+	}
+	out := make([]int, len(os))
+	for i, c := range cmds {
+		for f := range c.Val() {
+			if !strings.HasPrefix(f, orders.DonePrefix) {
+				continue
+			}
+			if !isBundled(strings.TrimPrefix(f, orders.DonePrefix)) {
+				t.Errorf("order %s has marker %s of an unknown plugin", os[i].ID, f)
+			}
+			out[i]++
+		}
+	}
+	return out
+}
+
+func isBundled(plugin string) bool {
+	for _, p := range bundled {
+		if p == plugin {
+			return true
+		}
+	}
+	return false
+}
+
+func checkNoDeadLetters(t *testing.T, rdb *redis.Client) {
+	t.Helper()
+	msgs, err := rdb.XRange(context.Background(), deadLetterStream, "-", "+").Result()
+	if err != nil {
+		t.Fatalf("read dead letters: %v", err)
+	}
+	for i, m := range msgs {
+		if i == 10 {
+			t.Errorf("… %d dead letters in all", len(msgs))
+			break
+		}
+		t.Errorf("unexpected dead letter %s: %v", m.ID, m.Values)
+	}
+}
+
+// procInfo is a process as /proc shows it.
+type procInfo struct {
+	pid, ppid int
+	state     byte   // R, S, D, Z, …
+	exe       string // empty when unreadable (zombies, other users)
+}
+
+func (p procInfo) String() string {
+	return fmt.Sprintf("%d(ppid %d, %c, %s)", p.pid, p.ppid, p.state, p.exe)
+}
+
+// readProc reads /proc/PID; ok is false when the process is gone.
+func readProc(pid int) (p procInfo, ok bool) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procInfo{}, false
+	}
+	// pid (comm) state ppid …; comm may hold spaces and parentheses.
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return procInfo{}, false
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 2 {
+		return procInfo{}, false
+	}
+	p = procInfo{pid: pid, state: fields[0][0]}
+	p.ppid, _ = strconv.Atoi(fields[1])
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
+		p.exe = exe
+	} else if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil {
+		p.exe, _, _ = strings.Cut(string(cmdline), "\x00")
+	}
+	return p, true
+}
+
+func allProcs(t *testing.T) []procInfo {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatalf("read /proc: %v", err)
+	}
+	var out []procInfo
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if p, ok := readProc(pid); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func inDir(exe, dir string) bool { return strings.HasPrefix(exe, dir+string(filepath.Separator)) }
+
+// livePluginProcs lists the processes running a binary from dir that are not
+// zombies.
+func livePluginProcs(t *testing.T, dir string) []procInfo {
+	t.Helper()
+	var out []procInfo
+	for _, p := range allProcs(t) {
+		if p.state != 'Z' && inDir(p.exe, dir) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// pluginChildren returns the pids of host's live children that run a plugin
+// binary.
+func pluginChildren(t *testing.T, host int) []int {
+	t.Helper()
+	var out []int
+	for _, p := range livePluginProcs(t, testbin.PluginDir(t)) {
+		if p.ppid == host {
+			out = append(out, p.pid)
+		}
+	}
+	return out
+}
+
+// pluginAlive reports whether pid still runs a plugin binary from dir and is
+// not a zombie.
+func pluginAlive(pid int, dir string) bool {
+	p, ok := readProc(pid)
+	return ok && p.state != 'Z' && inDir(p.exe, dir)
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// scrapeMetric reads series (name{labels} exactly as the text format prints
+// it, labels sorted) from the Prometheus endpoint at addr; ok is false when
+// the endpoint does not show it.
+func scrapeMetric(t *testing.T, addr, series string) (v float64, ok bool) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("scrape metrics: %s: %s", resp.Status, body)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		rest, found := strings.CutPrefix(sc.Text(), series+" ")
+		if !found {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", sc.Text(), err)
+		}
+		return v, true
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("scrape metrics: %v", err)
+	}
+	return 0, false
+}
+
+// checkMetric waits until series reaches want (counters lag the Redis
+// writes they count by a moment) and fails if it ends anywhere else.
+func checkMetric(t *testing.T, addr, series string, want float64) {
+	t.Helper()
+	var got float64
+	var ok bool
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, ok = scrapeMetric(t, addr, series)
+		if (ok && got >= want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	switch {
+	case !ok && want != 0:
+		t.Errorf("metric %s is not exported, want %v", series, want)
+	case got != want:
+		t.Errorf("metric %s = %v, want %v", series, got, want)
+	}
+}
