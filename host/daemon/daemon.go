@@ -136,6 +136,7 @@ func (d *Daemon) waitForRedis(ctx context.Context, rdb *redis.Client) error {
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = 5 * time.Second
 	b.MaxElapsedTime = 0
+	b.Reset() // the constructor already fixed the first interval at its default
 	for {
 		err := rdb.Ping(ctx).Err()
 		if err == nil {

@@ -207,6 +207,7 @@ func (p *Pipeline) retry(ctx context.Context, what string, op func() error) erro
 	b.InitialInterval = 20 * time.Millisecond
 	b.MaxInterval = 2 * time.Second
 	b.MaxElapsedTime = 0
+	b.Reset() // the constructor already fixed the first interval at its default
 	for {
 		err := op()
 		if err == nil || !Retriable(err) {

@@ -63,6 +63,7 @@ func Launch(ctx context.Context, cfg config.Plugin, logger hclog.Logger, m *metr
 	b.InitialInterval = 50 * time.Millisecond
 	b.MaxInterval = 5 * time.Second
 	b.MaxElapsedTime = 0
+	b.Reset() // the constructor already fixed the first interval at its default
 	inst := &Instance{
 		cfg: cfg, desc: p.Description, values: p.Values, logger: logger, metrics: m,
 		socketDir: socketDir, proc: p.proc, backoff: b,

@@ -51,11 +51,12 @@ func (s *PubSub) Run(ctx context.Context, out chan<- orders.Ref) error {
 	b.InitialInterval = 50 * time.Millisecond
 	b.MaxInterval = 2 * time.Second
 	b.MaxElapsedTime = 0
+	b.Reset() // the constructor already fixed the first interval at its default
 	subscribed := map[string]bool{}
 	everSubscribed, down := false, false
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, healthEvery)
-		if ctx.Err() != nil {
+		if err != nil && ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
@@ -100,11 +101,22 @@ func (s *PubSub) Run(ctx context.Context, out chan<- orders.Ref) error {
 			}
 			everSubscribed = true
 		case *redis.Message:
+			ref := orders.Ref{ID: m.Payload, Channel: m.Channel}
+			// An id already read is handed on even when ctx just ended; only
+			// a full buffer at shutdown can make it wait for ctx.
 			select {
-			case out <- orders.Ref{ID: m.Payload, Channel: m.Channel}:
-			case <-ctx.Done():
-				return nil
+			case out <- ref:
+			default:
+				select {
+				case out <- ref:
+				case <-ctx.Done():
+					s.logger.Warn("shutting down with the intake buffer full; order id not processed", "id", ref.ID)
+					return nil
+				}
 			}
+		}
+		if ctx.Err() != nil {
+			return nil
 		}
 	}
 }

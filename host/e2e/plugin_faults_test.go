@@ -1,0 +1,565 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/config"
+	"github.com/eventhost/eventhost/host/deadletter"
+	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/host/internal/testbin"
+	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/publish"
+)
+
+// These tests run the bundled plugins next to liar, a plugin that misbehaves
+// on purpose (host/internal/testplugins/liar), and check that a fault in one
+// plugin costs exactly that plugin's (plugin, order) pairs: they land in the
+// dead-letter stream or are retried, while the bundled plugins' state stays
+// identical to the tutorial's.
+//
+// Every test has its own redis-server and eventhost, so they run in parallel:
+// most of their time is eventhost's shutdown (see source/pubsub.go).
+
+const (
+	liarName   = "liar"
+	liarOrders = "liar:orders"
+	dlStream   = config.DefaultDeadLetterStream
+)
+
+// faultRun is one private redis-server with an eventhost running the bundled
+// plugins and liar.
+type faultRun struct {
+	srv *redistest.Server
+	rdb *redis.Client
+	h   *host
+	pub *publish.Publisher
+	gen *publish.Generator
+	// published is every order published so far, in order.
+	published []publish.Order
+}
+
+// startFaultRun starts redis and eventhost with liar configured by settings
+// (plugin block attributes, one per line) and conf (its config block).
+func startFaultRun(t *testing.T, seed int64, settings string, conf map[string]string) *faultRun {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	r := &faultRun{srv: srv, rdb: rdb, pub: publish.NewPublisher(rdb, channel, orderPrefix), gen: publish.NewGenerator(seed)}
+	r.h = startHost(t, rdb, writeConfig(t, srv, "u8", liarBlock(t, settings, conf)))
+	return r
+}
+
+// liarBlock is the plugin block for liar.
+func liarBlock(t *testing.T, settings string, conf map[string]string) string {
+	path := testbin.Build(t, "./host/internal/testplugins/liar", "eventhost-plugin-liar")
+	names := make([]string, 0, len(conf))
+	for k := range conf {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	fmt.Fprintf(&b, "plugin %q {\n  path = %q\n%s\n  config {\n", liarName, path, settings)
+	for _, k := range names {
+		fmt.Fprintf(&b, "    %s = %q\n", k, conf[k])
+	}
+	b.WriteString("  }\n}\n")
+	return b.String()
+}
+
+// publish publishes n more orders and returns them.
+func (r *faultRun) publish(t *testing.T, n int) []publish.Order {
+	t.Helper()
+	out, err := r.pub.PublishMany(context.Background(), r.gen, n, 0, nil)
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	r.published = append(r.published, out...)
+	return out
+}
+
+// waitSettled waits until the bundled plugins applied every published order
+// and liar accounted for every one, as a write or a dead letter.
+func (r *faultRun) waitSettled(t *testing.T) {
+	t.Helper()
+	waitApplied(t, r.rdb, ids(r.published), bundled, 60*time.Second)
+	n := len(r.published)
+	waitFor(t, 60*time.Second, fmt.Sprintf("liar to write or dead-letter %d orders", n), func() bool {
+		applied, _ := r.rdb.SCard(context.Background(), liarOrders).Result()
+		return int(applied)+len(liarLetters(t, r.rdb)) >= n
+	})
+}
+
+// finish stops eventhost, so that nothing changes under the checks, and
+// checks it exited cleanly.
+func (r *faultRun) finish(t *testing.T) {
+	t.Helper()
+	if code := r.h.stop(t); code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
+}
+
+// checkBundled checks that the bundled plugins' keys are exactly what the
+// tutorial's listeners leave for the published orders: liar's failures must
+// cost the other plugins nothing, and nothing liar tried outside its patterns
+// may have landed.
+func (r *faultRun) checkBundled(t *testing.T) {
+	t.Helper()
+	ref := redis.NewClient(&redis.Options{Addr: r.srv.Addr, DB: 1})
+	defer ref.Close()
+	replayTutorial(t, ref, r.published, "u8")
+	want := dump(t, ref, "")
+	got := dump(t, r.rdb, "")
+	for k := range got {
+		if strings.HasPrefix(k, orderPrefix) || strings.HasPrefix(k, "liar:") || k == dlStream {
+			delete(got, k)
+		}
+	}
+	diffState(t, got, want)
+}
+
+// checkLiar checks that liar's own keys are exactly liar:orders holding
+// applied, and that every published order hash carries the bundled plugins'
+// done markers and liar's marker exactly when it is in applied.
+func (r *faultRun) checkLiar(t *testing.T, applied map[string]bool) {
+	t.Helper()
+	ctx := context.Background()
+	var want []string
+	for id := range applied {
+		want = append(want, id)
+	}
+	sort.Strings(want)
+	got, err := r.rdb.SMembers(ctx, liarOrders).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(got)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("%s holds %d ids, want %d:\n%s", liarOrders, len(got), len(want), idSetDiff(got, want))
+	}
+	var keys []string
+	for k := range dump(t, r.rdb, "liar:*") {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	wantKeys := ""
+	if len(want) > 0 {
+		wantKeys = liarOrders
+	}
+	if strings.Join(keys, ",") != wantKeys {
+		t.Errorf("liar's keys are %q, want only %q", keys, wantKeys)
+	}
+
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(r.published))
+	for i, o := range r.published {
+		cmds[i] = pipe.HGetAll(ctx, orderPrefix+o.ID)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for i, c := range cmds {
+		id := r.published[i].ID
+		for _, p := range append([]string{liarName}, bundled...) {
+			_, has := c.Val()[orders.DoneField(p)]
+			if want := p != liarName || applied[id]; has != want && bad < 10 {
+				bad++
+				t.Errorf("order %s: %s done marker present = %v, want %v", id, p, has, want)
+			}
+		}
+	}
+}
+
+// liarLetters returns the dead letters for liar, oldest first, and fails the
+// test on a dead letter for anyone else: only liar misbehaves.
+func liarLetters(t *testing.T, rdb *redis.Client) []deadletter.Entry {
+	t.Helper()
+	all, err := deadletter.List(context.Background(), rdb, dlStream, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []deadletter.Entry
+	for _, e := range all {
+		if e.Plugin != liarName {
+			t.Fatalf("dead letter for plugin %q (order %s): %s", e.Plugin, e.OrderID, e.Reason)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// checkLetters checks that the dead letters are exactly one per id in want,
+// each on the order channel with the given attempts and a reason holding
+// every one of reason, and returns them.
+func (r *faultRun) checkLetters(t *testing.T, want map[string]bool, attempts int, reason ...string) []deadletter.Entry {
+	t.Helper()
+	letters := liarLetters(t, r.rdb)
+	var got, wantIDs []string
+	for _, e := range letters {
+		got = append(got, e.OrderID)
+		if e.Channel != channel {
+			t.Errorf("dead letter for %s: channel %q, want %q", e.OrderID, e.Channel, channel)
+		}
+		if attempts > 0 && e.Attempts != attempts {
+			t.Errorf("dead letter for %s: attempts %d, want %d", e.OrderID, e.Attempts, attempts)
+		}
+		for _, s := range reason {
+			if !strings.Contains(e.Reason, s) {
+				t.Errorf("dead letter for %s: reason %q does not mention %q", e.OrderID, e.Reason, s)
+			}
+		}
+		if t.Failed() {
+			break // one entry's complaints are enough
+		}
+	}
+	for id := range want {
+		wantIDs = append(wantIDs, id)
+	}
+	sort.Strings(got)
+	sort.Strings(wantIDs)
+	if strings.Join(got, ",") != strings.Join(wantIDs, ",") {
+		t.Errorf("%d dead letters for liar, want %d:\n%s", len(got), len(wantIDs), idSetDiff(got, wantIDs))
+	}
+	return letters
+}
+
+// idSetDiff describes how sorted lists got and want differ, duplicates
+// included.
+func idSetDiff(got, want []string) string {
+	count := map[string]int{}
+	for _, s := range got {
+		count[s]++
+	}
+	for _, s := range want {
+		count[s]--
+	}
+	var extra, missing []string
+	for s, n := range count {
+		switch {
+		case n > 0:
+			extra = append(extra, s+"×"+strconv.Itoa(n))
+		case n < 0:
+			missing = append(missing, s)
+		}
+	}
+	sort.Strings(extra)
+	sort.Strings(missing)
+	return fmt.Sprintf("  extra (or repeated): %s\n  missing: %s", firstFew(extra, 10), firstFew(missing, 10))
+}
+
+func firstFew(s []string, n int) string {
+	if len(s) > n {
+		return strings.Join(s[:n], " ") + fmt.Sprintf(" … (%d in all)", len(s))
+	}
+	return strings.Join(s, " ")
+}
+
+// matchingIDs returns the ids of published that contain match, and the others.
+func matchingIDs(published []publish.Order, match string) (hit, miss map[string]bool) {
+	hit, miss = map[string]bool{}, map[string]bool{}
+	for _, o := range published {
+		if strings.Contains(o.ID, match) {
+			hit[o.ID] = true
+		} else {
+			miss[o.ID] = true
+		}
+	}
+	return hit, miss
+}
+
+// allIDs returns the ids of published.
+func allIDs(published []publish.Order) map[string]bool {
+	out := make(map[string]bool, len(published))
+	for _, o := range published {
+		out[o.ID] = true
+	}
+	return out
+}
+
+// TestPluginFaultRefusedOrders: a plugin that fails single orders (an error,
+// a command off the allowlist, a key outside its patterns) loses exactly
+// those (plugin, order) pairs to the dead-letter stream; its other orders and
+// the other plugins are unaffected.
+func TestPluginFaultRefusedOrders(t *testing.T) {
+	tests := []struct {
+		name   string
+		mode   string
+		reason []string
+	}{
+		{"error", "error", []string{"liar refuses order "}},
+		{"forbidden command", "forbidden", []string{`"DEL"`, "not allowed"}},
+		{"key outside patterns", "outside", []string{"sales_summary", "outside"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			const match = "7"
+			r := startFaultRun(t, int64(301+i), "", map[string]string{"mode": tt.mode, "match": match})
+			r.publish(t, 300)
+			r.waitSettled(t)
+			r.finish(t)
+
+			dead, ok := matchingIDs(r.published, match)
+			if len(dead) == 0 || len(ok) == 0 {
+				t.Fatalf("match %q selects %d of %d orders: the test needs some of each", match, len(dead), len(r.published))
+			}
+			letters := r.checkLetters(t, dead, 1, tt.reason...)
+			for _, e := range letters {
+				if !strings.Contains(e.Reason, e.OrderID) && tt.mode == "error" {
+					t.Errorf("dead letter for %s: reason %q names another order", e.OrderID, e.Reason)
+					break
+				}
+			}
+			r.checkLiar(t, ok)
+			r.checkBundled(t)
+		})
+	}
+}
+
+// TestPluginFaultHang: a plugin that hangs past its timeout is killed and the
+// batch retried; when it hangs on every attempt, the whole batch (the retry
+// unit) is dead-lettered for it, with the attempts made, and nothing else is
+// lost or applied twice.
+func TestPluginFaultHang(t *testing.T) {
+	t.Parallel()
+	const hangID = "401-0000150" // ids are <seed>-<n, 7 digits>
+	r := startFaultRun(t, 401, `  timeout = "300ms"
+  max_attempts = 2`, map[string]string{"mode": "hang", "match": hangID, "hang": "5s"})
+	r.publish(t, 300)
+	r.waitSettled(t)
+	r.finish(t)
+
+	letters := liarLetters(t, r.rdb)
+	published := allIDs(r.published)
+	if !published[hangID] {
+		t.Fatalf("%s was not published", hangID)
+	}
+	// The batch that held hangID is dead-lettered; which other orders shared
+	// it depends on timing, so the expected set is what the stream says,
+	// checked for being one batch: a run of consecutive arrivals, holding
+	// hangID, no longer than batch.max_orders (256, see writeConfig).
+	dead := map[string]bool{}
+	for _, e := range letters {
+		dead[e.OrderID] = true
+	}
+	if !dead[hangID] {
+		t.Errorf("the hanging order %s was not dead-lettered", hangID)
+	}
+	for id := range dead {
+		if !published[id] {
+			t.Errorf("dead letter for %s, which was never published", id)
+		}
+	}
+	lo, hi := len(r.published), -1
+	for i, o := range r.published {
+		if dead[o.ID] {
+			lo, hi = min(lo, i), max(hi, i)
+		}
+	}
+	if n := hi - lo + 1; n != len(dead) || n > 256 {
+		t.Errorf("dead-lettered orders span positions %d..%d of the published ones, but are %d orders: not one batch", lo, hi, len(dead))
+	}
+	r.checkLetters(t, dead, 2, "failed the batch after 2 attempts", "no answer within 300ms")
+	applied := map[string]bool{}
+	for id := range published {
+		if !dead[id] {
+			applied[id] = true
+		}
+	}
+	// liar:orders ∪ dead letters = published, disjoint, no repeats.
+	r.checkLiar(t, applied)
+	r.checkBundled(t)
+	t.Logf("the batch holding %s: %d orders dead-lettered for liar", hangID, len(dead))
+}
+
+// TestPluginFaultCrashOnce: a plugin that crashes once is relaunched and the
+// batch retried, so nothing is lost.
+func TestPluginFaultCrashOnce(t *testing.T) {
+	t.Parallel()
+	crashFile := filepath.Join(t.TempDir(), "crashed")
+	r := startFaultRun(t, 501, "", map[string]string{"mode": "crash", "crash_file": crashFile})
+	r.publish(t, 300)
+	r.waitSettled(t)
+	r.finish(t)
+
+	if _, err := os.Stat(crashFile); err != nil {
+		t.Errorf("liar never crashed: %v", err)
+	}
+	if !strings.Contains(r.h.log.String(), "plugin restarted") {
+		t.Errorf("host log does not mention the plugin being restarted")
+	}
+	r.checkLetters(t, nil, 0)
+	all := allIDs(r.published)
+	r.checkLiar(t, all)
+	r.checkBundled(t)
+}
+
+// TestPluginFaultKilled: a plugin process killed from outside (OOM killer,
+// an operator) is relaunched and its batch retried, whether it dies between
+// batches or while orders are arriving.
+func TestPluginFaultKilled(t *testing.T) {
+	t.Parallel()
+	r := startFaultRun(t, 601, "", nil)
+	ctx := context.Background()
+	killed := map[int]bool{}
+	kill := func() {
+		t.Helper()
+		pid := r.waitLiarPID(t, killed)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill liar (pid %d): %v", pid, err)
+		}
+		killed[pid] = true
+	}
+	// Killed while idle, three times: the next batch finds it dead.
+	for range 3 {
+		kill()
+		r.publish(t, 100)
+		waitApplied(t, r.rdb, ids(r.published), append([]string{liarName}, bundled...), 60*time.Second)
+	}
+	// Killed while orders stream in (1000/s for 300ms).
+	done := make(chan error, 1)
+	var streamed []publish.Order
+	go func() {
+		var err error
+		streamed, err = r.pub.PublishMany(ctx, r.gen, 300, 1000, nil)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	kill()
+	if err := <-done; err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	r.published = append(r.published, streamed...)
+	// A last chunk, so that a relaunch is due even if the kill landed after
+	// the last streamed batch.
+	r.publish(t, 50)
+	r.waitSettled(t)
+	r.finish(t)
+
+	if n := strings.Count(r.h.log.String(), "plugin restarted"); n != len(killed) {
+		t.Errorf("host log has %d plugin restarts, want %d (one per kill)", n, len(killed))
+	}
+	r.checkLetters(t, nil, 0)
+	all := allIDs(r.published)
+	r.checkLiar(t, all)
+	r.checkBundled(t)
+}
+
+// waitLiarPID returns the pid of the running liar process the host started,
+// skipping those in gone.
+func (r *faultRun) waitLiarPID(t *testing.T, gone map[int]bool) int {
+	t.Helper()
+	path := testbin.Build(t, "./host/internal/testplugins/liar", "eventhost-plugin-liar")
+	host := r.h.cmd.Process.Pid
+	var pid int
+	waitFor(t, 30*time.Second, "a running liar process", func() bool {
+		pid = findLiarChild(host, path, gone)
+		return pid != 0
+	})
+	return pid
+}
+
+// findLiarChild scans /proc for a live child of parent running binary, other
+// than those in skip; 0 when there is none.
+func findLiarChild(parent int, binary string, skip map[int]bool) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || skip[pid] {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if argv0, _, _ := strings.Cut(string(cmdline), "\x00"); argv0 != binary {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
+		f := strings.Fields(rest)
+		if len(f) < 2 || f[0] == "Z" || f[1] != strconv.Itoa(parent) {
+			continue
+		}
+		return pid
+	}
+	return 0
+}
+
+// TestPluginFaultCrashLoop: a plugin that crashes on every batch is disabled
+// after restart_limit crashes; from then on its orders go straight to the
+// dead-letter stream, each exactly once, and the other plugins keep going.
+func TestPluginFaultCrashLoop(t *testing.T) {
+	t.Parallel()
+	r := startFaultRun(t, 701, `  restart_limit = 2
+  max_attempts = 2`, map[string]string{"mode": "crash"})
+	// Three chunks, each settled before the next, so that at least the
+	// second and third arrive after the plugin was disabled.
+	var chunks [][]publish.Order
+	for range 3 {
+		chunks = append(chunks, r.publish(t, 100))
+		r.waitSettled(t)
+	}
+	r.finish(t)
+
+	if !strings.Contains(r.h.log.String(), "PLUGIN DISABLED") {
+		t.Errorf("host log does not report the plugin disabled")
+	}
+	all := allIDs(r.published)
+	letters := r.checkLetters(t, all, 0)
+	r.checkLiar(t, nil)
+	r.checkBundled(t)
+
+	// The first batch is tried max_attempts times (crashes 1 and 2); the
+	// next one crashes the plugin a third time, which disables it, and it
+	// and every later batch are refused at once. So the stream holds a
+	// non-empty run of 2-attempt letters, then only "disabled" ones.
+	later := map[string]bool{}
+	for _, chunk := range chunks[1:] {
+		for _, o := range chunk {
+			later[o.ID] = true
+		}
+	}
+	tried := 0
+	for tried < len(letters) && letters[tried].Attempts == 2 {
+		tried++
+	}
+	if tried == 0 {
+		t.Errorf("no dead letter with attempts 2: the first batch was not retried")
+	}
+	for i, e := range letters {
+		switch {
+		case i < tried && !strings.Contains(e.Reason, "failed the batch after 2 attempts"):
+			t.Errorf("dead letter %d (%s): reason %q, want the batch failure", i, e.OrderID, e.Reason)
+		case i < tried && later[e.OrderID]:
+			t.Errorf("dead letter %d (%s): order of a later chunk was tried on a plugin that should be disabled", i, e.OrderID)
+		case i >= tried && (e.Attempts != 1 || !strings.Contains(e.Reason, "plugin disabled after repeated crashes")):
+			t.Errorf("dead letter %d (%s): attempts %d, reason %q, want 1 and the plugin disabled", i, e.OrderID, e.Attempts, e.Reason)
+		}
+		if t.Failed() {
+			break
+		}
+	}
+	if tried == len(letters) {
+		t.Errorf("no order was refused as disabled")
+	}
+	t.Logf("%d orders dead-lettered after 2 attempts, %d refused as disabled", tried, len(letters)-tried)
+}
