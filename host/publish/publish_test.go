@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os/exec"
+	"github.com/eventhost/eventhost/host/internal/redistest"
 	"strconv"
 	"strings"
 	"testing"
@@ -217,79 +216,11 @@ func TestPublishPacedAndCancelled(t *testing.T) {
 	}
 }
 
-// startRedis runs a private redis-server on a free port for the test and
-// returns a client for it. It fails rather than skips when redis-server is
-// missing, because integration tests that silently do not run prove nothing.
+// startRedis runs a private redis-server for the test.
 func startRedis(t *testing.T) *redis.Client {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("integration test against redis-server; skipped with -short")
+		t.Skip("integration test: runs in make test")
 	}
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server is required for this test and was not found in PATH: %v", err)
-	}
-	// The port is free when chosen but another process may take it before
-	// redis-server binds it, so try a few times.
-	var lastErr error
-	for range 3 {
-		rdb, err := tryStartRedis(t, bin)
-		if err == nil {
-			return rdb
-		}
-		lastErr = err
-	}
-	t.Fatalf("start redis-server: %v", lastErr)
-	return nil
-}
-
-func tryStartRedis(t *testing.T, bin string) (*redis.Client, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("pick a port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-
-	var out strings.Builder
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("run %s: %w", bin, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	stop := func() {
-		cmd.Process.Kill()
-		<-exited
-	}
-
-	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := rdb.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			break
-		}
-		select {
-		case <-exited:
-			rdb.Close()
-			return nil, fmt.Errorf("redis-server on port %d exited: %s", port, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			rdb.Close()
-			stop()
-			return nil, fmt.Errorf("redis-server on port %d did not answer PING: %w", port, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Cleanup(func() {
-		rdb.Close()
-		stop()
-	})
-	return rdb, nil
+	return redistest.Start(t).Client()
 }
