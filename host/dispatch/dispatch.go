@@ -67,9 +67,6 @@ func New(targets []Target, keyOf func(id string) string) *Dispatcher {
 	return &Dispatcher{targets: targets, keyOf: keyOf}
 }
 
-// Targets returns the dispatcher's targets.
-func (d *Dispatcher) Targets() []Target { return d.targets }
-
 // Dispatch runs every target over the loaded orders it has not yet applied
 // and returns what to write, and per plugin how many orders it skipped as
 // already applied (a duplicate delivery). Writes are ordered by order, then by target, so

@@ -79,8 +79,12 @@ func (p *Pipeline) Run(ctx context.Context, in <-chan orders.Ref) error {
 func (p *Pipeline) Process(ctx context.Context, refs []orders.Ref) error {
 	start := time.Now()
 	p.metrics.BatchSize.Observe(float64(len(refs)))
+	received := map[string]int{}
 	for _, r := range refs {
-		p.metrics.OrdersReceived.WithLabelValues(r.Channel).Inc()
+		received[r.Channel]++
+	}
+	for ch, n := range received {
+		p.metrics.OrdersReceived.WithLabelValues(ch).Add(float64(n))
 	}
 	var loaded []orders.Loaded
 	var rejected []orders.Rejected
@@ -92,8 +96,13 @@ func (p *Pipeline) Process(ctx context.Context, refs []orders.Ref) error {
 	if err != nil {
 		return err
 	}
+	// Counted per batch, not per order: label lookups are the hot path here.
+	perChannel := map[string]int{}
 	for _, l := range loaded {
-		p.metrics.OrdersLoaded.WithLabelValues(l.Order.Channel).Inc()
+		perChannel[l.Order.Channel]++
+	}
+	for ch, n := range perChannel {
+		p.metrics.OrdersLoaded.WithLabelValues(ch).Add(float64(n))
 	}
 	b, skipped, err := p.dispatcher.Dispatch(ctx, loaded)
 	if err != nil {

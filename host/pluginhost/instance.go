@@ -187,13 +187,6 @@ func (in *Instance) relaunch(ctx context.Context) error {
 	return nil
 }
 
-// Disabled reports whether the plugin was disabled.
-func (in *Instance) Disabled() bool {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.disabled
-}
-
 // Stop kills the plugin process. It waits for a batch in flight to finish
 // first, and is safe to call twice.
 func (in *Instance) Stop() {
