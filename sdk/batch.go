@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
 )
@@ -10,6 +11,25 @@ import (
 type Result struct {
 	Effects []Effect
 	Err     string
+	// Permanent says a retry cannot help: the host dead-letters the order
+	// for this plugin at once instead of retrying it.
+	Permanent bool
+}
+
+// PermanentError marks an error from Handle that no retry can fix.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err so the host dead-letters the order at once. Errors
+// Handle returns unwrapped are taken as transient: the host retries the order
+// on this plugin (with backoff, up to max_attempts) before dead-lettering it.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
 }
 
 // ProcessBatch runs p.Handle over orders and returns one Result per order, in
@@ -21,7 +41,9 @@ func ProcessBatch(p Plugin, orders []Order) []Result {
 	for i := range orders {
 		out.Reset()
 		if err := handleOne(p, orders[i], &out); err != nil {
+			var perm *PermanentError
 			results[i].Err = err.Error()
+			results[i].Permanent = errors.As(err, &perm)
 			continue
 		}
 		results[i].Effects = append([]Effect(nil), out.List()...)
@@ -32,7 +54,8 @@ func ProcessBatch(p Plugin, orders []Order) []Result {
 func handleOne(p Plugin, o Order, out *Effects) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("panic handling order %s: %v\n%s", o.ID, r, debug.Stack())
+			// A panic is a bug: retrying the same order hits it again.
+			err = Permanent(fmt.Errorf("panic handling order %s: %v\n%s", o.ID, r, debug.Stack()))
 		}
 	}()
 	return p.Handle(o, out)

@@ -2,6 +2,7 @@ package sdk_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -26,6 +27,8 @@ func (touchy) Handle(o sdk.Order, out *sdk.Effects) error {
 		panic("kaboom")
 	case "no":
 		return errors.New("cannot handle this one")
+	case "never":
+		return fmt.Errorf("order %s: %w", o.ID, sdk.Permanent(errors.New("never valid")))
 	}
 	out.SAdd("seen:"+o.Event, o.ID)
 	out.IncrBy("seen:count", o.Qty)
@@ -39,6 +42,8 @@ func TestProcessBatch(t *testing.T) {
 		orders      []sdk.Order
 		wantEffects [][]sdk.Effect
 		wantErr     []string // substring per order; "" means no error
+		// wantPermanent lists the orders whose error must be permanent.
+		wantPermanent []bool
 	}{
 		{name: "empty batch", orders: nil, wantEffects: [][]sdk.Effect{}, wantErr: []string{}},
 		{
@@ -49,13 +54,21 @@ func TestProcessBatch(t *testing.T) {
 				nil,
 				{{Command: "SADD", Key: "seen:b", Args: []string{"3"}}, {Command: "INCRBY", Key: "seen:count", Args: []string{"1"}}},
 			},
-			wantErr: []string{"", "panic handling order boom: kaboom", ""},
+			wantErr:       []string{"", "panic handling order boom: kaboom", ""},
+			wantPermanent: []bool{false, true, false},
 		},
 		{
 			name:        "error fails only its order",
 			orders:      []sdk.Order{{ID: "no"}, ok("2", "c", 5)},
 			wantEffects: [][]sdk.Effect{nil, {{Command: "SADD", Key: "seen:c", Args: []string{"2"}}, {Command: "INCRBY", Key: "seen:count", Args: []string{"5"}}}},
 			wantErr:     []string{"cannot handle this one", ""},
+		},
+		{
+			name:          "a wrapped permanent error stays permanent",
+			orders:        []sdk.Order{{ID: "never"}, {ID: "no"}},
+			wantEffects:   [][]sdk.Effect{nil, nil},
+			wantErr:       []string{"order never: never valid", "cannot handle this one"},
+			wantPermanent: []bool{true, false},
 		},
 	}
 	for _, tt := range tests {
@@ -73,6 +86,9 @@ func TestProcessBatch(t *testing.T) {
 				}
 				if tt.wantErr[i] != "" && !strings.Contains(r.Err, tt.wantErr[i]) {
 					t.Errorf("order %d: error %q does not contain %q", i, r.Err, tt.wantErr[i])
+				}
+				if want := i < len(tt.wantPermanent) && tt.wantPermanent[i]; r.Permanent != want {
+					t.Errorf("order %d: permanent = %v, want %v", i, r.Permanent, want)
 				}
 			}
 		})

@@ -67,7 +67,7 @@ func OrderFromProto(p *pluginv1.Order) Order {
 func ResultsToProto(results []Result) *pluginv1.ProcessResponse {
 	resp := &pluginv1.ProcessResponse{Results: make([]*pluginv1.Result, len(results))}
 	for i, r := range results {
-		pr := &pluginv1.Result{Index: uint32(i), Error: r.Err, Effects: make([]*pluginv1.Effect, len(r.Effects))}
+		pr := &pluginv1.Result{Index: uint32(i), Error: r.Err, Permanent: r.Permanent, Effects: make([]*pluginv1.Effect, len(r.Effects))}
 		for j, e := range r.Effects {
 			pr.Effects[j] = &pluginv1.Effect{Command: e.Command, Key: e.Key, Args: e.Args}
 		}
@@ -92,7 +92,7 @@ func ResultsFromProto(resp *pluginv1.ProcessResponse, n int) ([]Result, error) {
 			return nil, fmt.Errorf("plugin answered twice for order index %d", i)
 		}
 		seen[i] = true
-		r := Result{Err: pr.GetError(), Effects: make([]Effect, len(pr.GetEffects()))}
+		r := Result{Err: pr.GetError(), Permanent: pr.GetPermanent(), Effects: make([]Effect, len(pr.GetEffects()))}
 		for j, e := range pr.GetEffects() {
 			r.Effects[j] = Effect{Command: e.GetCommand(), Key: e.GetKey(), Args: e.GetArgs()}
 		}
@@ -100,7 +100,7 @@ func ResultsFromProto(resp *pluginv1.ProcessResponse, n int) ([]Result, error) {
 	}
 	for i, ok := range seen {
 		if !ok {
-			results[i] = Result{Err: "plugin returned no result for this order"}
+			results[i] = Result{Err: "plugin returned no result for this order", Permanent: true}
 		}
 	}
 	return results, nil

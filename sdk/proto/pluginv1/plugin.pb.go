@@ -614,8 +614,12 @@ type Result struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Index   uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	Effects []*Effect              `protobuf:"bytes,2,rep,name=effects,proto3" json:"effects,omitempty"`
-	// Non-empty when the plugin could not handle the order; the host dead-letters it.
-	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// Non-empty when the plugin could not handle the order. The host retries
+	// the order on this plugin, up to the block's max_attempts, then
+	// dead-letters it.
+	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// The error will not go away on a retry (bad data, a bug): dead-letter at once.
+	Permanent     bool `protobuf:"varint,4,opt,name=permanent,proto3" json:"permanent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -669,6 +673,13 @@ func (x *Result) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *Result) GetPermanent() bool {
+	if x != nil {
+		return x.Permanent
+	}
+	return false
 }
 
 type ProcessResponse struct {
@@ -765,11 +776,12 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06Effect\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n" +
-	"\x04args\x18\x03 \x03(\tR\x04args\"k\n" +
+	"\x04args\x18\x03 \x03(\tR\x04args\"\x89\x01\n" +
 	"\x06Result\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x125\n" +
 	"\aeffects\x18\x02 \x03(\v2\x1b.eventhost.plugin.v1.EffectR\aeffects\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"H\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1c\n" +
+	"\tpermanent\x18\x04 \x01(\bR\tpermanent\"H\n" +
 	"\x0fProcessResponse\x125\n" +
 	"\aresults\x18\x01 \x03(\v2\x1b.eventhost.plugin.v1.ResultR\aresults2\x93\x02\n" +
 	"\x06Plugin\x12W\n" +
