@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/deadletter"
+	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/policy"
 	"github.com/eventhost/eventhost/sdk"
 )
@@ -38,6 +39,15 @@ type Write struct {
 type Batch struct {
 	Writes      []Write
 	DeadLetters []deadletter.Entry
+	// Replayed are dead-letter entries this batch settles: deleted from the
+	// dead-letter stream with the batch.
+	Replayed []string
+	// Acks are source stream entries every plugin has finished with.
+	Acks []string
+}
+
+func (b Batch) empty() bool {
+	return len(b.Writes) == 0 && len(b.DeadLetters) == 0 && len(b.Replayed) == 0 && len(b.Acks) == 0
 }
 
 // Status says what became of one Write.
@@ -81,11 +91,13 @@ func (e *TypeConflictError) Error() string {
 
 // Applier applies batches.
 type Applier struct {
-	rdb      redis.UniversalClient
-	script   *redis.Script
-	dlStream string
-	dlMaxLen int64
-	now      func() time.Time
+	rdb       redis.UniversalClient
+	script    *redis.Script
+	dlStream  string
+	dlMaxLen  int64
+	ackStream string
+	ackGroup  string
+	now       func() time.Time
 }
 
 // New returns an Applier writing dead letters to stream (trimmed to about
@@ -94,10 +106,19 @@ func New(rdb redis.UniversalClient, stream string, maxLen int64) *Applier {
 	return &Applier{rdb: rdb, script: redis.NewScript(applyLua), dlStream: stream, dlMaxLen: maxLen, now: time.Now}
 }
 
+// AckTo makes the applier acknowledge a batch's Acks on stream for group.
+func (a *Applier) AckTo(stream, group string) *Applier {
+	a.ackStream, a.ackGroup = stream, group
+	return a
+}
+
 // Apply writes b atomically. On error nothing of b was written.
 func (a *Applier) Apply(ctx context.Context, b Batch) (Result, error) {
-	if len(b.Writes) == 0 && len(b.DeadLetters) == 0 {
+	if b.empty() {
 		return Result{}, nil
+	}
+	if len(b.Acks) > 0 && a.ackStream == "" {
+		return Result{}, errors.New("apply: batch acknowledges stream entries, but no stream was set with AckTo")
 	}
 	keys, argv, err := a.encode(b)
 	if err != nil {
@@ -111,7 +132,7 @@ func (a *Applier) Apply(ctx context.Context, b Batch) (Result, error) {
 				return Result{}, &TypeConflictError{Key: parts[2], Have: parts[0], Want: parts[1]}
 			}
 		}
-		return Result{}, fmt.Errorf("apply batch of %d writes and %d dead letters: %w", len(b.Writes), len(b.DeadLetters), err)
+		return Result{}, fmt.Errorf("apply batch of %d writes, %d dead letters and %d acks: %w", len(b.Writes), len(b.DeadLetters), len(b.Acks), err)
 	}
 	return decode(raw, len(b.Writes))
 }
@@ -124,6 +145,15 @@ func (a *Applier) encode(b Batch) ([]string, []any, error) {
 	// The dead-letter stream is checked too: a key of another type there
 	// would fail the XADD after the effects had landed.
 	want := map[string]string{a.dlStream: "stream"}
+	ackStream := a.dlStream
+	if len(b.Acks) > 0 {
+		ackStream = a.ackStream
+		want[ackStream] = "stream"
+	}
+	keys = append(keys, ackStream)
+	if _, ok := index[ackStream]; !ok {
+		index[ackStream] = 2
+	}
 	keyIndex := func(k string) string {
 		i, ok := index[k]
 		if !ok {
@@ -163,16 +193,28 @@ func (a *Applier) encode(b Batch) ([]string, []any, error) {
 	now := a.now()
 	nowMS := strconv.FormatInt(now.UnixMilli(), 10)
 	for _, d := range b.DeadLetters {
+		orderIdx := "0"
+		if d.OrderKey != "" {
+			orderIdx = keyIndex(d.OrderKey)
+		}
 		f := append(d.Fields(), "time_ms", nowMS)
-		body = append(body, strconv.Itoa(len(f)))
+		body = append(body, orderIdx, orders.DeadField(d.Plugin), strconv.Itoa(len(f)))
 		for _, s := range f {
 			body = append(body, s)
 		}
 	}
-	argv := make([]any, 0, 3+2*len(want)+len(body))
+	body = append(body, strconv.Itoa(len(b.Replayed)))
+	for _, id := range b.Replayed {
+		body = append(body, id)
+	}
+	body = append(body, strconv.Itoa(len(b.Acks)))
+	for _, id := range b.Acks {
+		body = append(body, id)
+	}
+	argv := make([]any, 0, 4+2*len(want)+len(body))
 	// The done marker holds the apply time in microseconds: the latency
 	// benchmark reads it, and it tells a person when an order was counted.
-	argv = append(argv, strconv.FormatInt(now.UnixMicro(), 10), strconv.FormatInt(a.dlMaxLen, 10), strconv.Itoa(len(want)))
+	argv = append(argv, strconv.FormatInt(now.UnixMicro(), 10), strconv.FormatInt(a.dlMaxLen, 10), a.ackGroup, strconv.Itoa(len(want)))
 	for k, t := range want {
 		argv = append(argv, strconv.Itoa(index[k]), t)
 	}

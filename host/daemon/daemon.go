@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/apply"
+	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/dispatch"
 	"github.com/eventhost/eventhost/host/metrics"
@@ -78,29 +80,53 @@ func (d *Daemon) Run(ctx context.Context) error {
 	loader := orders.NewLoader(rdb, d.cfg.OrderKeyPrefix)
 	reserved := []string{d.cfg.OrderKeyPrefix, orders.MarkerPrefix, d.cfg.DeadLetter.Stream}
 	targets := make([]dispatch.Target, len(instances))
+	names := make([]string, len(instances))
 	for i, in := range instances {
 		targets[i] = dispatch.Target{
 			Processor: in,
 			Channels:  in.Config().Channels,
 			Policy:    policy.New(in.Name(), in.Description().Keys, reserved),
 		}
+		names[i] = in.Name()
 	}
 	pipe := pipeline.New(loader, dispatch.New(targets, loader.Key),
 		apply.New(rdb, d.cfg.DeadLetter.Stream, d.cfg.DeadLetter.MaxLen),
 		d.metrics, d.logger.Named("pipeline"), d.cfg.Batch.MaxOrders, d.cfg.Batch.MaxWait)
+	for _, in := range instances {
+		pipe.SetMaxAttempts(in.Name(), in.Config().MaxAttempts)
+	}
 
 	if d.cfg.Metrics.Listen != "" {
 		srv := d.serveHTTP()
 		defer srv.Close()
 	}
 
-	src := source.NewPubSub(rdb, d.cfg.Source.Channels, d.logger.Named("source"), d.metrics)
-	src.OnSubscribed = func(bool) { d.ready.Store(true) }
+	// The intake channel has several producers (the source, catch-up); it
+	// is closed once all of them have stopped.
 	ids := make(chan orders.Ref, intakeBuffer)
-	srcDone := make(chan error, 1)
+	emit := func(ctx context.Context, r orders.Ref) error {
+		select {
+		case ids <- r:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	intake, stopIntake := context.WithCancel(ctx)
 	defer stopIntake()
-	go func() { srcDone <- src.Run(intake, ids) }()
+	var producers sync.WaitGroup
+	srcErr := make(chan error, 1)
+	scanner := catchup.NewScanner(rdb, d.cfg.OrderKeyPrefix)
+	runner := catchup.NewRunner(scanner, catchup.NewRegistry(rdb, scanner), d.cfg.Source.Channels[0], d.logger.Named("catchup"), d.metrics)
+	src := source.NewPubSub(rdb, d.cfg.Source.Channels, d.logger.Named("source"), d.metrics)
+	// Whatever was published while we were not subscribed is found in the
+	// order hashes. The host is ready once subscribed and caught up.
+	src.OnSubscribed = func(bool) { runner.Trigger() }
+	runner.OnDone = func() { d.ready.Store(true) }
+	producers.Add(2)
+	go func() { defer producers.Done(); srcErr <- src.Run(intake, ids) }()
+	go func() { defer producers.Done(); runner.Run(intake, func() []string { return names }, emit) }()
+	go func() { producers.Wait(); close(ids) }()
 
 	// Draining must outlive ctx: ids already received are finished even
 	// though intake has stopped.
@@ -108,8 +134,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	err = pipe.Run(work, ids)
 	d.ready.Store(false)
 	stopIntake() // when the pipeline failed, the source must not wait for it
-	if srcErr := <-srcDone; err == nil {
-		err = srcErr
+	producers.Wait()
+	if serr := <-srcErr; err == nil {
+		err = serr
 	}
 	d.logger.Info("intake stopped and received orders finished; stopping plugins")
 	return err

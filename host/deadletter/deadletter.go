@@ -23,6 +23,10 @@ type Entry struct {
 	Reason   string
 	Attempts int
 	Time     time.Time
+	// OrderKey is the order's hash, which the applier marks so catch-up
+	// passes the order over; empty when there is no hash to mark. Not
+	// written to the stream.
+	OrderKey string
 }
 
 // Fields returns e as stream field/value pairs, without the time (the

@@ -9,8 +9,7 @@ import (
 	"sync"
 
 	"github.com/eventhost/eventhost/host/apply"
-	"github.com/eventhost/eventhost/host/deadletter"
-	"github.com/eventhost/eventhost/host/orders"
+		"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/pluginhost"
 	"github.com/eventhost/eventhost/host/policy"
 	"github.com/eventhost/eventhost/sdk"
@@ -67,30 +66,55 @@ func New(targets []Target, keyOf func(id string) string) *Dispatcher {
 	return &Dispatcher{targets: targets, keyOf: keyOf}
 }
 
-// Dispatch runs every target over the loaded orders it has not yet applied
-// and returns what to write, and per plugin how many orders it skipped as
-// already applied (a duplicate delivery). Writes are ordered by order, then by target, so
-// each key sees its increments in the order the ids arrived. Every (order,
-// plugin) pair ends up either as a write or as a dead letter. err is only
-// ctx ending.
-func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (apply.Batch, map[string]int, error) {
+// Failure is an (order, plugin) pair that produced no write.
+type Failure struct {
+	// Index is the order's position in the dispatched slice.
+	Index  int
+	Loaded orders.Loaded
+	Plugin string
+	Reason string
+	// Attempts is how often the plugin tried the order in this dispatch: a
+	// crash or timeout is retried inside the plugin host.
+	Attempts int
+	// Transient is true when another try may succeed (the plugin said so by
+	// returning a plain error); refused effects, permanent errors and a
+	// plugin that gave up after its own retries are not.
+	Transient bool
+}
+
+// Outcome is what a dispatch produced.
+type Outcome struct {
+	// Writes are ordered by order, then by target, so each key sees its
+	// increments in the order the ids arrived.
+	Writes   []apply.Write
+	Failures []Failure
+	// Skipped counts, per plugin, orders it had already applied (a
+	// duplicate delivery).
+	Skipped map[string]int
+}
+
+// Dispatch runs every target over the loaded orders meant for it that it
+// has not yet applied. Every such (order, plugin) pair ends up as a write or
+// a failure. err is only ctx ending.
+func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outcome, error) {
 	type answer struct {
 		idx     []int // positions in loaded
 		results []sdk.Result
 		err     error
 	}
 	answers := make([]answer, len(d.targets))
-	skipped := map[string]int{}
+	out := Outcome{Skipped: map[string]int{}}
 	var wg sync.WaitGroup
 	for ti, t := range d.targets {
+		name := t.Processor.Name()
 		var idx []int
 		var batch []sdk.Order
 		for i, l := range loaded {
-			if !t.wants(l.Order.Channel) {
+			if !l.Ref.For(name, t.wants) {
 				continue
 			}
-			if l.Done[t.Processor.Name()] {
-				skipped[t.Processor.Name()]++
+			if l.Done[name] {
+				out.Skipped[name]++
 				continue
 			}
 			idx = append(idx, i)
@@ -108,50 +132,45 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (appl
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
-		return apply.Batch{}, nil, err
+		return Outcome{}, err
 	}
 
 	// perOrder[i][ti] is target ti's write for loaded[i], if any.
 	perOrder := make([][]*apply.Write, len(loaded))
-	var b apply.Batch
 	for ti, a := range answers {
 		name := d.targets[ti].Processor.Name()
 		for k, i := range a.idx {
-			o := loaded[i].Order
+			l := loaded[i]
 			if a.err != nil {
-				b.DeadLetters = append(b.DeadLetters, letter(o, name, a.err.Error(), attempts(a.err)))
+				out.Failures = append(out.Failures, Failure{Index: i, Loaded: l, Plugin: name, Reason: a.err.Error(), Attempts: attempts(a.err)})
 				continue
 			}
 			r := a.results[k]
 			if r.Err != "" {
-				b.DeadLetters = append(b.DeadLetters, letter(o, name, "plugin error: "+r.Err, 1))
+				out.Failures = append(out.Failures, Failure{Index: i, Loaded: l, Plugin: name, Reason: "plugin error: " + r.Err, Attempts: 1, Transient: !r.Permanent})
 				continue
 			}
 			if err := d.targets[ti].Policy.CheckAll(r.Effects); err != nil {
-				b.DeadLetters = append(b.DeadLetters, letter(o, name, "refused effect: "+err.Error(), 1))
+				out.Failures = append(out.Failures, Failure{Index: i, Loaded: l, Plugin: name, Reason: "refused effect: " + err.Error(), Attempts: 1})
 				continue
 			}
 			if perOrder[i] == nil {
 				perOrder[i] = make([]*apply.Write, len(d.targets))
 			}
 			perOrder[i][ti] = &apply.Write{
-				OrderKey: d.keyOf(o.ID), Marker: orders.DoneField(name), Effects: r.Effects,
-				Plugin: name, OrderID: o.ID, Channel: o.Channel,
+				OrderKey: d.keyOf(l.Order.ID), Marker: orders.DoneField(name), Effects: r.Effects,
+				Plugin: name, OrderID: l.Order.ID, Channel: l.Order.Channel,
 			}
 		}
 	}
 	for _, ws := range perOrder {
 		for _, w := range ws {
 			if w != nil {
-				b.Writes = append(b.Writes, *w)
+				out.Writes = append(out.Writes, *w)
 			}
 		}
 	}
-	return b, skipped, nil
-}
-
-func letter(o sdk.Order, plugin, reason string, attempts int) deadletter.Entry {
-	return deadletter.Entry{OrderID: o.ID, Channel: o.Channel, Plugin: plugin, Reason: reason, Attempts: attempts}
+	return out, nil
 }
 
 func attempts(err error) int {

@@ -123,18 +123,25 @@ func TestBadInputOrders(t *testing.T) {
 		t.Errorf("unexpected dead letter for order %q", id)
 	}
 
-	// A refused order's hash is left as it was: no done markers.
+	// A refused order's hash keeps its fields and gains only the dead
+	// marker that keeps catch-up from retrying it; a missing one stays missing.
 	for _, b := range bad {
 		got, err := rdb.HGetAll(ctx, orderPrefix+b.id).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := b.fields
-		if want == nil {
-			want = map[string]string{}
+		want := map[string]string{}
+		for k, v := range b.fields {
+			want[k] = v
+		}
+		if _, ok := got[orders.DeadOrderField]; ok && b.fields != nil {
+			got[orders.DeadOrderField] = "(set)"
+		}
+		if b.fields != nil {
+			want[orders.DeadOrderField] = "(set)"
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("%s%s = %v, want it untouched: %v", orderPrefix, b.id, got, want)
+			t.Errorf("%s%s = %v, want %v", orderPrefix, b.id, got, want)
 		}
 	}
 
@@ -142,11 +149,11 @@ func TestBadInputOrders(t *testing.T) {
 	checkTutorialState(t, rdb, valid)
 
 	checkMetric(t, metricsAddr, `eventhost_orders_rejected_total{channel="purchase_orders"}`, float64(len(bad)))
-	checkMetric(t, metricsAddr, `eventhost_orders_dead_lettered_total{plugin="",reason="bad order"}`, float64(len(bad)))
+	checkMetric(t, metricsAddr, `eventhost_orders_dead_lettered_total{channel="purchase_orders",plugin="",reason="bad order"}`, float64(len(bad)))
 	checkMetric(t, metricsAddr, `eventhost_orders_received_total{channel="purchase_orders"}`, float64(len(valid)+len(bad)))
 	checkMetric(t, metricsAddr, `eventhost_orders_loaded_total{channel="purchase_orders"}`, float64(len(valid)))
 	for _, p := range bundled {
-		checkMetric(t, metricsAddr, fmt.Sprintf(`eventhost_orders_processed_total{plugin=%q}`, p), float64(len(valid)))
+		checkMetric(t, metricsAddr, fmt.Sprintf(`eventhost_orders_processed_total{channel="purchase_orders",plugin=%q}`, p), float64(len(valid)))
 	}
 	if code := h.stop(t); code != 0 {
 		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
@@ -240,7 +247,7 @@ func TestBadInputDuplicatePublish(t *testing.T) {
 	for _, p := range bundled {
 		// processed is counted after the last order's write landed; once
 		// it is complete, so are the counts of every batch before.
-		checkMetric(t, metricsAddr, fmt.Sprintf(`eventhost_orders_processed_total{plugin=%q}`, p), float64(len(unique)))
+		checkMetric(t, metricsAddr, fmt.Sprintf(`eventhost_orders_processed_total{channel="purchase_orders",plugin=%q}`, p), float64(len(unique)))
 		series := fmt.Sprintf(`eventhost_orders_duplicate_total{plugin=%q}`, p)
 		if got, _ := scrapeMetric(t, metricsAddr, series); got != float64(skipped) {
 			t.Errorf("metric %s = %v, want %d: %d orders announced again after they were applied and %d announced twice in a row",

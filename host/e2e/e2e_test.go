@@ -47,6 +47,7 @@ func TestTutorialEquivalence(t *testing.T) {
 	diffState(t, withoutFloats(want), modelState(published, 8))
 
 	got := dump(t, rdb, "")
+	takeRegistry(t, got, bundled...)
 	for k, v := range got {
 		if strings.HasPrefix(k, orderPrefix) {
 			checkOrderHash(t, k, v)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
 	"github.com/eventhost/eventhost/host/orders"
@@ -99,11 +101,37 @@ func startHost(t *testing.T, rdb *redis.Client, configPath string) *host {
 			t.Logf("eventhost log:\n%s", tail(h.log.String(), 80))
 		}
 	})
-	waitFor(t, 30*time.Second, "eventhost to subscribe", func() bool {
+	// Ready means subscribed and caught up: the orders a test publishes
+	// from here on arrive live, after the catch-up's.
+	waitFor(t, 30*time.Second, "eventhost to subscribe and catch up", func() bool {
 		n, _ := rdb.PubSubNumSub(context.Background(), channel).Result()
-		return n[channel] >= 1
+		return n[channel] >= 1 && strings.Contains(h.log.String(), "catch-up done")
 	})
 	return h
+}
+
+// takeRegistry checks that state holds the plugin registry with exactly
+// plugins, each registered at a time, and removes it from state.
+func takeRegistry(t *testing.T, state map[string]value, plugins ...string) {
+	t.Helper()
+	v, ok := state[catchup.RegistryKey]
+	if !ok {
+		t.Errorf("plugin registry %s is missing", catchup.RegistryKey)
+		return
+	}
+	delete(state, catchup.RegistryKey)
+	var names []string
+	for _, line := range strings.Split(v.Data, "\n") {
+		name, when, _ := strings.Cut(line, "=")
+		if _, err := strconv.ParseInt(when, 10, 64); err != nil {
+			t.Errorf("plugin registry: %s registered at %q, want a unix time in ms", name, when)
+		}
+		names = append(names, name)
+	}
+	sort.Strings(plugins)
+	if v.Type != "hash" || strings.Join(names, ",") != strings.Join(plugins, ",") {
+		t.Errorf("plugin registry = %s %q, want a hash of %v", v.Type, v.Data, plugins)
+	}
 }
 
 func (h *host) kill() {

@@ -123,6 +123,7 @@ func (r *faultRun) checkBundled(t *testing.T) {
 	replayTutorial(t, ref, r.published, "u8")
 	want := dump(t, ref, "")
 	got := dump(t, r.rdb, "")
+	takeRegistry(t, got, append([]string{"liar"}, bundled...)...)
 	for k := range got {
 		if strings.HasPrefix(k, orderPrefix) || strings.HasPrefix(k, "liar:") || k == dlStream {
 			delete(got, k)
@@ -296,13 +297,15 @@ func allIDs(published []publish.Order) map[string]bool {
 // the other plugins are unaffected.
 func TestPluginFaultRefusedOrders(t *testing.T) {
 	tests := []struct {
-		name   string
-		mode   string
-		reason []string
+		name     string
+		mode     string
+		attempts int // a transient error is tried max_attempts (3) times
+		reason   []string
 	}{
-		{"error", "error", []string{"liar refuses order "}},
-		{"forbidden command", "forbidden", []string{`"DEL"`, "not allowed"}},
-		{"key outside patterns", "outside", []string{"sales_summary", "outside"}},
+		{"error", "error", 3, []string{"liar refuses order "}},
+		{"permanent error", "permanent", 1, []string{"liar refuses order ", "for good"}},
+		{"forbidden command", "forbidden", 1, []string{`"DEL"`, "not allowed"}},
+		{"key outside patterns", "outside", 1, []string{"sales_summary", "outside"}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -317,9 +320,9 @@ func TestPluginFaultRefusedOrders(t *testing.T) {
 			if len(dead) == 0 || len(ok) == 0 {
 				t.Fatalf("match %q selects %d of %d orders: the test needs some of each", match, len(dead), len(r.published))
 			}
-			letters := r.checkLetters(t, dead, 1, tt.reason...)
+			letters := r.checkLetters(t, dead, tt.attempts, tt.reason...)
 			for _, e := range letters {
-				if !strings.Contains(e.Reason, e.OrderID) && tt.mode == "error" {
+				if !strings.Contains(e.Reason, e.OrderID) && tt.mode != "forbidden" && tt.mode != "outside" {
 					t.Errorf("dead letter for %s: reason %q names another order", e.OrderID, e.Reason)
 					break
 				}
@@ -327,6 +330,27 @@ func TestPluginFaultRefusedOrders(t *testing.T) {
 			r.checkLiar(t, ok)
 			r.checkBundled(t)
 		})
+	}
+}
+
+// TestPluginFaultFlaky: a plugin that fails each order once gets every one
+// of them again, alone: all its orders land, nothing is dead-lettered, and
+// the other plugins' effects are applied once (checkBundled is exact).
+func TestPluginFaultFlaky(t *testing.T) {
+	r := startFaultRun(t, 311, "", map[string]string{"mode": "flaky", "match": "7"})
+	r.publish(t, 300)
+	r.waitSettled(t)
+	waitFor(t, 30*time.Second, "liar to record every order", func() bool {
+		n, _ := r.rdb.SCard(context.Background(), liarOrders).Result()
+		return int(n) == len(r.published)
+	})
+	r.finish(t)
+	r.checkLetters(t, nil, 0)
+	r.checkLiar(t, allIDs(r.published))
+	r.checkBundled(t)
+	retried, _ := matchingIDs(r.published, "7")
+	if got := strings.Count(r.h.log.String(), "retrying it on that plugin"); got != len(retried) {
+		t.Errorf("%d retries logged, want one per matching order (%d)", got, len(retried))
 	}
 }
 

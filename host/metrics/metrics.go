@@ -15,11 +15,19 @@ type Metrics struct {
 	OrdersReceived     *prometheus.CounterVec // channel
 	OrdersLoaded       *prometheus.CounterVec // channel
 	OrdersRejected     *prometheus.CounterVec // channel, reason
-	OrdersProcessed    *prometheus.CounterVec // plugin
+	OrdersProcessed    *prometheus.CounterVec // channel, plugin
 	OrdersDuplicate    *prometheus.CounterVec // plugin
-	OrdersDeadLettered *prometheus.CounterVec // plugin, reason
+	OrdersDeadLettered *prometheus.CounterVec // channel, plugin, reason
+	OrdersRetried      *prometheus.CounterVec // plugin
+	OrderSeconds       prometheus.Histogram
 	BatchSize          prometheus.Histogram
 	BatchSeconds       prometheus.Histogram
+	CatchUpRuns        *prometheus.CounterVec // result
+	CatchUpOrders      prometheus.Counter
+	CatchUpSeconds     prometheus.Histogram
+	StreamPending      prometheus.Gauge
+	StreamLag          prometheus.Gauge
+	StreamClaimed      prometheus.Counter
 	PluginRPCSeconds   *prometheus.HistogramVec // plugin
 	PluginErrors       *prometheus.CounterVec   // plugin, kind
 	PluginRestarts     *prometheus.CounterVec   // plugin
@@ -44,13 +52,20 @@ func New() *Metrics {
 		}, []string{"channel"}),
 		OrdersProcessed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventhost_orders_processed_total", Help: "(plugin, order) pairs whose effects were applied.",
-		}, []string{"plugin"}),
+		}, []string{"channel", "plugin"}),
 		OrdersDuplicate: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventhost_orders_duplicate_total", Help: "(plugin, order) pairs skipped because they were already applied.",
 		}, []string{"plugin"}),
 		OrdersDeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "eventhost_orders_dead_lettered_total", Help: "(plugin, order) pairs sent to the dead-letter stream.",
-		}, []string{"plugin", "reason"}),
+			Name: "eventhost_orders_dead_lettered_total", Help: "(plugin, order) pairs sent to the dead-letter stream; plugin is empty for a bad order.",
+		}, []string{"channel", "plugin", "reason"}),
+		OrdersRetried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhost_orders_retried_total", Help: "(plugin, order) pairs scheduled for another try after a transient plugin error.",
+		}, []string{"plugin"}),
+		OrderSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "eventhost_order_seconds", Help: "End-to-end latency: from receiving an order id to applying its batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 20),
+		}),
 		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "eventhost_batch_orders", Help: "Orders per batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
@@ -78,13 +93,33 @@ func New() *Metrics {
 		Reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eventhost_pubsub_reconnects_total", Help: "Pub/Sub resubscriptions after a lost connection.",
 		}),
+		CatchUpRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhost_catchup_runs_total", Help: "Catch-up scans for unfinished orders, by result (done, failed).",
+		}, []string{"result"}),
+		CatchUpOrders: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventhost_catchup_orders_total", Help: "Unfinished orders found by catch-up and sent through the pipeline.",
+		}),
+		CatchUpSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "eventhost_catchup_seconds", Help: "Duration of one catch-up scan.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}),
+		StreamPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eventhost_stream_pending", Help: "Entries delivered to the consumer group but not yet acknowledged (all consumers).",
+		}),
+		StreamLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eventhost_stream_lag", Help: "Entries in the stream not yet delivered to the consumer group.",
+		}),
+		StreamClaimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventhost_stream_claimed_total", Help: "Pending entries claimed from idle consumers (XAUTOCLAIM).",
+		}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.OrdersReceived, m.OrdersLoaded, m.OrdersRejected, m.OrdersProcessed, m.OrdersDuplicate,
 		m.OrdersDeadLettered, m.BatchSize, m.BatchSeconds, m.PluginRPCSeconds, m.PluginErrors,
-		m.PluginRestarts, m.PluginUp, m.RedisErrors, m.Reconnects,
+		m.PluginRestarts, m.PluginUp, m.RedisErrors, m.Reconnects, m.OrdersRetried, m.OrderSeconds,
+		m.CatchUpRuns, m.CatchUpOrders, m.CatchUpSeconds, m.StreamPending, m.StreamLag, m.StreamClaimed,
 	)
 	return m
 }

@@ -4,10 +4,12 @@ package orders
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -25,15 +27,72 @@ const DonePrefix = MarkerPrefix + "done:"
 // DoneField is the marker field for plugin.
 func DoneField(plugin string) string { return DonePrefix + plugin }
 
-// Ref is an order id as it arrived, with where it arrived from.
+// DeadPrefix + plugin name marks an order dead-lettered for that plugin;
+// DeadField (no plugin) marks an order that is itself bad. Catch-up passes
+// over dead-lettered pairs: they wait for a replay.
+const DeadPrefix = MarkerPrefix + "dead:"
+
+// DeadOrderField marks an order hash that no plugin could be given.
+const DeadOrderField = MarkerPrefix + "dead"
+
+// DeadField is the dead-letter marker field for plugin ("" for the order).
+func DeadField(plugin string) string {
+	if plugin == "" {
+		return DeadOrderField
+	}
+	return DeadPrefix + plugin
+}
+
+// HistoryPrefix + plugin name marks an order that was already stored when
+// the plugin was first enabled: catch-up leaves it alone, backfill does not.
+const HistoryPrefix = MarkerPrefix + "history:"
+
+// HistoryField is the history marker field for plugin.
+func HistoryField(plugin string) string { return HistoryPrefix + plugin }
+
+// Ref is an order id as it arrived, with where it arrived from and what is
+// still to be done with it.
 type Ref struct {
 	ID      string
 	Channel string
+	// StreamID is the source stream entry to acknowledge once every plugin
+	// has finished with the order; empty for Pub/Sub.
+	StreamID string
+	// Only, when not nil, limits the order to these plugins (a retry, a
+	// catch-up, a backfill or a replay); nil means every plugin that
+	// listens on Channel.
+	Only []string
+	// Attempt counts earlier tries of the plugins in Only.
+	Attempt int
+	// Replays is the dead-letter entry this ref replays; it is deleted in
+	// the same atomic step that finishes the order.
+	Replays string
+	// Poison, when set, dead-letters the order with this reason without
+	// loading it (a stream entry delivered too often).
+	Poison string
+	// Received is when the id arrived, for the end-to-end latency metric;
+	// zero for catch-up, backfill and replay.
+	Received time.Time
+}
+
+// For reports whether plugin should see the order: it is in Only, or Only is
+// nil and the plugin listens on the order's channel.
+func (r Ref) For(plugin string, listens func(channel string) bool) bool {
+	if r.Only == nil {
+		return listens(r.Channel)
+	}
+	for _, p := range r.Only {
+		if p == plugin {
+			return true
+		}
+	}
+	return false
 }
 
 // Loaded is a valid order and the plugins that already applied it.
 type Loaded struct {
 	Order sdk.Order
+	Ref   Ref
 	// Done holds the names of plugins whose done marker is set.
 	Done map[string]bool
 }
@@ -67,19 +126,37 @@ func (l *Loader) Load(ctx context.Context, refs []Ref) (loaded []Loaded, rejecte
 	for i, r := range refs {
 		cmds[i] = pipe.HGetAll(ctx, l.Key(r.ID))
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && !OnlyReplyErrors(cmds) {
 		return nil, nil, fmt.Errorf("load %d orders: %w", len(refs), err)
 	}
 	loaded = make([]Loaded, 0, len(refs))
 	for i, r := range refs {
+		if err := cmds[i].Err(); err != nil {
+			// Only a reply error gets here (WRONGTYPE: the key is not a hash).
+			rejected = append(rejected, Rejected{Ref: r, Reason: fmt.Sprintf("order key %s: %v", l.Key(r.ID), err)})
+			continue
+		}
 		o, done, err := Parse(r, l.Key(r.ID), cmds[i].Val())
 		if err != nil {
 			rejected = append(rejected, Rejected{Ref: r, Reason: err.Error()})
 			continue
 		}
-		loaded = append(loaded, Loaded{Order: o, Done: done})
+		loaded = append(loaded, Loaded{Order: o, Ref: r, Done: done})
 	}
 	return loaded, rejected, nil
+}
+
+// OnlyReplyErrors reports whether every failed command of a pipeline failed
+// with a reply from Redis (such as WRONGTYPE) rather than with the
+// connection: then the keys are bad, not the round trip.
+func OnlyReplyErrors[C redis.Cmder](cmds []C) bool {
+	for _, c := range cmds {
+		var rerr redis.Error
+		if err := c.Err(); err != nil && !errors.As(err, &rerr) {
+			return false
+		}
+	}
+	return true
 }
 
 // Parse validates the fields of the hash at key for ref. The error says which

@@ -31,57 +31,110 @@ type Pipeline struct {
 	logger     hclog.Logger
 	maxOrders  int
 	maxWait    time.Duration
+	// maxAttempts is each plugin's max_attempts: how often an order is
+	// tried on it after transient errors before it is dead-lettered.
+	maxAttempts map[string]int
+	// RetryBackoff is the wait before an order's first retry on a plugin;
+	// it doubles with each further attempt, up to RetryBackoffMax.
+	RetryBackoff, RetryBackoffMax time.Duration
+
+	retries retryQueue
 }
 
 // New wires a pipeline. maxOrders and maxWait bound a batch: it is sent when
 // it holds maxOrders ids or its first id has waited maxWait.
 func New(l *orders.Loader, d *dispatch.Dispatcher, a *apply.Applier, m *metrics.Metrics, logger hclog.Logger, maxOrders int, maxWait time.Duration) *Pipeline {
-	return &Pipeline{loader: l, dispatcher: d, applier: a, metrics: m, logger: logger, maxOrders: maxOrders, maxWait: maxWait}
+	return &Pipeline{
+		loader: l, dispatcher: d, applier: a, metrics: m, logger: logger, maxOrders: maxOrders, maxWait: maxWait,
+		maxAttempts: map[string]int{}, RetryBackoff: 100 * time.Millisecond, RetryBackoffMax: 5 * time.Second,
+	}
 }
 
-// Run batches ids from in until in is closed and drained, so ids already
-// received are finished on shutdown. ctx is the hard stop: when it ends, Run
-// returns at once, abandoning the batch in flight (its effects were either
-// applied atomically or not at all).
+// SetMaxAttempts sets how often plugin gets to try one order (at least once).
+func (p *Pipeline) SetMaxAttempts(plugin string, n int) { p.maxAttempts[plugin] = max(n, 1) }
+
+// Run batches ids from in, and orders waiting for a retry, until in is
+// closed and both are drained, so ids already received are finished on
+// shutdown. ctx is the hard stop: when it ends, Run returns at once,
+// abandoning the batch in flight (its effects were either applied
+// atomically or not at all) and the retries not yet due (catch-up or the
+// stream's pending list brings them back).
 func (p *Pipeline) Run(ctx context.Context, in <-chan orders.Ref) error {
 	batch := make([]orders.Ref, 0, p.maxOrders)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	fill := time.NewTimer(time.Hour)
+	fill.Stop()
+	wake := time.NewTimer(time.Hour)
+	wake.Stop()
 	for {
-		batch = batch[:0]
-		ref, ok := <-in
-		if !ok {
-			return nil
+		batch = p.retries.popDue(time.Now(), batch[:0], p.maxOrders)
+		if len(batch) == 0 {
+			if in == nil && p.retries.len() == 0 {
+				return nil
+			}
+			var wakeC <-chan time.Time
+			if due, ok := p.retries.next(); ok {
+				wake.Reset(time.Until(due))
+				wakeC = wake.C
+			}
+			select {
+			case ref, ok := <-in:
+				wake.Stop()
+				if !ok {
+					in = nil
+					if n := p.retries.len(); n > 0 {
+						p.logger.Info("intake closed; finishing retries", "orders", n)
+					}
+					continue
+				}
+				batch = append(batch, ref)
+			case <-wakeC:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
-		batch = append(batch, ref)
-		timer.Reset(p.maxWait)
-	fill:
-		for len(batch) < p.maxOrders {
+		fill.Reset(p.maxWait)
+	gather:
+		for len(batch) < p.maxOrders && in != nil {
 			select {
 			case ref, ok := <-in:
 				if !ok {
-					break fill
+					in = nil
+					break gather
 				}
 				batch = append(batch, ref)
-			case <-timer.C:
-				break fill
+			case <-fill.C:
+				break gather
 			}
 		}
-		timer.Stop()
+		fill.Stop()
 		if err := p.Process(ctx, batch); err != nil {
 			return err
 		}
 	}
 }
 
-// Process takes one batch of ids all the way to Redis. It returns an error
-// only when ctx ends first.
+// Process takes one batch of ids all the way to Redis. Orders a plugin
+// failed transiently are queued for a retry on that plugin alone, for Run
+// to pick up. It returns an error only when ctx ends first.
 func (p *Pipeline) Process(ctx context.Context, refs []orders.Ref) error {
 	start := time.Now()
 	p.metrics.BatchSize.Observe(float64(len(refs)))
+	var b apply.Batch
+	toLoad := make([]orders.Ref, 0, len(refs))
 	received := map[string]int{}
 	for _, r := range refs {
-		received[r.Channel]++
+		if !r.Received.IsZero() { // not a catch-up, retry, backfill or replay
+			received[r.Channel]++
+		}
+		if r.Poison != "" {
+			b.DeadLetters = append(b.DeadLetters, deadletter.Entry{
+				OrderID: r.ID, Channel: r.Channel, Reason: r.Poison, Attempts: r.Attempt, OrderKey: p.loader.Key(r.ID),
+			})
+			settle(&b, r)
+			continue
+		}
+		toLoad = append(toLoad, r)
 	}
 	for ch, n := range received {
 		p.metrics.OrdersReceived.WithLabelValues(ch).Add(float64(n))
@@ -90,7 +143,7 @@ func (p *Pipeline) Process(ctx context.Context, refs []orders.Ref) error {
 	var rejected []orders.Rejected
 	err := p.retry(ctx, "load", func() error {
 		var err error
-		loaded, rejected, err = p.loader.Load(ctx, refs)
+		loaded, rejected, err = p.loader.Load(ctx, toLoad)
 		return err
 	})
 	if err != nil {
@@ -104,23 +157,96 @@ func (p *Pipeline) Process(ctx context.Context, refs []orders.Ref) error {
 	for ch, n := range perChannel {
 		p.metrics.OrdersLoaded.WithLabelValues(ch).Add(float64(n))
 	}
-	b, skipped, err := p.dispatcher.Dispatch(ctx, loaded)
-	if err != nil {
-		return err
-	}
-	for plugin, n := range skipped {
-		p.metrics.OrdersDuplicate.WithLabelValues(plugin).Add(float64(n))
-	}
 	for _, r := range rejected {
 		p.logger.Warn("order rejected", "id", r.ID, "channel", r.Channel, "reason", r.Reason)
 		p.metrics.OrdersRejected.WithLabelValues(r.Channel).Inc()
-		b.DeadLetters = append(b.DeadLetters, deadletter.Entry{OrderID: r.ID, Channel: r.Channel, Reason: r.Reason, Attempts: 1})
+		b.DeadLetters = append(b.DeadLetters, deadletter.Entry{
+			OrderID: r.ID, Channel: r.Channel, Reason: r.Reason, Attempts: r.Attempt + 1, OrderKey: p.loader.Key(r.ID),
+		})
+		settle(&b, r.Ref)
+	}
+
+	out, err := p.dispatcher.Dispatch(ctx, loaded)
+	if err != nil {
+		return err
+	}
+	for plugin, n := range out.Skipped {
+		p.metrics.OrdersDuplicate.WithLabelValues(plugin).Add(float64(n))
+	}
+	b.Writes = out.Writes
+	// again[i] lists the plugins that get another try at loaded[i].
+	again := map[int][]string{}
+	for _, f := range out.Failures {
+		l := f.Loaded
+		if f.Transient && l.Ref.Attempt+1 < p.attemptsFor(f.Plugin) {
+			again[f.Index] = append(again[f.Index], f.Plugin)
+			p.metrics.OrdersRetried.WithLabelValues(f.Plugin).Inc()
+			p.logger.Debug("plugin failed an order; retrying it on that plugin", "id", l.Order.ID, "plugin", f.Plugin, "attempt", l.Ref.Attempt+1, "error", f.Reason)
+			continue
+		}
+		b.DeadLetters = append(b.DeadLetters, deadletter.Entry{
+			OrderID: l.Order.ID, Channel: l.Order.Channel, Plugin: f.Plugin, Reason: f.Reason,
+			Attempts: l.Ref.Attempt + f.Attempts, OrderKey: p.loader.Key(l.Order.ID),
+		})
+	}
+	var later []orders.Ref
+	for i, l := range loaded {
+		plugins, ok := again[i]
+		if !ok {
+			settle(&b, l.Ref)
+			continue
+		}
+		r := l.Ref
+		r.Only, r.Attempt, r.Received = plugins, r.Attempt+1, time.Time{}
+		later = append(later, r)
 	}
 	if err := p.apply(ctx, b); err != nil {
 		return err
 	}
+	// Queued only once the rest of the order is applied: a retry must not
+	// race the first try's apply.
+	now := time.Now()
+	for _, r := range later {
+		p.retries.push(now.Add(p.backoff(r.Attempt)), r)
+	}
+	p.observeLatency(refs, now)
 	p.metrics.BatchSeconds.Observe(time.Since(start).Seconds())
 	return nil
+}
+
+// settle finishes r in b: its stream entry is acknowledged and the dead
+// letter it replays deleted, atomically with its effects.
+func settle(b *apply.Batch, r orders.Ref) {
+	if r.StreamID != "" {
+		b.Acks = append(b.Acks, r.StreamID)
+	}
+	if r.Replays != "" {
+		b.Replayed = append(b.Replayed, r.Replays)
+	}
+}
+
+func (p *Pipeline) observeLatency(refs []orders.Ref, now time.Time) {
+	for _, r := range refs {
+		if !r.Received.IsZero() {
+			p.metrics.OrderSeconds.Observe(now.Sub(r.Received).Seconds())
+		}
+	}
+}
+
+func (p *Pipeline) attemptsFor(plugin string) int {
+	if n, ok := p.maxAttempts[plugin]; ok {
+		return n
+	}
+	return 1
+}
+
+// backoff is the wait before try number attempt+1 of an order on a plugin.
+func (p *Pipeline) backoff(attempt int) time.Duration {
+	d := p.RetryBackoff
+	for i := 1; i < attempt && d < p.RetryBackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, p.RetryBackoffMax)
 }
 
 // apply writes b, moving writes that cannot land into dead letters: those
@@ -139,7 +265,7 @@ func (p *Pipeline) apply(ctx context.Context, b apply.Batch) error {
 			before := len(b.Writes)
 			if b = divert(b, conflict); len(b.Writes) == before {
 				// No write uses the key: it is eventhost's own (the
-				// dead-letter stream), and only the operator can fix it.
+				// dead-letter or source stream), and only the operator can fix it.
 				return fmt.Errorf("apply batch: %w", err)
 			}
 			continue
@@ -148,16 +274,20 @@ func (p *Pipeline) apply(ctx context.Context, b apply.Batch) error {
 			return err
 		}
 		var follow apply.Batch
+		processed := map[[2]string]int{}
 		for i, st := range res.Statuses {
 			w := b.Writes[i]
 			switch st {
 			case apply.Applied:
-				p.metrics.OrdersProcessed.WithLabelValues(w.Plugin).Inc()
+				processed[[2]string{w.Channel, w.Plugin}]++
 			case apply.AlreadyDone:
 				p.metrics.OrdersDuplicate.WithLabelValues(w.Plugin).Inc()
 			case apply.Vanished:
 				follow.DeadLetters = append(follow.DeadLetters, letter(w, "order hash was deleted before its effects were applied"))
 			}
+		}
+		for k, n := range processed {
+			p.metrics.OrdersProcessed.WithLabelValues(k[0], k[1]).Add(float64(n))
 		}
 		for _, f := range res.Failures {
 			w := b.Writes[f.Write]
@@ -183,13 +313,13 @@ func (p *Pipeline) countDead(d deadletter.Entry) {
 	if d.Plugin == "" {
 		reason = "bad order"
 	}
-	p.metrics.OrdersDeadLettered.WithLabelValues(d.Plugin, reason).Inc()
+	p.metrics.OrdersDeadLettered.WithLabelValues(d.Channel, d.Plugin, reason).Inc()
 	p.logger.Warn("order dead-lettered", "id", d.OrderID, "plugin", d.Plugin, "reason", d.Reason)
 }
 
 // divert moves every write that touches the conflicting key to dead letters.
 func divert(b apply.Batch, c *apply.TypeConflictError) apply.Batch {
-	out := apply.Batch{DeadLetters: b.DeadLetters}
+	out := apply.Batch{DeadLetters: b.DeadLetters, Replayed: b.Replayed, Acks: b.Acks}
 	for _, w := range b.Writes {
 		touches := false
 		for _, e := range w.Effects {
@@ -205,7 +335,7 @@ func divert(b apply.Batch, c *apply.TypeConflictError) apply.Batch {
 }
 
 func letter(w apply.Write, reason string) deadletter.Entry {
-	return deadletter.Entry{OrderID: w.OrderID, Channel: w.Channel, Plugin: w.Plugin, Reason: reason, Attempts: 1}
+	return deadletter.Entry{OrderID: w.OrderID, Channel: w.Channel, Plugin: w.Plugin, Reason: reason, Attempts: 1, OrderKey: w.OrderKey}
 }
 
 // retry runs op until it succeeds, fails in a way a retry cannot fix, or ctx

@@ -37,10 +37,9 @@ func NewPubSub(rdb redis.UniversalClient, channels []string, logger hclog.Logger
 // pinged: a dead TCP peer otherwise blocks the read forever.
 const healthEvery = 5 * time.Second
 
-// Run sends every id published on the channels to out until ctx ends, then
-// closes out. It reconnects and resubscribes by itself, forever.
+// Run sends every id published on the channels to out until ctx ends. It
+// reconnects and resubscribes by itself, forever.
 func (s *PubSub) Run(ctx context.Context, out chan<- orders.Ref) error {
-	defer close(out)
 	ps := s.rdb.Subscribe(ctx, s.channels...)
 	defer ps.Close()
 	// go-redis does not interrupt a blocked read when ctx ends; closing the
@@ -101,7 +100,7 @@ func (s *PubSub) Run(ctx context.Context, out chan<- orders.Ref) error {
 			}
 			everSubscribed = true
 		case *redis.Message:
-			ref := orders.Ref{ID: m.Payload, Channel: m.Channel}
+			ref := orders.Ref{ID: m.Payload, Channel: m.Channel, Received: time.Now()}
 			// An id already read is handed on even when ctx just ended; only
 			// a full buffer at shutdown can make it wait for ctx.
 			select {

@@ -30,14 +30,16 @@ const (
 // The modes: what the plugin does with a matching order.
 const (
 	ModeOK        = "ok"        // record it, like every non-matching order
-	ModeError     = "error"     // return an error for it
+	ModeError     = "error"     // return an error for it (transient: the host retries)
+	ModePermanent = "permanent" // return a permanent error for it (no retry)
+	ModeFlaky     = "flaky"     // return an error the first time each order is seen, then record it
 	ModeForbidden = "forbidden" // record it and also DEL a key: a command off the allowlist
 	ModeOutside   = "outside"   // record it and also write a key outside its patterns
 	ModeHang      = "hang"      // sleep for the hang duration before answering
 	ModeCrash     = "crash"     // exit the process (once, when crash_file is set)
 )
 
-var modes = []string{ModeOK, ModeError, ModeForbidden, ModeOutside, ModeHang, ModeCrash}
+var modes = []string{ModeOK, ModeError, ModePermanent, ModeFlaky, ModeForbidden, ModeOutside, ModeHang, ModeCrash}
 
 // liar is the plugin. The zero value is configured by Configure.
 type liar struct {
@@ -45,6 +47,9 @@ type liar struct {
 	match     string
 	hang      time.Duration
 	crashFile string
+	// seen holds the orders flaky mode has failed once. The host calls
+	// Handle from one batch at a time, so no lock.
+	seen map[string]bool
 }
 
 var _ sdk.Plugin = (*liar)(nil)
@@ -99,6 +104,16 @@ func (l *liar) Handle(o sdk.Order, out *sdk.Effects) error {
 	switch l.mode {
 	case ModeError:
 		return fmt.Errorf("liar refuses order %s", o.ID)
+	case ModePermanent:
+		return sdk.Permanent(fmt.Errorf("liar refuses order %s for good", o.ID))
+	case ModeFlaky:
+		if !l.seen[o.ID] {
+			if l.seen == nil {
+				l.seen = map[string]bool{}
+			}
+			l.seen[o.ID] = true
+			return fmt.Errorf("liar stumbles on order %s", o.ID)
+		}
 	case ModeForbidden:
 		// The allowed write comes first: the host must refuse the order's
 		// effects as a whole, not apply the part before the bad one.
