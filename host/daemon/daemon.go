@@ -22,6 +22,7 @@ import (
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/dispatch"
 	"github.com/eventhost/eventhost/host/metrics"
+	"github.com/eventhost/eventhost/host/notify"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/pipeline"
 	"github.com/eventhost/eventhost/host/pluginhost"
@@ -40,6 +41,10 @@ type Daemon struct {
 	logger  hclog.Logger
 	metrics *metrics.Metrics
 	ready   atomic.Bool
+
+	// Notifier tells systemd about readiness and shutdown and pings its
+	// watchdog (see systemd.go); nil tells nothing.
+	Notifier *notify.Notifier
 }
 
 // New returns a daemon for cfg. It does no I/O.
@@ -50,6 +55,7 @@ func New(cfg *config.Config, logger hclog.Logger, m *metrics.Metrics) *Daemon {
 // Run runs the host until ctx ends, then drains and returns nil; an error
 // means it could not start or could not go on.
 func (d *Daemon) Run(ctx context.Context) error {
+	d.Notifier.Status("connecting to Redis at %s", d.cfg.Redis.Address)
 	rdb, err := redisconn.New(d.cfg.Redis)
 	if err != nil {
 		return err
@@ -65,6 +71,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer os.RemoveAll(socketDir)
 
+	d.Notifier.Status("launching %d plugins", len(d.cfg.Plugins))
 	instances, err := d.launchAll(ctx, socketDir)
 	defer func() {
 		for i := len(instances) - 1; i >= 0; i-- {
@@ -95,12 +102,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 
 	src := source.NewPubSub(rdb, d.cfg.Source.Channels, d.logger.Named("source"), d.metrics)
-	src.OnSubscribed = func(bool) { d.ready.Store(true) }
+	src.OnSubscribed = func(reconnect bool) { d.ready.Store(true); d.subscribed(reconnect) }
 	ids := make(chan orders.Ref, intakeBuffer)
 	srcDone := make(chan error, 1)
 	intake, stopIntake := context.WithCancel(ctx)
 	defer stopIntake()
 	go func() { srcDone <- src.Run(intake, ids) }()
+	defer d.superviseSystemd(ctx, func() int { return len(ids) })()
 
 	// Draining must outlive ctx: ids already received are finished even
 	// though intake has stopped.
@@ -112,6 +120,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		err = srcErr
 	}
 	d.logger.Info("intake stopped and received orders finished; stopping plugins")
+	d.Notifier.Status("stopping plugins")
 	return err
 }
 
