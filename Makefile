@@ -63,8 +63,13 @@ clean:
 
 # Binary, plugins, systemd unit and sysusers.d entry; the config and the
 # environment file only when they do not exist yet (they are the admin's).
-# host/e2e TestSystemdInstall checks the layout, the modes and the unit.
-install: build
+# It does not build: `make build && sudo make install` builds as you, not as
+# root (whose PATH may lack go). host/e2e TestSystemdInstall checks the
+# layout, the modes and the unit.
+install:
+	@for f in $(BIN)/eventhost $(addprefix $(BIN)/plugins/eventhost-plugin-,$(PLUGINS)); do \
+		[ -x $$f ] || { echo "$$f is missing: run make build first" >&2; exit 1; }; \
+	done
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(UNITDIR) \
 		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(CONFDIR)
 	install -m 0755 $(BIN)/eventhost $(DESTDIR)$(BINDIR)/eventhost

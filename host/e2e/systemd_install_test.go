@@ -50,7 +50,7 @@ func TestSystemdInstall(t *testing.T) {
 }
 
 // makeInstall runs `make install` from the repository root, with the test
-// binaries as BIN: they are up to date, so make's build step rewrites nothing.
+// binaries (laid out as `make build` lays out bin/) as BIN.
 func makeInstall(t *testing.T, dest, prefix string) {
 	t.Helper()
 	root, err := filepath.Abs(filepath.Join("..", ".."))
@@ -159,40 +159,39 @@ func checkUnitSettings(t *testing.T, unit, prefix string) {
 		}
 	}
 	want := map[string]string{
-		"Type":                     "notify",
-		"NotifyAccess":             "main",
-		"ExecStart":                prefix + "/bin/eventhost run -config /etc/eventhost/config.hcl",
-		"ExecReload":               "/bin/kill -HUP $MAINPID",
-		"EnvironmentFile":          "-/etc/eventhost/eventhost.env",
-		"Restart":                  "on-failure",
-		"RestartPreventExitStatus": "2",
-		"KillMode":                 "control-group",
-		"WatchdogSec":              "30s",
-		"User":                     "eventhost",
-		"Group":                    "eventhost",
-		"UMask":                    "0077",
-		"NoNewPrivileges":          "yes",
-		"CapabilityBoundingSet":    "",
-		"ProtectSystem":            "strict",
-		"ProtectHome":              "yes",
-		"PrivateTmp":               "yes",
-		"PrivateDevices":           "yes",
-		"ProtectKernelTunables":    "yes",
-		"ProtectKernelModules":     "yes",
-		"ProtectKernelLogs":        "yes",
-		"ProtectControlGroups":     "yes",
-		"RestrictAddressFamilies":  "AF_UNIX AF_INET AF_INET6",
-		"RestrictNamespaces":       "yes",
-		"LockPersonality":          "yes",
-		"MemoryDenyWriteExecute":   "yes",
-		"SystemCallArchitectures":  "native",
+		"Type":                    "notify",
+		"NotifyAccess":            "main",
+		"ExecStart":               prefix + "/bin/eventhost run -config /etc/eventhost/config.hcl",
+		"ExecReload":              "/bin/kill -HUP $MAINPID",
+		"EnvironmentFile":         "-/etc/eventhost/eventhost.env",
+		"Restart":                 "on-failure",
+		"KillMode":                "control-group",
+		"WatchdogSec":             "30s",
+		"User":                    "eventhost",
+		"Group":                   "eventhost",
+		"UMask":                   "0077",
+		"NoNewPrivileges":         "yes",
+		"CapabilityBoundingSet":   "",
+		"ProtectSystem":           "strict",
+		"ProtectHome":             "yes",
+		"PrivateTmp":              "yes",
+		"PrivateDevices":          "yes",
+		"ProtectKernelTunables":   "yes",
+		"ProtectKernelModules":    "yes",
+		"ProtectKernelLogs":       "yes",
+		"ProtectControlGroups":    "yes",
+		"RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+		"RestrictNamespaces":      "yes",
+		"LockPersonality":         "yes",
+		"MemoryDenyWriteExecute":  "yes",
+		"SystemCallArchitectures": "native",
 	}
 	for k, v := range want {
 		if got := settings[k]; len(got) != 1 || got[0] != v {
 			t.Errorf("unit: %s=%q, want %s=%s", k, got, k, v)
 		}
 	}
-	for _, k := range []string{"RestartSec", "TimeoutStopSec"} {
+	for _, k := range []string{"RestartSec", "TimeoutStopSec", "StartLimitIntervalSec", "StartLimitBurst"} {
 		if len(settings[k]) != 1 {
 			t.Errorf("unit: %s=%q, want one value", k, settings[k])
 		}
