@@ -5,7 +5,19 @@ PLUGINS := sales-histogram events-summary customer-invoices
 BENCH   ?= .
 COUNT   ?= 1
 
-.PHONY: all build test test-short bench demo proto vet fmt clean
+# `make install` layout; DESTDIR is prepended to every path (for packaging).
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+PLUGINDIR   ?= $(PREFIX)/lib/eventhost/plugins
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+CONFDIR     ?= /etc/eventhost
+# The deploy/ files name the default paths; this rewrites them for the above.
+SUBST = sed -e 's|/usr/local/bin/eventhost|$(BINDIR)/eventhost|g' \
+	-e 's|/usr/local/lib/eventhost/plugins|$(PLUGINDIR)|g' \
+	-e 's|/etc/eventhost|$(CONFDIR)|g'
+
+.PHONY: all build test test-short bench demo proto vet fmt clean install uninstall
 
 all: build
 
@@ -48,3 +60,42 @@ fmt:
 
 clean:
 	rm -rf $(BIN)
+
+# Binary, plugins, systemd unit and sysusers.d entry; the config and the
+# environment file only when they do not exist yet (they are the admin's).
+# It does not build: `make build && sudo make install` builds as you, not as
+# root (whose PATH may lack go). host/e2e TestSystemdInstall checks the
+# layout, the modes and the unit.
+install:
+	@for f in $(BIN)/eventhost $(addprefix $(BIN)/plugins/eventhost-plugin-,$(PLUGINS)); do \
+		[ -x $$f ] || { echo "$$f is missing: run make build first" >&2; exit 1; }; \
+	done
+	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(CONFDIR)
+	install -m 0755 $(BIN)/eventhost $(DESTDIR)$(BINDIR)/eventhost
+	install -m 0755 $(addprefix $(BIN)/plugins/eventhost-plugin-,$(PLUGINS)) $(DESTDIR)$(PLUGINDIR)/
+	$(SUBST) deploy/systemd/eventhost.service > $(DESTDIR)$(UNITDIR)/eventhost.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/eventhost.service.tmp
+	mv $(DESTDIR)$(UNITDIR)/eventhost.service.tmp $(DESTDIR)$(UNITDIR)/eventhost.service
+	install -m 0644 deploy/systemd/eventhost.sysusers $(DESTDIR)$(SYSUSERSDIR)/eventhost.conf
+	@if [ -e $(DESTDIR)$(CONFDIR)/config.hcl ]; then \
+		echo "kept $(DESTDIR)$(CONFDIR)/config.hcl (the new default is deploy/config.hcl)"; \
+	else \
+		$(SUBST) deploy/config.hcl > $(DESTDIR)$(CONFDIR)/config.hcl.tmp && \
+		chmod 0644 $(DESTDIR)$(CONFDIR)/config.hcl.tmp && \
+		mv $(DESTDIR)$(CONFDIR)/config.hcl.tmp $(DESTDIR)$(CONFDIR)/config.hcl && \
+		echo "installed $(DESTDIR)$(CONFDIR)/config.hcl"; \
+	fi
+	@if [ -e $(DESTDIR)$(CONFDIR)/eventhost.env ]; then \
+		echo "kept $(DESTDIR)$(CONFDIR)/eventhost.env"; \
+	else \
+		install -m 0600 deploy/systemd/eventhost.env $(DESTDIR)$(CONFDIR)/eventhost.env && \
+		echo "installed $(DESTDIR)$(CONFDIR)/eventhost.env (mode 0600: put secrets here)"; \
+	fi
+
+# Removes what install put down, except the config and the environment file.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/eventhost $(DESTDIR)$(UNITDIR)/eventhost.service \
+		$(DESTDIR)$(SYSUSERSDIR)/eventhost.conf \
+		$(addprefix $(DESTDIR)$(PLUGINDIR)/eventhost-plugin-,$(PLUGINS))
+	-rmdir $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(PREFIX)/lib/eventhost

@@ -9,6 +9,7 @@ import (
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/daemon"
 	"github.com/eventhost/eventhost/host/metrics"
+	"github.com/eventhost/eventhost/host/notify"
 	"github.com/eventhost/eventhost/host/pluginhost"
 	"github.com/eventhost/eventhost/sdk"
 )
@@ -24,7 +25,12 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	logger := newLogger(cfg.Log, stderr)
-	err = daemon.New(cfg, logger, metrics.New()).Run(ctx)
+	d := daemon.New(cfg, logger, metrics.New())
+	if d.Notifier, err = notify.FromEnv(logger); err != nil {
+		return err
+	}
+	defer ignoreHangup(logger)()
+	err = d.Run(ctx)
 	if diags, ok := pluginhost.AsConfigError(err); ok {
 		printDiags(stderr, diags)
 		return usageError{errors.New("a plugin rejected its config block")}

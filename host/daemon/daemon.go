@@ -24,6 +24,7 @@ import (
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/dispatch"
 	"github.com/eventhost/eventhost/host/metrics"
+	"github.com/eventhost/eventhost/host/notify"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/pipeline"
 	"github.com/eventhost/eventhost/host/pluginhost"
@@ -42,6 +43,10 @@ type Daemon struct {
 	logger  hclog.Logger
 	metrics *metrics.Metrics
 	ready   atomic.Bool
+
+	// Notifier tells systemd about readiness and shutdown and pings its
+	// watchdog (see systemd.go); nil tells nothing.
+	Notifier *notify.Notifier
 }
 
 // New returns a daemon for cfg. It does no I/O.
@@ -52,6 +57,7 @@ func New(cfg *config.Config, logger hclog.Logger, m *metrics.Metrics) *Daemon {
 // Run runs the host until ctx ends, then drains and returns nil; an error
 // means it could not start or could not go on.
 func (d *Daemon) Run(ctx context.Context) error {
+	d.Notifier.Status("connecting to Redis at %s", d.cfg.Redis.Address)
 	rdb, err := redisconn.New(d.cfg.Redis)
 	if err != nil {
 		return err
@@ -67,6 +73,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer os.RemoveAll(socketDir)
 
+	d.Notifier.Status("launching %d plugins", len(d.cfg.Plugins))
 	instances, err := d.launchAll(ctx, socketDir)
 	defer func() {
 		for i := len(instances) - 1; i >= 0; i-- {
@@ -122,11 +129,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// Whatever was published while we were not subscribed is found in the
 	// order hashes. The host is ready once subscribed and caught up.
 	src.OnSubscribed = func(bool) { runner.Trigger() }
-	runner.OnDone = func() { d.ready.Store(true) }
+	runner.OnDone = func() { d.subscribed(d.ready.Swap(true)) }
 	producers.Add(2)
 	go func() { defer producers.Done(); srcErr <- src.Run(intake, ids) }()
 	go func() { defer producers.Done(); runner.Run(intake, func() []string { return names }, emit) }()
 	go func() { producers.Wait(); close(ids) }()
+	defer d.superviseSystemd(ctx, func() int { return len(ids) })()
 
 	// Draining must outlive ctx: ids already received are finished even
 	// though intake has stopped.
@@ -139,6 +147,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		err = serr
 	}
 	d.logger.Info("intake stopped and received orders finished; stopping plugins")
+	d.Notifier.Status("stopping plugins")
 	return err
 }
 

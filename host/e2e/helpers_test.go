@@ -88,8 +88,16 @@ plugin "customer-invoices" {}
 // startHost runs `eventhost run` and waits until it is subscribed.
 func startHost(t *testing.T, rdb *redis.Client, configPath string) *host {
 	t.Helper()
+	return startHostEnv(t, rdb, configPath, nil)
+}
+
+// startHostEnv is startHost with env ("NAME=value") added to the host's
+// environment.
+func startHostEnv(t *testing.T, rdb *redis.Client, configPath string, env []string) *host {
+	t.Helper()
 	h := &host{t: t, log: &syncBuffer{}, done: make(chan error, 1)}
 	h.cmd = exec.Command(testbin.Eventhost(t), "run", "-config", configPath)
+	h.cmd.Env = append(os.Environ(), env...)
 	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
 	if err := h.cmd.Start(); err != nil {
 		t.Fatalf("start eventhost: %v", err)

@@ -1,0 +1,55 @@
+# /etc/eventhost/config.hcl: eventhost as `make install` lays it out and the
+# systemd unit runs it. `eventhost validate -config /etc/eventhost/config.hcl`
+# checks it, including every plugin's own config block. Secrets and
+# per-machine settings come from /etc/eventhost/eventhost.env through env().
+# README.md describes every setting; the repository's config.hcl explains the
+# plugin settings.
+
+redis {
+  address  = env("EVENTHOST_REDIS_ADDRESS", "127.0.0.1:6379")
+  username = env("EVENTHOST_REDIS_USERNAME")
+  password = env("EVENTHOST_REDIS_PASSWORD")
+  db       = 0
+}
+
+source "pubsub" {
+  channels = ["purchase_orders"]
+}
+
+order_key_prefix = "purchase_order_details:"
+
+# `make install` puts the bundled plugins here (PREFIX/lib/eventhost/plugins).
+# A new plugin is a binary eventhost-plugin-<name> here (mode 0755, not group-
+# or world-writable) plus a plugin "<name>" {} block below.
+plugin_dir = "/usr/local/lib/eventhost/plugins"
+
+batch {
+  max_orders = 512
+  max_wait   = "2ms"
+}
+
+dead_letter {
+  stream = "eventhost:deadletter"
+}
+
+# Under systemd the log goes to the journal: `journalctl -u eventhost`.
+log {
+  level  = "info"
+  format = "text" # "json" for log shippers
+}
+
+metrics {
+  listen = env("EVENTHOST_METRICS_LISTEN", "127.0.0.1:9464") # /metrics, /healthz, /readyz
+}
+
+plugin "sales-histogram" {
+  config {
+    counter  = "u32"
+    overflow = "sat"
+    timezone = "UTC"
+  }
+}
+
+plugin "events-summary" {}
+
+plugin "customer-invoices" {}

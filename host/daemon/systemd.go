@@ -1,0 +1,118 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/eventhost/eventhost/host/config"
+	"github.com/eventhost/eventhost/host/metrics"
+)
+
+// subscribed tells systemd the host is ready. It is called after each
+// catch-up, which follows each (re)subscription; plugins answered their
+// launch before that. reconnect is false the first time.
+func (d *Daemon) subscribed(reconnect bool) {
+	if reconnect {
+		d.Notifier.Status("resubscribed after a lost connection; %d plugins", len(d.cfg.Plugins))
+		return
+	}
+	d.Notifier.Ready()
+	d.Notifier.Status("subscribed to %q; %d plugins", d.cfg.Source.Channels, len(d.cfg.Plugins))
+}
+
+// superviseSystemd keeps systemd informed while the pipeline runs: STOPPING=1
+// as soon as ctx ends (shutdown begins: intake stops, received ids are
+// finished), and watchdog pings while the pipeline makes progress. backlog is
+// the number of ids waiting for the pipeline. The returned func ends both.
+func (d *Daemon) superviseSystemd(ctx context.Context, backlog func() int) (stop func()) {
+	stopping := context.AfterFunc(ctx, func() {
+		d.Notifier.Stopping()
+		d.Notifier.Status("stopping: finishing the orders already received")
+	})
+	watch, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.Notifier.Watchdog(watch, newProgress(d.metrics, d.cfg.Plugins, backlog).check)
+	}()
+	return func() {
+		stopping()
+		stopWatch()
+		<-done
+	}
+}
+
+// stallGrace is how long, on top of the longest plugin timeout, ids may wait
+// without any sign of progress before the pipeline counts as wedged. It
+// covers a plugin relaunch: up to 5s of backoff, then go-plugin's one-minute
+// start timeout.
+const stallGrace = 90 * time.Second
+
+// progress tells the watchdog whether the pipeline is wedged: ids are waiting
+// (in the intake buffer or in a batch in flight) and, for longer than limit,
+// none of its signs of life moved. A finished batch is one; so are a Redis
+// retry and a plugin error or restart, because the host rides out a Redis
+// outage or a crashing plugin by itself, and a restart would drop the ids it
+// holds (Pub/Sub does not deliver them again). What is left is a pipeline
+// stuck where nothing times out, which only a restart can fix.
+type progress struct {
+	m       *metrics.Metrics
+	backlog func() int
+	limit   time.Duration
+	now     func() time.Time
+
+	mu    sync.Mutex
+	mark  float64   // the sum of the signs of life at the last check
+	since time.Time // when the pipeline was last seen idle or moving
+}
+
+func newProgress(m *metrics.Metrics, plugins []config.Plugin, backlog func() int) *progress {
+	var longest time.Duration
+	for _, p := range plugins {
+		longest = max(longest, p.Timeout)
+	}
+	return &progress{m: m, backlog: backlog, limit: longest + stallGrace, now: time.Now, since: time.Now()}
+}
+
+// check returns nil while the pipeline is idle or moving, and an error that
+// says what waits once it has been stuck for longer than the limit.
+func (p *progress) check() error {
+	started, finished := total(p.m.BatchSize), total(p.m.BatchSeconds)
+	mark := finished + total(p.m.RedisErrors) + total(p.m.PluginErrors) + total(p.m.PluginRestarts)
+	waiting := p.backlog()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	if mark != p.mark || (waiting == 0 && started == finished) {
+		p.mark, p.since = mark, now
+		return nil
+	}
+	if stuck := now.Sub(p.since); stuck > p.limit {
+		return fmt.Errorf("pipeline wedged: %d ids waiting and %.0f batches in flight, and no batch finished, Redis retry or plugin restart for %s",
+			waiting, started-finished, stuck.Round(time.Second))
+	}
+	return nil
+}
+
+// total sums a collector's counter values and histogram sample counts over
+// all its label values.
+func total(c prometheus.Collector) float64 {
+	ch := make(chan prometheus.Metric)
+	go func() {
+		c.Collect(ch)
+		close(ch)
+	}()
+	var sum float64
+	for m := range ch {
+		var pb dto.Metric
+		if m.Write(&pb) == nil {
+			sum += pb.GetCounter().GetValue() + float64(pb.GetHistogram().GetSampleCount())
+		}
+	}
+	return sum
+}
