@@ -82,7 +82,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		targets[i] = dispatch.Target{
 			Processor: in,
 			Channels:  in.Config().Channels,
-			Policy:    policy.New(in.Name(), in.Description().Keys, reserved),
+			Policy:    policy.New(in.Name(), in.Description().Keys, reserved, policy.AllowKeys(in.Config().AllowKeys)),
 		}
 	}
 	pipe := pipeline.New(loader, dispatch.New(targets, loader.Key),
