@@ -130,8 +130,8 @@ func (d *Daemon) launchAll(ctx context.Context, socketDir string) ([]*pluginhost
 	return out, nil
 }
 
-// waitForRedis pings until Redis answers. Refused credentials end it at once:
-// waiting will not fix them.
+// waitForRedis pings until Redis answers. Refused credentials or TLS
+// certificates end it at once: waiting will not fix them.
 func (d *Daemon) waitForRedis(ctx context.Context, rdb *redis.Client) error {
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = 5 * time.Second
@@ -143,7 +143,7 @@ func (d *Daemon) waitForRedis(ctx context.Context, rdb *redis.Client) error {
 			d.logger.Info("connected to redis", "redis", d.cfg.Redis.String())
 			return nil
 		}
-		if AuthError(err) {
+		if AuthError(err) || redisconn.TLSError(err) {
 			return fmt.Errorf("connect to %s: %w", d.cfg.Redis, err)
 		}
 		wait := b.NextBackOff()
