@@ -215,18 +215,23 @@ func TestInfraAuth(t *testing.T) {
 	t.Cleanup(func() { _ = admin.Close() })
 	base := writeConfig(t, srv, "u8", "")
 
-	t.Run("wrong password", func(t *testing.T) {
-		cfg := withRedisBlock(t, base, srv.Addr, `password = "wrong"`)
-		res := runEventhost(t, 10*time.Second, nil, "run", "-config", cfg)
+	// A refused login ends the host at once (exit 1) with Redis' reason, and
+	// without the password it tried.
+	refused := func(t *testing.T, attrs, password string) {
+		t.Helper()
+		res := runEventhost(t, 10*time.Second, nil, "run", "-config", withRedisBlock(t, base, srv.Addr, attrs))
 		if res.code != 1 {
-			t.Errorf("eventhost run with a wrong password exited %d, want 1\nstderr:\n%s", res.code, res.stderr)
+			t.Errorf("eventhost run exited %d, want 1\nstderr:\n%s", res.code, res.stderr)
 		}
 		if !strings.Contains(res.stderr, "WRONGPASS") && !strings.Contains(res.stderr, "invalid password") {
 			t.Errorf("stderr does not mention WRONGPASS or invalid password:\n%s", res.stderr)
 		}
-		if strings.Contains(res.stderr, `"wrong"`) {
-			t.Errorf("stderr shows the password:\n%s", res.stderr)
+		if strings.Contains(res.stdout+res.stderr, password) {
+			t.Errorf("the output shows the password:\n%s", res.stderr)
 		}
+	}
+	t.Run("wrong password", func(t *testing.T) {
+		refused(t, `password = "wrong-pw-5b7c"`, "wrong-pw-5b7c")
 	})
 
 	var all []publish.Order
@@ -266,6 +271,13 @@ func TestInfraAuth(t *testing.T) {
 		}
 	})
 
+	t.Run("acl user with a wrong password", func(t *testing.T) {
+		refused(t, "username = \"eventhost\"\n  password = \"acl-wrong-9d2e\"", "acl-wrong-9d2e")
+	})
+	t.Run("unknown acl user", func(t *testing.T) {
+		refused(t, "username = \"nobody-here\"\n  password = \"pw\"", "\"pw\"")
+	})
+
 	if t.Failed() {
 		return
 	}
@@ -278,20 +290,8 @@ func TestInfraAuth(t *testing.T) {
 // writeConfig for addr) to hold attrs too, and returns the new file's path.
 func withRedisBlock(t *testing.T, path, addr, attrs string) string {
 	t.Helper()
-	src, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := fmt.Sprintf("redis { address = %q }", addr)
-	if !strings.Contains(string(src), old) {
-		t.Fatalf("config %s has no line %s", path, old)
-	}
-	block := fmt.Sprintf("redis {\n  address = %q\n  %s\n}", addr, attrs)
-	out := filepath.Join(t.TempDir(), "eventhost.hcl")
-	if err := os.WriteFile(out, []byte(strings.Replace(string(src), old, block, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return replaceInConfig(t, path, fmt.Sprintf("redis { address = %q }", addr),
+		fmt.Sprintf("redis {\n  address = %q\n  %s\n}", addr, attrs))
 }
 
 // cmdResult is how an eventhost command ended.
