@@ -271,6 +271,32 @@ func TestInfraAuth(t *testing.T) {
 		}
 	})
 
+	// The least a host needs, as the README's Security section lists it:
+	// the commands it and the bundled plugins' effects use, its own keys and
+	// the plugins' key patterns, and its channel.
+	t.Run("least-privilege acl user", func(t *testing.T) {
+		rules := strings.Fields(`on >pw2 resetkeys ~purchase_order_details:* ~eventhost:*
+			~sales_histogram:* ~sales:* ~sales_summary ~invoices:* resetchannels &purchase_orders
+			-@all +ping +hello +subscribe +unsubscribe +hgetall +evalsha +eval +type +exists +hsetnx +xadd
+			+hincrby +hincrbyfloat +hset +sadd +zincrby +pfadd +bitfield +incrby`)
+		if err := admin.Do(ctx, append([]any{"ACL", "SETUSER", "eventhost-min"}, toAny(rules)...)...).Err(); err != nil {
+			t.Fatalf("acl setuser: %v", err)
+		}
+		h := startHost(t, admin, withRedisBlock(t, base, srv.Addr, "username = \"eventhost-min\"\n  password = \"pw2\""))
+		batch, err := pub.PublishMany(ctx, publish.NewGenerator(6062), 20, 0, nil)
+		if err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		all = append(all, batch...)
+		waitApplied(t, admin, ids(batch), bundled, 60*time.Second)
+		if code := h.stop(t); code != 0 {
+			t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+		}
+		if strings.Contains(h.log.String(), "NOPERM") {
+			t.Errorf("the host was refused a command:\n%s", tail(h.log.String(), 40))
+		}
+	})
+
 	t.Run("acl user with a wrong password", func(t *testing.T) {
 		refused(t, "username = \"eventhost\"\n  password = \"acl-wrong-9d2e\"", "acl-wrong-9d2e")
 	})
@@ -284,6 +310,14 @@ func TestInfraAuth(t *testing.T) {
 	checkOrderHashes(t, admin, all, bundled)
 	checkNoDeadLetters(t, admin)
 	checkTutorialState(t, admin, all)
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }
 
 // withRedisBlock rewrites the redis block of the config at path (as written by
