@@ -236,10 +236,12 @@ func TestInfraAuth(t *testing.T) {
 
 	var all []publish.Order
 	pub := publish.NewPublisher(admin, channel, orderPrefix)
-	t.Run("password from env", func(t *testing.T) {
-		t.Setenv("EVENTHOST_TEST_PW", "s3cret")
-		h := startHost(t, admin, withRedisBlock(t, base, srv.Addr, `password = env("EVENTHOST_TEST_PW")`))
-		batch, err := pub.PublishMany(ctx, publish.NewGenerator(6060), 20, 0, nil)
+	// serve runs the host with cfg over 20 new orders, waits until they are
+	// applied, stops it and returns it.
+	serve := func(t *testing.T, cfg string, seed int64) *host {
+		t.Helper()
+		h := startHost(t, admin, cfg)
+		batch, err := pub.PublishMany(ctx, publish.NewGenerator(seed), 20, 0, nil)
 		if err != nil {
 			t.Fatalf("publish: %v", err)
 		}
@@ -248,6 +250,11 @@ func TestInfraAuth(t *testing.T) {
 		if code := h.stop(t); code != 0 {
 			t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
 		}
+		return h
+	}
+	t.Run("password from env", func(t *testing.T) {
+		t.Setenv("EVENTHOST_TEST_PW", "s3cret")
+		h := serve(t, withRedisBlock(t, base, srv.Addr, `password = env("EVENTHOST_TEST_PW")`), 6060)
 		if strings.Contains(h.log.String(), "s3cret") {
 			t.Errorf("the host log shows the Redis password")
 		}
@@ -257,18 +264,7 @@ func TestInfraAuth(t *testing.T) {
 		if err := admin.Do(ctx, "ACL", "SETUSER", "eventhost", "on", ">pw", "~*", "&*", "+@all").Err(); err != nil {
 			t.Fatalf("acl setuser: %v", err)
 		}
-		user := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: "eventhost", Password: "pw"})
-		t.Cleanup(func() { _ = user.Close() })
-		h := startHost(t, user, withRedisBlock(t, base, srv.Addr, "username = \"eventhost\"\n  password = \"pw\""))
-		batch, err := pub.PublishMany(ctx, publish.NewGenerator(6061), 20, 0, nil)
-		if err != nil {
-			t.Fatalf("publish: %v", err)
-		}
-		all = append(all, batch...)
-		waitApplied(t, admin, ids(batch), bundled, 60*time.Second)
-		if code := h.stop(t); code != 0 {
-			t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
-		}
+		serve(t, withRedisBlock(t, base, srv.Addr, "username = \"eventhost\"\n  password = \"pw\""), 6061)
 	})
 
 	// The least a host needs, as the README's Security section lists it:
@@ -282,16 +278,7 @@ func TestInfraAuth(t *testing.T) {
 		if err := admin.Do(ctx, append([]any{"ACL", "SETUSER", "eventhost-min"}, toAny(rules)...)...).Err(); err != nil {
 			t.Fatalf("acl setuser: %v", err)
 		}
-		h := startHost(t, admin, withRedisBlock(t, base, srv.Addr, "username = \"eventhost-min\"\n  password = \"pw2\""))
-		batch, err := pub.PublishMany(ctx, publish.NewGenerator(6062), 20, 0, nil)
-		if err != nil {
-			t.Fatalf("publish: %v", err)
-		}
-		all = append(all, batch...)
-		waitApplied(t, admin, ids(batch), bundled, 60*time.Second)
-		if code := h.stop(t); code != 0 {
-			t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
-		}
+		h := serve(t, withRedisBlock(t, base, srv.Addr, "username = \"eventhost-min\"\n  password = \"pw2\""), 6062)
 		if strings.Contains(h.log.String(), "NOPERM") {
 			t.Errorf("the host was refused a command:\n%s", tail(h.log.String(), 40))
 		}

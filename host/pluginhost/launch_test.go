@@ -25,20 +25,36 @@ func sum(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// layout makes dir (mode dirMode) holding an executable file named plugin
-// (mode fileMode) in a fresh temporary directory and returns the file's path.
+// layout makes a directory of mode dirMode holding an executable file of
+// mode fileMode, in a fresh temporary directory, and returns the file's path.
 // Modes are set with chmod, so the umask does not matter.
 func layout(t *testing.T, dirMode, fileMode os.FileMode) string {
+	t.Helper()
+	return inNewDir(t, dirMode, func(path string) error {
+		if err := os.WriteFile(path, binary, 0o700); err != nil {
+			return err
+		}
+		return os.Chmod(path, fileMode)
+	})
+}
+
+// link makes a symlink to target in a new directory of mode dirMode and
+// returns its path.
+func link(t *testing.T, target string, dirMode os.FileMode) string {
+	t.Helper()
+	return inNewDir(t, dirMode, func(path string) error { return os.Symlink(target, path) })
+}
+
+// inNewDir creates eventhost-plugin-x with create in a new directory, then
+// gives the directory mode dirMode, and returns the path.
+func inNewDir(t *testing.T, dirMode os.FileMode, create func(path string) error) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "plugins")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "eventhost-plugin-x")
-	if err := os.WriteFile(path, binary, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, fileMode); err != nil {
+	if err := create(path); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(dir, dirMode); err != nil {
@@ -113,24 +129,6 @@ func TestCheckBinary(t *testing.T) {
 			}
 		})
 	}
-}
-
-// link makes a symlink to target in a new directory of mode dirMode and
-// returns its path.
-func link(t *testing.T, target string, dirMode os.FileMode) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "links")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "eventhost-plugin-x")
-	if err := os.Symlink(target, path); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, dirMode); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // TestCheckBinaryOwner: a binary, or its directory, owned by another user
