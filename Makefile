@@ -26,6 +26,7 @@ build:
 	@for p in $(PLUGINS); do \
 		$(GO) build -o $(BIN)/plugins/eventhost-plugin-$$p ./plugins/$$p/cmd/eventhost-plugin-$$p || exit 1; \
 	done
+	@chmod go-w $(BIN) $(BIN)/plugins $(BIN)/plugins/* # the host refuses plugins others could change
 
 # Every test, including the integration tests against a private redis-server
 # and real plugin processes (they build their own binaries).

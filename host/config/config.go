@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -115,6 +116,13 @@ type Plugin struct {
 	// RestartLimit crashes within RestartWindow disable the plugin.
 	RestartLimit  int
 	RestartWindow time.Duration
+	// AllowKeys narrows the key patterns the plugin declares: an effect's
+	// key must match one of those and one of these. Nil when the block has
+	// no allow_keys; never empty.
+	AllowKeys []string
+	// AllowKeysRange is where allow_keys stands, for diagnostics found at
+	// launch (a pattern no declared key can match). Nil without allow_keys.
+	AllowKeysRange *hcl.Range
 	// Body is the plugin's own `config {}` block, decoded against the schema
 	// the plugin describes (see DecodePluginConfig). Nil when absent.
 	Body hcl.Body
@@ -189,6 +197,7 @@ type pluginSchema struct {
 	MaxAttempts   *int          `hcl:"max_attempts,optional"`
 	RestartLimit  *int          `hcl:"restart_limit,optional"`
 	RestartWindow *string       `hcl:"restart_window,optional"`
+	AllowKeys     *[]string     `hcl:"allow_keys,optional"`
 	Config        *pluginConfig `hcl:"config,block"`
 	Range         hcl.Range     `hcl:",def_range"`
 	Body          hcl.Body      `hcl:",body"`
@@ -343,6 +352,11 @@ func buildPlugin(diags *hcl.Diagnostics, cfg *Config, dir string, p pluginSchema
 		*diags = append(*diags, errorAt(attrRange(p.Body, "sha256"), "Invalid sha256",
 			"sha256 must be 64 lowercase hexadecimal digits, as printed by sha256sum."))
 	}
+	if p.AllowKeys != nil {
+		pl.AllowKeys = *p.AllowKeys
+		pl.AllowKeysRange = attrRange(p.Body, "allow_keys")
+		*diags = append(*diags, checkAllowKeys(p.Name, pl.AllowKeys, pl.AllowKeysRange)...)
+	}
 	if pl.MaxAttempts < 1 {
 		*diags = append(*diags, errorAt(attrRange(p.Body, "max_attempts"), "Invalid max_attempts", "max_attempts must be at least 1."))
 	}
@@ -350,6 +364,36 @@ func buildPlugin(diags *hcl.Diagnostics, cfg *Config, dir string, p pluginSchema
 		*diags = append(*diags, errorAt(attrRange(p.Body, "restart_limit"), "Invalid restart_limit", "restart_limit must be at least 1."))
 	}
 	return pl
+}
+
+// checkAllowKeys checks what can be checked of allow_keys before the plugin
+// runs: its syntax. Whether each pattern can match a key the plugin declares
+// is checked at launch (pluginhost), when the declared patterns are known.
+func checkAllowKeys(plugin string, allow []string, r *hcl.Range) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	if len(allow) == 0 {
+		diags = append(diags, errorAt(r, "Empty allow_keys",
+			fmt.Sprintf("Plugin %q could write no key at all. Remove allow_keys to allow every pattern the plugin declares, or list the patterns to allow.", plugin)))
+	}
+	seen := map[string]bool{}
+	for _, a := range allow {
+		switch {
+		case a == "":
+			diags = append(diags, errorAt(r, "Empty allow_keys pattern",
+				"An empty pattern matches no key; use \"*\" to match every declared key."))
+		case seen[a]:
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Subject: r,
+				Summary: "Duplicate allow_keys pattern", Detail: fmt.Sprintf("%q is listed twice.", a)})
+		case strings.ContainsAny(a, "?[]\\"):
+			// Redis' own globs treat these specially; ours do not. The
+			// pattern still narrows (fails closed), so this is a warning.
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Subject: r,
+				Summary: "allow_keys pattern with ?, [ ] or \\",
+				Detail:  fmt.Sprintf("In %q only * is a wildcard; ?, [, ] and \\ match themselves, unlike in Redis' KEYS patterns.", a)})
+		}
+		seen[a] = true
+	}
+	return diags
 }
 
 func duration(diags *hcl.Diagnostics, body hcl.Body, name string, v *string, def time.Duration) time.Duration {

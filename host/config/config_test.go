@@ -185,6 +185,15 @@ func TestParseSettings(t *testing.T) {
 			},
 			want: []any{250 * time.Millisecond, strings.Repeat("ab", 32), 7, 2, 30 * time.Second},
 		},
+		{
+			name: "allow_keys and where it stands",
+			src:  "plugin \"x\" {\n\n  allow_keys = [\"sales:*\", \"sales_summary\"]\n}\nplugin \"y\" {}",
+			get: func(c *config.Config) any {
+				x, y := c.Plugins[0], c.Plugins[1]
+				return []any{x.AllowKeys, x.AllowKeysRange.Start.Line, y.AllowKeys == nil, y.AllowKeysRange == nil}
+			},
+			want: []any{[]string{"sales:*", "sales_summary"}, 3, true, true},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -286,6 +295,21 @@ func TestParseErrors(t *testing.T) {
 			wantLine: 3, want: "read nope", wantErrs: 2, // HCL adds an "Unsuitable value" for the failed call
 		},
 		{
+			name:     "empty allow_keys",
+			src:      "plugin \"x\" {\n  channels = [\"purchase_orders\"]\n  allow_keys = []\n}",
+			wantLine: 3, want: `Plugin "x" could write no key at all`,
+		},
+		{
+			name:     "empty allow_keys pattern",
+			src:      "plugin \"x\" {\n  allow_keys = [\"a:*\", \"\"]\n}",
+			wantLine: 2, want: "An empty pattern matches no key",
+		},
+		{
+			name:     "allow_keys not a list",
+			src:      "plugin \"x\" {\n  allow_keys = \"a:*\"\n}",
+			wantLine: 2, want: "list of string required",
+		},
+		{
 			name:     "syntax error",
 			src:      "plugin \"x\" {\n  path = \n}",
 			wantLine: 2, want: "",
@@ -322,6 +346,35 @@ func TestParseErrors(t *testing.T) {
 			}
 			if d.Subject.Filename != filepath.Join(dir, "eventhost.hcl") {
 				t.Errorf("diagnostic names file %q", d.Subject.Filename)
+			}
+		})
+	}
+}
+
+// TestParseAllowKeysWarnings: allow_keys mistakes that still fail closed are
+// warnings, with the config accepted as written.
+func TestParseAllowKeysWarnings(t *testing.T) {
+	tests := []struct {
+		name, pattern, want string
+	}{
+		{"duplicate", `"a:*", "b", "a:*"`, `"a:*" is listed twice`},
+		{"question mark", `"a:?"`, `In "a:?" only * is a wildcard`},
+		{"brackets", `"a:[xy]"`, `In "a:[xy]" only * is a wildcard`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, diags := parse(t, t.TempDir(), "plugin \"x\" {\n  allow_keys = ["+tt.pattern+"]\n}")
+			if diags.HasErrors() || cfg == nil {
+				t.Fatalf("Parse: %v", diags)
+			}
+			if len(diags) != 1 || diags[0].Severity != hcl.DiagWarning {
+				t.Fatalf("diagnostics %v, want one warning", diags)
+			}
+			if !strings.Contains(diags[0].Detail, tt.want) || diags[0].Subject == nil || diags[0].Subject.Start.Line != 2 {
+				t.Errorf("warning %q at %v, want %q at line 2", diags[0].Detail, diags[0].Subject, tt.want)
+			}
+			if len(cfg.Plugins[0].AllowKeys) == 0 {
+				t.Errorf("AllowKeys is empty")
 			}
 		})
 	}

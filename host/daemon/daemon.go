@@ -92,7 +92,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		targets[i] = dispatch.Target{
 			Processor: in,
 			Channels:  in.Config().Channels,
-			Policy:    policy.New(in.Name(), in.Description().Keys, reserved),
+			Policy:    policy.New(in.Name(), in.Description().Keys, reserved, policy.AllowKeys(in.Config().AllowKeys)),
 		}
 		names[i] = in.Name()
 	}
@@ -166,8 +166,8 @@ func (d *Daemon) launchAll(ctx context.Context, socketDir string) ([]*pluginhost
 	return out, nil
 }
 
-// waitForRedis pings until Redis answers. Refused credentials end it at once:
-// waiting will not fix them.
+// waitForRedis pings until Redis answers. Refused credentials or TLS
+// certificates end it at once: waiting will not fix them.
 func (d *Daemon) waitForRedis(ctx context.Context, rdb *redis.Client) error {
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = 5 * time.Second
@@ -179,7 +179,7 @@ func (d *Daemon) waitForRedis(ctx context.Context, rdb *redis.Client) error {
 			d.logger.Info("connected to redis", "redis", d.cfg.Redis.String())
 			return nil
 		}
-		if AuthError(err) {
+		if AuthError(err) || redisconn.TLSError(err) {
 			return fmt.Errorf("connect to %s: %w", d.cfg.Redis, err)
 		}
 		wait := b.NextBackOff()

@@ -216,26 +216,33 @@ func TestInfraAuth(t *testing.T) {
 	t.Cleanup(func() { _ = admin.Close() })
 	base := writeConfig(t, srv, "u8", "")
 
-	t.Run("wrong password", func(t *testing.T) {
-		cfg := withRedisBlock(t, base, srv.Addr, `password = "wrong"`)
-		res := runEventhost(t, 10*time.Second, nil, "run", "-config", cfg)
+	// A refused login ends the host at once (exit 1) with Redis' reason, and
+	// without the password it tried.
+	refused := func(t *testing.T, attrs, password string) {
+		t.Helper()
+		res := runEventhost(t, 10*time.Second, nil, "run", "-config", withRedisBlock(t, base, srv.Addr, attrs))
 		if res.code != 1 {
-			t.Errorf("eventhost run with a wrong password exited %d, want 1\nstderr:\n%s", res.code, res.stderr)
+			t.Errorf("eventhost run exited %d, want 1\nstderr:\n%s", res.code, res.stderr)
 		}
 		if !strings.Contains(res.stderr, "WRONGPASS") && !strings.Contains(res.stderr, "invalid password") {
 			t.Errorf("stderr does not mention WRONGPASS or invalid password:\n%s", res.stderr)
 		}
-		if strings.Contains(res.stderr, `"wrong"`) {
-			t.Errorf("stderr shows the password:\n%s", res.stderr)
+		if strings.Contains(res.stdout+res.stderr, password) {
+			t.Errorf("the output shows the password:\n%s", res.stderr)
 		}
+	}
+	t.Run("wrong password", func(t *testing.T) {
+		refused(t, `password = "wrong-pw-5b7c"`, "wrong-pw-5b7c")
 	})
 
 	var all []publish.Order
 	pub := publish.NewPublisher(admin, channel, orderPrefix)
-	t.Run("password from env", func(t *testing.T) {
-		t.Setenv("EVENTHOST_TEST_PW", "s3cret")
-		h := startHost(t, admin, withRedisBlock(t, base, srv.Addr, `password = env("EVENTHOST_TEST_PW")`))
-		batch, err := pub.PublishMany(ctx, publish.NewGenerator(6060), 20, 0, nil)
+	// serve runs the host with cfg over 20 new orders, waits until they are
+	// applied, stops it and returns it.
+	serve := func(t *testing.T, cfg string, seed int64) *host {
+		t.Helper()
+		h := startHost(t, admin, cfg)
+		batch, err := pub.PublishMany(ctx, publish.NewGenerator(seed), 20, 0, nil)
 		if err != nil {
 			t.Fatalf("publish: %v", err)
 		}
@@ -244,6 +251,11 @@ func TestInfraAuth(t *testing.T) {
 		if code := h.stop(t); code != 0 {
 			t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
 		}
+		return h
+	}
+	t.Run("password from env", func(t *testing.T) {
+		t.Setenv("EVENTHOST_TEST_PW", "s3cret")
+		h := serve(t, withRedisBlock(t, base, srv.Addr, `password = env("EVENTHOST_TEST_PW")`), 6060)
 		if strings.Contains(h.log.String(), "s3cret") {
 			t.Errorf("the host log shows the Redis password")
 		}
@@ -253,18 +265,31 @@ func TestInfraAuth(t *testing.T) {
 		if err := admin.Do(ctx, "ACL", "SETUSER", "eventhost", "on", ">pw", "~*", "&*", "+@all").Err(); err != nil {
 			t.Fatalf("acl setuser: %v", err)
 		}
-		user := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: "eventhost", Password: "pw"})
-		t.Cleanup(func() { _ = user.Close() })
-		h := startHost(t, user, withRedisBlock(t, base, srv.Addr, "username = \"eventhost\"\n  password = \"pw\""))
-		batch, err := pub.PublishMany(ctx, publish.NewGenerator(6061), 20, 0, nil)
-		if err != nil {
-			t.Fatalf("publish: %v", err)
+		serve(t, withRedisBlock(t, base, srv.Addr, "username = \"eventhost\"\n  password = \"pw\""), 6061)
+	})
+
+	// The least a host needs, as the README's Security section lists it:
+	// the commands it and the bundled plugins' effects use, its own keys and
+	// the plugins' key patterns, and its channel.
+	t.Run("least-privilege acl user", func(t *testing.T) {
+		rules := strings.Fields(`on >pw2 resetkeys ~purchase_order_details:* ~eventhost:*
+			~sales_histogram:* ~sales:* ~sales_summary ~invoices:* resetchannels &purchase_orders
+			-@all +ping +hello +subscribe +unsubscribe +hgetall +evalsha +eval +type +exists +hsetnx +xadd
+			+hincrby +hincrbyfloat +hset +sadd +zincrby +pfadd +bitfield +incrby`)
+		if err := admin.Do(ctx, append([]any{"ACL", "SETUSER", "eventhost-min"}, toAny(rules)...)...).Err(); err != nil {
+			t.Fatalf("acl setuser: %v", err)
 		}
-		all = append(all, batch...)
-		waitApplied(t, admin, ids(batch), bundled, 60*time.Second)
-		if code := h.stop(t); code != 0 {
-			t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+		h := serve(t, withRedisBlock(t, base, srv.Addr, "username = \"eventhost-min\"\n  password = \"pw2\""), 6062)
+		if strings.Contains(h.log.String(), "NOPERM") {
+			t.Errorf("the host was refused a command:\n%s", tail(h.log.String(), 40))
 		}
+	})
+
+	t.Run("acl user with a wrong password", func(t *testing.T) {
+		refused(t, "username = \"eventhost\"\n  password = \"acl-wrong-9d2e\"", "acl-wrong-9d2e")
+	})
+	t.Run("unknown acl user", func(t *testing.T) {
+		refused(t, "username = \"nobody-here\"\n  password = \"pw\"", "\"pw\"")
 	})
 
 	if t.Failed() {
@@ -275,24 +300,20 @@ func TestInfraAuth(t *testing.T) {
 	checkTutorialState(t, admin, all)
 }
 
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
 // withRedisBlock rewrites the redis block of the config at path (as written by
 // writeConfig for addr) to hold attrs too, and returns the new file's path.
 func withRedisBlock(t *testing.T, path, addr, attrs string) string {
 	t.Helper()
-	src, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := fmt.Sprintf("redis { address = %q }", addr)
-	if !strings.Contains(string(src), old) {
-		t.Fatalf("config %s has no line %s", path, old)
-	}
-	block := fmt.Sprintf("redis {\n  address = %q\n  %s\n}", addr, attrs)
-	out := filepath.Join(t.TempDir(), "eventhost.hcl")
-	if err := os.WriteFile(out, []byte(strings.Replace(string(src), old, block, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return replaceInConfig(t, path, fmt.Sprintf("redis { address = %q }", addr),
+		fmt.Sprintf("redis {\n  address = %q\n  %s\n}", addr, attrs))
 }
 
 // cmdResult is how an eventhost command ended.

@@ -12,6 +12,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -19,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/eventhost/eventhost/host/config"
+	"github.com/eventhost/eventhost/host/policy"
 	"github.com/eventhost/eventhost/sdk"
 	"github.com/eventhost/eventhost/sdk/client"
 )
@@ -27,16 +31,44 @@ import (
 type process struct {
 	client *plugin.Client
 	rpc    *client.Client
+	// sockets is the process' private socket directory, removed with it.
+	sockets string
 }
 
 func (p *process) kill() {
-	if p != nil && p.client != nil {
+	if p == nil {
+		return
+	}
+	if p.client != nil {
 		p.client.Kill()
+	}
+	if p.sockets != "" {
+		_ = os.RemoveAll(p.sockets)
 	}
 }
 
+// passedEnv is what a plugin inherits from the host's environment: locale,
+// time zone and the Go runtime's knobs. Nothing else, because the host's
+// environment is where env() in the config reads secrets from, and plugins
+// get no Redis credentials. Settings belong in the plugin's config block.
+var passedEnv = []string{"PATH", "HOME", "TZ", "ZONEINFO", "LANG", "LC_ALL", "GODEBUG", "GOTRACEBACK", "GOMAXPROCS", "GOMEMLIMIT", "GOCOVERDIR"}
+
+// pluginEnv is the environment of a plugin process: the passedEnv part of
+// host (an os.Environ list), and the socket directory for go-plugin.
+func pluginEnv(host []string, sockets string) []string {
+	var out []string
+	for _, kv := range host {
+		name, _, _ := strings.Cut(kv, "=")
+		if slices.Contains(passedEnv, name) || strings.HasPrefix(name, "LC_") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, plugin.EnvUnixSocketDir+"="+sockets)
+}
+
 // CheckBinary returns why the binary at path cannot be launched: missing, not
-// a regular executable file, or not matching its sha256 pin.
+// a regular executable file, open to changes by users other than the host's
+// (see checkWriters), or not matching its sha256 pin.
 func CheckBinary(name, path, pin string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -44,6 +76,9 @@ func CheckBinary(name, path, pin string) error {
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 		return fmt.Errorf("plugin %s: binary %s is not an executable file (mode %s)", name, path, fi.Mode())
+	}
+	if err := checkWriters(path); err != nil {
+		return fmt.Errorf("plugin %s: %w", name, err)
 	}
 	if pin == "" {
 		return nil
@@ -54,6 +89,50 @@ func CheckBinary(name, path, pin string) error {
 	}
 	if got != pin {
 		return fmt.Errorf("plugin %s: binary %s has sha256 %s, but the config pins %s", name, path, got, pin)
+	}
+	return nil
+}
+
+// checkWriters refuses a binary that a user other than the host's own (or
+// root) could change, and so make the host run their code: the file must be
+// owned by the host's euid or root and not group- or world-writable, and so
+// must the directory holding it, unless that directory is sticky (like
+// /tmp: others may add files there but not replace ours). A symlink is
+// followed, and the directory holding the link is checked too, since whoever
+// can write there can point the link elsewhere.
+func checkWriters(path string) error {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return fmt.Errorf("binary %s: %w", path, err)
+	}
+	if err := checkOwnerAndMode("binary", real, false); err != nil {
+		return err
+	}
+	dirs := []string{filepath.Dir(real)}
+	if link := filepath.Dir(path); real != path && link != dirs[0] {
+		dirs = append(dirs, link)
+	}
+	for _, d := range dirs {
+		if err := checkOwnerAndMode("directory", d, true); err != nil {
+			return fmt.Errorf("binary %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+func checkOwnerAndMode(what, path string, dir bool) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	mode := fi.Mode()
+	if mode.Perm()&0o022 != 0 && !(dir && mode&os.ModeSticky != 0) {
+		return fmt.Errorf("%s %s is group- or world-writable (mode %s), so another user could change the plugin's code; run chmod go-w %s",
+			what, path, mode, path)
+	}
+	if uid, ok := ownerUID(fi); ok && uid != 0 && uid != os.Geteuid() {
+		return fmt.Errorf("%s %s is owned by uid %d, not by the host's user (uid %d) or root; run chown %d %s, or install it as root",
+			what, path, uid, os.Geteuid(), os.Geteuid(), path)
 	}
 	return nil
 }
@@ -77,12 +156,21 @@ func start(ctx context.Context, cfg config.Plugin, logger hclog.Logger, socketDi
 	if err := CheckBinary(cfg.Name, cfg.Path, cfg.SHA256); err != nil {
 		return nil, err
 	}
+	// Each process gets a directory of its own, inside the host's private
+	// socketDir, for its socket: go-plugin's plugin side creates it where
+	// PLUGIN_UNIX_SOCKET_DIR says, and in $TMPDIR without it.
+	sockets, err := os.MkdirTemp(socketDir, cfg.Name+"-")
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: create socket directory: %w", cfg.Name, err)
+	}
 	cmd := exec.Command(cfg.Path)
 	cmd.SysProcAttr = childProcAttr()
+	cmd.Env = pluginEnv(os.Environ(), sockets)
 	cc := &plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake(),
 		Plugins:          plugin.PluginSet{sdk.PluginKey: &sdk.GRPCPlugin{}},
 		Cmd:              cmd,
+		SkipHostEnv:      true, // the host's environment may hold its Redis password
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Logger:           logger,
@@ -97,7 +185,7 @@ func start(ctx context.Context, cfg config.Plugin, logger hclog.Logger, socketDi
 		cc.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
 	pc := plugin.NewClient(cc)
-	p := &process{client: pc}
+	p := &process{client: pc, sockets: sockets}
 	rpcClient, err := pc.Client()
 	if err != nil {
 		p.kill()
@@ -154,6 +242,18 @@ func prepare(ctx context.Context, cfg config.Plugin, logger hclog.Logger, socket
 	if len(desc.Keys) == 0 {
 		proc.kill()
 		return nil, fmt.Errorf("plugin %s: declares no key patterns, so it could write nothing", cfg.Name)
+	}
+	if bad := policy.UnreachableAllowKeys(desc.Keys, cfg.AllowKeys); len(bad) > 0 {
+		proc.kill()
+		subject := cfg.AllowKeysRange
+		if subject == nil {
+			subject = &cfg.Range
+		}
+		return nil, &ConfigError{Diags: hcl.Diagnostics{{
+			Severity: hcl.DiagError, Summary: "allow_keys pattern matches no declared key", Subject: subject,
+			Detail: fmt.Sprintf("Plugin %q declares the key patterns %q; allow_keys %q can never match one of them, so it only hides a mistake. Correct or remove it.",
+				cfg.Name, desc.Keys, bad),
+		}}}
 	}
 	values, diags := config.DecodePluginConfig(cfg, desc.Config)
 	if diags.HasErrors() {

@@ -28,13 +28,30 @@ type Policy struct {
 	plugin   string
 	patterns []string
 	reserved []string
+	// allow is the block's allow_keys; nil allows every declared pattern.
+	allow []string
+}
+
+// Option narrows a Policy.
+type Option func(*Policy)
+
+// AllowKeys narrows the declared patterns to keys that also match one of
+// allow (the plugin block's allow_keys). A nil allow narrows nothing; an
+// empty, non-nil one refuses every key (config rejects that before it gets
+// here).
+func AllowKeys(allow []string) Option {
+	return func(p *Policy) { p.allow = allow }
 }
 
 // New returns the policy for plugin, which declared patterns. Keys starting
 // with any of reserved (order hashes, eventhost's own keys) are refused even
 // when a pattern matches them.
-func New(plugin string, patterns, reserved []string) *Policy {
-	return &Policy{plugin: plugin, patterns: patterns, reserved: reserved}
+func New(plugin string, patterns, reserved []string, opts ...Option) *Policy {
+	p := &Policy{plugin: plugin, patterns: patterns, reserved: reserved}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
 }
 
 // Check returns why e is not allowed, or nil.
@@ -52,6 +69,9 @@ func (p *Policy) Check(e sdk.Effect) error {
 	}
 	if !sdk.MatchesAny(p.patterns, e.Key) {
 		return fmt.Errorf("plugin %s: %s %s: key is outside the plugin's patterns %q", p.plugin, e.Command, e.Key, p.patterns)
+	}
+	if p.allow != nil && !sdk.MatchesAny(p.allow, e.Key) {
+		return fmt.Errorf("plugin %s: %s %s: key is outside the block's allow_keys %q (the plugin declares %q)", p.plugin, e.Command, e.Key, p.allow, p.patterns)
 	}
 	if err := checkArgs(e.Command, e.Args); err != nil {
 		return fmt.Errorf("plugin %s: %s %s: %w", p.plugin, e.Command, e.Key, err)

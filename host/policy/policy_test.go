@@ -146,3 +146,129 @@ func TestKeyType(t *testing.T) {
 		})
 	}
 }
+
+// TestAllowKeys: allow_keys narrows the declared patterns; a key must match
+// both, and the refusal names the key and both pattern sets.
+func TestAllowKeys(t *testing.T) {
+	declared := []string{"sales:*", "sales_summary"}
+	tests := []struct {
+		name     string
+		declared []string // nil means declared
+		allow    []string
+		key      string
+		wantErr  string // "" means allowed
+	}{
+		{name: "nil allow narrows nothing", allow: nil, key: "sales:judo"},
+		{name: "allowed by both", allow: []string{"sales:*"}, key: "sales:judo"},
+		{name: "narrower allow", allow: []string{"sales:j*"}, key: "sales:judo"},
+		{name: "exact allow", allow: []string{"sales_summary"}, key: "sales_summary"},
+		{name: "declared but not allowed", allow: []string{"sales:*"}, key: "sales_summary",
+			wantErr: `plugin p: HINCRBY sales_summary: key is outside the block's allow_keys ["sales:*"] (the plugin declares ["sales:*" "sales_summary"])`},
+		{name: "outside the narrower allow", allow: []string{"sales:j*"}, key: "sales:boxing",
+			wantErr: `sales:boxing: key is outside the block's allow_keys ["sales:j*"]`},
+		{name: "allowed but not declared", allow: []string{"*"}, key: "other",
+			wantErr: "key is outside the plugin's patterns"},
+		{name: "reserved wins over allow", declared: []string{"*"}, allow: []string{"*"}, key: "eventhost:x",
+			wantErr: "reserved for eventhost"},
+		{name: "empty allow refuses everything", allow: []string{}, key: "sales:judo",
+			wantErr: "allow_keys []"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ps := declared
+			if tt.declared != nil {
+				ps = tt.declared
+			}
+			err := policy.New("p", ps, reserved, policy.AllowKeys(tt.allow)).Check(sdk.Effect{Command: "HINCRBY", Key: tt.key, Args: []string{"f", "1"}})
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("Check(%s) = %v, want allowed", tt.key, err)
+			case tt.wantErr != "" && err == nil:
+				t.Fatalf("Check(%s) allowed it, want error containing %q", tt.key, tt.wantErr)
+			case err != nil && !strings.Contains(err.Error(), tt.wantErr):
+				t.Errorf("Check(%s) = %q, want it to contain %q", tt.key, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestOverlaps(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"sales:*", "sales:judo", true},
+		{"sales:*", "sales_summary", false},
+		{"*", "anything", true},
+		{"*", "*", true},
+		{"", "", true},
+		{"", "*", true},
+		{"", "a", false},
+		{"a*", "*b", true},
+		{"a*", "b*", false},
+		{"*a", "*b", false},
+		{"sales:*:total", "sales:judo*", true},
+		{"x*y*z", "*q*", true},
+		{"ab", "a*b", true},
+		{"a*b", "a*c", false},
+	}
+	for _, tt := range tests {
+		if got := policy.Overlaps(tt.a, tt.b); got != tt.want {
+			t.Errorf("Overlaps(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+		if got := policy.Overlaps(tt.b, tt.a); got != tt.want {
+			t.Errorf("Overlaps(%q, %q) = %v, want %v", tt.b, tt.a, got, tt.want)
+		}
+	}
+}
+
+// TestOverlapsAgreesWithMatchKey checks Overlaps against brute force: every
+// pair of patterns over {a, b, *} up to 4 characters overlaps exactly when
+// some key over {a, b} of up to 8 characters matches both.
+func TestOverlapsAgreesWithMatchKey(t *testing.T) {
+	patterns := words("ab*", 4)
+	keys := words("ab", 8)
+	for _, a := range patterns {
+		for _, b := range patterns {
+			want := false
+			for _, k := range keys {
+				if sdk.MatchKey(a, k) && sdk.MatchKey(b, k) {
+					want = true
+					break
+				}
+			}
+			if got := policy.Overlaps(a, b); got != want {
+				t.Errorf("Overlaps(%q, %q) = %v, brute force says %v", a, b, got, want)
+			}
+		}
+	}
+}
+
+// words returns every string over alphabet of at most n characters.
+func words(alphabet string, n int) []string {
+	out := []string{""}
+	last := []string{""}
+	for range n {
+		var next []string
+		for _, w := range last {
+			for _, c := range alphabet {
+				next = append(next, w+string(c))
+			}
+		}
+		out = append(out, next...)
+		last = next
+	}
+	return out
+}
+
+func TestUnreachableAllowKeys(t *testing.T) {
+	declared := []string{"sales:*", "sales_summary"}
+	got := policy.UnreachableAllowKeys(declared, []string{"sales:judo*", "sales_sumary", "*", "invoices:*"})
+	want := []string{"sales_sumary", "invoices:*"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("UnreachableAllowKeys = %q, want %q", got, want)
+	}
+	if got := policy.UnreachableAllowKeys(declared, nil); got != nil {
+		t.Errorf("UnreachableAllowKeys(nil) = %q, want nil", got)
+	}
+}

@@ -4,8 +4,11 @@ package redisconn
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -57,4 +60,24 @@ func tlsConfig(t *config.TLS) (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
+}
+
+// TLSError reports whether err is a TLS handshake that failed for good: a
+// server certificate that does not verify against ca_file (or server_name),
+// the server refusing our client certificate, or a server that does not
+// speak TLS. Unlike a Redis that is down, waiting will not fix it.
+func TLSError(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var header tls.RecordHeaderError
+	var unknownCA x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &verify) || errors.As(err, &header) || errors.As(err, &unknownCA) ||
+		errors.As(err, &host) || errors.As(err, &invalid) {
+		return true
+	}
+	// An alert from the server (bad or missing client certificate) is an
+	// unexported type inside a *net.OpError.
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error" && op.Err != nil && strings.HasPrefix(op.Err.Error(), "tls: ")
 }

@@ -4,6 +4,7 @@ package redistest
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"os"
 	"os/exec"
@@ -23,6 +24,8 @@ type Server struct {
 	dir  string
 	args []string
 	cmd  *exec.Cmd
+	// tls is how clients reach a StartTLS server; nil for plain TCP.
+	tls *tls.Config
 }
 
 // Start launches redis-server on a free port with extra arguments (for
@@ -30,15 +33,24 @@ type Server struct {
 // redis-server fails the test: CI must provide it.
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
+	return start(t, nil, func(port string) []string { return []string{"--port", port} }, extra)
+}
+
+// start launches redis-server with listen's arguments for a free port, the
+// common ones and extra; tc is how to reach it (nil: plain TCP).
+func start(t testing.TB, tc *tls.Config, listen func(port string) []string, extra []string) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redis-server is not installed (apt-get install redis-server; .ci/run does this): %v", err)
 	}
-	s := &Server{t: t, dir: t.TempDir()}
-	s.Addr = "127.0.0.1:" + strconv.Itoa(freePort(t))
-	s.args = append([]string{"--port", s.Addr[len("127.0.0.1:"):], "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log")}, extra...)
-	s.args = append([]string{bin}, s.args...)
+	s := &Server{t: t, dir: t.TempDir(), tls: tc}
+	port := strconv.Itoa(freePort(t))
+	s.Addr = "127.0.0.1:" + port
+	s.args = append([]string{bin}, listen(port)...)
+	s.args = append(s.args, "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log"))
+	s.args = append(s.args, extra...)
 	s.start()
 	t.Cleanup(s.Stop)
 	return s
@@ -51,7 +63,7 @@ func (s *Server) start() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, TLSConfig: s.tls})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -69,7 +81,7 @@ func (s *Server) start() {
 
 // Client returns a client for the server, closed when the test ends.
 func (s *Server) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, TLSConfig: s.tls})
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c
 }

@@ -72,7 +72,15 @@ func build(out, pkg string) error {
 	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Dir = repoRoot()
 	cmd.Stderr = os.Stderr
-	return cmd.Run()
+	if err := cmd.Run(); err != nil {
+		return err
+	}
+	// The host refuses plugin binaries that others could change; a umask
+	// of 002 would make go build's output group-writable.
+	if err := os.Chmod(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	return os.Chmod(out, 0o755)
 }
 
 func repoRoot() string {
