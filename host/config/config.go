@@ -74,9 +74,37 @@ type TLS struct {
 
 // Source is where order ids come from.
 type Source struct {
-	Kind     string // "pubsub"
+	Kind string // "pubsub" or "stream"
+	// Channels are the Pub/Sub channels; for a stream source, the stream's
+	// key, so plugin blocks name it in channels the same way.
 	Channels []string
+	// Stream is set for a stream source.
+	Stream *Stream
 }
+
+// Stream configures the Redis Stream source: a consumer group shared by
+// every host reading the stream.
+type Stream struct {
+	Key      string
+	Group    string
+	Consumer string
+	// ClaimIdle is how long an entry may stay pending with a consumer
+	// before another host claims it (XAUTOCLAIM): the consumer died.
+	ClaimIdle time.Duration
+	// MaxDeliveries is how often an entry may be delivered before it is
+	// dead-lettered instead of being tried again.
+	MaxDeliveries int
+	// Start is where a group created by the host begins: "$" for entries
+	// added from now on, "0" for the whole stream.
+	Start string
+}
+
+// Stream source defaults.
+const (
+	DefaultStreamGroup   = "eventhost"
+	DefaultClaimIdle     = 30 * time.Second
+	DefaultMaxDeliveries = 5
+)
 
 // Batch bounds how many orders travel together and how long the first one
 // waits for company.
@@ -161,10 +189,17 @@ type tlsSchema struct {
 }
 
 type sourceSchema struct {
-	Kind     string    `hcl:"kind,label"`
-	Channels []string  `hcl:"channels,optional"`
-	Range    hcl.Range `hcl:",def_range"`
-	Body     hcl.Body  `hcl:",body"`
+	Kind     string   `hcl:"kind,label"`
+	Channels []string `hcl:"channels,optional"`
+	// Stream source settings.
+	Stream        *string   `hcl:"stream,optional"`
+	Group         *string   `hcl:"group,optional"`
+	Consumer      *string   `hcl:"consumer,optional"`
+	ClaimIdle     *string   `hcl:"claim_idle,optional"`
+	MaxDeliveries *int      `hcl:"max_deliveries,optional"`
+	Start         *string   `hcl:"start,optional"`
+	Range         hcl.Range `hcl:",def_range"`
+	Body          hcl.Body  `hcl:",body"`
 }
 
 type batchSchema struct {
@@ -270,14 +305,7 @@ func build(filename, dir string, raw *fileSchema) (*Config, hcl.Diagnostics) {
 	case 0:
 		cfg.Source = Source{Kind: "pubsub", Channels: []string{DefaultChannel}}
 	case 1:
-		s := raw.Sources[0]
-		cfg.Source = Source{Kind: s.Kind, Channels: s.Channels}
-		if s.Kind != "pubsub" {
-			diags = append(diags, errorAt(&s.Range, "Unknown source kind", fmt.Sprintf("source %q is not a known kind; use source \"pubsub\".", s.Kind)))
-		}
-		if len(s.Channels) == 0 {
-			cfg.Source.Channels = []string{DefaultChannel}
-		}
+		cfg.Source = buildSource(&diags, &raw.Sources[0])
 	default:
 		diags = append(diags, errorAt(&raw.Sources[1].Range, "Duplicate source block", "Only one source block is allowed."))
 	}
@@ -394,6 +422,67 @@ func checkAllowKeys(plugin string, allow []string, r *hcl.Range) hcl.Diagnostics
 		seen[a] = true
 	}
 	return diags
+}
+
+func buildSource(diags *hcl.Diagnostics, s *sourceSchema) Source {
+	streamOnly := []struct {
+		name string
+		set  bool
+	}{
+		{"stream", s.Stream != nil}, {"group", s.Group != nil}, {"consumer", s.Consumer != nil},
+		{"claim_idle", s.ClaimIdle != nil}, {"max_deliveries", s.MaxDeliveries != nil}, {"start", s.Start != nil},
+	}
+	switch s.Kind {
+	case "pubsub":
+		for _, f := range streamOnly {
+			if f.set {
+				*diags = append(*diags, errorAt(attrRange(s.Body, f.name), "Setting of another source kind",
+					fmt.Sprintf("%s is a setting of source \"stream\", not of source \"pubsub\".", f.name)))
+			}
+		}
+		src := Source{Kind: "pubsub", Channels: s.Channels}
+		if len(src.Channels) == 0 {
+			src.Channels = []string{DefaultChannel}
+		}
+		return src
+	case "stream":
+		if s.Channels != nil {
+			*diags = append(*diags, errorAt(attrRange(s.Body, "channels"), "Setting of another source kind",
+				"channels is a setting of source \"pubsub\"; a stream source reads one stream, named by stream."))
+		}
+		st := &Stream{
+			Key:           deref(s.Stream, DefaultChannel),
+			Group:         deref(s.Group, DefaultStreamGroup),
+			Consumer:      deref(s.Consumer, ""),
+			ClaimIdle:     duration(diags, s.Body, "claim_idle", s.ClaimIdle, DefaultClaimIdle),
+			MaxDeliveries: deref(s.MaxDeliveries, DefaultMaxDeliveries),
+			Start:         deref(s.Start, "$"),
+		}
+		if st.Key == "" || st.Group == "" {
+			*diags = append(*diags, errorAt(&s.Range, "Empty stream or group", "stream and group must not be empty."))
+		}
+		if st.Consumer == "" {
+			// Unique per process: a restarted host is a new consumer, and
+			// what the old one left pending is claimed after claim_idle.
+			host, _ := os.Hostname()
+			st.Consumer = fmt.Sprintf("%s-%d", host, os.Getpid())
+		}
+		if st.MaxDeliveries < 1 {
+			*diags = append(*diags, errorAt(attrRange(s.Body, "max_deliveries"), "Invalid max_deliveries", "max_deliveries must be at least 1."))
+		}
+		if st.ClaimIdle <= 0 {
+			*diags = append(*diags, errorAt(attrRange(s.Body, "claim_idle"), "Invalid claim_idle", "claim_idle must be positive."))
+		}
+		if st.Start != "$" && st.Start != "0" {
+			*diags = append(*diags, errorAt(attrRange(s.Body, "start"), "Invalid start",
+				`start must be "$" (a new group reads entries added from now on) or "0" (the whole stream).`))
+		}
+		return Source{Kind: "stream", Channels: []string{st.Key}, Stream: st}
+	default:
+		*diags = append(*diags, errorAt(&s.Range, "Unknown source kind",
+			fmt.Sprintf("source %q is not a known kind; use source \"pubsub\" or source \"stream\".", s.Kind)))
+		return Source{Kind: s.Kind, Channels: []string{DefaultChannel}}
+	}
 }
 
 func duration(diags *hcl.Diagnostics, body hcl.Body, name string, v *string, def time.Duration) time.Duration {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,16 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/config"
-	"github.com/eventhost/eventhost/host/dispatch"
+	"github.com/eventhost/eventhost/host/engine"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/notify"
 	"github.com/eventhost/eventhost/host/orders"
-	"github.com/eventhost/eventhost/host/pipeline"
-	"github.com/eventhost/eventhost/host/pluginhost"
-	"github.com/eventhost/eventhost/host/policy"
 	"github.com/eventhost/eventhost/host/redisconn"
 	"github.com/eventhost/eventhost/host/source"
 )
@@ -67,41 +62,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 
-	socketDir, err := os.MkdirTemp("", "eventhost-plugins-")
-	if err != nil {
-		return fmt.Errorf("create plugin socket directory: %w", err)
-	}
-	defer os.RemoveAll(socketDir)
-
 	d.Notifier.Status("launching %d plugins", len(d.cfg.Plugins))
-	instances, err := d.launchAll(ctx, socketDir)
-	defer func() {
-		for i := len(instances) - 1; i >= 0; i-- {
-			instances[i].Stop()
-		}
-	}()
+	eng, err := engine.Start(ctx, d.cfg, rdb, d.logger, d.metrics)
 	if err != nil {
 		return err
 	}
-
-	loader := orders.NewLoader(rdb, d.cfg.OrderKeyPrefix)
-	reserved := []string{d.cfg.OrderKeyPrefix, orders.MarkerPrefix, d.cfg.DeadLetter.Stream}
-	targets := make([]dispatch.Target, len(instances))
-	names := make([]string, len(instances))
-	for i, in := range instances {
-		targets[i] = dispatch.Target{
-			Processor: in,
-			Channels:  in.Config().Channels,
-			Policy:    policy.New(in.Name(), in.Description().Keys, reserved, policy.AllowKeys(in.Config().AllowKeys)),
-		}
-		names[i] = in.Name()
-	}
-	pipe := pipeline.New(loader, dispatch.New(targets, loader.Key),
-		apply.New(rdb, d.cfg.DeadLetter.Stream, d.cfg.DeadLetter.MaxLen),
-		d.metrics, d.logger.Named("pipeline"), d.cfg.Batch.MaxOrders, d.cfg.Batch.MaxWait)
-	for _, in := range instances {
-		pipe.SetMaxAttempts(in.Name(), in.Config().MaxAttempts)
-	}
+	defer eng.Stop()
+	names := eng.Names()
 
 	if d.cfg.Metrics.Listen != "" {
 		srv := d.serveHTTP()
@@ -123,23 +90,34 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer stopIntake()
 	var producers sync.WaitGroup
 	srcErr := make(chan error, 1)
-	scanner := catchup.NewScanner(rdb, d.cfg.OrderKeyPrefix)
-	runner := catchup.NewRunner(scanner, catchup.NewRegistry(rdb, scanner), d.cfg.Source.Channels[0], d.logger.Named("catchup"), d.metrics)
-	src := source.NewPubSub(rdb, d.cfg.Source.Channels, d.logger.Named("source"), d.metrics)
-	// Whatever was published while we were not subscribed is found in the
-	// order hashes. The host is ready once subscribed and caught up.
-	src.OnSubscribed = func(bool) { runner.Trigger() }
-	runner.OnDone = func() { d.subscribed(d.ready.Swap(true)) }
-	producers.Add(2)
-	go func() { defer producers.Done(); srcErr <- src.Run(intake, ids) }()
-	go func() { defer producers.Done(); runner.Run(intake, func() []string { return names }, emit) }()
+	switch d.cfg.Source.Kind {
+	case "stream":
+		eng.Applier.AckTo(d.cfg.Source.Stream.Key, d.cfg.Source.Stream.Group)
+		src := source.NewStream(rdb, *d.cfg.Source.Stream, d.cfg.Batch.MaxOrders, d.logger.Named("source"), d.metrics)
+		// The group's pending entries are the record of unfinished work:
+		// no catch-up scan is needed.
+		src.OnReady = func() { d.subscribed(d.ready.Swap(true)) }
+		producers.Add(1)
+		go func() { defer producers.Done(); srcErr <- src.Run(intake, ids) }()
+	default:
+		scanner := catchup.NewScanner(rdb, d.cfg.OrderKeyPrefix)
+		runner := catchup.NewRunner(scanner, catchup.NewRegistry(rdb, scanner), d.cfg.Source.Channels[0], d.logger.Named("catchup"), d.metrics)
+		src := source.NewPubSub(rdb, d.cfg.Source.Channels, d.logger.Named("source"), d.metrics)
+		// Whatever was published while we were not subscribed is found in
+		// the order hashes. The host is ready once subscribed and caught up.
+		src.OnSubscribed = func(bool) { runner.Trigger() }
+		runner.OnDone = func() { d.subscribed(d.ready.Swap(true)) }
+		producers.Add(2)
+		go func() { defer producers.Done(); srcErr <- src.Run(intake, ids) }()
+		go func() { defer producers.Done(); runner.Run(intake, func() []string { return names }, emit) }()
+	}
 	go func() { producers.Wait(); close(ids) }()
 	defer d.superviseSystemd(ctx, func() int { return len(ids) })()
 
 	// Draining must outlive ctx: ids already received are finished even
 	// though intake has stopped.
 	work := context.WithoutCancel(ctx)
-	err = pipe.Run(work, ids)
+	err = eng.Pipeline.Run(work, ids)
 	d.ready.Store(false)
 	stopIntake() // when the pipeline failed, the source must not wait for it
 	producers.Wait()
@@ -153,18 +131,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 // Ready reports whether the host is subscribed and its plugins are up.
 func (d *Daemon) Ready() bool { return d.ready.Load() }
-
-func (d *Daemon) launchAll(ctx context.Context, socketDir string) ([]*pluginhost.Instance, error) {
-	var out []*pluginhost.Instance
-	for _, p := range d.cfg.Plugins {
-		in, err := pluginhost.Launch(ctx, p, d.logger, d.metrics, socketDir)
-		if err != nil {
-			return out, fmt.Errorf("launch plugins: %w", err)
-		}
-		out = append(out, in)
-	}
-	return out, nil
-}
 
 // waitForRedis pings until Redis answers. Refused credentials or TLS
 // certificates end it at once: waiting will not fix them.
