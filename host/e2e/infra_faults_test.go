@@ -354,6 +354,25 @@ func runEventhost(t *testing.T, limit time.Duration, env []string, args ...strin
 // listeners leave for os, replayed in database 1 of the same server.
 func checkTutorialState(t *testing.T, rdb *redis.Client, os []publish.Order) {
 	t.Helper()
+	got, want := tutorialStates(t, rdb, os)
+	diffState(t, got, want)
+}
+
+// checkTutorialStateAnyOrder is checkTutorialState for orders applied in
+// another order than published (several hosts, catch-up): the float totals
+// then differ from the replay's in the last digits, as summing floats in
+// another order does, so they are checked against exact cent sums instead.
+func checkTutorialStateAnyOrder(t *testing.T, rdb *redis.Client, os []publish.Order) {
+	t.Helper()
+	got, want := tutorialStates(t, rdb, os)
+	checkSalesTotals(t, got, os)
+	diffState(t, withoutFloats(got), withoutFloats(want))
+}
+
+// tutorialStates returns rdb's state without eventhost's own keys and the
+// order hashes, and the state the tutorial's listeners leave for os.
+func tutorialStates(t *testing.T, rdb *redis.Client, os []publish.Order) (got, want map[string]value) {
+	t.Helper()
 	ctx := context.Background()
 	opt := *rdb.Options()
 	opt.DB = 1
@@ -363,18 +382,21 @@ func checkTutorialState(t *testing.T, rdb *redis.Client, os []publish.Order) {
 		t.Fatal(err)
 	}
 	replayTutorial(t, ref, os, "u8")
-	want := dump(t, ref, "")
+	want = dump(t, ref, "")
 	checkSalesTotals(t, want, os)
 	diffState(t, withoutFloats(want), modelState(os, 8))
 
-	got := dump(t, rdb, "")
+	got = dump(t, rdb, "")
 	delete(got, catchup.RegistryKey) // checked where the plugins are known
+	if got[channel].Type == "stream" {
+		delete(got, channel) // the stream source's entries: the producer's data
+	}
 	for k := range got {
 		if strings.HasPrefix(k, orderPrefix) || k == deadLetterStream {
 			delete(got, k)
 		}
 	}
-	diffState(t, got, want)
+	return got, want
 }
 
 // checkOrderHashes checks that each order in os holds its five fields as

@@ -26,12 +26,25 @@ type Publisher struct {
 	rdb     redis.UniversalClient
 	channel string
 	prefix  string
+	// stream announces ids by XADD to the stream named channel instead of
+	// PUBLISH.
+	stream bool
 }
+
+// StreamIDField is the field of a stream entry that holds the order id.
+const StreamIDField = "id"
 
 // NewPublisher returns a Publisher that stores order id in the hash
 // keyPrefix+id and publishes id on channel. It does no I/O.
 func NewPublisher(rdb redis.UniversalClient, channel, keyPrefix string) *Publisher {
 	return &Publisher{rdb: rdb, channel: channel, prefix: keyPrefix}
+}
+
+// NewStreamPublisher returns a Publisher that stores order id in the hash
+// keyPrefix+id and appends an entry {id: id} to the stream at key. It does
+// no I/O.
+func NewStreamPublisher(rdb redis.UniversalClient, key, keyPrefix string) *Publisher {
+	return &Publisher{rdb: rdb, channel: key, prefix: keyPrefix, stream: true}
 }
 
 // Key is the hash key of order id.
@@ -92,14 +105,18 @@ func (p *Publisher) PublishMany(ctx context.Context, gen *Generator, n int, rate
 	return out, nil
 }
 
-// publishBatch sends HSET, PUBLISH for every order, in order, in one
+// publishBatch sends HSET, PUBLISH (or XADD) for every order, in order, in one
 // pipeline. It is not a transaction: like post_purchases, a failure midway
 // can leave a stored order that was never announced.
 func (p *Publisher) publishBatch(ctx context.Context, orders []Order) error {
 	pipe := p.rdb.Pipeline()
 	for _, o := range orders {
 		pipe.HSet(ctx, p.Key(o.ID), o.Fields()...)
-		pipe.Publish(ctx, p.channel, o.ID)
+		if p.stream {
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.channel, Values: []any{StreamIDField, o.ID}})
+		} else {
+			pipe.Publish(ctx, p.channel, o.ID)
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("pipeline of %d orders: %w", len(orders), err)

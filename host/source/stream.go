@@ -14,10 +14,12 @@ import (
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/publish"
 )
 
-// StreamIDField is the entry field that holds the order id.
-const StreamIDField = "id"
+// StreamIDField is the entry field that holds the order id; eventhost
+// publish -stream writes it.
+const StreamIDField = publish.StreamIDField
 
 // Stream reads order ids from a Redis Stream as one consumer of a group.
 // An entry stays pending until the pipeline acknowledges it in the same

@@ -1,0 +1,177 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/deadletter"
+	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/host/publish"
+)
+
+const streamGroup = "eventhost"
+
+// streamConfig is writeConfig with source "stream" (claim_idle short, so a
+// dead host's entries move on quickly) and a metrics endpoint at addr.
+func streamConfig(t *testing.T, srv *redistest.Server, addr, extra string) string {
+	t.Helper()
+	path := writeConfig(t, srv, "u8", fmt.Sprintf("metrics { listen = %q }\n%s", addr, extra))
+	return replaceInConfig(t, path, fmt.Sprintf("source \"pubsub\" { channels = [%q] }", channel),
+		fmt.Sprintf(`source "stream" {
+  stream         = %q
+  group          = %q
+  claim_idle     = "1s"
+  max_deliveries = 3
+}`, channel, streamGroup))
+}
+
+// checkStreamSettled checks that the group holds no pending entry: every
+// entry was acknowledged with its effects.
+func checkStreamSettled(t *testing.T, rdb *redis.Client) {
+	t.Helper()
+	p, err := rdb.XPending(context.Background(), channel, streamGroup).Result()
+	if err != nil {
+		t.Fatalf("xpending: %v", err)
+	}
+	if p.Count != 0 {
+		t.Errorf("%d entries still pending in group %s (%v), want 0", p.Count, streamGroup, p.Consumers)
+	}
+}
+
+// TestStreamTwoHosts: two hosts in one consumer group share the stream and
+// together count every order exactly once; when one is killed with entries
+// pending, the other claims them after claim_idle.
+func TestStreamTwoHosts(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	a := startHost(t, rdb, streamConfig(t, srv, addrA, ""))
+	b := startHost(t, rdb, streamConfig(t, srv, addrB, ""))
+
+	pub := publish.NewStreamPublisher(rdb, channel, orderPrefix)
+	gen := publish.NewGenerator(5150)
+	first, err := pub.PublishMany(ctx, gen, 3000, 3000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, rdb, ids(first), bundled, 60*time.Second)
+	var perHost []float64
+	for _, addr := range []string{addrA, addrB} {
+		n, _ := scrapeMetric(t, addr, `eventhost_orders_processed_total{channel="purchase_orders",plugin="events-summary"}`)
+		perHost = append(perHost, n)
+	}
+	if perHost[0] == 0 || perHost[1] == 0 || perHost[0]+perHost[1] != float64(len(first)) {
+		t.Errorf("events-summary applied %v orders on the two hosts, want both > 0 and %d in all", perHost, len(first))
+	}
+
+	// Kill A while orders flow: what it read and did not apply stays pending
+	// with it until B claims it.
+	done := make(chan []publish.Order)
+	go func() {
+		more, err := pub.PublishMany(ctx, gen, 3000, 3000, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- more
+	}()
+	time.Sleep(300 * time.Millisecond)
+	a.kill()
+	second := <-done
+	all := append(first, second...)
+	waitApplied(t, rdb, ids(all), bundled, 60*time.Second)
+	if code := b.stop(t); code != 0 {
+		t.Errorf("host B exited %d after SIGTERM, want 0", code)
+	}
+
+	checkStreamSettled(t, rdb)
+	checkNoDeadLetters(t, rdb)
+	checkOrderHashes(t, rdb, all, bundled)
+	checkTutorialStateAnyOrder(t, rdb, all)
+	if !strings.Contains(b.log.String(), "claimed entries another consumer left pending") {
+		t.Log("host B claimed nothing: A had no entry pending when it was killed (exactly-once was still checked)")
+	}
+}
+
+// TestStreamPoison: an entry without an order id, and an entry some
+// consumer took more than max_deliveries times, are dead-lettered and
+// acknowledged; the orders around them are counted as usual.
+func TestStreamPoison(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	pub := publish.NewStreamPublisher(rdb, channel, orderPrefix)
+	gen := publish.NewGenerator(5151)
+
+	// A ghost consumer reads an entry and has it delivered again and again
+	// (XCLAIM counts a delivery each time), then dies.
+	if err := rdb.XGroupCreateMkStream(ctx, channel, streamGroup, "$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	cursed := gen.Next()
+	if err := pub.Publish(ctx, cursed); err != nil {
+		t.Fatal(err)
+	}
+	res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: streamGroup, Consumer: "ghost", Streams: []string{channel, ">"}, Count: 1}).Result()
+	if err != nil || len(res[0].Messages) != 1 {
+		t.Fatalf("ghost read: %v %v", res, err)
+	}
+	cursedEntry := res[0].Messages[0].ID
+	for range 3 {
+		if err := rdb.XClaim(ctx, &redis.XClaimArgs{Stream: channel, Group: streamGroup, Consumer: "ghost", Messages: []string{cursedEntry}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noID, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: channel, Values: []any{"order", "x"}}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	h := startHost(t, rdb, streamConfig(t, srv, freeAddr(t), ""))
+	good, err := pub.PublishMany(ctx, gen, 200, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, rdb, ids(good), bundled, 30*time.Second)
+	waitFor(t, 30*time.Second, "2 dead letters", func() bool {
+		n, _ := rdb.XLen(ctx, deadLetterStream).Result()
+		return n >= 2
+	})
+	if code := h.stop(t); code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
+
+	letters, err := deadletter.List(ctx, rdb, deadLetterStream, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		noID:        fmt.Sprintf("stream entry %s has no \"id\" field holding an order id", noID),
+		cursedEntry: fmt.Sprintf("stream entry %s was delivered 5 times without being finished (max_deliveries 3)", cursedEntry),
+	}
+	if len(letters) != len(want) {
+		t.Errorf("%d dead letters, want %d: %+v", len(letters), len(want), letters)
+	}
+	for _, l := range letters {
+		found := false
+		for _, reason := range want {
+			found = found || l.Reason == reason
+		}
+		if !found || l.Plugin != "" || l.Channel != channel {
+			t.Errorf("dead letter %+v, want plugin \"\", channel %s and one of the reasons %q", l, channel, want)
+		}
+	}
+	checkStreamSettled(t, rdb)
+	checkOrderHashes(t, rdb, good, bundled)
+	// The cursed order was never counted: it carries only the dead marker.
+	got, _ := rdb.HGetAll(ctx, orderPrefix+cursed.ID).Result()
+	if _, ok := got["eventhost:dead"]; !ok || len(got) != len(cursed.Hash())+1 {
+		t.Errorf("%s%s = %v, want its fields and the eventhost:dead marker only", orderPrefix, cursed.ID, got)
+	}
+	checkTutorialState(t, rdb, good)
+}
