@@ -341,3 +341,79 @@ func TestApplyRefusesUnknownCommand(t *testing.T) {
 		t.Errorf("part of a refused batch was written")
 	}
 }
+
+// Dead letters mark their order's hash (never creating one), replayed dead
+// letters are deleted, and stream entries are acknowledged, all in the
+// batch's one script.
+func TestApplyMarksReplaysAndAcks(t *testing.T) {
+	ctx, rdb, a := setup(t, 0)
+	const stream, group = "purchase_orders", "eventhost"
+	a.AckTo(stream, group)
+	createOrder(t, ctx, rdb, "1")
+	createOrder(t, ctx, rdb, "2")
+	if err := rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var entries []string
+	for _, id := range []string{"1", "2", "3"} {
+		e, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"id", id}}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, e)
+	}
+	if err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: "c", Streams: []string{stream, ">"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	old, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: dlStream, Values: []any{"order_id", "2", "plugin", "p"}}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := a.Apply(ctx, apply.Batch{
+		Writes: []apply.Write{write("1", "p", eff("SADD", "s", "1"))},
+		DeadLetters: []deadletter.Entry{
+			{OrderID: "2", Plugin: "p", Reason: "no", Attempts: 3, OrderKey: orderKey("2")},
+			{OrderID: "3", Reason: "order hash purchase_order_details:3 does not exist", Attempts: 1, OrderKey: orderKey("3")},
+		},
+		Replayed: []string{old},
+		Acks:     entries[:2],
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(res.Statuses, []apply.Status{apply.Applied}) {
+		t.Errorf("statuses = %v", res.Statuses)
+	}
+	if _, err := rdb.HGet(ctx, orderKey("2"), orders.DeadField("p")).Result(); err != nil {
+		t.Errorf("order 2 has no dead marker for p: %v", err)
+	}
+	if n := rdb.Exists(ctx, orderKey("3")).Val(); n != 0 {
+		t.Errorf("a dead letter created the hash of missing order 3")
+	}
+	letters, err := deadletter.List(ctx, rdb, dlStream, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range letters {
+		got = append(got, l.OrderID+"/"+l.Plugin+"/"+strconv.Itoa(l.Attempts))
+	}
+	if want := []string{"2/p/3", "3//1"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("dead letters = %v, want %v (the replayed one deleted)", got, want)
+	}
+	pending, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: group, Start: "-", End: "+", Count: 10}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != 1 || pending[0].ID != entries[2] {
+		t.Errorf("pending = %+v, want only %s (the other two acknowledged)", pending, entries[2])
+	}
+}
+
+func TestApplyAcksNeedAStream(t *testing.T) {
+	ctx, _, a := setup(t, 0)
+	if _, err := a.Apply(ctx, apply.Batch{Acks: []string{"1-1"}}); err == nil || !strings.Contains(err.Error(), "AckTo") {
+		t.Errorf("Apply with acks and no stream: err = %v, want one naming AckTo", err)
+	}
+}

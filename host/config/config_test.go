@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -93,6 +94,33 @@ func TestParseSettings(t *testing.T) {
 		get  func(*config.Config) any
 		want any
 	}{
+		{
+			name: "stream source settings",
+			src: `source "stream" {
+  stream = "orders"
+  group = "g"
+  consumer = "c1"
+  claim_idle = "2s"
+  max_deliveries = 7
+  start = "0"
+}
+plugin "x" {}`,
+			get: func(c *config.Config) any {
+				return []any{c.Source.Kind, c.Source.Channels, *c.Source.Stream, c.Plugins[0].Channels}
+			},
+			want: []any{"stream", []string{"orders"},
+				config.Stream{Key: "orders", Group: "g", Consumer: "c1", ClaimIdle: 2 * time.Second, MaxDeliveries: 7, Start: "0"},
+				[]string{"orders"}},
+		},
+		{
+			name: "stream source defaults",
+			src:  "source \"stream\" {}\nplugin \"x\" {}",
+			get: func(c *config.Config) any {
+				s := *c.Source.Stream
+				return []any{s.Key, s.Group, s.ClaimIdle, s.MaxDeliveries, s.Start, strings.HasSuffix(s.Consumer, fmt.Sprintf("-%d", os.Getpid()))}
+			},
+			want: []any{"purchase_orders", "eventhost", 30 * time.Second, 5, "$", true},
+		},
 		{
 			name: "explicit plugin path is relative to the config dir",
 			src:  `plugin "x" { path = "bin/my-plugin" }`,
@@ -214,6 +242,31 @@ func TestParseErrors(t *testing.T) {
 		want     string
 		wantErrs int // 0 means 1
 	}{
+		{
+			name:     "stream setting in a pubsub source",
+			src:      "source \"pubsub\" {\n  claim_idle = \"1s\"\n}\nplugin \"x\" {}",
+			wantLine: 2, want: `claim_idle is a setting of source "stream", not of source "pubsub"`,
+		},
+		{
+			name:     "channels in a stream source",
+			src:      "source \"stream\" {\n  channels = [\"a\"]\n}\nplugin \"x\" {}",
+			wantLine: 2, want: `channels is a setting of source "pubsub"`,
+		},
+		{
+			name:     "bad stream start",
+			src:      "source \"stream\" {\n\n  start = \"now\"\n}\nplugin \"x\" {}",
+			wantLine: 3, want: `start must be "$"`,
+		},
+		{
+			name:     "zero max_deliveries",
+			src:      "source \"stream\" {\n  max_deliveries = 0\n}\nplugin \"x\" {}",
+			wantLine: 2, want: "max_deliveries must be at least 1",
+		},
+		{
+			name:     "unknown source kind",
+			src:      "source \"kafka\" {}\nplugin \"x\" {}",
+			wantLine: 1, want: `use source "pubsub" or source "stream"`,
+		},
 		{
 			name:     "bad plugin timeout",
 			src:      "plugin \"x\" {\n  channels = [\"purchase_orders\"]\n  timeout = \"soon\"\n}",

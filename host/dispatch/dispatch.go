@@ -9,7 +9,7 @@ import (
 	"sync"
 
 	"github.com/eventhost/eventhost/host/apply"
-		"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/pluginhost"
 	"github.com/eventhost/eventhost/host/policy"
 	"github.com/eventhost/eventhost/sdk"

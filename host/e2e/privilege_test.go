@@ -14,8 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/deadletter"
-	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/publish"
 )
 

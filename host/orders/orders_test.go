@@ -138,3 +138,23 @@ func TestDoneField(t *testing.T) {
 		t.Errorf("DoneField = %q, want %q", got, want)
 	}
 }
+
+func TestRefFor(t *testing.T) {
+	listens := func(ch string) bool { return ch == "a" }
+	tests := []struct {
+		ref    orders.Ref
+		plugin string
+		want   bool
+	}{
+		{orders.Ref{Channel: "a"}, "p", true},
+		{orders.Ref{Channel: "b"}, "p", false},
+		{orders.Ref{Channel: "b", Only: []string{"p"}}, "p", true}, // catch-up: Only overrides the channel
+		{orders.Ref{Channel: "a", Only: []string{"q"}}, "p", false},
+		{orders.Ref{Channel: "a", Only: []string{}}, "p", false}, // empty, not nil: nobody
+	}
+	for _, tt := range tests {
+		if got := tt.ref.For(tt.plugin, listens); got != tt.want {
+			t.Errorf("%+v.For(%q) = %v, want %v", tt.ref, tt.plugin, got, tt.want)
+		}
+	}
+}
