@@ -175,8 +175,11 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 
 func attempts(err error) int {
 	var be *pluginhost.BatchError
-	if errors.As(err, &be) {
+	switch {
+	case errors.As(err, &be):
 		return be.Attempts
+	case errors.Is(err, pluginhost.ErrDisabled):
+		return 0 // refused without a try
 	}
 	return 1
 }

@@ -91,8 +91,12 @@ func (in *Instance) Process(ctx context.Context, orders []sdk.Order) ([]sdk.Resu
 	defer in.mu.Unlock()
 	var lastErr error
 	for attempt := 1; attempt <= in.cfg.MaxAttempts; attempt++ {
-		if in.disabled {
+		if in.disabled && attempt == 1 {
 			return nil, ErrDisabled
+		}
+		if in.disabled {
+			// This batch's crashes tipped it over: say how often it was tried.
+			return nil, &BatchError{Plugin: in.cfg.Name, Attempts: attempt - 1, Err: fmt.Errorf("%w (last error: %v)", ErrDisabled, lastErr)}
 		}
 		if in.proc == nil {
 			if err := in.relaunch(ctx); err != nil {
