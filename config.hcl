@@ -10,9 +10,20 @@ redis {
   db       = 0
 }
 
+# Pub/Sub, as the tutorial's producer publishes. Orders published while no host
+# is subscribed are found again by catch-up on start and after each reconnect.
 source "pubsub" {
   channels = ["purchase_orders"]
 }
+
+# Or a Redis Stream with a consumer group (`eventhost publish -stream` writes
+# it): several hosts share the work, each order counted once.
+# source "stream" {
+#   stream         = "purchase_orders"
+#   group          = "eventhost"
+#   claim_idle     = "30s" # take over a dead host's pending entries after this long
+#   max_deliveries = 5     # then dead-letter an entry that keeps failing
+# }
 
 # Order hashes are <order_key_prefix><id>, as the tutorial's producer writes them.
 order_key_prefix = "purchase_order_details:"
