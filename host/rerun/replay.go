@@ -1,0 +1,176 @@
+package rerun
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/config"
+	"github.com/eventhost/eventhost/host/deadletter"
+	"github.com/eventhost/eventhost/host/engine"
+	"github.com/eventhost/eventhost/host/metrics"
+	"github.com/eventhost/eventhost/host/orders"
+)
+
+// Skipped is a dead letter a replay leaves where it is, and why.
+type Skipped struct {
+	Entry deadletter.Entry
+	Why   string
+}
+
+// ReplayPlan is what a replay does with its entries.
+type ReplayPlan struct {
+	// Refs are the entries to send, oldest first; each deletes its entry
+	// in the atomic step that finishes it.
+	Refs []orders.Ref
+	// Plugins are the plugins the refs need, in config order.
+	Plugins []string
+	Skipped []Skipped
+}
+
+// PlanReplay decides how each entry goes back through the pipeline.
+//
+// An entry for a plugin goes to that plugin alone; one whose plugin is no
+// longer in cfg is skipped. An entry for a bad order (no plugin) goes to the
+// plugins listening on its channel whose done marker the order lacks (done
+// says which it has; nil means none): a plugin that applied the order since,
+// after a fixed hash was published again, has nothing to do. When every one
+// has, the order still goes to all of them, so that the pipeline finds them
+// done and deletes the entry.
+func PlanReplay(cfg *config.Config, entries []deadletter.Entry, done map[string]map[string]bool) ReplayPlan {
+	var plan ReplayPlan
+	need := map[string]bool{}
+	for _, e := range entries {
+		ref := orders.Ref{ID: e.OrderID, Channel: e.Channel, Replays: e.StreamID}
+		if ref.Channel == "" {
+			ref.Channel = cfg.Source.Channels[0]
+		}
+		if e.Plugin != "" {
+			if _, ok := pluginOf(cfg, e.Plugin); !ok {
+				plan.Skipped = append(plan.Skipped, Skipped{e, fmt.Sprintf("plugin %q is not in the config", e.Plugin)})
+				continue
+			}
+			ref.Only = []string{e.Plugin}
+		} else {
+			listening, undone := listeners(cfg, ref.Channel, done[e.OrderID])
+			if len(listening) == 0 {
+				plan.Skipped = append(plan.Skipped, Skipped{e, fmt.Sprintf("no plugin in the config listens on channel %q", ref.Channel)})
+				continue
+			}
+			ref.Only = undone
+			if len(undone) == 0 {
+				ref.Only = listening
+			}
+		}
+		for _, p := range ref.Only {
+			need[p] = true
+		}
+		plan.Refs = append(plan.Refs, ref)
+	}
+	for _, p := range cfg.Plugins {
+		if need[p.Name] {
+			plan.Plugins = append(plan.Plugins, p.Name)
+		}
+	}
+	return plan
+}
+
+// listeners returns cfg's plugins that listen on channel, and those of them
+// not in done.
+func listeners(cfg *config.Config, channel string, done map[string]bool) (listening, undone []string) {
+	for _, p := range cfg.Plugins {
+		if !slices.Contains(p.Channels, channel) {
+			continue
+		}
+		listening = append(listening, p.Name)
+		if !done[p.Name] {
+			undone = append(undone, p.Name)
+		}
+	}
+	return listening, undone
+}
+
+// ReplayReport is what a replay did.
+type ReplayReport struct {
+	// Sent is how many entries went back through the pipeline; Planned
+	// how many were to (fewer were sent when the replay was interrupted).
+	Sent, Planned int
+	Skipped       []Skipped
+	// Counts are (plugin, order) pairs: a bad order's entry may stand for
+	// several plugins.
+	Counts
+}
+
+// Replay sends entries back through the pipeline with just the plugins
+// they need, until all are sent or stop ends; then it finishes what it sent
+// and returns. Each sent entry is deleted from the dead-letter stream in the
+// atomic step that applies its effects, or that dead-letters it anew. A
+// (plugin, order) pair that is done already writes nothing, so replaying an
+// entry twice counts it once.
+func Replay(stop context.Context, cfg *config.Config, rdb redis.UniversalClient, logger hclog.Logger, m *metrics.Metrics, entries []deadletter.Entry) (ReplayReport, error) {
+	done, err := readDone(stop, rdb, cfg, entries)
+	if err != nil {
+		return ReplayReport{}, err
+	}
+	plan := PlanReplay(cfg, entries, done)
+	rep := ReplayReport{Planned: len(plan.Refs), Skipped: plan.Skipped}
+	for _, s := range plan.Skipped {
+		logger.Warn("dead letter left in the stream", "entry", s.Entry.StreamID, "id", s.Entry.OrderID, "plugin", s.Entry.Plugin, "why", s.Why)
+	}
+	if len(plan.Refs) == 0 {
+		return rep, nil
+	}
+	eng, err := engine.Start(stop, cfg, rdb, logger, m, plan.Plugins...)
+	if err != nil {
+		return rep, err
+	}
+	defer eng.Stop()
+	rep.Sent, err = drive(stop, eng, m, plan.Refs, silent{})
+	rep.Counts = countsOf(m)
+	return rep, err
+}
+
+// readDone reads, for the bad orders among entries, which plugins' done
+// markers their hashes hold: one pipelined HMGET per order.
+func readDone(ctx context.Context, rdb redis.UniversalClient, cfg *config.Config, entries []deadletter.Entry) (map[string]map[string]bool, error) {
+	var ids []string
+	for _, e := range entries {
+		if e.Plugin == "" {
+			ids = append(ids, e.OrderID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	fields := make([]string, len(cfg.Plugins))
+	for i, p := range cfg.Plugins {
+		fields[i] = orders.DoneField(p.Name)
+	}
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HMGet(ctx, cfg.OrderKeyPrefix+id, fields...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !orders.OnlyReplyErrors(cmds) {
+		return nil, fmt.Errorf("read done markers of %d orders: %w", len(ids), err)
+	}
+	out := map[string]map[string]bool{}
+	for i, c := range cmds {
+		vals, err := c.Result()
+		if err != nil {
+			continue // not a hash: nothing is done
+		}
+		for j, v := range vals {
+			if v != nil {
+				if out[ids[i]] == nil {
+					out[ids[i]] = map[string]bool{}
+				}
+				out[ids[i]][cfg.Plugins[j].Name] = true
+			}
+		}
+	}
+	return out, nil
+}
