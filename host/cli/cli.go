@@ -36,7 +36,8 @@ commands:
   validate    check a config file and every plugin's config block
   publish     publish purchase orders the way the tutorial's producer does
   report      print the sales histogram, event totals and invoice counts
-  deadletter  list dead-lettered orders
+  deadletter  list dead-lettered orders, or replay them once the cause is fixed
+  backfill    run one plugin over every stored order it has not processed
 
 run 'eventhost <command> -h' for a command's flags.
 `
@@ -53,6 +54,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"publish":    publishCmd,
 		"report":     reportCmd,
 		"deadletter": deadletterCmd,
+		"backfill":   backfillCmd,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

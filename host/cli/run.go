@@ -30,7 +30,12 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer ignoreHangup(logger)()
-	err = d.Run(ctx)
+	return pluginConfigError(d.Run(ctx), stderr)
+}
+
+// pluginConfigError prints the diagnostics of a plugin that rejected its
+// config block, which make err a usage error; other errors pass unchanged.
+func pluginConfigError(err error, stderr io.Writer) error {
 	if diags, ok := pluginhost.AsConfigError(err); ok {
 		printDiags(stderr, diags)
 		return usageError{errors.New("a plugin rejected its config block")}
