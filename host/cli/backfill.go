@@ -47,11 +47,17 @@ func backfillCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer rdb.Close()
 	rep, err := rerun.Backfill(ctx, cfg, rdb, logger, metrics.New(), *plugin, progress)
-	if err != nil && !(ctx.Err() != nil && errors.Is(err, context.Canceled)) {
+	if err != nil && !interruptedEarly(ctx, err) {
 		return pluginConfigError(err, stderr)
 	}
 	fmt.Fprintln(stdout, backfillSummary(rep, err != nil))
 	return nil
+}
+
+// interruptedEarly reports whether err is SIGINT or SIGTERM (which end ctx)
+// stopping a run before it sent anything: a clean stop, not a failure.
+func interruptedEarly(ctx context.Context, err error) bool {
+	return err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled)
 }
 
 // backfillSummary is the line backfill ends with; cut is true when it was

@@ -29,6 +29,9 @@ func deadletterCmd(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return deadletterListCmd(ctx, args[1:], stdout, stderr)
 	case "replay":
 		return deadletterReplayCmd(ctx, args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, deadletterUsage)
+		return flag.ErrHelp
 	}
 	return usageError{fmt.Errorf("unknown deadletter command %q\n%s", args[0], deadletterUsage)}
 }
@@ -168,6 +171,10 @@ func deadletterReplayCmd(ctx context.Context, args []string, stdout, stderr io.W
 		return nil
 	}
 	rep, err := rerun.Replay(ctx, cfg, rdb, logger, metrics.New(), entries)
+	if interruptedEarly(ctx, err) {
+		fmt.Fprintln(stdout, "interrupted before any entry was replayed")
+		return nil
+	}
 	if err != nil {
 		return pluginConfigError(err, stderr)
 	}

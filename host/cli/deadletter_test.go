@@ -119,6 +119,16 @@ func TestWriteReplayReport(t *testing.T) {
 	}
 }
 
+func TestDeadletterHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := Main(t.Context(), []string{"deadletter", "-h"}, &stdout, &stderr); code != ExitOK {
+		t.Errorf("exit %d, want %d; stderr:\n%s", code, ExitOK, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "eventhost deadletter replay") {
+		t.Errorf("help does not show the replay usage:\n%s", stdout.String())
+	}
+}
+
 func TestUsageExitCodes(t *testing.T) {
 	tests := []struct {
 		args []string
