@@ -252,7 +252,8 @@ type value struct {
 	Data string
 }
 
-// dump reads every key matching match (all when empty) from db.
+// dump reads every key matching match (all when empty) from db, in two
+// pipelined round trips per SCAN page.
 func dump(t *testing.T, rdb *redis.Client, match string) map[string]value {
 	t.Helper()
 	ctx := context.Background()
@@ -260,41 +261,81 @@ func dump(t *testing.T, rdb *redis.Client, match string) map[string]value {
 		match = "*"
 	}
 	out := map[string]value{}
-	iter := rdb.Scan(ctx, 0, match, 1000).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
-		typ, err := rdb.Type(ctx, k).Result()
+	var cursor uint64
+	for {
+		keys, next, err := rdb.Scan(ctx, cursor, match, 1000).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		var lines []string
-		switch typ {
+		dumpKeys(t, rdb, keys, out)
+		if cursor = next; cursor == 0 {
+			return out
+		}
+	}
+}
+
+// dumpKeys reads keys into out.
+func dumpKeys(t *testing.T, rdb *redis.Client, keys []string, out map[string]value) {
+	t.Helper()
+	if len(keys) == 0 {
+		return
+	}
+	ctx := context.Background()
+	pipe := rdb.Pipeline()
+	types := make([]*redis.StatusCmd, len(keys))
+	for i, k := range keys {
+		types[i] = pipe.Type(ctx, k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pipe = rdb.Pipeline()
+	reads := make([]redis.Cmder, len(keys))
+	for i, k := range keys {
+		switch types[i].Val() {
 		case "string":
-			s, _ := rdb.Get(ctx, k).Result()
-			out[k] = value{Type: typ, Data: s}
-			continue
+			reads[i] = pipe.Get(ctx, k)
 		case "hash":
-			for f, v := range rdb.HGetAll(ctx, k).Val() {
+			reads[i] = pipe.HGetAll(ctx, k)
+		case "set":
+			reads[i] = pipe.SMembers(ctx, k)
+		case "zset":
+			reads[i] = pipe.ZRangeWithScores(ctx, k, 0, -1)
+		case "stream":
+			reads[i] = pipe.XRange(ctx, k, "-", "+")
+		}
+	}
+	// A key deleted since TYPE reads as empty; only a failed round trip
+	// is an error.
+	cmds, _ := pipe.Exec(ctx)
+	if err := orders.RoundTripError(cmds); err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys {
+		typ := types[i].Val()
+		var lines []string
+		switch c := reads[i].(type) {
+		case *redis.StringCmd:
+			out[k] = value{Type: typ, Data: c.Val()}
+			continue
+		case *redis.MapStringStringCmd:
+			for f, v := range c.Val() {
 				lines = append(lines, f+"="+v)
 			}
-		case "set":
-			lines = rdb.SMembers(ctx, k).Val()
-		case "zset":
-			for _, z := range rdb.ZRangeWithScores(ctx, k, 0, -1).Val() {
+		case *redis.StringSliceCmd:
+			lines = c.Val()
+		case *redis.ZSliceCmd:
+			for _, z := range c.Val() {
 				lines = append(lines, fmt.Sprintf("%v=%v", z.Member, z.Score))
 			}
-		case "stream":
-			for _, m := range rdb.XRange(ctx, k, "-", "+").Val() {
+		case *redis.XMessageSliceCmd:
+			for _, m := range c.Val() {
 				lines = append(lines, fmt.Sprint(m.Values))
 			}
 		}
 		sort.Strings(lines)
 		out[k] = value{Type: typ, Data: strings.Join(lines, "\n")}
 	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // diffState reports every key that differs between got and want.
