@@ -645,7 +645,7 @@ func (r *chaosRun) keyDetail(problem string, got, want map[string]value) string 
 				wb = int(w.Data[i])
 			}
 			if gb != wb {
-				return fmt.Sprintf("\n  first difference at byte %d: got %d, want %d", i, gb, wb)
+				return fmt.Sprintf("\n  first difference at byte %d (hour %d's u8 counter): got %d, want %d", i, i-1, gb, wb)
 			}
 		}
 		return ""
