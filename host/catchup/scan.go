@@ -99,8 +99,10 @@ func (s *Scanner) check(ctx context.Context, keys []string, wants []Want, fields
 	for i, k := range keys {
 		cmds[i] = pipe.HMGet(ctx, k, fields...)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !orders.OnlyReplyErrors(cmds) {
-		return nil, fmt.Errorf("read markers of %d orders: %w", len(keys), err)
+	if _, err := pipe.Exec(ctx); err != nil {
+		if err := orders.RoundTripError(cmds); err != nil {
+			return nil, fmt.Errorf("read markers of %d orders: %w", len(keys), err)
+		}
 	}
 	var out []Unfinished
 	base := len(probeFields)

@@ -95,14 +95,7 @@ func startHost(t *testing.T, rdb *redis.Client, configPath string) *host {
 // environment.
 func startHostEnv(t *testing.T, rdb *redis.Client, configPath string, env []string) *host {
 	t.Helper()
-	h := &host{t: t, log: &syncBuffer{}, done: make(chan error, 1)}
-	h.cmd = exec.Command(testbin.Eventhost(t), "run", "-config", configPath)
-	h.cmd.Env = append(os.Environ(), env...)
-	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
-	if err := h.cmd.Start(); err != nil {
-		t.Fatalf("start eventhost: %v", err)
-	}
-	go func() { h.done <- h.cmd.Wait() }()
+	h := launchHost(t, configPath, env)
 	t.Cleanup(func() {
 		h.kill()
 		if t.Failed() {
@@ -120,27 +113,64 @@ func startHostEnv(t *testing.T, rdb *redis.Client, configPath string, env []stri
 	return h
 }
 
+// launchHost runs `eventhost run` with env ("NAME=value") added to the
+// host's environment, and returns at once: the host may still be waiting for
+// Redis. It is killed when the test ends.
+func launchHost(t *testing.T, configPath string, env []string) *host {
+	t.Helper()
+	h := &host{t: t, log: &syncBuffer{}, done: make(chan error, 1)}
+	h.cmd = exec.Command(testbin.Eventhost(t), "run", "-config", configPath)
+	h.cmd.Env = append(os.Environ(), env...)
+	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
+	if err := h.cmd.Start(); err != nil {
+		t.Fatalf("start eventhost: %v", err)
+	}
+	go func() { h.done <- h.cmd.Wait() }()
+	t.Cleanup(h.kill)
+	return h
+}
+
 // takeRegistry checks that state holds the plugin registry with exactly
 // plugins, each registered at a time, and removes it from state.
 func takeRegistry(t *testing.T, state map[string]value, plugins ...string) {
 	t.Helper()
+	for _, p := range registryProblems(state, plugins...) {
+		t.Error(p)
+	}
+}
+
+// registryProblems is takeRegistry, returning what is wrong instead of
+// reporting it.
+func registryProblems(state map[string]value, plugins ...string) []string {
 	v, ok := state[catchup.RegistryKey]
 	if !ok {
-		t.Errorf("plugin registry %s is missing", catchup.RegistryKey)
-		return
+		return []string{fmt.Sprintf("plugin registry %s is missing", catchup.RegistryKey)}
 	}
 	delete(state, catchup.RegistryKey)
-	var names []string
+	var problems, names []string
 	for _, line := range strings.Split(v.Data, "\n") {
 		name, when, _ := strings.Cut(line, "=")
 		if _, err := strconv.ParseInt(when, 10, 64); err != nil {
-			t.Errorf("plugin registry: %s registered at %q, want a unix time in ms", name, when)
+			problems = append(problems, fmt.Sprintf("plugin registry: %s registered at %q, want a unix time in ms", name, when))
 		}
 		names = append(names, name)
 	}
+	plugins = append([]string(nil), plugins...)
 	sort.Strings(plugins)
 	if v.Type != "hash" || strings.Join(names, ",") != strings.Join(plugins, ",") {
-		t.Errorf("plugin registry = %s %q, want a hash of %v", v.Type, v.Data, plugins)
+		problems = append(problems, fmt.Sprintf("plugin registry = %s %q, want a hash of %v", v.Type, v.Data, plugins))
+	}
+	return problems
+}
+
+// exited reports whether the host process has ended, without waiting.
+func (h *host) exited() bool {
+	select {
+	case err := <-h.done:
+		h.done <- err
+		return true
+	default:
+		return false
 	}
 }
 
@@ -180,27 +210,33 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 // every plugin in plugins.
 func waitApplied(t *testing.T, rdb *redis.Client, ids []string, plugins []string, limit time.Duration) {
 	t.Helper()
-	ctx := context.Background()
 	remaining := ids
 	waitFor(t, limit, fmt.Sprintf("%d orders to be applied by %v", len(ids), plugins), func() bool {
-		pipe := rdb.Pipeline()
-		cmds := make([]*redis.MapStringStringCmd, len(remaining))
-		for i, id := range remaining {
-			cmds[i] = pipe.HGetAll(ctx, orderPrefix+id)
-		}
-		_, _ = pipe.Exec(ctx)
-		var left []string
-		for i, c := range cmds {
-			for _, p := range plugins {
-				if _, ok := c.Val()[orders.DoneField(p)]; !ok {
-					left = append(left, remaining[i])
-					break
-				}
-			}
-		}
-		remaining = left
+		remaining = unapplied(rdb, remaining, plugins)
 		return len(remaining) == 0
 	})
+}
+
+// unapplied returns the orders in ids that lack the done marker of a plugin
+// in plugins, or could not be read.
+func unapplied(rdb *redis.Client, ids []string, plugins []string) []string {
+	ctx := context.Background()
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, orderPrefix+id)
+	}
+	_, _ = pipe.Exec(ctx)
+	var left []string
+	for i, c := range cmds {
+		for _, p := range plugins {
+			if _, ok := c.Val()[orders.DoneField(p)]; !ok {
+				left = append(left, ids[i])
+				break
+			}
+		}
+	}
+	return left
 }
 
 func ids(os []publish.Order) []string {
@@ -218,7 +254,8 @@ type value struct {
 	Data string
 }
 
-// dump reads every key matching match (all when empty) from db.
+// dump reads every key matching match (all when empty) from db, in two
+// pipelined round trips per SCAN page.
 func dump(t *testing.T, rdb *redis.Client, match string) map[string]value {
 	t.Helper()
 	ctx := context.Background()
@@ -226,46 +263,98 @@ func dump(t *testing.T, rdb *redis.Client, match string) map[string]value {
 		match = "*"
 	}
 	out := map[string]value{}
-	iter := rdb.Scan(ctx, 0, match, 1000).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
-		typ, err := rdb.Type(ctx, k).Result()
+	var cursor uint64
+	for {
+		keys, next, err := rdb.Scan(ctx, cursor, match, 1000).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		var lines []string
-		switch typ {
+		dumpKeys(t, rdb, keys, out)
+		if cursor = next; cursor == 0 {
+			return out
+		}
+	}
+}
+
+// dumpKeys reads keys into out.
+func dumpKeys(t *testing.T, rdb *redis.Client, keys []string, out map[string]value) {
+	t.Helper()
+	if len(keys) == 0 {
+		return
+	}
+	ctx := context.Background()
+	pipe := rdb.Pipeline()
+	types := make([]*redis.StatusCmd, len(keys))
+	for i, k := range keys {
+		types[i] = pipe.Type(ctx, k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pipe = rdb.Pipeline()
+	reads := make([]redis.Cmder, len(keys))
+	for i, k := range keys {
+		switch types[i].Val() {
 		case "string":
-			s, _ := rdb.Get(ctx, k).Result()
-			out[k] = value{Type: typ, Data: s}
-			continue
+			reads[i] = pipe.Get(ctx, k)
 		case "hash":
-			for f, v := range rdb.HGetAll(ctx, k).Val() {
+			reads[i] = pipe.HGetAll(ctx, k)
+		case "set":
+			reads[i] = pipe.SMembers(ctx, k)
+		case "zset":
+			reads[i] = pipe.ZRangeWithScores(ctx, k, 0, -1)
+		case "stream":
+			reads[i] = pipe.XRange(ctx, k, "-", "+")
+		}
+	}
+	// A key deleted since TYPE reads as empty; only a failed round trip
+	// is an error.
+	cmds, _ := pipe.Exec(ctx)
+	if err := orders.RoundTripError(cmds); err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys {
+		typ := types[i].Val()
+		var lines []string
+		switch c := reads[i].(type) {
+		case *redis.StringCmd:
+			out[k] = value{Type: typ, Data: c.Val()}
+			continue
+		case *redis.MapStringStringCmd:
+			for f, v := range c.Val() {
 				lines = append(lines, f+"="+v)
 			}
-		case "set":
-			lines = rdb.SMembers(ctx, k).Val()
-		case "zset":
-			for _, z := range rdb.ZRangeWithScores(ctx, k, 0, -1).Val() {
+		case *redis.StringSliceCmd:
+			lines = c.Val()
+		case *redis.ZSliceCmd:
+			for _, z := range c.Val() {
 				lines = append(lines, fmt.Sprintf("%v=%v", z.Member, z.Score))
 			}
-		case "stream":
-			for _, m := range rdb.XRange(ctx, k, "-", "+").Val() {
+		case *redis.XMessageSliceCmd:
+			for _, m := range c.Val() {
 				lines = append(lines, fmt.Sprint(m.Values))
 			}
 		}
 		sort.Strings(lines)
 		out[k] = value{Type: typ, Data: strings.Join(lines, "\n")}
 	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // diffState reports every key that differs between got and want.
 func diffState(t *testing.T, got, want map[string]value) {
 	t.Helper()
+	problems := stateDiff(got, want)
+	if len(problems) > 0 {
+		if len(problems) > 20 {
+			problems = append(problems[:20], fmt.Sprintf("… and %d more", len(problems)-20))
+		}
+		t.Errorf("%d keys differ from the expected state:\n%s", len(problems), strings.Join(problems, "\n"))
+	}
+}
+
+// stateDiff returns one line for each key that differs between got and
+// want, sorted.
+func stateDiff(got, want map[string]value) []string {
 	var problems []string
 	for k, w := range want {
 		g, ok := got[k]
@@ -282,12 +371,7 @@ func diffState(t *testing.T, got, want map[string]value) {
 		}
 	}
 	sort.Strings(problems)
-	if len(problems) > 0 {
-		if len(problems) > 20 {
-			problems = append(problems[:20], fmt.Sprintf("… and %d more", len(problems)-20))
-		}
-		t.Errorf("%d keys differ from the expected state:\n%s", len(problems), strings.Join(problems, "\n"))
-	}
+	return problems
 }
 
 func short(s string) string {

@@ -126,13 +126,15 @@ func (l *Loader) Load(ctx context.Context, refs []Ref) (loaded []Loaded, rejecte
 	for i, r := range refs {
 		cmds[i] = pipe.HGetAll(ctx, l.Key(r.ID))
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !OnlyReplyErrors(cmds) {
-		return nil, nil, fmt.Errorf("load %d orders: %w", len(refs), err)
+	if _, err := pipe.Exec(ctx); err != nil {
+		if err := RoundTripError(cmds); err != nil {
+			return nil, nil, fmt.Errorf("load %d orders: %w", len(refs), err)
+		}
 	}
 	loaded = make([]Loaded, 0, len(refs))
 	for i, r := range refs {
 		if err := cmds[i].Err(); err != nil {
-			// Only a reply error gets here (WRONGTYPE: the key is not a hash).
+			// Only a key's own error gets here (WRONGTYPE: the key is not a hash).
 			rejected = append(rejected, Rejected{Ref: r, Reason: fmt.Sprintf("order key %s: %v", l.Key(r.ID), err)})
 			continue
 		}
@@ -146,17 +148,40 @@ func (l *Loader) Load(ctx context.Context, refs []Ref) (loaded []Loaded, rejecte
 	return loaded, rejected, nil
 }
 
-// OnlyReplyErrors reports whether every failed command of a pipeline failed
-// with a reply from Redis (such as WRONGTYPE) rather than with the
-// connection: then the keys are bad, not the round trip.
-func OnlyReplyErrors[C redis.Cmder](cmds []C) bool {
+// RoundTripError returns the first error of a pipeline's commands that is
+// the round trip's fault rather than its key's: a connection error, or a
+// reply about the server's state (TransientReply). nil means every failed
+// command failed with a reply about its key (such as WRONGTYPE): then the
+// keys are bad, not the round trip.
+func RoundTripError[C redis.Cmder](cmds []C) error {
 	for _, c := range cmds {
 		var rerr redis.Error
-		if err := c.Err(); err != nil && !errors.As(err, &rerr) {
-			return false
+		if err := c.Err(); err != nil && (!errors.As(err, &rerr) || TransientReply(err)) {
+			return err
 		}
 	}
-	return true
+	return nil
+}
+
+// transientReplies start the error replies that are about the server's
+// state, not the command: it is loading its data set after a restart,
+// running a long script, or failing over. The same command succeeds later.
+var transientReplies = []string{"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "NOREPLICAS"}
+
+// TransientReply reports whether err is an error reply from Redis that a
+// later retry of the same command may not get (see transientReplies).
+func TransientReply(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	msg := rerr.Error()
+	for _, p := range transientReplies {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Parse validates the fields of the hash at key for ref. The error says which

@@ -1,9 +1,13 @@
 package orders_test
 
 import (
+	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/sdk"
@@ -156,5 +160,49 @@ func TestRefFor(t *testing.T) {
 		if got := tt.ref.For(tt.plugin, listens); got != tt.want {
 			t.Errorf("%+v.For(%q) = %v, want %v", tt.ref, tt.plugin, got, tt.want)
 		}
+	}
+}
+
+// reply is an error reply from Redis, as go-redis reports one.
+type reply string
+
+func (r reply) Error() string { return string(r) }
+func (reply) RedisError()     {}
+
+var _ redis.Error = reply("")
+
+// TestRoundTripError: a reply about the key (WRONGTYPE) is the key's
+// fault, and the order is rejected; a reply about the server's state
+// (LOADING after a restart) or a connection error is the round trip's, and
+// the batch is retried. Rejecting on LOADING dead-lettered good orders.
+func TestRoundTripError(t *testing.T) {
+	wrongType := reply("WRONGTYPE Operation against a key holding the wrong kind of value")
+	loading := reply("LOADING Redis is loading the dataset in memory")
+	refused := errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+	tests := []struct {
+		name string
+		errs []error
+		want error
+	}{
+		{"no error", []error{nil, nil}, nil},
+		{"key's own reply", []error{nil, wrongType}, nil},
+		{"loading", []error{nil, loading}, loading},
+		{"loading after a key's reply", []error{wrongType, loading}, loading},
+		{"busy script", []error{reply("BUSY Redis is busy running a script.")}, reply("BUSY Redis is busy running a script.")},
+		{"connection", []error{refused, refused}, refused},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmds := make([]*redis.MapStringStringCmd, len(tt.errs))
+			for i, err := range tt.errs {
+				cmds[i] = redis.NewMapStringStringCmd(context.Background(), "hgetall", key)
+				if err != nil {
+					cmds[i].SetErr(err)
+				}
+			}
+			if got := orders.RoundTripError(cmds); got != tt.want {
+				t.Errorf("RoundTripError = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -374,13 +374,7 @@ func Retriable(err error) bool {
 	}
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
-		msg := rerr.Error()
-		for _, p := range []string{"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "NOREPLICAS"} {
-			if strings.HasPrefix(msg, p) {
-				return true
-			}
-		}
-		return false
+		return orders.TransientReply(err)
 	}
 	var conflict *apply.TypeConflictError
 	return !errors.As(err, &conflict)

@@ -154,8 +154,10 @@ func readDone(ctx context.Context, rdb redis.UniversalClient, cfg *config.Config
 	for i, id := range ids {
 		cmds[i] = pipe.HMGet(ctx, cfg.OrderKeyPrefix+id, fields...)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !orders.OnlyReplyErrors(cmds) {
-		return nil, fmt.Errorf("read done markers of %d orders: %w", len(ids), err)
+	if _, err := pipe.Exec(ctx); err != nil {
+		if err := orders.RoundTripError(cmds); err != nil {
+			return nil, fmt.Errorf("read done markers of %d orders: %w", len(ids), err)
+		}
 	}
 	out := map[string]map[string]bool{}
 	for i, c := range cmds {
