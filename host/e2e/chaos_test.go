@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/publish"
@@ -53,9 +54,42 @@ func TestChaosPubSub(t *testing.T) {
 	r.check()
 }
 
+// TestChaosStream runs the chaos against two hosts sharing the stream
+// source's consumer group; one of them is killed for good mid-run, and its
+// pending entries must be claimed by the others.
+func TestChaosStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	r := startChaos(t, chaosOptions{
+		Seed:          7070,
+		Orders:        50000,
+		Rate:          2500,
+		Duplicates:    0.02,
+		PluginKills:   8,
+		HostKills:     4,
+		RedisRestarts: 3,
+		Settle:        time.Minute,
+		Stream:        true,
+		Hosts:         2,
+		KillForGood:   true,
+	})
+	r.run()
+	r.settle()
+	r.check()
+}
+
 // chaosOptions say what a chaos run publishes and how hard it shakes the
 // host meanwhile.
 type chaosOptions struct {
+	// Stream runs the hosts on source "stream" (one consumer group), the
+	// producer appending ids with XADD; otherwise Pub/Sub.
+	Stream bool
+	// Hosts is how many hosts run at once (at least 1).
+	Hosts int
+	// KillForGood adds a fault that SIGKILLs one host and does not replace
+	// it (only with Hosts > 1).
+	KillForGood bool
 	// Seed fixes the orders (publish.Generator), which ids are published
 	// twice, and the chaos plan (math/rand): which faults, in which order,
 	// how far apart. The timing relative to the orders is not fixed.
@@ -86,6 +120,8 @@ const (
 // chaosStats are a run's figures.
 type chaosStats struct {
 	pluginKills, hostKills, hostStarts, redisRestarts int
+	// killedForGood counts hosts killed and not replaced.
+	killedForGood int
 	// Written by the producer, read once it is done.
 	dupAtOnce, dupLater int
 	// unheard counts first publishes that no host was subscribed to.
@@ -139,21 +175,34 @@ func startChaos(t *testing.T, opt chaosOptions) *chaosRun {
 	t.Helper()
 	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	r := &chaosRun{
-		t: t, opt: opt, srv: srv, rdb: srv.Client(), config: chaosConfig(t, srv),
+		t: t, opt: opt, srv: srv, rdb: srv.Client(), config: chaosConfig(t, srv, opt.Stream),
 		rng: rand.New(rand.NewSource(opt.Seed)),
 	}
-	h := startHost(t, r.rdb, r.config)
-	r.hosts = []*host{h}
-	r.started = []*host{h}
-	r.stats.hostStarts = 1
+	for range max(opt.Hosts, 1) {
+		h := startHost(t, r.rdb, r.config)
+		r.hosts = append(r.hosts, h)
+		r.started = append(r.started, h)
+		r.stats.hostStarts++
+	}
 	return r
 }
 
 // chaosConfig is writeConfig's config (u8 counters, as the tutorial) with
-// chaosPluginSettings in every plugin block.
-func chaosConfig(t *testing.T, srv *redistest.Server) string {
+// chaosPluginSettings in every plugin block, on source "stream" when
+// stream is set (a dead host's entries are claimed after 1 s, and a host
+// killed again and again must not turn an entry into poison).
+func chaosConfig(t *testing.T, srv *redistest.Server, stream bool) string {
 	t.Helper()
 	path := writeConfig(t, srv, "u8", "")
+	if stream {
+		path = replaceInConfig(t, path, fmt.Sprintf("source \"pubsub\" { channels = [%q] }", channel),
+			fmt.Sprintf(`source "stream" {
+  stream         = %q
+  group          = %q
+  claim_idle     = "1s"
+  max_deliveries = 1000
+}`, channel, streamGroup))
+	}
 	src, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +308,7 @@ func (r *chaosRun) produce(ctx context.Context) ([]publish.Order, error) {
 			}
 			continue
 		}
-		heard, err := storeAndPublish(ctx, rdb, sends)
+		heard, err := storeAndPublish(ctx, rdb, sends, r.opt.Stream)
 		if err != nil {
 			return stored, err
 		}
@@ -284,19 +333,30 @@ func (r *chaosRun) produce(ctx context.Context) ([]publish.Order, error) {
 // storeAndPublish sends HSET and PUBLISH for each order in os, in order, in
 // one pipeline, again and again until Redis acknowledges all of it. It
 // returns, for each publish, how many subscribers received it.
-func storeAndPublish(ctx context.Context, rdb *redis.Client, os []publish.Order) ([]int64, error) {
+//
+// With stream set it appends {id: <id>} to the stream instead (as eventhost
+// publish -stream does); every entry then counts as heard: the group keeps
+// it until a host takes it.
+func storeAndPublish(ctx context.Context, rdb *redis.Client, os []publish.Order, stream bool) ([]int64, error) {
 	for {
 		pipe := rdb.Pipeline()
 		pubs := make([]*redis.IntCmd, len(os))
 		for i, o := range os {
 			pipe.HSet(ctx, orderPrefix+o.ID, o.Fields()...)
-			pubs[i] = pipe.Publish(ctx, channel, o.ID)
+			if stream {
+				pipe.XAdd(ctx, &redis.XAddArgs{Stream: channel, Values: []any{publish.StreamIDField, o.ID}})
+			} else {
+				pubs[i] = pipe.Publish(ctx, channel, o.ID)
+			}
 		}
 		_, err := pipe.Exec(ctx)
 		if err == nil {
 			heard := make([]int64, len(os))
 			for i, c := range pubs {
-				heard[i] = c.Val()
+				heard[i] = 1
+				if c != nil {
+					heard[i] = c.Val()
+				}
 			}
 			return heard, nil
 		}
@@ -323,6 +383,9 @@ func (r *chaosRun) shake(producerDone <-chan struct{}) {
 	}
 	for range r.opt.RedisRestarts {
 		plan = append(plan, (*chaosRun).restartRedis)
+	}
+	if r.opt.KillForGood && len(r.hosts) > 1 {
+		plan = append(plan, (*chaosRun).killForGood)
 	}
 	r.rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
 	for i, act := range plan {
@@ -386,6 +449,25 @@ func (r *chaosRun) killHost() {
 	r.hosts[i] = r.launch()
 }
 
+// killForGood SIGKILLs a random host and leaves its slot empty: the
+// entries it had pending wait for another host to claim them.
+func (r *chaosRun) killForGood() {
+	if len(r.hosts) < 2 {
+		r.note("only one host left; not killing it for good")
+		return
+	}
+	i := r.rng.Intn(len(r.hosts))
+	h := r.hosts[i]
+	if err := h.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		r.t.Fatalf("SIGKILL host %d: %v", h.cmd.Process.Pid, err)
+	}
+	<-h.done
+	h.done <- nil
+	r.hosts = append(r.hosts[:i], r.hosts[i+1:]...)
+	r.stats.killedForGood++
+	r.note("SIGKILL host %d for good; %d hosts left", h.cmd.Process.Pid, len(r.hosts))
+}
+
 // restartRedis SIGKILLs redis-server, leaves it down for 0.1–0.7 s, and
 // starts it again on the same port and data directory: it replays its AOF.
 func (r *chaosRun) restartRedis() {
@@ -435,7 +517,7 @@ func (r *chaosRun) settle() {
 	deadline := time.Now().Add(r.opt.Settle)
 	for {
 		r.checkHosts()
-		if remaining = unapplied(r.rdb, remaining, bundled); len(remaining) == 0 {
+		if remaining = unapplied(r.rdb, remaining, bundled); len(remaining) == 0 && r.streamSettled() {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -454,13 +536,46 @@ func (r *chaosRun) settle() {
 	}
 }
 
+func (r *chaosRun) source() string {
+	if r.opt.Stream {
+		return "stream"
+	}
+	return "pubsub"
+}
+
+// streamSettled reports whether the stream source's group has every entry
+// acknowledged (always true on Pub/Sub).
+func (r *chaosRun) streamSettled() bool {
+	if !r.opt.Stream {
+		return true
+	}
+	p, err := r.rdb.XPending(context.Background(), channel, streamGroup).Result()
+	return err == nil && p.Count == 0
+}
+
 // check compares the whole of Redis with the state computed from the
 // stored orders alone, then prints the figures.
 func (r *chaosRun) check() {
 	t := r.t
 	t.Helper()
 	got := dump(t, r.rdb, "")
-	problems := registryProblems(got, bundled...)
+	var problems []string
+	if r.opt.Stream {
+		// The stream is the producer's; what matters is that its group
+		// holds nothing unacknowledged. No catch-up, so no registry.
+		if v := got[channel]; v.Type != "stream" {
+			problems = append(problems, fmt.Sprintf("source stream %s is a %q, want a stream", channel, v.Type))
+		}
+		delete(got, channel)
+		if p, err := r.rdb.XPending(context.Background(), channel, streamGroup).Result(); err != nil || p.Count != 0 {
+			problems = append(problems, fmt.Sprintf("group %s: %v entries pending (%v), want 0", streamGroup, p, err))
+		}
+		if _, ok := got[catchup.RegistryKey]; ok {
+			problems = append(problems, "the stream source needs no plugin registry, but "+catchup.RegistryKey+" exists")
+		}
+	} else {
+		problems = registryProblems(got, bundled...)
+	}
 	problems = append(problems, r.checkOrderHashes(got)...)
 	if dl, ok := got[deadLetterStream]; ok {
 		delete(got, deadLetterStream)
@@ -493,13 +608,23 @@ func (r *chaosRun) check() {
 		r.fail("%d mismatches between Redis and the expected state:\n%s", len(problems), strings.Join(shown, "\n"))
 	}
 	s := r.stats
-	t.Logf("chaos: %d orders (%d published with no host subscribed), %d plugin kills, %d host kills, %d host restarts, "+
-		"%d redis restarts, %d duplicates injected (%d at once, %d later), %d of %d total_sales off the tutorial's only "+
+	t.Logf("chaos (%s, %d hosts): %d orders (%d published with no host subscribed), %d plugin kills, %d host kills, %d host restarts, "+
+		"%d hosts killed for good, %d redis restarts, %d duplicates injected (%d at once, %d later), %d of %d total_sales off the tutorial's only "+
 		"by apply order, mismatches = %d; %s publishing, %s settling, %s checking",
-		len(r.stored), s.unheard, s.pluginKills, s.hostKills, s.hostStarts-1, s.redisRestarts,
+		r.source(), max(r.opt.Hosts, 1), len(r.stored), s.unheard, s.pluginKills, s.hostKills, s.hostStarts-max(r.opt.Hosts, 1), s.killedForGood, s.redisRestarts,
 		s.dupAtOnce+s.dupLater, s.dupAtOnce, s.dupLater, s.floatNoise, len(publish.Events()), s.mismatches,
 		r.published.Sub(r.start).Round(100*time.Millisecond), r.settled.Sub(r.published).Round(100*time.Millisecond),
 		time.Since(r.settled).Round(100*time.Millisecond))
+	if r.opt.Stream {
+		claims := 0
+		for _, h := range r.started {
+			claims += strings.Count(h.log.String(), "claimed entries another consumer left pending")
+		}
+		t.Logf("stream: %d claims (XAUTOCLAIM) of entries that killed hosts left pending", claims)
+	}
+	if r.opt.KillForGood && s.killedForGood == 0 {
+		r.fail("no host was killed for good")
+	}
 	if s.pluginKills < minPluginKills || s.hostKills < minHostKills || s.redisRestarts < minRedisRestarts {
 		r.fail("the chaos was too mild to prove anything: %d plugin kills, %d host kills, %d redis restarts; want at least %d, %d, %d",
 			s.pluginKills, s.hostKills, s.redisRestarts, minPluginKills, minHostKills, minRedisRestarts)
