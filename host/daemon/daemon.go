@@ -29,8 +29,12 @@ import (
 )
 
 // intakeBuffer is how many received ids may wait for the pipeline. Pub/Sub
-// cannot be paused, so a burst must fit here or in Redis' output buffer.
-const intakeBuffer = 1 << 20
+// cannot be paused, so a burst must fit here or in Redis' output buffer for
+// the subscriber; a burst that overflows both costs a reconnect, and
+// catch-up then finds what was dropped. It is kept modest because the
+// garbage collector scans the whole buffer (about 140 bytes a slot) on every
+// cycle, full or not: at 1<<20 slots that was most of the host's memory.
+const intakeBuffer = 1 << 16
 
 // Daemon is one running host.
 type Daemon struct {
