@@ -31,7 +31,12 @@ import (
 
 const top = topcustomers.Name
 
-var withTop = append([]string{top}, bundled...)
+// configOrder is the bundled plugins in writeConfig's order, the order the
+// reload verdict lists them in; the shared bundled may be sorted in place
+// by a parallel test's takeRegistry.
+var configOrder = []string{"sales-histogram", "events-summary", "customer-invoices"}
+
+var withTop = append([]string{top}, configOrder...)
 
 // reloadSetup is a redis-server, a private plugin_dir holding copies of the
 // bundled plugins, and a config file the test rewrites between reloads.
@@ -53,7 +58,7 @@ func newReloadSetup(t *testing.T) *reloadSetup {
 	if err := os.Mkdir(s.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range bundled {
+	for _, p := range configOrder {
 		s.install(t, p, filepath.Join(testbin.PluginDir(t), "eventhost-plugin-"+p))
 	}
 	return s
@@ -61,7 +66,8 @@ func newReloadSetup(t *testing.T) *reloadSetup {
 
 // install copies the binary at src into plugin_dir as plugin name, the way
 // an operator should: under a temporary name, then renamed into place.
-func (s *reloadSetup) install(t *testing.T, name, src string) {
+// trailer, when given, is appended: another binary that runs the same.
+func (s *reloadSetup) install(t *testing.T, name, src string, trailer ...string) {
 	t.Helper()
 	in, err := os.Open(src)
 	if err != nil {
@@ -73,6 +79,9 @@ func (s *reloadSetup) install(t *testing.T, name, src string) {
 		t.Fatal(err)
 	}
 	if _, err := io.Copy(tmp, in); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(tmp, strings.Join(trailer, "")); err != nil {
 		t.Fatal(err)
 	}
 	if err := tmp.Close(); err != nil {
@@ -87,9 +96,9 @@ func (s *reloadSetup) install(t *testing.T, name, src string) {
 }
 
 // installTop builds the fixture and drops it into plugin_dir.
-func (s *reloadSetup) installTop(t *testing.T) {
+func (s *reloadSetup) installTop(t *testing.T, trailer ...string) {
 	t.Helper()
-	s.install(t, top, testbin.Build(t, "./host/internal/testplugins/topcustomers/cmd/eventhost-plugin-"+top, "eventhost-plugin-"+top))
+	s.install(t, top, testbin.Build(t, "./host/internal/testplugins/topcustomers/cmd/eventhost-plugin-"+top, "eventhost-plugin-"+top), trailer...)
 }
 
 // config is writeConfig's config (u32 counters, extra blocks added) with
@@ -152,7 +161,7 @@ func (s *reloadSetup) checkBundled(t *testing.T, os []publish.Order, registered 
 		adjust(want)
 	}
 	got := dump(t, s.rdb, "")
-	takeRegistry(t, got, registered...)
+	takeRegistry(t, got, append([]string(nil), registered...)...) // it sorts what it is given
 	for k := range got {
 		if strings.HasPrefix(k, orderPrefix) || strings.HasPrefix(k, topcustomers.DefaultKey) {
 			delete(got, k)
@@ -361,12 +370,12 @@ func TestReloadAddsPluginWhileOrdersFlow(t *testing.T) {
 	s.write(t, s.config(t, ""))
 	fixture := testbin.Build(t, "./host/internal/testplugins/topcustomers/cmd/eventhost-plugin-"+top, "eventhost-plugin-"+top)
 	h := startHost(t, s.rdb, s.path)
-	pids := pluginPIDs(t, h, s.dir, bundled...)
+	pids := pluginPIDs(t, h, s.dir, configOrder...)
 
 	f := startFlow(s.rdb, 31, time.Millisecond)
 	time.Sleep(500 * time.Millisecond)
 	before := f.mark()
-	waitApplied(t, s.rdb, ids(before), bundled, 60*time.Second)
+	waitApplied(t, s.rdb, ids(before), configOrder, 60*time.Second)
 
 	s.install(t, top, fixture)
 	s.write(t, s.config(t, topBlock("", "")))
@@ -374,7 +383,7 @@ func TestReloadAddsPluginWhileOrdersFlow(t *testing.T) {
 	verdict := h.reload(t)
 	around := f.mark()[len(before):]
 	for _, want := range []string{"reload applied", "added=" + logList(top), "removed=[]", "replaced=[]",
-		"unchanged=" + logList(bundled...)} {
+		"unchanged=" + logList(configOrder...)} {
 		if !strings.Contains(verdict, want) {
 			t.Errorf("reload: %q, want it to say %s", verdict, want)
 		}
@@ -386,7 +395,7 @@ func TestReloadAddsPluginWhileOrdersFlow(t *testing.T) {
 		t.Fatalf("only %d orders published after the reload; the test needs a flow on both sides", len(after))
 	}
 
-	waitApplied(t, s.rdb, ids(all), bundled, 60*time.Second)
+	waitApplied(t, s.rdb, ids(all), configOrder, 60*time.Second)
 	waitApplied(t, s.rdb, ids(after), []string{top}, 60*time.Second)
 	// The catch-up the reload triggered registered the fixture: from then
 	// on every stored order is history for it or was counted by it.
@@ -394,7 +403,7 @@ func TestReloadAddsPluginWhileOrdersFlow(t *testing.T) {
 		return strings.Count(h.log.String(), "catch-up done") > catchUps
 	})
 	now := pluginPIDs(t, h, s.dir, withTop...)
-	checkSamePIDs(t, now, pids, bundled...)
+	checkSamePIDs(t, now, pids, configOrder...)
 	if code := h.stop(t); code != 0 {
 		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
 	}
@@ -506,9 +515,10 @@ func TestReloadRejectsInvalidConfig(t *testing.T) {
 
 // TestReloadReplacesAndRemovesPlugins: changing the fixture's config block
 // replaces just the fixture (new pid; the old instance's last orders are
-// its last), and removing customer-invoices stops its process, after which
-// orders carry no marker of it and its keys stop growing. The other
-// plugins keep their pids throughout and stay exact.
+// its last), so does replacing its binary in plugin_dir with another one,
+// and removing customer-invoices stops its process, after which orders
+// carry no marker of it and its keys stop growing. The other plugins keep
+// their pids throughout and stay exact.
 func TestReloadReplacesAndRemovesPlugins(t *testing.T) {
 	t.Parallel()
 	s := newReloadSetup(t)
@@ -532,15 +542,26 @@ func TestReloadReplacesAndRemovesPlugins(t *testing.T) {
 	s.write(t, s.config(t, topBlock("", fmt.Sprintf("    key = %q", v2))))
 	verdict := h.reload(t)
 	if !strings.Contains(verdict, "reload applied") || !strings.Contains(verdict, "replaced="+logList(top+" (config)")) ||
-		!strings.Contains(verdict, "unchanged="+logList(bundled...)) {
+		!strings.Contains(verdict, "unchanged="+logList(configOrder...)) {
 		t.Errorf("reload with the fixture's config block changed: %q, want %s replaced for its config, the rest unchanged", verdict, top)
 	}
 	replaced := pluginPIDs(t, h, s.dir, withTop...)
-	checkSamePIDs(t, replaced, pids, bundled...)
+	checkSamePIDs(t, replaced, pids, configOrder...)
 	if replaced[top] == pids[top] {
 		t.Errorf("%s kept pid %d across a change of its config block; want a new instance", top, pids[top])
 	}
 	b := publishApplied(withTop)
+
+	s.installTop(t, "\nanother build\n")
+	verdict = h.reload(t)
+	if !strings.Contains(verdict, "reload applied") || !strings.Contains(verdict, "replaced="+logList(top+" (binary)")) {
+		t.Errorf("reload with the fixture's binary replaced: %q, want %s replaced for its binary", verdict, top)
+	}
+	rebuilt := pluginPIDs(t, h, s.dir, withTop...)
+	checkSamePIDs(t, rebuilt, pids, configOrder...)
+	if rebuilt[top] == replaced[top] {
+		t.Errorf("%s kept pid %d across a new binary; want a new instance", top, rebuilt[top])
+	}
 
 	s.write(t, strings.Replace(s.config(t, topBlock("", fmt.Sprintf("    key = %q", v2))), `plugin "customer-invoices" {}`, "", 1))
 	verdict = h.reload(t)
@@ -548,7 +569,7 @@ func TestReloadReplacesAndRemovesPlugins(t *testing.T) {
 		t.Errorf("reload with customer-invoices removed: %q, want it applied and customer-invoices removed", verdict)
 	}
 	rest := []string{top, "sales-histogram", "events-summary"}
-	checkSamePIDs(t, pluginPIDs(t, h, s.dir, rest...), replaced, rest...)
+	checkSamePIDs(t, pluginPIDs(t, h, s.dir, rest...), rebuilt, rest...)
 	if pluginAlive(pids["customer-invoices"], s.dir) {
 		t.Errorf("customer-invoices (pid %d) still runs after it was removed", pids["customer-invoices"])
 	}
