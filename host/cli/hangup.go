@@ -4,17 +4,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/hashicorp/go-hclog"
 )
 
-// ignoreHangup keeps SIGHUP from killing the daemon until it stops: the
-// systemd unit sends SIGHUP for `systemctl reload`, and the signal's default
-// action would end the host and drop the ids it holds. Reloading the config
-// is not built yet (issue 4); when it is, it replaces this and wraps the
-// reload in Notifier.Reloading and Notifier.Ready. The returned func stops
-// listening.
-func ignoreHangup(logger hclog.Logger) (stop func()) {
+// reloadOnHangup calls reload for each SIGHUP until stopped: the systemd
+// unit sends SIGHUP for `systemctl reload`. It also keeps the signal's
+// default action from ending the host and dropping the ids it holds. reload
+// must not block (daemon.Daemon.Reload only asks for a reload). The
+// returned func stops listening.
+func reloadOnHangup(reload func()) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -22,7 +19,7 @@ func ignoreHangup(logger hclog.Logger) (stop func()) {
 		for {
 			select {
 			case <-hup:
-				logger.Warn("SIGHUP ignored: reloading the config is not supported yet; restart eventhost to apply a new config")
+				reload()
 			case <-done:
 				return
 			}

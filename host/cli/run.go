@@ -29,7 +29,7 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if d.Notifier, err = notify.FromEnv(logger); err != nil {
 		return err
 	}
-	defer ignoreHangup(logger)()
+	defer reloadOnHangup(d.Reload)()
 	return pluginConfigError(d.Run(ctx), stderr)
 }
 

@@ -38,10 +38,18 @@ const intakeBuffer = 1 << 16
 
 // Daemon is one running host.
 type Daemon struct {
-	cfg     *config.Config
 	logger  hclog.Logger
 	metrics *metrics.Metrics
 	ready   atomic.Bool
+
+	// cfg is the config in force; a reload replaces it. Read it with
+	// config() where a reload may run at the same time.
+	cfgMu sync.Mutex
+	cfg   *config.Config
+	// reloads holds a pending reload request (see Reload).
+	reloads chan struct{}
+	// progress is the watchdog's liveness check, while Run runs.
+	progress *progress
 
 	// Notifier tells systemd about readiness and shutdown and pings its
 	// watchdog (see systemd.go); nil tells nothing.
@@ -50,7 +58,7 @@ type Daemon struct {
 
 // New returns a daemon for cfg. It does no I/O.
 func New(cfg *config.Config, logger hclog.Logger, m *metrics.Metrics) *Daemon {
-	return &Daemon{cfg: cfg, logger: logger, metrics: m}
+	return &Daemon{cfg: cfg, logger: logger, metrics: m, reloads: make(chan struct{}, 1)}
 }
 
 // Run runs the host until ctx ends, then drains and returns nil; an error
@@ -72,7 +80,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer eng.Stop()
-	names := eng.Names()
 
 	if d.cfg.Metrics.Listen != "" {
 		srv := d.serveHTTP()
@@ -94,6 +101,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer stopIntake()
 	var producers sync.WaitGroup
 	srcErr := make(chan error, 1)
+	// After a reload that added a plugin, the plugin must be registered
+	// (what is stored by then is history for it) and caught up.
+	var pluginsAdded func()
 	switch d.cfg.Source.Kind {
 	case "stream":
 		eng.Applier.AckTo(d.cfg.Source.Stream.Key, d.cfg.Source.Stream.Group)
@@ -111,12 +121,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		// the order hashes. The host is ready once subscribed and caught up.
 		src.OnSubscribed = func(bool) { runner.Trigger() }
 		runner.OnDone = func() { d.subscribed(d.ready.Swap(true)) }
+		pluginsAdded = runner.Trigger
 		producers.Add(2)
 		go func() { defer producers.Done(); srcErr <- src.Run(intake, ids) }()
-		go func() { defer producers.Done(); runner.Run(intake, func() []string { return names }, emit) }()
+		go func() { defer producers.Done(); runner.Run(intake, eng.Names, emit) }()
 	}
 	go func() { producers.Wait(); close(ids) }()
 	defer d.superviseSystemd(ctx, func() int { return len(ids) })()
+	// Reloads stop with intake, and are over before the plugins stop.
+	defer d.serveReloads(intake, eng, pluginsAdded)()
 
 	// Draining must outlive ctx: ids already received are finished even
 	// though intake has stopped.

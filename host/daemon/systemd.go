@@ -17,12 +17,14 @@ import (
 // catch-up, which follows each (re)subscription; plugins answered their
 // launch before that. reconnect is false the first time.
 func (d *Daemon) subscribed(reconnect bool) {
+	cfg := d.config()
 	if reconnect {
-		d.Notifier.Status("resubscribed after a lost connection; %d plugins", len(d.cfg.Plugins))
+		// After a reconnect or a reload.
+		d.Notifier.Status("subscribed to %q and caught up; %d plugins", cfg.Source.Channels, len(cfg.Plugins))
 		return
 	}
 	d.Notifier.Ready()
-	d.Notifier.Status("subscribed to %q; %d plugins", d.cfg.Source.Channels, len(d.cfg.Plugins))
+	d.Notifier.Status("subscribed to %q; %d plugins", cfg.Source.Channels, len(cfg.Plugins))
 }
 
 // superviseSystemd keeps systemd informed while the pipeline runs: STOPPING=1
@@ -36,9 +38,10 @@ func (d *Daemon) superviseSystemd(ctx context.Context, backlog func() int) (stop
 	})
 	watch, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
+	d.progress = newProgress(d.metrics, d.cfg.Plugins, backlog)
 	go func() {
 		defer close(done)
-		d.Notifier.Watchdog(watch, newProgress(d.metrics, d.cfg.Plugins, backlog).check)
+		d.Notifier.Watchdog(watch, d.progress.check)
 	}()
 	return func() {
 		stopping()
@@ -72,11 +75,22 @@ type progress struct {
 }
 
 func newProgress(m *metrics.Metrics, plugins []config.Plugin, backlog func() int) *progress {
+	return &progress{m: m, backlog: backlog, limit: stallLimit(plugins), now: time.Now, since: time.Now()}
+}
+
+// setPlugins fits the limit to plugins, after a reload.
+func (p *progress) setPlugins(plugins []config.Plugin) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.limit = stallLimit(plugins)
+}
+
+func stallLimit(plugins []config.Plugin) time.Duration {
 	var longest time.Duration
 	for _, p := range plugins {
 		longest = max(longest, p.Timeout)
 	}
-	return &progress{m: m, backlog: backlog, limit: longest + stallGrace, now: time.Now, since: time.Now()}
+	return longest + stallGrace
 }
 
 // check returns nil while the pipeline is idle or moving, and an error that

@@ -55,8 +55,13 @@ func (l Local) Process(_ context.Context, orders []sdk.Order) ([]sdk.Result, err
 	return sdk.ProcessBatch(l.Plugin, orders), nil
 }
 
-// Dispatcher fans batches out to its targets.
+// Dispatcher fans batches out to its targets. The targets can be swapped
+// (a reload) between batches, never during one.
 type Dispatcher struct {
+	// mu is held for reading by each Dispatch, from its first plugin call
+	// to its outcome, and for writing by SetTargets: a batch sees one set
+	// of targets, and a swap waits for the batch in flight.
+	mu      sync.RWMutex
 	targets []Target
 	keyOf   func(id string) string
 }
@@ -64,6 +69,23 @@ type Dispatcher struct {
 // New returns a Dispatcher; keyOf names an order's hash.
 func New(targets []Target, keyOf func(id string) string) *Dispatcher {
 	return &Dispatcher{targets: targets, keyOf: keyOf}
+}
+
+// SetTargets makes targets the ones every later batch goes to. It waits for
+// the batch in flight, if any, which finishes on the old targets; once it
+// returns, no batch uses a target left out of targets, so that one can be
+// stopped. Targets are used in the order given.
+func (d *Dispatcher) SetTargets(targets []Target) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.targets = targets
+}
+
+// Targets returns the current targets. The slice must not be modified.
+func (d *Dispatcher) Targets() []Target {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.targets
 }
 
 // Failure is an (order, plugin) pair that produced no write.
@@ -97,6 +119,8 @@ type Outcome struct {
 // has not yet applied. Every such (order, plugin) pair ends up as a write or
 // a failure. err is only ctx ending.
 func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outcome, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	type answer struct {
 		idx     []int // positions in loaded
 		results []sdk.Result

@@ -28,8 +28,8 @@ type notification struct {
 // WATCHDOG_PID is not, as the test cannot know the pid before the start).
 // READY=1 must come only once the host is subscribed: an order published the
 // moment READY=1 arrives must be processed. Watchdog pings must follow at half
-// the interval, SIGHUP must not stop the host, and SIGTERM must bring
-// STOPPING=1 and exit 0.
+// the interval, SIGHUP must reload (RELOADING=1, then READY=1 again) without
+// stopping the host, and SIGTERM must bring STOPPING=1 and exit 0.
 func TestSystemdNotify(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs in make test")
@@ -104,8 +104,10 @@ func TestSystemdNotify(t *testing.T) {
 	if err := h.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the host to log that it ignored SIGHUP", func() bool {
-		return strings.Contains(h.log.String(), "SIGHUP ignored")
+	await("RELOADING=1", 10*time.Second, func(n notification) bool { return strings.HasPrefix(n.msg, "RELOADING=1\nMONOTONIC_USEC=") })
+	await("READY=1 after the reload", 30*time.Second, is("READY=1"))
+	waitFor(t, 10*time.Second, "the host to log that the reload was applied", func() bool {
+		return strings.Contains(h.log.String(), "reload applied")
 	})
 	var pings []time.Time
 	await("3 watchdog pings", 10*watchdog, func(n notification) bool {
@@ -134,8 +136,8 @@ func TestSystemdNotify(t *testing.T) {
 			readies++
 		}
 	}
-	if readies != 1 {
-		t.Errorf("READY=1 sent %d times, want once; got %q", readies, messages(got))
+	if readies != 2 {
+		t.Errorf("READY=1 sent %d times, want twice (start, reload); got %q", readies, messages(got))
 	}
 	if !hasPrefix(got, "STATUS=subscribed to") {
 		t.Errorf("no STATUS= line saying the host subscribed; got %q", messages(got))

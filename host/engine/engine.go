@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
@@ -28,8 +29,17 @@ type Engine struct {
 	Applier  *apply.Applier
 	Pipeline *pipeline.Pipeline
 
-	instances []*pluginhost.Instance
-	socketDir string
+	dispatcher *dispatch.Dispatcher
+	logger     hclog.Logger
+	metrics    *metrics.Metrics
+	reserved   []string // keys no plugin may write
+	socketDir  string
+
+	// reloadMu makes reloads take turns; mu guards plugins, which a reload
+	// replaces as a whole.
+	reloadMu sync.Mutex
+	mu       sync.Mutex
+	plugins  []*running
 }
 
 // Start launches the plugins of cfg (only those named in only, when it is
@@ -40,40 +50,66 @@ func Start(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, l
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{}
+	e := &Engine{logger: logger, metrics: m, reserved: []string{cfg.OrderKeyPrefix, orders.MarkerPrefix, cfg.DeadLetter.Stream}}
+	if cfg.Source.Stream != nil {
+		e.reserved = append(e.reserved, cfg.Source.Stream.Key)
+	}
 	// Plugin sockets live in a directory of our own, not in a shared /tmp.
 	if e.socketDir, err = os.MkdirTemp("", "eventhost-plugins-"); err != nil {
 		return nil, fmt.Errorf("create plugin socket directory: %w", err)
 	}
 	for _, p := range plugins {
-		in, err := pluginhost.Launch(ctx, p, logger, m, e.socketDir)
+		r, err := e.launch(ctx, p)
 		if err != nil {
 			e.Stop()
 			return nil, fmt.Errorf("launch plugins: %w", err)
 		}
-		e.instances = append(e.instances, in)
+		e.plugins = append(e.plugins, r)
 	}
 
 	e.Loader = orders.NewLoader(rdb, cfg.OrderKeyPrefix)
-	reserved := []string{cfg.OrderKeyPrefix, orders.MarkerPrefix, cfg.DeadLetter.Stream}
-	if cfg.Source.Stream != nil {
-		reserved = append(reserved, cfg.Source.Stream.Key)
-	}
-	targets := make([]dispatch.Target, len(e.instances))
-	for i, in := range e.instances {
-		targets[i] = dispatch.Target{
-			Processor: in,
-			Channels:  in.Config().Channels,
-			Policy:    policy.New(in.Name(), in.Description().Keys, reserved, policy.AllowKeys(in.Config().AllowKeys)),
-		}
-	}
 	e.Applier = apply.New(rdb, cfg.DeadLetter.Stream, cfg.DeadLetter.MaxLen)
-	e.Pipeline = pipeline.New(e.Loader, dispatch.New(targets, e.Loader.Key), e.Applier,
+	e.dispatcher = dispatch.New(targets(e.plugins), e.Loader.Key)
+	e.Pipeline = pipeline.New(e.Loader, e.dispatcher, e.Applier,
 		m, logger.Named("pipeline"), cfg.Batch.MaxOrders, cfg.Batch.MaxWait)
-	for _, in := range e.instances {
-		e.Pipeline.SetMaxAttempts(in.Name(), in.Config().MaxAttempts)
+	for _, r := range e.plugins {
+		e.Pipeline.SetMaxAttempts(r.inst.Name(), r.cfg.MaxAttempts)
 	}
 	return e, nil
+}
+
+// launch starts the plugin of block p and notes what it was started from.
+func (e *Engine) launch(ctx context.Context, p config.Plugin) (*running, error) {
+	// Hashed before the launch: should the file change in between, the
+	// next reload sees a change and replaces the plugin, which is harmless.
+	sum, sumErr := pluginhost.BinarySHA256(p.Path)
+	in, err := pluginhost.Launch(ctx, p, e.logger, e.metrics, e.socketDir)
+	if err != nil {
+		return nil, err
+	}
+	if sumErr != nil {
+		in.Stop()
+		return nil, fmt.Errorf("plugin %s: %w", p.Name, sumErr)
+	}
+	return &running{
+		inst: in,
+		launched: launched{
+			cfg: p, sum: sum, schema: in.Description().Config, values: in.Values(),
+		},
+		target: dispatch.Target{
+			Processor: in,
+			Channels:  p.Channels,
+			Policy:    policy.New(in.Name(), in.Description().Keys, e.reserved, policy.AllowKeys(p.AllowKeys)),
+		},
+	}, nil
+}
+
+func targets(rs []*running) []dispatch.Target {
+	out := make([]dispatch.Target, len(rs))
+	for i, r := range rs {
+		out[i] = r.target
+	}
+	return out
 }
 
 func pick(all []config.Plugin, only []string) ([]config.Plugin, error) {
@@ -96,11 +132,14 @@ func pick(all []config.Plugin, only []string) ([]config.Plugin, error) {
 	return out, nil
 }
 
-// Names returns the running plugins' names, in config order.
+// Names returns the running plugins' names, in config order. It is safe to
+// call during a reload, and then returns the names before or after it.
 func (e *Engine) Names() []string {
-	out := make([]string, len(e.instances))
-	for i, in := range e.instances {
-		out[i] = in.Name()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]string, len(e.plugins))
+	for i, r := range e.plugins {
+		out[i] = r.inst.Name()
 	}
 	return out
 }
@@ -108,8 +147,12 @@ func (e *Engine) Names() []string {
 // Stop stops the plugins, last launched first, each after its batch in
 // flight, and removes their socket directory.
 func (e *Engine) Stop() {
-	for i := len(e.instances) - 1; i >= 0; i-- {
-		e.instances[i].Stop()
+	e.reloadMu.Lock() // a reload still launching finishes first
+	defer e.reloadMu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := len(e.plugins) - 1; i >= 0; i-- {
+		e.plugins[i].inst.Stop()
 	}
 	if e.socketDir != "" {
 		_ = os.RemoveAll(e.socketDir)

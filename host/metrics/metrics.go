@@ -34,6 +34,7 @@ type Metrics struct {
 	PluginUp           *prometheus.GaugeVec     // plugin
 	RedisErrors        *prometheus.CounterVec   // op
 	Reconnects         prometheus.Counter
+	Reloads            *prometheus.CounterVec // result
 }
 
 // New creates the collectors and registers them, with Go and process
@@ -93,6 +94,9 @@ func New() *Metrics {
 		Reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eventhost_pubsub_reconnects_total", Help: "Pub/Sub resubscriptions after a lost connection.",
 		}),
+		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhost_reloads_total", Help: "Config reloads (SIGHUP) by result: applied, or rejected with the old config kept.",
+		}, []string{"result"}),
 		CatchUpRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventhost_catchup_runs_total", Help: "Catch-up scans for unfinished orders, by result (done, failed).",
 		}, []string{"result"}),
@@ -120,6 +124,7 @@ func New() *Metrics {
 		m.OrdersDeadLettered, m.BatchSize, m.BatchSeconds, m.PluginRPCSeconds, m.PluginErrors,
 		m.PluginRestarts, m.PluginUp, m.RedisErrors, m.Reconnects, m.OrdersRetried, m.OrderSeconds,
 		m.CatchUpRuns, m.CatchUpOrders, m.CatchUpSeconds, m.StreamPending, m.StreamLag, m.StreamClaimed,
+		m.Reloads,
 	)
 	return m
 }

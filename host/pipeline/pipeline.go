@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -32,7 +33,9 @@ type Pipeline struct {
 	maxOrders  int
 	maxWait    time.Duration
 	// maxAttempts is each plugin's max_attempts: how often an order is
-	// tried on it after transient errors before it is dead-lettered.
+	// tried on it after transient errors before it is dead-lettered. A
+	// reload sets it while batches run, hence the lock.
+	attemptsMu  sync.Mutex
 	maxAttempts map[string]int
 	// RetryBackoff is the wait before an order's first retry on a plugin;
 	// it doubles with each further attempt, up to RetryBackoffMax.
@@ -51,7 +54,12 @@ func New(l *orders.Loader, d *dispatch.Dispatcher, a *apply.Applier, m *metrics.
 }
 
 // SetMaxAttempts sets how often plugin gets to try one order (at least once).
-func (p *Pipeline) SetMaxAttempts(plugin string, n int) { p.maxAttempts[plugin] = max(n, 1) }
+// It may be called while Run runs.
+func (p *Pipeline) SetMaxAttempts(plugin string, n int) {
+	p.attemptsMu.Lock()
+	defer p.attemptsMu.Unlock()
+	p.maxAttempts[plugin] = max(n, 1)
+}
 
 // Run batches ids from in, and orders waiting for a retry, until in is
 // closed and both are drained, so ids already received are finished on
@@ -234,6 +242,8 @@ func (p *Pipeline) observeLatency(refs []orders.Ref, now time.Time) {
 }
 
 func (p *Pipeline) attemptsFor(plugin string) int {
+	p.attemptsMu.Lock()
+	defer p.attemptsMu.Unlock()
 	if n, ok := p.maxAttempts[plugin]; ok {
 		return n
 	}

@@ -82,6 +82,17 @@ func (in *Instance) Config() config.Plugin { return in.cfg }
 // Description is what the plugin said about itself at launch.
 func (in *Instance) Description() sdk.Description { return in.desc }
 
+// Values is the plugin's config block as decoded at launch and accepted by
+// the plugin. The map must not be modified.
+func (in *Instance) Values() map[string]any { return in.values }
+
+// Disabled reports whether the plugin crashed too often and was given up on.
+func (in *Instance) Disabled() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.disabled
+}
+
 // Process sends orders to the plugin as one batch. A crash or a timeout
 // relaunches the plugin (with backoff) and retries the batch, up to the
 // block's max_attempts; then it returns a *BatchError. A disabled plugin
@@ -193,13 +204,21 @@ func (in *Instance) relaunch(ctx context.Context) error {
 
 // Stop kills the plugin process. It waits for a batch in flight to finish
 // first, and is safe to call twice.
-func (in *Instance) Stop() {
+func (in *Instance) Stop() { in.stop(true) }
+
+// Retire is Stop for an instance that a new instance of the same plugin
+// replaced (a reload): the plugin's up gauge is the new one's to set.
+func (in *Instance) Retire() { in.stop(false) }
+
+func (in *Instance) stop(gauge bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.proc != nil {
 		in.proc.kill()
 		in.proc = nil
-		in.metrics.PluginUp.WithLabelValues(in.cfg.Name).Set(0)
+		if gauge {
+			in.metrics.PluginUp.WithLabelValues(in.cfg.Name).Set(0)
+		}
 		in.logger.Info("plugin stopped")
 	}
 }

@@ -83,7 +83,7 @@ func CheckBinary(name, path, pin string) error {
 	if pin == "" {
 		return nil
 	}
-	got, err := fileSHA256(path)
+	got, err := BinarySHA256(path)
 	if err != nil {
 		return fmt.Errorf("plugin %s: %w", name, err)
 	}
@@ -137,7 +137,9 @@ func checkOwnerAndMode(what, path string, dir bool) error {
 	return nil
 }
 
-func fileSHA256(path string) (string, error) {
+// BinarySHA256 is the hex sha256 of the file at path, as sha256sum prints it
+// and a sha256 pin states it.
+func BinarySHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("hash %s: %w", path, err)
