@@ -82,7 +82,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer eng.Stop()
 
 	if d.cfg.Metrics.Listen != "" {
-		srv := d.serveHTTP()
+		srv := d.serveHTTP(eng.Down)
 		defer srv.Close()
 	}
 
@@ -186,13 +186,17 @@ func AuthError(err error) bool {
 		strings.Contains(msg, "invalid password") || strings.Contains(msg, "invalid username-password")
 }
 
-func (d *Daemon) serveHTTP() *http.Server {
+func (d *Daemon) serveHTTP(down func() []string) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !d.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: not yet subscribed and caught up", http.StatusServiceUnavailable)
+			return
+		}
+		if names := down(); len(names) > 0 {
+			http.Error(w, fmt.Sprintf("not ready: plugins down (relaunching or disabled): %s", strings.Join(names, ", ")), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")

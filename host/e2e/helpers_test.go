@@ -107,6 +107,9 @@ func startHostEnv(t *testing.T, rdb *redis.Client, configPath string, env []stri
 	// (The stream source has no catch-up: its group's pending list is the
 	// record of unfinished work.)
 	waitFor(t, 30*time.Second, "eventhost to subscribe and catch up", func() bool {
+		if h.exited() {
+			t.Fatalf("eventhost exited before it was ready; its log ends:\n%s", tail(h.log.String(), 20))
+		}
 		log := h.log.String()
 		return strings.Contains(log, "catch-up done") || strings.Contains(log, "reading stream")
 	})

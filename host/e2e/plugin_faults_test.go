@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -595,4 +597,51 @@ func TestPluginFaultCrashLoop(t *testing.T) {
 	}
 	t.Logf("%d orders dead-lettered after 2 attempts, %d after the crash that disabled the plugin, %d refused as disabled",
 		tried, len(letters)-tried-refused, refused)
+}
+
+// TestHealthEndpoints: /healthz answers while the process runs; /readyz
+// once the host is subscribed and caught up with every plugin up, and no
+// longer once a plugin is disabled, naming it.
+func TestHealthEndpoints(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	addr := freeAddr(t)
+	cfg := writeConfig(t, srv, "u8", fmt.Sprintf("metrics { listen = %q }\n", addr)+
+		liarBlock(t, "  restart_limit = 1\n  max_attempts = 2", map[string]string{"mode": "crash"}))
+	h := startHost(t, rdb, cfg)
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(body))
+	}
+	if code, body := get("/healthz"); code != http.StatusOK || body != "ok" {
+		t.Errorf("/healthz = %d %q, want 200 ok", code, body)
+	}
+	if code, body := get("/readyz"); code != http.StatusOK || body != "ready" {
+		t.Errorf("/readyz once caught up = %d %q, want 200 ready", code, body)
+	}
+	// One order: liar crashes on it twice, more than restart_limit 1: disabled.
+	if err := publish.NewPublisher(rdb, channel, orderPrefix).Publish(t.Context(), publish.NewGenerator(4242).Next()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "liar to be disabled", func() bool {
+		return strings.Contains(h.log.String(), "PLUGIN DISABLED")
+	})
+	code, body := get("/readyz")
+	if want := "not ready: plugins down (relaunching or disabled): liar"; code != http.StatusServiceUnavailable || body != want {
+		t.Errorf("/readyz with liar disabled = %d %q, want 503 %q", code, body, want)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz with a plugin disabled = %d, want 200: the process is alive", code)
+	}
+	if code := h.stop(t); code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
 }

@@ -144,6 +144,20 @@ func (e *Engine) Names() []string {
 	return out
 }
 
+// Down returns the names of the plugins whose process is not up (being
+// relaunched after a crash, or disabled).
+func (e *Engine) Down() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for _, r := range e.plugins {
+		if !r.inst.Up() {
+			out = append(out, r.inst.Name())
+		}
+	}
+	return out
+}
+
 // Stop stops the plugins, last launched first, each after its batch in
 // flight, and removes their socket directory.
 func (e *Engine) Stop() {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -48,6 +49,9 @@ type Instance struct {
 	proc     *process
 	crashes  []time.Time
 	disabled bool
+	// up mirrors the eventhost_plugin_up gauge for readiness checks, which
+	// must not wait for mu (held for a whole batch).
+	up atomic.Bool
 	backoff  *backoff.ExponentialBackOff
 }
 
@@ -69,6 +73,7 @@ func Launch(ctx context.Context, cfg config.Plugin, logger hclog.Logger, m *metr
 		socketDir: socketDir, proc: p.proc, backoff: b,
 	}
 	m.PluginUp.WithLabelValues(cfg.Name).Set(1)
+	inst.up.Store(true)
 	logger.Info("plugin started", "version", p.Description.Version, "path", cfg.Path, "keys", p.Description.Keys)
 	return inst, nil
 }
@@ -85,6 +90,11 @@ func (in *Instance) Description() sdk.Description { return in.desc }
 // Values is the plugin's config block as decoded at launch and accepted by
 // the plugin. The map must not be modified.
 func (in *Instance) Values() map[string]any { return in.values }
+
+// Up reports whether the plugin's process is running and answering; false
+// while it is being relaunched, once disabled, and after Stop. It does not
+// wait for a batch in flight.
+func (in *Instance) Up() bool { return in.up.Load() }
 
 // Disabled reports whether the plugin crashed too often and was given up on.
 func (in *Instance) Disabled() bool {
@@ -160,6 +170,7 @@ func (in *Instance) crashed() {
 	in.proc.kill()
 	in.proc = nil
 	in.metrics.PluginUp.WithLabelValues(in.cfg.Name).Set(0)
+	in.up.Store(false)
 	now := time.Now()
 	recent := in.crashes[:0]
 	for _, t := range in.crashes {
@@ -198,6 +209,7 @@ func (in *Instance) relaunch(ctx context.Context) error {
 	}
 	in.proc = proc
 	in.metrics.PluginUp.WithLabelValues(in.cfg.Name).Set(1)
+	in.up.Store(true)
 	in.logger.Info("plugin restarted")
 	return nil
 }
@@ -218,6 +230,7 @@ func (in *Instance) stop(gauge bool) {
 		in.proc = nil
 		if gauge {
 			in.metrics.PluginUp.WithLabelValues(in.cfg.Name).Set(0)
+			in.up.Store(false)
 		}
 		in.logger.Info("plugin stopped")
 	}
