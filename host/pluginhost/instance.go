@@ -51,8 +51,8 @@ type Instance struct {
 	disabled bool
 	// up mirrors the eventhost_plugin_up gauge for readiness checks, which
 	// must not wait for mu (held for a whole batch).
-	up atomic.Bool
-	backoff  *backoff.ExponentialBackOff
+	up      atomic.Bool
+	backoff *backoff.ExponentialBackOff
 }
 
 // Launch starts the plugin of cfg and configures it. Errors name the plugin;
