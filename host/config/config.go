@@ -129,6 +129,8 @@ type Log struct {
 // Metrics configures the Prometheus endpoint; an empty Listen disables it.
 type Metrics struct {
 	Listen string
+	// Pprof also serves Go's profiler under /debug/pprof/ on Listen.
+	Pprof bool
 }
 
 // Plugin is one plugin block.
@@ -221,6 +223,7 @@ type logSchema struct {
 
 type metricsSchema struct {
 	Listen *string `hcl:"listen,optional"`
+	Pprof  *bool   `hcl:"pprof,optional"`
 }
 
 type pluginSchema struct {
@@ -332,6 +335,7 @@ func build(filename, dir string, raw *fileSchema) (*Config, hcl.Diagnostics) {
 	}
 	if m := raw.Metrics; m != nil {
 		cfg.Metrics.Listen = deref(m.Listen, "")
+		cfg.Metrics.Pprof = deref(m.Pprof, false)
 	}
 	if len(raw.Plugins) == 0 {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "No plugins",

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -42,6 +43,7 @@ type Pipeline struct {
 	RetryBackoff, RetryBackoffMax time.Duration
 
 	retries retryQueue
+	batches sync.Pool // of *[]orders.Ref, see getBatch
 }
 
 // New wires a pipeline. maxOrders and maxWait bound a batch: it is sent when
@@ -67,16 +69,58 @@ func (p *Pipeline) SetMaxAttempts(plugin string, n int) {
 // abandoning the batch in flight (its effects were either applied
 // atomically or not at all) and the retries not yet due (catch-up or the
 // stream's pending list brings them back).
+//
+// Two batches are in flight at once: while one is applied, the next is
+// loaded and dispatched, so Redis' script time and the plugins' RPC time
+// overlap. Batches are applied in the order they were gathered; an order in
+// both is applied once, by the done marker the script checks.
 func (p *Pipeline) Run(ctx context.Context, in <-chan orders.Ref) error {
-	batch := make([]orders.Ref, 0, p.maxOrders)
+	ready := make(chan prepared, 1)
+	settled := make(chan struct{}, 1) // a batch was applied: retries may be due
+	// applied is closed when the apply stage ends, with applyErr set: on
+	// ctx ending, or once ready is closed and drained.
+	applied := make(chan struct{})
+	var applyErr error
+	// inflight counts batches sent to the applier and not yet finished
+	// (their retries queued): Run may only end when it is 0.
+	var inflight atomic.Int64
+	go func() {
+		defer close(applied)
+		for pb := range ready {
+			err := p.finish(ctx, pb)
+			p.putBatch(pb.refs)
+			inflight.Add(-1)
+			if err != nil {
+				applyErr = err
+				return
+			}
+			select {
+			case settled <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	err := p.gather(ctx, in, ready, settled, applied, &inflight)
+	close(ready)
+	<-applied
+	if err == nil {
+		err = applyErr
+	}
+	return err
+}
+
+// gather is Run's first stage: it fills batches, loads and dispatches them,
+// and hands them to the apply stage on ready. It returns when there is
+// nothing left to do, or when ctx ends or the apply stage stopped.
+func (p *Pipeline) gather(ctx context.Context, in <-chan orders.Ref, ready chan<- prepared, settled, applied <-chan struct{}, inflight *atomic.Int64) error {
 	fill := time.NewTimer(time.Hour)
 	fill.Stop()
 	wake := time.NewTimer(time.Hour)
 	wake.Stop()
 	for {
-		batch = p.retries.popDue(time.Now(), batch[:0], p.maxOrders)
+		batch := p.retries.popDue(time.Now(), p.getBatch(), p.maxOrders)
 		if len(batch) == 0 {
-			if in == nil && p.retries.len() == 0 {
+			if in == nil && p.retries.len() == 0 && inflight.Load() == 0 {
 				return nil
 			}
 			var wakeC <-chan time.Time
@@ -97,38 +141,70 @@ func (p *Pipeline) Run(ctx context.Context, in <-chan orders.Ref) error {
 				batch = append(batch, ref)
 			case <-wakeC:
 				continue
+			case <-settled:
+				wake.Stop()
+				continue
+			case <-applied:
+				return nil // Run reports the apply stage's error
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
 		fill.Reset(p.maxWait)
-	gather:
+	fill:
 		for len(batch) < p.maxOrders && in != nil {
 			select {
 			case ref, ok := <-in:
 				if !ok {
 					in = nil
-					break gather
+					break fill
 				}
 				batch = append(batch, ref)
 			case <-fill.C:
-				break gather
+				break fill
 			}
 		}
 		fill.Stop()
-		if err := p.Process(ctx, batch); err != nil {
+		pb, err := p.prepare(ctx, batch)
+		if err != nil {
 			return err
 		}
+		inflight.Add(1)
+		select {
+		case ready <- pb:
+		case <-applied:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+}
+
+// prepared is a batch loaded and dispatched, waiting to be applied.
+type prepared struct {
+	refs  []orders.Ref
+	batch apply.Batch
+	// later are the refs to retry on some plugins once the batch is applied.
+	later []orders.Ref
+	start time.Time
 }
 
 // Process takes one batch of ids all the way to Redis. Orders a plugin
 // failed transiently are queued for a retry on that plugin alone, for Run
 // to pick up. It returns an error only when ctx ends first.
 func (p *Pipeline) Process(ctx context.Context, refs []orders.Ref) error {
-	start := time.Now()
+	pb, err := p.prepare(ctx, refs)
+	if err != nil {
+		return err
+	}
+	return p.finish(ctx, pb)
+}
+
+// prepare loads and dispatches refs: everything but the apply.
+func (p *Pipeline) prepare(ctx context.Context, refs []orders.Ref) (prepared, error) {
+	pb := prepared{refs: refs, start: time.Now()}
 	p.metrics.BatchSize.Observe(float64(len(refs)))
-	var b apply.Batch
+	b := &pb.batch
 	toLoad := make([]orders.Ref, 0, len(refs))
 	received := map[string]int{}
 	for _, r := range refs {
@@ -139,7 +215,7 @@ func (p *Pipeline) Process(ctx context.Context, refs []orders.Ref) error {
 			b.DeadLetters = append(b.DeadLetters, deadletter.Entry{
 				OrderID: r.ID, Channel: r.Channel, Reason: r.Poison, Attempts: r.Attempt, OrderKey: p.loader.Key(r.ID),
 			})
-			settle(&b, r)
+			settle(b, r)
 			continue
 		}
 		toLoad = append(toLoad, r)
@@ -155,7 +231,7 @@ func (p *Pipeline) Process(ctx context.Context, refs []orders.Ref) error {
 		return err
 	})
 	if err != nil {
-		return err
+		return pb, err
 	}
 	// Counted per batch, not per order: label lookups are the hot path here.
 	perChannel := map[string]int{}
@@ -171,12 +247,12 @@ func (p *Pipeline) Process(ctx context.Context, refs []orders.Ref) error {
 		b.DeadLetters = append(b.DeadLetters, deadletter.Entry{
 			OrderID: r.ID, Channel: r.Channel, Reason: r.Reason, Attempts: r.Attempt + 1, OrderKey: p.loader.Key(r.ID),
 		})
-		settle(&b, r.Ref)
+		settle(b, r.Ref)
 	}
 
 	out, err := p.dispatcher.Dispatch(ctx, loaded)
 	if err != nil {
-		return err
+		return pb, err
 	}
 	for plugin, n := range out.Skipped {
 		p.metrics.OrdersDuplicate.WithLabelValues(plugin).Add(float64(n))
@@ -197,29 +273,51 @@ func (p *Pipeline) Process(ctx context.Context, refs []orders.Ref) error {
 			Attempts: l.Ref.Attempt + f.Attempts, OrderKey: p.loader.Key(l.Order.ID),
 		})
 	}
-	var later []orders.Ref
 	for i, l := range loaded {
 		plugins, ok := again[i]
 		if !ok {
-			settle(&b, l.Ref)
+			settle(b, l.Ref)
 			continue
 		}
 		r := l.Ref
 		r.Only, r.Attempt, r.Received = plugins, r.Attempt+1, time.Time{}
-		later = append(later, r)
+		pb.later = append(pb.later, r)
 	}
-	if err := p.apply(ctx, b); err != nil {
+	return pb, nil
+}
+
+// finish applies a prepared batch, then queues its retries.
+func (p *Pipeline) finish(ctx context.Context, pb prepared) error {
+	if err := p.apply(ctx, pb.batch); err != nil {
 		return err
 	}
 	// Queued only once the rest of the order is applied: a retry must not
 	// race the first try's apply.
 	now := time.Now()
-	for _, r := range later {
+	for _, r := range pb.later {
 		p.retries.push(now.Add(p.backoff(r.Attempt)), r)
 	}
-	p.observeLatency(refs, now)
-	p.metrics.BatchSeconds.Observe(time.Since(start).Seconds())
+	p.observeLatency(pb.refs, now)
+	p.metrics.BatchSeconds.Observe(time.Since(pb.start).Seconds())
 	return nil
+}
+
+// getBatch returns an empty batch slice. Slices are reused: a fresh one
+// per batch was the host's biggest allocation (a Ref is ~140 bytes).
+func (p *Pipeline) getBatch() []orders.Ref {
+	if b, ok := p.batches.Get().(*[]orders.Ref); ok {
+		return (*b)[:0]
+	}
+	return make([]orders.Ref, 0, p.maxOrders)
+}
+
+// putBatch takes back a batch slice once nothing refers to its refs.
+func (p *Pipeline) putBatch(refs []orders.Ref) {
+	if cap(refs) < p.maxOrders {
+		return
+	}
+	clear(refs) // drop the strings the refs hold for the GC
+	p.batches.Put(&refs)
 }
 
 // settle finishes r in b: its stream entry is acknowledged and the dead
