@@ -39,16 +39,7 @@ func TestChaosPubSub(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs in make test")
 	}
-	r := startChaos(t, chaosOptions{
-		Seed:          6060,
-		Orders:        50000,
-		Rate:          2500,
-		Duplicates:    0.02,
-		PluginKills:   8,
-		HostKills:     4,
-		RedisRestarts: 3,
-		Settle:        time.Minute,
-	})
+	r := startChaos(t, chaosPlan(6060))
 	r.run()
 	r.settle()
 	r.check()
@@ -61,22 +52,22 @@ func TestChaosStream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs in make test")
 	}
-	r := startChaos(t, chaosOptions{
-		Seed:          7070,
-		Orders:        50000,
-		Rate:          2500,
-		Duplicates:    0.02,
-		PluginKills:   8,
-		HostKills:     4,
-		RedisRestarts: 3,
-		Settle:        time.Minute,
-		Stream:        true,
-		Hosts:         2,
-		KillForGood:   true,
-	})
+	opt := chaosPlan(7070)
+	opt.Stream, opt.Hosts, opt.KillForGood = true, 2, true
+	r := startChaos(t, opt)
 	r.run()
 	r.settle()
 	r.check()
+}
+
+// chaosPlan is the proof at the scale both chaos tests run:
+// 50,000 orders at 2,500/s, 2% of ids published twice, and a plan of 8
+// plugin kills, 4 host kills and 3 Redis restarts.
+func chaosPlan(seed int64) chaosOptions {
+	return chaosOptions{
+		Seed: seed, Orders: 50000, Rate: 2500, Duplicates: 0.02,
+		PluginKills: 8, HostKills: 4, RedisRestarts: 3, Settle: time.Minute,
+	}
 }
 
 // chaosOptions say what a chaos run publishes and how hard it shakes the
