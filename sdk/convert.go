@@ -63,13 +63,33 @@ func OrderFromProto(p *pluginv1.Order) Order {
 	}
 }
 
-// ResultsToProto converts results, one per order of the request, for the wire.
+// ProcessRequestToProto converts a batch for the wire, in the compact
+// encoding.
+func ProcessRequestToProto(orders []Order) *pluginv1.ProcessRequest {
+	return &pluginv1.ProcessRequest{PackedOrders: packOrders(orders)}
+}
+
+// ProcessRequestFromProto is the inverse of ProcessRequestToProto. It also
+// reads a request that lists its orders as messages.
+func ProcessRequestFromProto(req *pluginv1.ProcessRequest) ([]Order, error) {
+	if len(req.GetOrders()) == 0 {
+		return unpackOrders(req.GetPackedOrders())
+	}
+	orders := make([]Order, len(req.GetOrders()))
+	for i, o := range req.GetOrders() {
+		orders[i] = OrderFromProto(o)
+	}
+	return orders, nil
+}
+
+// ResultsToProto converts results, one per order of the request, for the
+// wire, effects in the compact encoding.
 func ResultsToProto(results []Result) *pluginv1.ProcessResponse {
 	resp := &pluginv1.ProcessResponse{Results: make([]*pluginv1.Result, len(results))}
 	for i, r := range results {
-		pr := &pluginv1.Result{Index: uint32(i), Error: r.Err, Permanent: r.Permanent, Effects: make([]*pluginv1.Effect, len(r.Effects))}
-		for j, e := range r.Effects {
-			pr.Effects[j] = &pluginv1.Effect{Command: e.Command, Key: e.Key, Args: e.Args}
+		pr := &pluginv1.Result{Index: uint32(i), Error: r.Err, Permanent: r.Permanent}
+		if len(r.Effects) > 0 {
+			pr.PackedEffects = packEffects(r.Effects)
 		}
 		resp.Results[i] = pr
 	}
@@ -92,9 +112,17 @@ func ResultsFromProto(resp *pluginv1.ProcessResponse, n int) ([]Result, error) {
 			return nil, fmt.Errorf("plugin answered twice for order index %d", i)
 		}
 		seen[i] = true
-		r := Result{Err: pr.GetError(), Permanent: pr.GetPermanent(), Effects: make([]Effect, len(pr.GetEffects()))}
-		for j, e := range pr.GetEffects() {
-			r.Effects[j] = Effect{Command: e.GetCommand(), Key: e.GetKey(), Args: e.GetArgs()}
+		r := Result{Err: pr.GetError(), Permanent: pr.GetPermanent()}
+		if packed := pr.GetPackedEffects(); len(packed) > 0 {
+			var err error
+			if r.Effects, err = unpackEffects(packed); err != nil {
+				return nil, fmt.Errorf("plugin's answer for order index %d: %w", i, err)
+			}
+		} else if len(pr.GetEffects()) > 0 {
+			r.Effects = make([]Effect, len(pr.GetEffects()))
+			for j, e := range pr.GetEffects() {
+				r.Effects[j] = Effect{Command: e.GetCommand(), Key: e.GetKey(), Args: e.GetArgs()}
+			}
 		}
 		results[i] = r
 	}

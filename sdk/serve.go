@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -71,6 +72,7 @@ func Serve(p Plugin) {
 		l.SetLogger(logger)
 	}
 	go exitWhenOrphaned(logger)
+	tuneGC()
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake(),
 		Plugins:         plugin.PluginSet{PluginKey: &GRPCPlugin{Impl: p}},
@@ -80,6 +82,20 @@ func Serve(p Plugin) {
 			return grpc.NewServer(opts...)
 		},
 	})
+}
+
+// pluginGCPercent is the GC target a plugin runs with unless GOGC says
+// otherwise. A plugin's live heap is tiny while every batch allocates afresh,
+// so at Go's default of 100 it collects several times a batch: measured,
+// that was the largest part of a plugin's CPU. The host is on the same
+// machine and, at 2 cores, every cycle a plugin spends is one the host and
+// Redis do not get.
+const pluginGCPercent = 400
+
+func tuneGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(pluginGCPercent)
+	}
 }
 
 // exitWhenOrphaned ends the plugin when its host dies without stopping it

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/eventhost/eventhost/sdk/proto/pluginv1"
 )
@@ -42,9 +44,9 @@ func (s *server) Configure(_ context.Context, req *pluginv1.ConfigureRequest) (*
 }
 
 func (s *server) Process(_ context.Context, req *pluginv1.ProcessRequest) (*pluginv1.ProcessResponse, error) {
-	orders := make([]Order, len(req.GetOrders()))
-	for i, o := range req.GetOrders() {
-		orders[i] = OrderFromProto(o)
+	orders, err := ProcessRequestFromProto(req)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return ResultsToProto(ProcessBatch(s.impl, orders)), nil
 }

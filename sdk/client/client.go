@@ -59,11 +59,7 @@ func (c *Client) Configure(ctx context.Context, values map[string]any) ([]sdk.Fi
 
 // Process sends one batch and returns one result per order, in order.
 func (c *Client) Process(ctx context.Context, orders []sdk.Order) ([]sdk.Result, error) {
-	req := &pluginv1.ProcessRequest{Orders: make([]*pluginv1.Order, len(orders))}
-	for i, o := range orders {
-		req.Orders[i] = sdk.OrderToProto(o)
-	}
-	resp, err := c.rpc.Process(ctx, req)
+	resp, err := c.rpc.Process(ctx, sdk.ProcessRequestToProto(orders))
 	if err != nil {
 		return nil, fmt.Errorf("process batch of %d orders: %w", len(orders), err)
 	}

@@ -506,8 +506,11 @@ func (x *Order) GetExtra() map[string]string {
 }
 
 type ProcessRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Orders        []*Order               `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Orders []*Order               `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
+	// The orders in the SDK's compact encoding (sdk/pack.go), used instead of
+	// orders: one allocation to decode a batch instead of several per order.
+	PackedOrders  []byte `protobuf:"bytes,2,opt,name=packed_orders,json=packedOrders,proto3" json:"packed_orders,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -545,6 +548,13 @@ func (*ProcessRequest) Descriptor() ([]byte, []int) {
 func (x *ProcessRequest) GetOrders() []*Order {
 	if x != nil {
 		return x.Orders
+	}
+	return nil
+}
+
+func (x *ProcessRequest) GetPackedOrders() []byte {
+	if x != nil {
+		return x.PackedOrders
 	}
 	return nil
 }
@@ -619,7 +629,10 @@ type Result struct {
 	// dead-letters it.
 	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	// The error will not go away on a retry (bad data, a bug): dead-letter at once.
-	Permanent     bool `protobuf:"varint,4,opt,name=permanent,proto3" json:"permanent,omitempty"`
+	Permanent bool `protobuf:"varint,4,opt,name=permanent,proto3" json:"permanent,omitempty"`
+	// The effects in the SDK's compact encoding (sdk/pack.go), used instead of
+	// effects when set.
+	PackedEffects []byte `protobuf:"bytes,5,opt,name=packed_effects,json=packedEffects,proto3" json:"packed_effects,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -680,6 +693,13 @@ func (x *Result) GetPermanent() bool {
 		return x.Permanent
 	}
 	return false
+}
+
+func (x *Result) GetPackedEffects() []byte {
+	if x != nil {
+		return x.PackedEffects
+	}
+	return nil
 }
 
 type ProcessResponse struct {
@@ -770,18 +790,20 @@ const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"D\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"i\n" +
 	"\x0eProcessRequest\x122\n" +
-	"\x06orders\x18\x01 \x03(\v2\x1a.eventhost.plugin.v1.OrderR\x06orders\"H\n" +
+	"\x06orders\x18\x01 \x03(\v2\x1a.eventhost.plugin.v1.OrderR\x06orders\x12#\n" +
+	"\rpacked_orders\x18\x02 \x01(\fR\fpackedOrders\"H\n" +
 	"\x06Effect\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n" +
-	"\x04args\x18\x03 \x03(\tR\x04args\"\x89\x01\n" +
+	"\x04args\x18\x03 \x03(\tR\x04args\"\xb0\x01\n" +
 	"\x06Result\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x125\n" +
 	"\aeffects\x18\x02 \x03(\v2\x1b.eventhost.plugin.v1.EffectR\aeffects\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1c\n" +
-	"\tpermanent\x18\x04 \x01(\bR\tpermanent\"H\n" +
+	"\tpermanent\x18\x04 \x01(\bR\tpermanent\x12%\n" +
+	"\x0epacked_effects\x18\x05 \x01(\fR\rpackedEffects\"H\n" +
 	"\x0fProcessResponse\x125\n" +
 	"\aresults\x18\x01 \x03(\v2\x1b.eventhost.plugin.v1.ResultR\aresults2\x93\x02\n" +
 	"\x06Plugin\x12W\n" +
