@@ -175,3 +175,44 @@ func TestStreamPoison(t *testing.T) {
 	}
 	checkTutorialState(t, rdb, good)
 }
+
+// TestStreamLostDelivery: an entry delivered to the host's consumer in a
+// reply that never reached it (Redis died right after sending it) sits in
+// the consumer's pending list. The host must not renew it forever as if it
+// held it: it takes it back and processes it. The test delivers an entry to
+// the host's consumer name itself, which is what such a lost reply leaves.
+func TestStreamLostDelivery(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	cfg := streamConfig(t, srv, freeAddr(t), "")
+	cfg = replaceInConfig(t, cfg, `group          = "eventhost"`, "group          = \"eventhost\"\n  consumer       = \"c1\"")
+	h := startHost(t, rdb, cfg)
+
+	o := publish.NewGenerator(5252).Next()
+	tx := rdb.TxPipeline()
+	tx.HSet(ctx, orderPrefix+o.ID, o.Fields()...)
+	tx.XAdd(ctx, &redis.XAddArgs{Stream: channel, Values: []any{publish.StreamIDField, o.ID}})
+	// In the same transaction, so the host's blocked read cannot get it first.
+	read := tx.XReadGroup(ctx, &redis.XReadGroupArgs{Group: streamGroup, Consumer: "c1", Streams: []string{channel, ">"}, Count: 1})
+	if _, err := tx.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res := read.Val(); len(res) != 1 || len(res[0].Messages) != 1 {
+		t.Fatalf("the test's read got %v, want the one entry", res)
+	}
+	waitApplied(t, rdb, []string{o.ID}, bundled, 30*time.Second)
+	waitFor(t, 10*time.Second, "the entry to be acknowledged", func() bool {
+		p, err := rdb.XPending(ctx, channel, streamGroup).Result()
+		return err == nil && p.Count == 0
+	})
+	if code := h.stop(t); code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
+	if !strings.Contains(h.log.String(), "taking back pending entries whose delivery never arrived") {
+		t.Error("the host log does not say it took the entry back")
+	}
+	checkNoDeadLetters(t, rdb)
+	checkOrderHashes(t, rdb, []publish.Order{o}, bundled)
+	checkTutorialState(t, rdb, []publish.Order{o})
+}

@@ -37,11 +37,18 @@ type Stream struct {
 	// Block is how long one read waits for new entries; shutdown waits at
 	// most this long for the read in flight.
 	Block time.Duration
+
+	// handedOn holds the entries this consumer handed to the pipeline and
+	// has not seen acknowledged yet. An entry pending with this consumer
+	// but not in it was delivered in a reply that never arrived (Redis
+	// died after sending it): renewing it would hide it forever.
+	handedOn map[string]struct{}
 }
 
 // NewStream returns a stream source reading up to count entries at a time.
 func NewStream(rdb redis.UniversalClient, cfg config.Stream, count int, logger hclog.Logger, m *metrics.Metrics) *Stream {
-	return &Stream{rdb: rdb, cfg: cfg, count: int64(count), logger: logger, metrics: m, Block: 500 * time.Millisecond}
+	return &Stream{rdb: rdb, cfg: cfg, count: int64(count), logger: logger, metrics: m, Block: 500 * time.Millisecond,
+		handedOn: map[string]struct{}{}}
 }
 
 // Run hands entries to out until ctx ends. Redis failures are retried with
@@ -167,7 +174,7 @@ func (s *Stream) readNew(ctx context.Context, out chan<- orders.Ref) error {
 // chores renews this consumer's leases, claims entries dead consumers left
 // pending, and updates the pending and lag gauges.
 func (s *Stream) chores(ctx context.Context, out chan<- orders.Ref) error {
-	if err := s.renew(ctx); err != nil {
+	if err := s.renew(ctx, out); err != nil {
 		return err
 	}
 	if err := s.claim(ctx, out); err != nil {
@@ -186,37 +193,74 @@ func (s *Stream) chores(ctx context.Context, out chan<- orders.Ref) error {
 	return nil
 }
 
-// renew resets the idle time of every entry this consumer holds (XCLAIM
-// JUSTID leaves the delivery count alone), so that a batch waiting in a slow
-// pipeline is not claimed by another host: only a consumer that stopped
-// renewing, a dead one, loses its entries.
-func (s *Stream) renew(ctx context.Context) error {
+// renew resets the idle time of every entry this consumer holds and handed
+// on (XCLAIM JUSTID leaves the delivery count alone), so that a batch waiting
+// in a slow pipeline is not claimed by another host: only a consumer that
+// stopped renewing, a dead one, loses its entries. An entry pending with this
+// consumer that it never handed on (the reply that delivered it was lost) is
+// claimed again in full and handed on now. Entries no longer pending were
+// acknowledged and are forgotten.
+func (s *Stream) renew(ctx context.Context, out chan<- orders.Ref) error {
+	pending := map[string]struct{}{}
+	var known, lost []string
 	start := "-"
 	for {
-		pending, err := s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		page, err := s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
 			Stream: s.cfg.Key, Group: s.cfg.Group, Consumer: s.cfg.Consumer, Start: start, End: "+", Count: 1000,
 		}).Result()
 		if err != nil {
 			return fmt.Errorf("list own pending entries of %s: %w", s.cfg.Key, err)
 		}
-		if len(pending) == 0 {
-			return nil
+		for _, p := range page {
+			pending[p.ID] = struct{}{}
+			if _, ok := s.handedOn[p.ID]; ok {
+				known = append(known, p.ID)
+			} else {
+				lost = append(lost, p.ID)
+			}
 		}
-		ids := make([]string, len(pending))
-		for i, p := range pending {
-			ids[i] = p.ID
+		if len(page) < 1000 {
+			break
 		}
-		err = s.rdb.XClaimJustID(ctx, &redis.XClaimArgs{
-			Stream: s.cfg.Key, Group: s.cfg.Group, Consumer: s.cfg.Consumer, MinIdle: 0, Messages: ids,
+		start = "(" + page[len(page)-1].ID
+	}
+	for id := range s.handedOn {
+		if _, ok := pending[id]; !ok {
+			delete(s.handedOn, id)
+		}
+	}
+	for len(known) > 0 {
+		chunk := known[:min(len(known), 1000)]
+		known = known[len(chunk):]
+		err := s.rdb.XClaimJustID(ctx, &redis.XClaimArgs{
+			Stream: s.cfg.Key, Group: s.cfg.Group, Consumer: s.cfg.Consumer, MinIdle: 0, Messages: chunk,
 		}).Err()
 		if err != nil {
 			return fmt.Errorf("renew own pending entries of %s: %w", s.cfg.Key, err)
 		}
-		if len(pending) < 1000 {
-			return nil
-		}
-		start = "(" + pending[len(pending)-1].ID
 	}
+	for len(lost) > 0 {
+		chunk := lost[:min(len(lost), 1000)]
+		lost = lost[len(chunk):]
+		msgs, err := s.rdb.XClaim(ctx, &redis.XClaimArgs{
+			Stream: s.cfg.Key, Group: s.cfg.Group, Consumer: s.cfg.Consumer, MinIdle: 0, Messages: chunk,
+		}).Result()
+		if err != nil {
+			return fmt.Errorf("take back own pending entries of %s: %w", s.cfg.Key, err)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		s.logger.Warn("taking back pending entries whose delivery never arrived", "stream", s.cfg.Key, "entries", len(msgs), "first", msgs[0].ID)
+		deliveries, err := s.deliveries(ctx, msgs)
+		if err != nil {
+			return err
+		}
+		if err := s.emit(ctx, out, msgs, deliveries); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // claim takes over entries idle for claim_idle (XAUTOCLAIM). An entry
@@ -281,6 +325,7 @@ func (s *Stream) emit(ctx context.Context, out chan<- orders.Ref, msgs []redis.X
 		}
 		select {
 		case out <- ref:
+			s.handedOn[m.ID] = struct{}{}
 		case <-ctx.Done():
 			return errors.New("stopped with entries not handed on; they stay pending")
 		}
