@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
 	"github.com/eventhost/eventhost/host/orders"
@@ -415,5 +416,52 @@ plugin "customer-invoices" {}
 				t.Errorf("stdout says the config is ok:\n%s", res.stdout)
 			}
 		})
+	}
+}
+
+// TestBadInputIDBeforeHash: an id announced before its hash is stored is
+// dead-lettered, but the order is not marked dead: once its hash exists,
+// the next catch-up counts it, once.
+func TestBadInputIDBeforeHash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	cfg := writeConfig(t, srv, "u8", "")
+	h := startHost(t, rdb, cfg)
+	o := publish.NewGenerator(9191).Next()
+	if err := rdb.Publish(ctx, channel, o.ID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the dead letter", func() bool {
+		n, _ := rdb.XLen(ctx, deadLetterStream).Result()
+		return n == 1
+	})
+	if n := rdb.Exists(ctx, orderPrefix+o.ID).Val(); n != 0 {
+		t.Fatalf("the dead letter created the order hash")
+	}
+	if code := h.stop(t); code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
+
+	// The shop stores the hash late, and does not announce it again.
+	if err := rdb.HSet(ctx, orderPrefix+o.ID, o.Fields()...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h = startHost(t, rdb, cfg)
+	waitApplied(t, rdb, []string{o.ID}, bundled, 30*time.Second)
+	if code := h.stop(t); code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
+	checkOrderHashes(t, rdb, []publish.Order{o}, bundled)
+	checkTutorialState(t, rdb, []publish.Order{o})
+	letters, err := deadletter.List(ctx, rdb, deadLetterStream, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(letters) != 1 || letters[0].OrderID != o.ID || !strings.Contains(letters[0].Reason, "does not exist") {
+		t.Errorf("dead letters = %+v, want the one for the early announcement", letters)
 	}
 }

@@ -330,7 +330,11 @@ func (r *chaosRun) produce(ctx context.Context) ([]publish.Order, error) {
 // it until a host takes it.
 func storeAndPublish(ctx context.Context, rdb *redis.Client, os []publish.Order, stream bool) ([]int64, error) {
 	for {
-		pipe := rdb.Pipeline()
+		// A transaction, as a careful shop would: a plain pipeline sent
+		// while Redis loads its AOF after a restart gets LOADING for HSET
+		// but runs PUBLISH (allowed while loading), announcing ids whose
+		// hash is not stored yet.
+		pipe := rdb.TxPipeline()
 		pubs := make([]*redis.IntCmd, len(os))
 		for i, o := range os {
 			pipe.HSet(ctx, orderPrefix+o.ID, o.Fields()...)

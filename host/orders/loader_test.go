@@ -42,5 +42,10 @@ func TestLoaderRejectsBadKeysOneByOne(t *testing.T) {
 		if !strings.Contains(r.Reason, want[r.ID]) || !strings.Contains(r.Reason, prefix+r.ID) {
 			t.Errorf("rejected %s: reason %q, want it to name the key and say %q", r.ID, r.Reason, want[r.ID])
 		}
+		// Only a missing hash is Missing: it may yet be stored, and then
+		// catch-up must not pass it over.
+		if r.Missing != (r.ID == "missing") {
+			t.Errorf("rejected %s: Missing = %v", r.ID, r.Missing)
+		}
 	}
 }

@@ -101,6 +101,10 @@ type Loaded struct {
 type Rejected struct {
 	Ref
 	Reason string
+	// Missing is true when there was no hash at all: an id announced before
+	// (or without) its hash. Such an order is not marked dead, so that once
+	// its hash is stored, catch-up still counts it.
+	Missing bool
 }
 
 // Loader reads order hashes.
@@ -140,7 +144,7 @@ func (l *Loader) Load(ctx context.Context, refs []Ref) (loaded []Loaded, rejecte
 		}
 		o, done, err := Parse(r, l.Key(r.ID), cmds[i].Val())
 		if err != nil {
-			rejected = append(rejected, Rejected{Ref: r, Reason: err.Error()})
+			rejected = append(rejected, Rejected{Ref: r, Reason: err.Error(), Missing: len(cmds[i].Val()) == 0})
 			continue
 		}
 		loaded = append(loaded, Loaded{Order: o, Ref: r, Done: done})

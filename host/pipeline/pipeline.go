@@ -244,9 +244,11 @@ func (p *Pipeline) prepare(ctx context.Context, refs []orders.Ref) (prepared, er
 	for _, r := range rejected {
 		p.logger.Warn("order rejected", "id", r.ID, "channel", r.Channel, "reason", r.Reason)
 		p.metrics.OrdersRejected.WithLabelValues(r.Channel).Inc()
-		b.DeadLetters = append(b.DeadLetters, deadletter.Entry{
-			OrderID: r.ID, Channel: r.Channel, Reason: r.Reason, Attempts: r.Attempt + 1, OrderKey: p.loader.Key(r.ID),
-		})
+		e := deadletter.Entry{OrderID: r.ID, Channel: r.Channel, Reason: r.Reason, Attempts: r.Attempt + 1}
+		if !r.Missing {
+			e.OrderKey = p.loader.Key(r.ID) // a malformed hash: catch-up must pass it over
+		}
+		b.DeadLetters = append(b.DeadLetters, e)
 		settle(b, r.Ref)
 	}
 

@@ -154,7 +154,9 @@ func (in *Instance) call(ctx context.Context, orders []sdk.Order) ([]sdk.Result,
 	}
 	kind := "protocol"
 	switch {
-	case callCtx.Err() != nil && ctx.Err() == nil:
+	// The plugin's side may see the deadline first and cancel the stream,
+	// so DeadlineExceeded can arrive before callCtx's own timer fires.
+	case (callCtx.Err() != nil || status.Code(err) == codes.DeadlineExceeded) && ctx.Err() == nil:
 		kind = "timeout"
 		err = fmt.Errorf("no answer within %s: %w", in.cfg.Timeout, err)
 	case in.proc.client.Exited() || status.Code(err) == codes.Unavailable:
