@@ -432,6 +432,16 @@ func TestReloadAddsPluginWhileOrdersFlow(t *testing.T) {
 		len(before), len(around), aroundCounted, len(after))
 	checkLeaderboard(t, s.rdb, topcustomers.DefaultKey, topModel(counted))
 	s.checkBundled(t, all, withTop, nil)
+
+	// With backfill, the new metric covers the orders from before the
+	// reload too: every order, each once.
+	res := mustRun(t, 0, "backfill", "-config", s.path, "-plugin", top)
+	if want := fmt.Sprintf("processed %d", len(all)-len(counted)); !strings.Contains(res.stdout+res.stderr, want) {
+		t.Errorf("backfill output does not say %q:\n%s%s", want, res.stdout, res.stderr)
+	}
+	waitApplied(t, s.rdb, ids(all), []string{top}, 10*time.Second)
+	checkLeaderboard(t, s.rdb, topcustomers.DefaultKey, topModel(all))
+	s.checkBundled(t, all, withTop, nil)
 }
 
 // TestReloadRejectsInvalidConfig: a config with a syntax error, one whose
