@@ -116,7 +116,8 @@ func ResultsFromProto(resp *pluginv1.ProcessResponse, n int) ([]Result, error) {
 		if packed := pr.GetPackedEffects(); len(packed) > 0 {
 			var err error
 			if r.Effects, err = unpackEffects(packed); err != nil {
-				return nil, fmt.Errorf("plugin's answer for order index %d: %w", i, err)
+				// The plugin lied about this order only: fail it, not the batch.
+				r = Result{Err: "malformed answer: " + err.Error(), Permanent: true}
 			}
 		} else if len(pr.GetEffects()) > 0 {
 			r.Effects = make([]Effect, len(pr.GetEffects()))

@@ -18,6 +18,15 @@ import (
 
 var errTruncated = errors.New("truncated")
 
+// Bounds on one order's effects. A plugin is not trusted: its answer must
+// not make the host allocate without limit before any check runs. The host
+// refuses effects with more arguments than MaxEffectArgs anyway (Redis'
+// Lua cannot pass more to one command).
+const (
+	MaxEffects    = 10000
+	MaxEffectArgs = 1000
+)
+
 // packOrders encodes orders: for each, id, channel, ts, qty, cost, event,
 // who, the number of extra fields, then each extra key and value.
 func packOrders(orders []Order) []byte {
@@ -109,9 +118,12 @@ func unpackEffects(data []byte) ([]Effect, error) {
 	type span struct{ from, to int }
 	spans := make([]span, 0, 4)
 	for !d.done() {
+		if len(effects) == MaxEffects {
+			return nil, fmt.Errorf("packed effects: more than %d effects for one order", MaxEffects)
+		}
 		n := d.uvarint()
-		if d.err == nil && (n < 2 || n > uint64(len(d.s))) {
-			return nil, fmt.Errorf("packed effects: effect %d claims %d strings", len(effects), n)
+		if d.err == nil && (n < 2 || n > uint64(len(d.s)) || n-2 > MaxEffectArgs) {
+			return nil, fmt.Errorf("packed effects: effect %d claims %d strings (command, key and at most %d arguments)", len(effects), n, MaxEffectArgs)
 		}
 		e := Effect{Command: d.str(), Key: d.str()}
 		from := len(args)

@@ -65,6 +65,13 @@ func TestUnpackRejectsMalformed(t *testing.T) {
 	if _, err := unpackEffects([]byte{1, 0}); err == nil || !strings.Contains(err.Error(), "claims 1 strings") {
 		t.Errorf("an effect of one string: err = %v", err)
 	}
+	tooMany := make([]string, MaxEffectArgs+1)
+	if _, err := unpackEffects(packEffects([]Effect{{Command: "SADD", Key: "k", Args: tooMany}})); err == nil {
+		t.Errorf("an effect of %d arguments decoded without error", len(tooMany))
+	}
+	if _, err := unpackEffects(packEffects(make([]Effect, MaxEffects+1))); err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("%d effects for one order: err = %v", MaxEffects+1, err)
+	}
 	if _, err := unpackEffects([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}); err == nil {
 		t.Error("an overlong varint decoded without error")
 	}

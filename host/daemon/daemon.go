@@ -29,6 +29,10 @@ import (
 	"github.com/eventhost/eventhost/host/source"
 )
 
+// DrainTimeout bounds how long a shutdown waits for the orders already
+// received; it is well inside the unit's TimeoutStopSec.
+const DrainTimeout = 60 * time.Second
+
 // intakeBuffer is how many received ids may wait for the pipeline. Pub/Sub
 // cannot be paused, so a burst must fit here or in Redis' output buffer for
 // the subscriber; a burst that overflows both costs a reconnect, and
@@ -133,9 +137,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.serveReloads(intake, eng, pluginsAdded)()
 
 	// Draining must outlive ctx: ids already received are finished even
-	// though intake has stopped.
-	work := context.WithoutCancel(ctx)
+	// though intake has stopped. It is bounded, so that a Redis that stays
+	// away does not hold shutdown until systemd's SIGKILL; what is left then
+	// is found again (catch-up, the stream's pending list).
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	stopDrainClock := context.AfterFunc(ctx, func() {
+		clock := time.NewTimer(DrainTimeout)
+		defer clock.Stop()
+		select {
+		case <-clock.C:
+			d.logger.Error("shutdown: orders still unfinished after the drain timeout; leaving them for the next start", "timeout", DrainTimeout)
+			stopWork()
+		case <-work.Done():
+		}
+	})
+	defer stopDrainClock()
 	err = eng.Pipeline.Run(work, ids)
+	stopWork() // ends the drain clock
 	d.ready.Store(false)
 	stopIntake() // when the pipeline failed, the source must not wait for it
 	producers.Wait()

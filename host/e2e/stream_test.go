@@ -216,3 +216,39 @@ func TestStreamLostDelivery(t *testing.T) {
 	checkOrderHashes(t, rdb, []publish.Order{o}, bundled)
 	checkTutorialState(t, rdb, []publish.Order{o})
 }
+
+// TestStreamRecreated: when the stream (and with it the group) is deleted
+// under a running host and appended to again, the host creates the group
+// again and counts every new entry, from the new stream's start.
+func TestStreamRecreated(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	h := startHost(t, rdb, streamConfig(t, srv, freeAddr(t), ""))
+	pub := publish.NewStreamPublisher(rdb, channel, orderPrefix)
+	gen := publish.NewGenerator(5353)
+	first, err := pub.PublishMany(ctx, gen, 50, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, rdb, ids(first), bundled, 30*time.Second)
+	if err := rdb.Del(ctx, channel).Err(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := pub.PublishMany(ctx, gen, 50, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, rdb, ids(second), bundled, 30*time.Second)
+	if code := h.stop(t); code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
+	if !strings.Contains(h.log.String(), "consumer group is gone; creating it again") {
+		t.Error("the host log does not say it created the group again")
+	}
+	all := append(first, second...)
+	checkStreamSettled(t, rdb)
+	checkNoDeadLetters(t, rdb)
+	checkOrderHashes(t, rdb, all, bundled)
+	checkTutorialState(t, rdb, all)
+}

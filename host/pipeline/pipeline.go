@@ -120,7 +120,10 @@ func (p *Pipeline) gather(ctx context.Context, in <-chan orders.Ref, ready chan<
 	for {
 		batch := p.retries.popDue(time.Now(), p.getBatch(), p.maxOrders)
 		if len(batch) == 0 {
-			if in == nil && p.retries.len() == 0 && inflight.Load() == 0 {
+			// inflight first: the apply stage queues a batch's retries
+			// before it counts the batch out, so 0 here means the queue
+			// read next holds every retry there will be.
+			if in == nil && inflight.Load() == 0 && p.retries.len() == 0 {
 				return nil
 			}
 			var wakeC <-chan time.Time

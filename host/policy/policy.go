@@ -89,7 +89,16 @@ func (p *Policy) CheckAll(effects []sdk.Effect) error {
 	return nil
 }
 
+// MaxArgs bounds one effect's arguments. The apply script hands them to Redis
+// with Lua's unpack, which fails past about 8,000 values, and fails outside
+// pcall: half a batch would be written. An effect that needs more is split
+// into several by the plugin. The SDK's decoder holds to the same bound.
+const MaxArgs = sdk.MaxEffectArgs
+
 func checkArgs(cmd string, args []string) error {
+	if len(args) > MaxArgs {
+		return fmt.Errorf("has %d arguments; at most %d per effect (split it into several effects)", len(args), MaxArgs)
+	}
 	switch cmd {
 	case "HINCRBY":
 		if len(args) != 2 {

@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -52,6 +53,10 @@ func TestCheck(t *testing.T) {
 
 		// Keys.
 		{name: "empty key", effect: eff("SADD", "", "a"), wantErr: "empty key"},
+		// Lua's unpack fails past ~8,000 values, outside pcall: refuse first.
+		{name: "SADD at the argument bound", effect: eff("SADD", "m:s", members(policy.MaxArgs)...)},
+		{name: "SADD past the argument bound", effect: eff("SADD", "m:s", members(policy.MaxArgs+1)...),
+			wantErr: "has 1001 arguments; at most 1000 per effect"},
 		{name: "key outside patterns", effect: eff("SADD", "other:x", "a"), wantErr: "outside the plugin's patterns"},
 		{name: "exact pattern is not a prefix", effect: eff("HINCRBY", "sales_summary2", "f", "1"), wantErr: "outside the plugin's patterns"},
 		{name: "order hash refused under *", patterns: []string{"*"},
@@ -271,4 +276,12 @@ func TestUnreachableAllowKeys(t *testing.T) {
 	if got := policy.UnreachableAllowKeys(declared, nil); got != nil {
 		t.Errorf("UnreachableAllowKeys(nil) = %q, want nil", got)
 	}
+}
+
+func members(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = strconv.Itoa(i)
+	}
+	return out
 }

@@ -43,11 +43,17 @@ type Stream struct {
 	// but not in it was delivered in a reply that never arrived (Redis
 	// died after sending it): renewing it would hide it forever.
 	handedOn map[string]struct{}
+	// recreate makes ensureGroup start a new group at "0" rather than at
+	// the configured start: the old one vanished under a running host.
+	recreate bool
 }
 
 // NewStream returns a stream source reading up to count entries at a time.
 func NewStream(rdb redis.UniversalClient, cfg config.Stream, count int, logger hclog.Logger, m *metrics.Metrics) *Stream {
-	return &Stream{rdb: rdb, cfg: cfg, count: int64(count), logger: logger, metrics: m, Block: 500 * time.Millisecond,
+	// A read blocks at most a third of claim_idle, so that renewing this
+	// consumer's leases is never late.
+	block := min(500*time.Millisecond, max(cfg.ClaimIdle/3, 10*time.Millisecond))
+	return &Stream{rdb: rdb, cfg: cfg, count: int64(count), logger: logger, metrics: m, Block: block,
 		handedOn: map[string]struct{}{}}
 }
 
@@ -101,8 +107,12 @@ func (s *Stream) Run(ctx context.Context, out chan<- orders.Ref) error {
 		if ctx.Err() != nil {
 			break
 		}
-		if strings.HasPrefix(err.Error(), "NOGROUP") {
-			s.logger.Warn("consumer group is gone; creating it again", "stream", s.cfg.Key, "group", s.cfg.Group)
+		if redis.HasErrorPrefix(err, "NOGROUP") {
+			// The stream or the group was deleted. Whatever the new stream
+			// holds is read from its start: done markers make a second
+			// look at an entry harmless, a skipped one would be lost.
+			s.logger.Warn("consumer group is gone; creating it again from the stream's start", "stream", s.cfg.Key, "group", s.cfg.Group)
+			s.recreate = true
 			ready = false
 		}
 		s.metrics.RedisErrors.WithLabelValues("stream").Inc()
@@ -123,7 +133,11 @@ func (s *Stream) choreEvery() time.Duration {
 }
 
 func (s *Stream) ensureGroup(ctx context.Context) error {
-	err := s.rdb.XGroupCreateMkStream(ctx, s.cfg.Key, s.cfg.Group, s.cfg.Start).Err()
+	start := s.cfg.Start
+	if s.recreate {
+		start = "0"
+	}
+	err := s.rdb.XGroupCreateMkStream(ctx, s.cfg.Key, s.cfg.Group, start).Err()
 	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 		return fmt.Errorf("create consumer group %s on %s: %w", s.cfg.Group, s.cfg.Key, err)
 	}
