@@ -12,7 +12,7 @@ import (
 
 // DescriptionToProto converts d for the wire.
 func DescriptionToProto(d Description) (*pluginv1.DescribeResponse, error) {
-	resp := &pluginv1.DescribeResponse{Name: d.Name, Version: d.Version, Keys: d.Keys}
+	resp := &pluginv1.DescribeResponse{Name: d.Name, Version: d.Version, Keys: d.Keys, Packed: true}
 	for _, f := range d.Config {
 		pf := &pluginv1.ConfigField{
 			Name: f.Name, Type: pluginv1.ConfigField_Type(f.Type), Required: f.Required, Doc: f.Doc,
@@ -47,15 +47,7 @@ func DescriptionFromProto(resp *pluginv1.DescribeResponse) (Description, error) 
 	return d, nil
 }
 
-// OrderToProto converts o for the wire.
-func OrderToProto(o Order) *pluginv1.Order {
-	return &pluginv1.Order{
-		Id: o.ID, Channel: o.Channel, Ts: o.TS, Qty: o.Qty, Cost: o.Cost,
-		Event: o.Event, Who: o.Who, Extra: o.Extra,
-	}
-}
-
-// OrderFromProto is the inverse of OrderToProto.
+// OrderFromProto converts an order sent as a protobuf message.
 func OrderFromProto(p *pluginv1.Order) Order {
 	return Order{
 		ID: p.GetId(), Channel: p.GetChannel(), TS: p.GetTs(), Qty: p.GetQty(), Cost: p.GetCost(),
@@ -63,10 +55,20 @@ func OrderFromProto(p *pluginv1.Order) Order {
 	}
 }
 
-// ProcessRequestToProto converts a batch for the wire, in the compact
-// encoding.
-func ProcessRequestToProto(orders []Order) *pluginv1.ProcessRequest {
-	return &pluginv1.ProcessRequest{PackedOrders: packOrders(orders)}
+// ProcessRequestToProto converts a batch for the wire: in the compact
+// encoding when packed (the plugin said it reads it), else as messages.
+func ProcessRequestToProto(orders []Order, packed bool) *pluginv1.ProcessRequest {
+	if packed {
+		return &pluginv1.ProcessRequest{PackedOrders: packOrders(orders)}
+	}
+	req := &pluginv1.ProcessRequest{Orders: make([]*pluginv1.Order, len(orders))}
+	for i, o := range orders {
+		req.Orders[i] = &pluginv1.Order{
+			Id: o.ID, Channel: o.Channel, Ts: o.TS, Qty: o.Qty, Cost: o.Cost,
+			Event: o.Event, Who: o.Who, Extra: o.Extra,
+		}
+	}
+	return req
 }
 
 // ProcessRequestFromProto is the inverse of ProcessRequestToProto. It also
@@ -83,13 +85,21 @@ func ProcessRequestFromProto(req *pluginv1.ProcessRequest) ([]Order, error) {
 }
 
 // ResultsToProto converts results, one per order of the request, for the
-// wire, effects in the compact encoding.
-func ResultsToProto(results []Result) *pluginv1.ProcessResponse {
+// wire: effects in the compact encoding when packed (the request came in
+// it, so the host reads it), else as messages.
+func ResultsToProto(results []Result, packed bool) *pluginv1.ProcessResponse {
 	resp := &pluginv1.ProcessResponse{Results: make([]*pluginv1.Result, len(results))}
 	for i, r := range results {
 		pr := &pluginv1.Result{Index: uint32(i), Error: r.Err, Permanent: r.Permanent}
-		if len(r.Effects) > 0 {
+		switch {
+		case len(r.Effects) == 0:
+		case packed:
 			pr.PackedEffects = packEffects(r.Effects)
+		default:
+			pr.Effects = make([]*pluginv1.Effect, len(r.Effects))
+			for j, e := range r.Effects {
+				pr.Effects[j] = &pluginv1.Effect{Command: e.Command, Key: e.Key, Args: e.Args}
+			}
 		}
 		resp.Results[i] = pr
 	}

@@ -48,7 +48,9 @@ func (s *server) Process(_ context.Context, req *pluginv1.ProcessRequest) (*plug
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	return ResultsToProto(ProcessBatch(s.impl, orders)), nil
+	// Answer in the request's encoding: an older host reads only messages.
+	packed := len(req.GetOrders()) == 0
+	return ResultsToProto(ProcessBatch(s.impl, orders), packed), nil
 }
 
 // normalise turns JSON-decoded lists into []string so Config's accessors

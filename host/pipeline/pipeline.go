@@ -192,17 +192,6 @@ type prepared struct {
 	start time.Time
 }
 
-// Process takes one batch of ids all the way to Redis. Orders a plugin
-// failed transiently are queued for a retry on that plugin alone, for Run
-// to pick up. It returns an error only when ctx ends first.
-func (p *Pipeline) Process(ctx context.Context, refs []orders.Ref) error {
-	pb, err := p.prepare(ctx, refs)
-	if err != nil {
-		return err
-	}
-	return p.finish(ctx, pb)
-}
-
 // prepare loads and dispatches refs: everything but the apply.
 func (p *Pipeline) prepare(ctx context.Context, refs []orders.Ref) (prepared, error) {
 	pb := prepared{refs: refs, start: time.Now()}

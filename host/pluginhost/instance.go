@@ -199,6 +199,13 @@ func (in *Instance) relaunch(ctx context.Context) error {
 	in.metrics.PluginRestarts.WithLabelValues(in.cfg.Name).Inc()
 	proc, err := start(ctx, in.cfg, in.logger, in.socketDir)
 	if err == nil {
+		// Describe again: it also tells the client which encoding this
+		// process reads.
+		if _, err = proc.rpc.Describe(ctx); err != nil {
+			proc.kill()
+		}
+	}
+	if err == nil {
 		err = configure(ctx, proc, in.cfg, in.values)
 		if err != nil {
 			proc.kill()

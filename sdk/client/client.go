@@ -11,9 +11,13 @@ import (
 	"github.com/eventhost/eventhost/sdk/proto/pluginv1"
 )
 
-// Client calls one plugin. It is safe for concurrent use.
+// Client calls one plugin. It is safe for concurrent use once Describe
+// returned.
 type Client struct {
 	rpc pluginv1.PluginClient
+	// packed: the plugin said (in Describe) that it reads the compact
+	// encoding; an older plugin gets its orders as messages.
+	packed bool
 }
 
 // New wraps the stub returned by go-plugin's Dispense.
@@ -35,6 +39,7 @@ func (c *Client) Describe(ctx context.Context) (sdk.Description, error) {
 	if err != nil {
 		return sdk.Description{}, fmt.Errorf("describe: %w", err)
 	}
+	c.packed = resp.GetPacked()
 	return sdk.DescriptionFromProto(resp)
 }
 
@@ -59,7 +64,7 @@ func (c *Client) Configure(ctx context.Context, values map[string]any) ([]sdk.Fi
 
 // Process sends one batch and returns one result per order, in order.
 func (c *Client) Process(ctx context.Context, orders []sdk.Order) ([]sdk.Result, error) {
-	resp, err := c.rpc.Process(ctx, sdk.ProcessRequestToProto(orders))
+	resp, err := c.rpc.Process(ctx, sdk.ProcessRequestToProto(orders, c.packed))
 	if err != nil {
 		return nil, fmt.Errorf("process batch of %d orders: %w", len(orders), err)
 	}

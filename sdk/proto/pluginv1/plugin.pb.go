@@ -120,8 +120,12 @@ type DescribeResponse struct {
 	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Version string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	// Glob patterns ('*' matches any run of characters) of the keys the plugin writes.
-	Keys          []string       `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
-	Config        []*ConfigField `protobuf:"bytes,4,rep,name=config,proto3" json:"config,omitempty"`
+	Keys   []string       `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	Config []*ConfigField `protobuf:"bytes,4,rep,name=config,proto3" json:"config,omitempty"`
+	// The plugin reads packed_orders (sdk/pack.go). A host sends a plugin that
+	// does not say so its orders as messages; a plugin answers a request in
+	// the encoding it came in, so either side may be older than the other.
+	Packed        bool `protobuf:"varint,5,opt,name=packed,proto3" json:"packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -182,6 +186,13 @@ func (x *DescribeResponse) GetConfig() []*ConfigField {
 		return x.Config
 	}
 	return nil
+}
+
+func (x *DescribeResponse) GetPacked() bool {
+	if x != nil {
+		return x.Packed
+	}
+	return false
 }
 
 type ConfigField struct {
@@ -751,12 +762,13 @@ var File_plugin_proto protoreflect.FileDescriptor
 const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\fplugin.proto\x12\x13eventhost.plugin.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\x8e\x01\n" +
+	"\x0fDescribeRequest\"\xa6\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
 	"\x04keys\x18\x03 \x03(\tR\x04keys\x128\n" +
-	"\x06config\x18\x04 \x03(\v2 .eventhost.plugin.v1.ConfigFieldR\x06config\"\x92\x02\n" +
+	"\x06config\x18\x04 \x03(\v2 .eventhost.plugin.v1.ConfigFieldR\x06config\x12\x16\n" +
+	"\x06packed\x18\x05 \x01(\bR\x06packed\"\x92\x02\n" +
 	"\vConfigField\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\x04type\x18\x02 \x01(\x0e2%.eventhost.plugin.v1.ConfigField.TypeR\x04type\x12\x1a\n" +
