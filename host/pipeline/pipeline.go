@@ -117,8 +117,12 @@ func (p *Pipeline) gather(ctx context.Context, in <-chan orders.Ref, ready chan<
 	fill.Stop()
 	wake := time.NewTimer(time.Hour)
 	wake.Stop()
+	var batch []orders.Ref // kept across idle wake-ups; handed on with its batch
 	for {
-		batch := p.retries.popDue(time.Now(), p.getBatch(), p.maxOrders)
+		if batch == nil {
+			batch = p.getBatch()
+		}
+		batch = p.retries.popDue(time.Now(), batch[:0], p.maxOrders)
 		if len(batch) == 0 {
 			// inflight first: the apply stage queues a batch's retries
 			// before it counts the batch out, so 0 here means the queue
@@ -173,6 +177,7 @@ func (p *Pipeline) gather(ctx context.Context, in <-chan orders.Ref, ready chan<
 			return err
 		}
 		inflight.Add(1)
+		batch = nil // the apply stage returns it to the pool
 		select {
 		case ready <- pb:
 		case <-applied:

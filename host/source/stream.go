@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -138,7 +137,7 @@ func (s *Stream) ensureGroup(ctx context.Context) error {
 		start = "0"
 	}
 	err := s.rdb.XGroupCreateMkStream(ctx, s.cfg.Key, s.cfg.Group, start).Err()
-	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 		return fmt.Errorf("create consumer group %s on %s: %w", s.cfg.Group, s.cfg.Key, err)
 	}
 	return nil
