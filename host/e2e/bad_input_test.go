@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -150,6 +151,15 @@ func TestBadInputOrders(t *testing.T) {
 	checkTutorialState(t, rdb, valid)
 
 	checkMetric(t, metricsAddr, `eventhost_orders_rejected_total{channel="purchase_orders"}`, float64(len(bad)))
+	// The profiler is opt-in (metrics { pprof = true }).
+	resp, err := http.Get("http://" + metricsAddr + "/debug/pprof/")
+	if err != nil {
+		t.Fatalf("GET /debug/pprof/: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ without pprof = true: %s, want 404", resp.Status)
+	}
 	checkMetric(t, metricsAddr, `eventhost_orders_dead_lettered_total{channel="purchase_orders",plugin="",reason="bad order"}`, float64(len(bad)))
 	checkMetric(t, metricsAddr, `eventhost_orders_received_total{channel="purchase_orders"}`, float64(len(valid)+len(bad)))
 	checkMetric(t, metricsAddr, `eventhost_orders_loaded_total{channel="purchase_orders"}`, float64(len(valid)))

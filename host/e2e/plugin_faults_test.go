@@ -609,7 +609,7 @@ func TestHealthEndpoints(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	addr := freeAddr(t)
-	cfg := writeConfig(t, srv, "u8", fmt.Sprintf("metrics { listen = %q }\n", addr)+
+	cfg := writeConfig(t, srv, "u8", fmt.Sprintf("metrics {\n  listen = %q\n  pprof  = true\n}\n", addr)+
 		liarBlock(t, "  restart_limit = 1\n  max_attempts = 2", map[string]string{"mode": "crash"}))
 	h := startHost(t, rdb, cfg)
 	get := func(path string) (int, string) {
@@ -626,6 +626,9 @@ func TestHealthEndpoints(t *testing.T) {
 	}
 	if code, body := get("/readyz"); code != http.StatusOK || body != "ready" {
 		t.Errorf("/readyz once caught up = %d %q, want 200 ready", code, body)
+	}
+	if code, body := get("/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Errorf("/debug/pprof/ with pprof = true: %d, want 200 and the profile index", code)
 	}
 	// One order: liar crashes on it twice, more than restart_limit 1: disabled.
 	if err := publish.NewPublisher(rdb, channel, orderPrefix).Publish(t.Context(), publish.NewGenerator(4242).Next()); err != nil {
