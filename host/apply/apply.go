@@ -17,7 +17,6 @@ import (
 
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/orders"
-	"github.com/eventhost/eventhost/host/policy"
 	"github.com/eventhost/eventhost/sdk"
 )
 
@@ -60,36 +59,37 @@ const (
 	// AlreadyDone: the marker was set before; nothing written.
 	AlreadyDone Status = 0
 	// Vanished: the order hash was deleted after it was loaded; nothing
-	// written, the caller dead-letters it.
+	// written, and a dead letter in its place.
 	Vanished Status = -1
+	// Refused: Redis could not have applied the effects (a key of another
+	// type, a value that is not a number or would overflow); nothing
+	// written, and a dead letter in its place.
+	Refused Status = -2
 )
 
-// PartialFailure is an effect Redis refused at run time (for example HINCRBY
-// on a field that holds text). The write's other effects did land: Redis
-// scripts do not roll back.
-type PartialFailure struct {
-	Write  int
-	Effect int
-	Err    string
-}
-
-// Result reports the fate of each Write of a Batch, in order.
+// Result reports the fate of each Write of a Batch, in order, and the dead
+// letters written with it.
 type Result struct {
 	Statuses []Status
-	Failures []PartialFailure
+	// Reasons holds, for each Refused or Vanished write, why.
+	Reasons map[int]string
+	// DeadLetters are every dead letter written: the batch's own, then one
+	// per Refused or Vanished write.
+	DeadLetters []deadletter.Entry
 }
 
-// TypeConflictError is returned, with nothing written, when a key an effect
-// needs already holds another Redis type.
-type TypeConflictError struct {
-	Key, Have, Want string
+// OwnKeyError is returned, with nothing written, when one of eventhost's own
+// keys (the dead-letter stream, the source stream) holds another type. Only
+// an operator can fix that: the caller pauses and retries.
+type OwnKeyError struct {
+	Key, Have string
 }
 
-func (e *TypeConflictError) Error() string {
-	return fmt.Sprintf("key %s holds a %s, but effects need a %s", e.Key, e.Have, e.Want)
+func (e *OwnKeyError) Error() string {
+	return fmt.Sprintf("eventhost's key %s holds a %s, not a stream: rename or delete it", e.Key, e.Have)
 }
 
-// Applier applies batches.
+// Applier applies batches. Set its fields before the first Apply.
 type Applier struct {
 	rdb       redis.UniversalClient
 	script    *redis.Script
@@ -98,12 +98,17 @@ type Applier struct {
 	ackStream string
 	ackGroup  string
 	now       func() time.Time
+
+	// MaxArgs bounds the arguments of one script run, so that one batch
+	// cannot block Redis for long: a larger batch is applied in several
+	// runs, each whole, split between orders (default 200,000).
+	MaxArgs int
 }
 
 // New returns an Applier writing dead letters to stream (trimmed to about
 // maxLen entries when maxLen > 0).
 func New(rdb redis.UniversalClient, stream string, maxLen int64) *Applier {
-	return &Applier{rdb: rdb, script: redis.NewScript(applyLua), dlStream: stream, dlMaxLen: maxLen, now: time.Now}
+	return &Applier{rdb: rdb, script: redis.NewScript(applyLua), dlStream: stream, dlMaxLen: maxLen, now: time.Now, MaxArgs: 200_000}
 }
 
 // AckTo makes the applier acknowledge a batch's Acks on stream for group.
@@ -112,140 +117,296 @@ func (a *Applier) AckTo(stream, group string) *Applier {
 	return a
 }
 
-// Apply writes b atomically. On error nothing of b was written.
+// Apply writes b atomically: every write lands with its done marker, or
+// none does. A write whose marker is set already is skipped (AlreadyDone);
+// one Redis could not apply (its key holds another type, a value it
+// increments is not a number or would overflow) becomes a dead letter
+// (Refused), as does one whose order hash is gone (Vanished), in the same
+// atomic step as the rest. On error nothing of b was written.
 func (a *Applier) Apply(ctx context.Context, b Batch) (Result, error) {
+	res := Result{Statuses: make([]Status, len(b.Writes)), Reasons: map[int]string{}}
 	if b.empty() {
-		return Result{}, nil
+		return res, nil
 	}
 	if len(b.Acks) > 0 && a.ackStream == "" {
-		return Result{}, errors.New("apply: batch acknowledges stream entries, but no stream was set with AckTo")
+		return res, errors.New("apply: batch acknowledges stream entries, but no stream was set with AckTo")
 	}
-	keys, argv, err := a.encode(b)
-	if err != nil {
-		return Result{}, err
-	}
-	raw, err := a.script.Run(ctx, a.rdb, keys, argv...).Result()
-	if err != nil {
-		if msg, ok := strings.CutPrefix(err.Error(), "WRONGTYPE-CONFLICT "); ok {
-			parts := strings.SplitN(msg, " ", 3)
-			if len(parts) == 3 {
-				return Result{}, &TypeConflictError{Key: parts[2], Have: parts[0], Want: parts[1]}
-			}
+	// A pair twice in one batch (an id delivered twice) is applied once.
+	live := make([]int, 0, len(b.Writes))
+	seen := make(map[[2]string]struct{}, len(b.Writes))
+	for i, w := range b.Writes {
+		k := [2]string{w.OrderKey, w.Marker}
+		if _, dup := seen[k]; dup {
+			res.Statuses[i] = AlreadyDone
+			continue
 		}
-		return Result{}, fmt.Errorf("apply batch of %d writes, %d dead letters and %d acks: %w", len(b.Writes), len(b.DeadLetters), len(b.Acks), err)
+		seen[k] = struct{}{}
+		live = append(live, i)
 	}
-	return decode(raw, len(b.Writes))
-}
-
-// encode lays b out for apply.lua: keys deduplicated into KEYS (KEYS[1] is
-// the dead-letter stream), everything else flat in ARGV.
-func (a *Applier) encode(b Batch) ([]string, []any, error) {
-	keys := []string{a.dlStream}
-	index := map[string]int{a.dlStream: 1}
-	// The dead-letter stream is checked too: a key of another type there
-	// would fail the XADD after the effects had landed.
-	want := map[string]string{a.dlStream: "stream"}
-	ackStream := a.dlStream
-	if len(b.Acks) > 0 {
-		ackStream = a.ackStream
-		want[ackStream] = "stream"
-	}
-	keys = append(keys, ackStream)
-	if _, ok := index[ackStream]; !ok {
-		index[ackStream] = 2
-	}
-	keyIndex := func(k string) string {
-		i, ok := index[k]
-		if !ok {
-			keys = append(keys, k)
-			i = len(keys)
-			index[k] = i
+	dead := append([]deadletter.Entry(nil), b.DeadLetters...)
+	parts := a.split(b.Writes, live)
+	for n, part := range parts {
+		tail := Batch{}
+		if n == len(parts)-1 {
+			// Dead letters, deletes and acks go with the last part: a
+			// host dying between parts leaves its orders to be redone,
+			// and their done markers skip what landed.
+			tail = Batch{DeadLetters: dead, Replayed: b.Replayed, Acks: b.Acks}
 		}
-		return strconv.Itoa(i)
-	}
-	n := 4
-	for _, w := range b.Writes {
-		n += 3
-		for _, e := range w.Effects {
-			n += 3 + len(e.Args)
+		written, err := a.applyPart(ctx, b.Writes, part, tail, &res)
+		if err != nil {
+			return Result{}, err
 		}
-	}
-	body := make([]any, 0, n+len(b.DeadLetters)*12)
-	body = append(body, strconv.Itoa(len(b.Writes)))
-	for _, w := range b.Writes {
-		body = append(body, keyIndex(w.OrderKey), w.Marker, strconv.Itoa(len(w.Effects)))
-		for _, e := range w.Effects {
-			t := policy.KeyType(e.Command)
-			if t == "" {
-				return nil, nil, fmt.Errorf("effect %s %s: command not allowed", e.Command, e.Key)
-			}
-			if prev, ok := want[e.Key]; ok && prev != t {
-				return nil, nil, &TypeConflictError{Key: e.Key, Have: prev, Want: t}
-			}
-			want[e.Key] = t
-			body = append(body, e.Command, keyIndex(e.Key), strconv.Itoa(len(e.Args)))
-			for _, arg := range e.Args {
-				body = append(body, arg)
-			}
+		if n == len(parts)-1 {
+			res.DeadLetters = written
 		}
-	}
-	body = append(body, strconv.Itoa(len(b.DeadLetters)))
-	now := a.now()
-	nowMS := strconv.FormatInt(now.UnixMilli(), 10)
-	for _, d := range b.DeadLetters {
-		orderIdx := "0"
-		if d.OrderKey != "" {
-			orderIdx = keyIndex(d.OrderKey)
-		}
-		f := append(d.Fields(), "time_ms", nowMS)
-		body = append(body, orderIdx, orders.DeadField(d.Plugin), strconv.Itoa(len(f)))
-		for _, s := range f {
-			body = append(body, s)
-		}
-	}
-	body = append(body, strconv.Itoa(len(b.Replayed)))
-	for _, id := range b.Replayed {
-		body = append(body, id)
-	}
-	body = append(body, strconv.Itoa(len(b.Acks)))
-	for _, id := range b.Acks {
-		body = append(body, id)
-	}
-	argv := make([]any, 0, 4+2*len(want)+len(body))
-	// The done marker holds the apply time in microseconds: the latency
-	// benchmark reads it, and it tells a person when an order was counted.
-	argv = append(argv, strconv.FormatInt(now.UnixMicro(), 10), strconv.FormatInt(a.dlMaxLen, 10), a.ackGroup, strconv.Itoa(len(want)))
-	for k, t := range want {
-		argv = append(argv, strconv.Itoa(index[k]), t)
-	}
-	return keys, append(argv, body...), nil
-}
-
-func decode(raw any, writes int) (Result, error) {
-	parts, ok := raw.([]any)
-	if !ok || len(parts) != 2 {
-		return Result{}, fmt.Errorf("apply script returned %T, want a pair", raw)
-	}
-	statuses, _ := parts[0].([]any)
-	if len(statuses) != writes {
-		return Result{}, fmt.Errorf("apply script reported %d statuses for %d writes", len(statuses), writes)
-	}
-	var res Result
-	res.Statuses = make([]Status, writes)
-	for i, s := range statuses {
-		n, _ := s.(int64)
-		res.Statuses[i] = Status(n)
-	}
-	failures, _ := parts[1].([]any)
-	for _, f := range failures {
-		s, _ := f.(string)
-		fields := strings.SplitN(s, ":", 3)
-		if len(fields) != 3 {
-			return Result{}, errors.New("apply script returned a malformed failure: " + s)
-		}
-		w, _ := strconv.Atoi(fields[0])
-		e, _ := strconv.Atoi(fields[1])
-		res.Failures = append(res.Failures, PartialFailure{Write: w - 1, Effect: e - 1, Err: fields[2]})
 	}
 	return res, nil
+}
+
+// split cuts live into runs of whole orders whose arguments stay within
+// MaxArgs (a single order may exceed it: orders are bounded on their own).
+func (a *Applier) split(writes []Write, live []int) [][]int {
+	var parts [][]int
+	var cur []int
+	size := 0
+	for i, w := range live {
+		n := 3
+		for _, e := range writes[w].Effects {
+			n += 3 + len(e.Args)
+		}
+		newOrder := i == 0 || writes[live[i-1]].OrderKey != writes[w].OrderKey
+		if newOrder && len(cur) > 0 && size+n > a.MaxArgs {
+			parts = append(parts, cur)
+			cur, size = nil, 0
+		}
+		cur = append(cur, w)
+		size += n
+	}
+	return append(parts, cur)
+}
+
+// applyPart runs the script over the writes in live plus tail's dead
+// letters, deletes and acks, leaving out what cannot land until the rest
+// does. It returns the dead letters written.
+func (a *Applier) applyPart(ctx context.Context, writes []Write, live []int, tail Batch, res *Result) ([]deadletter.Entry, error) {
+	dead := tail.DeadLetters
+	ack := ""
+	if len(tail.Acks) > 0 {
+		ack = a.ackStream
+	}
+	for {
+		refused := map[int]leftOut{}
+		p := newPlan(writes, live, a.dlStream, ack, refused)
+		if len(refused) == 0 {
+			argv := a.encode(p, dead, tail)
+			raw, err := a.script.Run(ctx, a.rdb, p.keys, argv...).Result()
+			if err != nil {
+				return nil, fmt.Errorf("apply batch of %d writes, %d dead letters and %d acks: %w", len(live), len(dead), len(tail.Acks), err)
+			}
+			problems, err := decode(raw)
+			if err != nil {
+				return nil, err
+			}
+			if problems == nil {
+				for _, w := range live {
+					res.Statuses[w] = Applied
+				}
+				return dead, nil
+			}
+			if err := a.leaveOut(p, problems, refused); err != nil {
+				return nil, err
+			}
+		}
+		if len(refused) == 0 {
+			return nil, errors.New("apply script reported problems that match no write")
+		}
+		kept := live[:0:0]
+		for _, w := range live {
+			out, ok := refused[w]
+			switch {
+			case !ok:
+				kept = append(kept, w)
+			case out.status == AlreadyDone:
+				res.Statuses[w] = AlreadyDone
+			default:
+				res.Statuses[w], res.Reasons[w] = out.status, out.reason
+				reason := out.reason
+				wr := writes[w]
+				dead = append(dead, deadletter.Entry{
+					OrderID: wr.OrderID, Channel: wr.Channel, Plugin: wr.Plugin, Reason: reason, Attempts: 1, OrderKey: wr.OrderKey,
+				})
+			}
+		}
+		live = kept
+	}
+}
+
+// leftOut is a write a run leaves out, and why.
+type leftOut struct {
+	status Status
+	reason string
+}
+
+// leaveOut turns the script's problems into the writes to leave out.
+func (a *Applier) leaveOut(p *plan, problems []string, refused map[int]leftOut) error {
+	for _, pr := range problems {
+		kind, rest, _ := strings.Cut(pr, " ")
+		first, arg, _ := strings.Cut(rest, " ")
+		n, err := strconv.Atoi(first)
+		if err != nil || n < 1 {
+			return fmt.Errorf("apply script returned a malformed problem %q", pr)
+		}
+		switch kind {
+		case "done":
+			k, _ := strconv.Atoi(arg)
+			if n > len(p.orders) || k < 1 || k > len(p.orders[n-1].writes) {
+				return fmt.Errorf("apply script returned a malformed problem %q", pr)
+			}
+			refused[p.orders[n-1].writes[k-1]] = leftOut{status: AlreadyDone}
+		case "gone":
+			if n > len(p.orders) {
+				return fmt.Errorf("apply script returned a malformed problem %q", pr)
+			}
+			for _, w := range p.orders[n-1].writes {
+				if _, ok := refused[w]; !ok {
+					refused[w] = leftOut{Vanished, "order hash was deleted before its effects were applied"}
+				}
+			}
+		case "type":
+			if n > len(p.keys) {
+				return fmt.Errorf("apply script returned a malformed problem %q", pr)
+			}
+			key := p.keys[n-1]
+			acc := p.accOf(key)
+			if acc == nil {
+				return &OwnKeyError{Key: key, Have: arg}
+			}
+			for _, w := range acc.writes {
+				if _, ok := refused[w]; !ok {
+					refused[w] = leftOut{Refused, fmt.Sprintf("refused effect: key %s holds a %s, but its effects need a %s", key, arg, acc.typ)}
+				}
+			}
+		case "value":
+			if n > len(p.checked) {
+				return fmt.Errorf("apply script returned a malformed problem %q", pr)
+			}
+			f := p.checked[n-1]
+			where := "key " + f.acc.key
+			if f.field != "" {
+				where += " field " + f.field
+			}
+			for _, w := range f.acc.fieldWrites[f.field] {
+				if _, ok := refused[w]; !ok {
+					refused[w] = leftOut{Refused, "refused effect: " + where + " " + arg}
+				}
+			}
+		default:
+			return fmt.Errorf("apply script returned a malformed problem %q", pr)
+		}
+	}
+	return nil
+}
+
+func (p *plan) accOf(key string) *keyAcc {
+	for _, a := range p.accs {
+		if a.key == key {
+			return a
+		}
+	}
+	return nil
+}
+
+// encode lays p and tail out for apply.lua.
+func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
+	argv := make([]any, 0, 64+4*len(p.orders))
+	// The done marker holds the apply time in microseconds: the latency
+	// benchmark reads it, and it tells a person when an order was counted.
+	now := a.now()
+	group := ""
+	if len(tail.Acks) > 0 {
+		group = a.ackGroup
+	}
+	argv = append(argv, strconv.FormatInt(now.UnixMicro(), 10), strconv.FormatInt(a.dlMaxLen, 10), group)
+	argv = append(argv, strconv.Itoa(len(p.sets)))
+	for _, names := range p.sets {
+		argv = append(argv, strconv.Itoa(len(names)))
+		for _, n := range names {
+			argv = append(argv, n)
+		}
+	}
+	argv = append(argv, strconv.Itoa(len(p.orders)))
+	for _, o := range p.orders {
+		argv = append(argv, strconv.Itoa(o.key), strconv.Itoa(o.set))
+	}
+	argv = append(argv, strconv.Itoa(len(p.own)+len(p.accs)))
+	for _, k := range p.own {
+		argv = append(argv, strconv.Itoa(k), "stream")
+	}
+	for _, acc := range p.accs {
+		argv = append(argv, strconv.Itoa(acc.idx), acc.typ)
+	}
+	var checks []any
+	nchecks := 0
+	for _, acc := range p.accs {
+		if c := p.checks(acc); c != nil {
+			checks = append(checks, c...)
+			nchecks++
+		}
+	}
+	argv = append(argv, strconv.Itoa(nchecks))
+	argv = append(argv, checks...)
+	var ops []op
+	for _, acc := range p.accs {
+		ops = append(ops, acc.ops()...)
+	}
+	argv = append(argv, strconv.Itoa(len(ops)))
+	for _, o := range ops {
+		argv = append(argv, o.cmd, strconv.Itoa(o.key), strconv.Itoa(len(o.args)))
+		for _, s := range o.args {
+			argv = append(argv, s)
+		}
+	}
+	argv = append(argv, strconv.Itoa(len(dead)))
+	nowMS := strconv.FormatInt(now.UnixMilli(), 10)
+	for _, d := range dead {
+		orderIdx := 0
+		if d.OrderKey != "" {
+			orderIdx = p.key(d.OrderKey)
+		}
+		f := append(d.Fields(), "time_ms", nowMS)
+		argv = append(argv, strconv.Itoa(orderIdx), orders.DeadField(d.Plugin), strconv.Itoa(len(f)))
+		for _, s := range f {
+			argv = append(argv, s)
+		}
+	}
+	argv = append(argv, strconv.Itoa(len(tail.Replayed)))
+	for _, id := range tail.Replayed {
+		argv = append(argv, id)
+	}
+	argv = append(argv, strconv.Itoa(len(tail.Acks)))
+	for _, id := range tail.Acks {
+		argv = append(argv, id)
+	}
+	return argv
+}
+
+// decode reads the script's reply: nil problems when it wrote everything.
+func decode(raw any) ([]string, error) {
+	parts, ok := raw.([]any)
+	if !ok || len(parts) == 0 {
+		return nil, fmt.Errorf("apply script returned %T, want a list", raw)
+	}
+	if n, _ := parts[0].(int64); n == 1 {
+		return nil, nil
+	}
+	problems := make([]string, 0, len(parts)-1)
+	for _, p := range parts[1:] {
+		s, _ := p.(string)
+		problems = append(problems, s)
+	}
+	if len(problems) == 0 {
+		return nil, errors.New("apply script refused the batch without saying why")
+	}
+	return problems, nil
 }

@@ -1,70 +1,207 @@
--- Applies one batch atomically. See apply.go (encode) for the layout:
+#!lua
+-- Applies one batch atomically, or nothing. apply.go (plan.go) lays it out.
+--
+-- The shebang line makes Redis refuse the whole script before it runs when
+-- it cannot write (OOM, MISCONF, READONLY, NOREPLICAS), and the first phase
+-- below checks everything else Redis could refuse, so the second phase,
+-- which writes, cannot fail half way: Redis scripts do not roll back.
+--
 -- KEYS[1] is the dead-letter stream, KEYS[2] the source stream to
--- acknowledge (KEYS[1] again when there is none), other KEYS are the keys
--- written.
--- ARGV: now_us (the markers' value), dl_maxlen, group, #checks, (key_idx, type)*,
---   #writes, (order_key_idx, marker, #effects, (command, key_idx, argc, arg*)*)*,
---   #dead_letters, (order_key_idx or 0, marker, #fields, field*)*,
+-- acknowledge (KEYS[1] again when there is none); other KEYS are order
+-- hashes and the keys effects write.
+-- ARGV:
+--   now_us, dl_maxlen, group,
+--   #marker_sets, (#names, name*)*           done-marker fields, shared by orders
+--   #orders, (key_idx, set_idx)*             each order's hash and its markers
+--   #types, (key_idx, type)*                 every key written, with the type it needs
+--   #checks, (key_idx, kind, #fields, (field, #steps, (step, value)*)*)*
+--                                            values the writes will read: kind 'h'
+--                                            is hash fields, 's' the string itself
+--                                            (field ''), 'p' a HyperLogLog
+--   #ops, (command, key_idx, argc, arg*)*    the coalesced effects
+--   #dead_letters, (order_key_idx or 0, marker, #fields, field*)*
 --   #deletes, dead-letter id*, #acks, source entry id*
--- Returns { statuses, failures }: per write 1 applied, 0 already done,
--- -1 order hash gone; failures are "write:effect:error" for effects Redis
--- refused at run time.
+-- Returns {1} once everything is written, or {0, problem*} with nothing
+-- written, where a problem is one of
+--   'done <order> <name>'   the order's marker <name> (1-based) is set already
+--   'gone <order>'          the order hash was deleted (or is not a hash)
+--   'type <key> <have>'     the key holds another type
+--   'value <n> <why>'       checked field number n holds a value the writes
+--                           cannot use (it is not a number, or would overflow)
+-- A command the ACL user may not run is an error reply starting NOPERM.
 local now = ARGV[1]
 local dl_maxlen = tonumber(ARGV[2])
 local group = ARGV[3]
 local i = 4
+local problems = {}
 
--- unpack() is bounded by Lua's C stack: send long id lists in chunks.
-local function chunked(cmd, key, extra, from, n)
-  local step = 1000
-  for c = from, from + n - 1, step do
-    local last = math.min(c + step - 1, from + n - 1)
-    if extra then
-      redis.call(cmd, key, extra, unpack(ARGV, c, last))
-    else
-      redis.call(cmd, key, unpack(ARGV, c, last))
+local function note(p) problems[#problems + 1] = p end
+
+-- Redis' own integer grammar (string2ll): no sign but '-', no leading
+-- zeros, no '-0', at most 20 characters.
+local function redis_int(v)
+  if v == '0' then return 0 end
+  if #v > 20 or not (string.find(v, '^-?[1-9]%d*$')) then return nil end
+  return tonumber(v)
+end
+
+-- Lua numbers are doubles: this bound keeps a sum checked here from
+-- overflowing int64 in Redis, with a margin for the rounding.
+local int_limit = 9.2e18
+
+local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+
+-- 1. Marker sets.
+local nsets = tonumber(ARGV[i]); i = i + 1
+local set_names, set_pairs = {}, {}
+for s = 1, nsets do
+  local n = tonumber(ARGV[i]); i = i + 1
+  local names, pairs = {}, {}
+  for k = 1, n do
+    names[k] = ARGV[i]
+    pairs[2 * k - 1] = ARGV[i]
+    pairs[2 * k] = now
+    i = i + 1
+  end
+  set_names[s], set_pairs[s] = names, pairs
+end
+
+-- 2. Orders: the hash still exists and no marker is set yet.
+local norders = tonumber(ARGV[i]); i = i + 1
+local orders_at = i
+for o = 1, norders do
+  local names = set_names[tonumber(ARGV[i + 1])]
+  local r = redis.pcall('HMGET', KEYS[tonumber(ARGV[i])], 'ts', unpack(names))
+  if r.err or not r[1] then
+    note('gone ' .. o)
+  else
+    for k = 1, #names do
+      if r[k + 1] then note('done ' .. o .. ' ' .. k) end
     end
   end
-end
-
--- Check key types before writing anything: a WRONGTYPE error half way
--- through would leave part of the batch written.
-local nchecks = tonumber(ARGV[i]); i = i + 1
-for _ = 1, nchecks do
-  local key = KEYS[tonumber(ARGV[i])]
-  local want = ARGV[i + 1]
   i = i + 2
-  local have = redis.call('TYPE', key)['ok']
-  if have ~= 'none' and have ~= want then
-    return redis.error_reply('WRONGTYPE-CONFLICT ' .. have .. ' ' .. want .. ' ' .. key)
-  end
 end
 
-local statuses = {}
-local failures = {}
-local nwrites = tonumber(ARGV[i]); i = i + 1
-for w = 1, nwrites do
-  local order_key = KEYS[tonumber(ARGV[i])]
-  local marker = ARGV[i + 1]
-  local neffects = tonumber(ARGV[i + 2])
+-- 3. Key types.
+local ntypes = tonumber(ARGV[i]); i = i + 1
+for _ = 1, ntypes do
+  local k = tonumber(ARGV[i])
+  local have = redis.call('TYPE', KEYS[k])['ok']
+  if have ~= 'none' and have ~= ARGV[i + 1] then note('type ' .. k .. ' ' .. have) end
+  i = i + 2
+end
+
+-- 4. Values: replay each field's steps on its current value.
+local nchecks = tonumber(ARGV[i]); i = i + 1
+local fi = 0 -- fields are numbered across checks, for the problems
+for _ = 1, nchecks do
+  local k = tonumber(ARGV[i])
+  local kind = ARGV[i + 1]
+  local nfields = tonumber(ARGV[i + 2])
   i = i + 3
-  local status = 1
-  if redis.call('EXISTS', order_key) == 0 then
-    status = -1
-  elseif redis.call('HSETNX', order_key, marker, now) == 0 then
-    status = 0
-  end
-  statuses[w] = status
-  for e = 1, neffects do
-    local argc = tonumber(ARGV[i + 2])
-    if status == 1 then
-      local r = redis.pcall(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + argc))
-      if type(r) == 'table' and r.err then
-        failures[#failures + 1] = w .. ':' .. e .. ':' .. r.err
+  for _ = 1, nfields do
+    local field = ARGV[i]
+    local nsteps = tonumber(ARGV[i + 1])
+    i = i + 2
+    fi = fi + 1
+    local cur
+    if kind == 'h' then
+      cur = redis.pcall('HGET', KEYS[k], field)
+    elseif kind == 'p' then
+      cur = redis.pcall('GETRANGE', KEYS[k], 0, 3)
+      if type(cur) == 'string' and cur ~= '' and cur ~= 'HYLL' then
+        note('value ' .. fi .. ' is not a HyperLogLog')
+      end
+      cur = false
+    else
+      cur = redis.pcall('GET', KEYS[k])
+    end
+    if type(cur) == 'table' then cur = false end -- a type problem, noted above
+    local num, why = nil, nil
+    if cur then num = cur end
+    for _ = 1, nsteps do
+      local step, v = ARGV[i], ARGV[i + 1]
+      i = i + 2
+      if not why then
+        if step == 'set' then
+          num = v
+        elseif step == 'int' then
+          local n = 0
+          if num then
+            n = redis_int(num)
+            if not n then why = 'holds ' .. string.format('%q', string.sub(num, 1, 40)) .. ', not an integer' end
+          end
+          if not why then
+            n = n + tonumber(v)
+            if n >= int_limit or n <= -int_limit then why = 'would overflow a 64-bit integer' end
+            num = string.format('%.0f', n)
+          end
+        elseif step == 'float' then
+          local n = 0
+          if num then
+            n = tonumber(num)
+            if not n or string.find(num, '^%s') or string.find(num, '%s$') or string.find(num, '^[+-]?0[xX]') or not finite(n) then
+              why = 'holds ' .. string.format('%q', string.sub(num, 1, 40)) .. ', not a number'
+            end
+          end
+          if not why then
+            n = n + tonumber(v)
+            if not finite(n) then why = 'would become infinite' end
+            -- Redis stores the sum as text; an integral one reads back as an integer.
+            if n == math.floor(n) and n < int_limit and n > -int_limit then
+              num = string.format('%.0f', n)
+            else
+              num = tostring(n)
+            end
+          end
+        end
       end
     end
-    i = i + 3 + argc
+    if why then note('value ' .. fi .. ' ' .. why) end
   end
+end
+
+if #problems > 0 then
+  return { 0, unpack(problems) }
+end
+
+-- 5. Permissions: refuse the batch before writing, not half way through.
+-- Redis checked the keys already (they are all in KEYS); this checks the
+-- commands, eventhost's own writes first.
+local function deny(cmd, key)
+  return redis.error_reply('NOPERM this user may not run ' .. cmd .. ' on ' .. key)
+end
+if norders > 0 and not redis.acl_check_cmd('HSET', KEYS[tonumber(ARGV[orders_at])], 'f', 'v') then
+  return deny('HSET', KEYS[tonumber(ARGV[orders_at])])
+end
+if not redis.acl_check_cmd('XADD', KEYS[1], '*', 'f', 'v') or not redis.acl_check_cmd('XDEL', KEYS[1], '0-1') then
+  return deny('XADD and XDEL', KEYS[1])
+end
+if group ~= '' and not redis.acl_check_cmd('XACK', KEYS[2], group, '0-1') then
+  return deny('XACK', KEYS[2])
+end
+local nops = tonumber(ARGV[i]); i = i + 1
+local ops_at = i
+for _ = 1, nops do
+  local argc = tonumber(ARGV[i + 2])
+  if not redis.acl_check_cmd(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + argc)) then
+    return deny(ARGV[i], KEYS[tonumber(ARGV[i + 1])])
+  end
+  i = i + 3 + argc
+end
+
+-- Phase 2: write. Nothing below can be refused.
+local o_i = orders_at
+for _ = 1, norders do
+  redis.call('HSET', KEYS[tonumber(ARGV[o_i])], unpack(set_pairs[tonumber(ARGV[o_i + 1])]))
+  o_i = o_i + 2
+end
+
+i = ops_at
+for _ = 1, nops do
+  local argc = tonumber(ARGV[i + 2])
+  redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + argc))
+  i = i + 3 + argc
 end
 
 local ndead = tonumber(ARGV[i]); i = i + 1
@@ -85,6 +222,18 @@ for _ = 1, ndead do
   i = i + n
 end
 
+-- unpack() is bounded by Lua's C stack: send long id lists in chunks.
+local function chunked(cmd, key, extra, from, n)
+  for c = from, from + n - 1, 1000 do
+    local last = math.min(c + 999, from + n - 1)
+    if extra then
+      redis.call(cmd, key, extra, unpack(ARGV, c, last))
+    else
+      redis.call(cmd, key, unpack(ARGV, c, last))
+    end
+  end
+end
+
 -- Dead letters this batch replayed are gone with the batch that settled them.
 local ndel = tonumber(ARGV[i]); i = i + 1
 chunked('XDEL', KEYS[1], nil, i, ndel)
@@ -95,4 +244,4 @@ i = i + ndel
 local nack = tonumber(ARGV[i]); i = i + 1
 chunked('XACK', KEYS[2], group, i, nack)
 
-return { statuses, failures }
+return { 1 }
