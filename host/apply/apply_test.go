@@ -217,8 +217,10 @@ func TestApplyRefusesWhatRedisWouldRefuse(t *testing.T) {
 			data:   map[string]any{"h": map[string]string{"g": "1"}},
 		},
 		{
-			name:   "integer overflow",
-			before: func(ctx context.Context, rdb *redis.Client) error { return rdb.HSet(ctx, "h", "f", "9223372036854775800").Err() },
+			name: "integer overflow",
+			before: func(ctx context.Context, rdb *redis.Client) error {
+				return rdb.HSet(ctx, "h", "f", "9223372036854775800").Err()
+			},
 			writes: []apply.Write{write("1", "a", eff("HINCRBY", "h", "f", "100"))},
 			want:   []apply.Status{apply.Refused},
 			reason: "refused effect: key h field f would overflow a 64-bit integer",

@@ -87,7 +87,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer eng.Stop()
 
 	if d.cfg.Metrics.Listen != "" {
-		srv := d.serveHTTP(eng.Down)
+		srv := d.serveHTTP(eng.Down, eng.Pipeline.Paused)
 		defer srv.Close()
 	}
 
@@ -182,7 +182,7 @@ func (d *Daemon) waitForRedis(ctx context.Context, rdb *redis.Client) error {
 			d.logger.Info("connected to redis", "redis", d.cfg.Redis.String())
 			return nil
 		}
-		if AuthError(err) || redisconn.TLSError(err) {
+		if redisconn.AuthError(err) || redisconn.TLSError(err) {
 			return fmt.Errorf("connect to %s: %w", d.cfg.Redis, err)
 		}
 		wait := b.NextBackOff()
@@ -195,18 +195,7 @@ func (d *Daemon) waitForRedis(ctx context.Context, rdb *redis.Client) error {
 	}
 }
 
-// AuthError reports whether err is Redis refusing our credentials.
-func AuthError(err error) bool {
-	var rerr redis.Error
-	if !errors.As(err, &rerr) {
-		return false
-	}
-	msg := rerr.Error()
-	return strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") || strings.HasPrefix(msg, "NOPERM") ||
-		strings.Contains(msg, "invalid password") || strings.Contains(msg, "invalid username-password")
-}
-
-func (d *Daemon) serveHTTP(down func() []string) *http.Server {
+func (d *Daemon) serveHTTP(down func() []string, paused func() (string, time.Time)) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -220,6 +209,10 @@ func (d *Daemon) serveHTTP(down func() []string) *http.Server {
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !d.Ready() {
 			http.Error(w, "not ready: not yet subscribed and caught up", http.StatusServiceUnavailable)
+			return
+		}
+		if reason, since := paused(); reason != "" {
+			http.Error(w, fmt.Sprintf("not ready: paused for %s, holding received orders: %s", time.Since(since).Round(time.Second), reason), http.StatusServiceUnavailable)
 			return
 		}
 		if names := down(); len(names) > 0 {

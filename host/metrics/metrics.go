@@ -33,6 +33,8 @@ type Metrics struct {
 	PluginRestarts     *prometheus.CounterVec   // plugin
 	PluginUp           *prometheus.GaugeVec     // plugin
 	RedisErrors        *prometheus.CounterVec   // op
+	Paused             *prometheus.GaugeVec     // reason
+	Pauses             *prometheus.CounterVec   // reason
 	Reconnects         prometheus.Counter
 	Reloads            *prometheus.CounterVec // result
 }
@@ -91,6 +93,12 @@ func New() *Metrics {
 		RedisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventhost_redis_errors_total", Help: "Redis operations that failed (and were retried).",
 		}, []string{"op"}),
+		Paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eventhost_paused", Help: "1 while the pipeline is paused because Redis does not take its writes, by reason (OOM, NOPERM, MISCONF, READONLY, connection, …).",
+		}, []string{"reason"}),
+		Pauses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhost_pauses_total", Help: "Times the pipeline paused because Redis did not take its writes, by reason.",
+		}, []string{"reason"}),
 		Reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eventhost_pubsub_reconnects_total", Help: "Pub/Sub resubscriptions after a lost connection.",
 		}),
@@ -124,7 +132,7 @@ func New() *Metrics {
 		m.OrdersDeadLettered, m.BatchSize, m.BatchSeconds, m.PluginRPCSeconds, m.PluginErrors,
 		m.PluginRestarts, m.PluginUp, m.RedisErrors, m.Reconnects, m.OrdersRetried, m.OrderSeconds,
 		m.CatchUpRuns, m.CatchUpOrders, m.CatchUpSeconds, m.StreamPending, m.StreamLag, m.StreamClaimed,
-		m.Reloads,
+		m.Reloads, m.Paused, m.Pauses,
 	)
 	return m
 }

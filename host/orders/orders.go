@@ -4,7 +4,6 @@ package orders
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/redisconn"
 
 	"github.com/eventhost/eventhost/sdk"
 )
@@ -64,6 +65,9 @@ type Ref struct {
 	Only []string
 	// Attempt counts earlier tries of the plugins in Only.
 	Attempt int
+	// HashWaits counts how often a stream entry was held back because its
+	// order hash was not stored yet.
+	HashWaits int
 	// Replays is the dead-letter entry this ref replays; it is deleted in
 	// the same atomic step that finishes the order.
 	Replays string
@@ -153,39 +157,16 @@ func (l *Loader) Load(ctx context.Context, refs []Ref) (loaded []Loaded, rejecte
 }
 
 // RoundTripError returns the first error of a pipeline's commands that is
-// the round trip's fault rather than its key's: a connection error, or a
-// reply about the server's state (TransientReply). nil means every failed
-// command failed with a reply about its key (such as WRONGTYPE): then the
-// keys are bad, not the round trip.
+// the round trip's fault rather than its key's (see redisconn.Classify): nil
+// means every failed command failed with a reply about its key (such as
+// WRONGTYPE), so the keys are bad, not the round trip.
 func RoundTripError[C redis.Cmder](cmds []C) error {
 	for _, c := range cmds {
-		var rerr redis.Error
-		if err := c.Err(); err != nil && (!errors.As(err, &rerr) || TransientReply(err)) {
-			return err
+		if class, _ := redisconn.Classify(c.Err()); class != redisconn.Fine && class != redisconn.KeyFault {
+			return c.Err()
 		}
 	}
 	return nil
-}
-
-// transientReplies start the error replies that are about the server's
-// state, not the command: it is loading its data set after a restart,
-// running a long script, or failing over. The same command succeeds later.
-var transientReplies = []string{"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "NOREPLICAS"}
-
-// TransientReply reports whether err is an error reply from Redis that a
-// later retry of the same command may not get (see transientReplies).
-func TransientReply(err error) bool {
-	var rerr redis.Error
-	if !errors.As(err, &rerr) {
-		return false
-	}
-	msg := rerr.Error()
-	for _, p := range transientReplies {
-		if strings.HasPrefix(msg, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // Parse validates the fields of the hash at key for ref. The error says which

@@ -7,7 +7,6 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,13 +14,13 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/hashicorp/go-hclog"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/dispatch"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/redisconn"
 )
 
 // Pipeline processes batches of order ids.
@@ -41,10 +40,19 @@ type Pipeline struct {
 	// RetryBackoff is the wait before an order's first retry on a plugin;
 	// it doubles with each further attempt, up to RetryBackoffMax.
 	RetryBackoff, RetryBackoffMax time.Duration
+	// MissingHashWait is how long a stream entry whose order hash is not
+	// stored yet is held (pending, tried again with RetryBackoff) before
+	// it is dead-lettered, without marking the order, for a replay.
+	MissingHashWait time.Duration
 
 	retries retryQueue
 	batches sync.Pool // of *[]orders.Ref, see getBatch
+	pause   pauseState
 }
+
+// Paused returns why the pipeline is paused, and since when: Redis refused
+// its last try. "" when it runs.
+func (p *Pipeline) Paused() (reason string, since time.Time) { return p.pause.get() }
 
 // New wires a pipeline. maxOrders and maxWait bound a batch: it is sent when
 // it holds maxOrders ids or its first id has waited maxWait.
@@ -52,6 +60,7 @@ func New(l *orders.Loader, d *dispatch.Dispatcher, a *apply.Applier, m *metrics.
 	return &Pipeline{
 		loader: l, dispatcher: d, applier: a, metrics: m, logger: logger, maxOrders: maxOrders, maxWait: maxWait,
 		maxAttempts: map[string]int{}, RetryBackoff: 100 * time.Millisecond, RetryBackoffMax: 5 * time.Second,
+		MissingHashWait: 30 * time.Second,
 	}
 }
 
@@ -194,6 +203,9 @@ type prepared struct {
 	batch apply.Batch
 	// later are the refs to retry on some plugins once the batch is applied.
 	later []orders.Ref
+	// wait are stream refs whose order hash is not stored yet: tried
+	// again after a backoff, until MissingHashWait has passed.
+	wait []orders.Ref
 	start time.Time
 }
 
@@ -239,6 +251,14 @@ func (p *Pipeline) prepare(ctx context.Context, refs []orders.Ref) (prepared, er
 		p.metrics.OrdersLoaded.WithLabelValues(ch).Add(float64(n))
 	}
 	for _, r := range rejected {
+		if r.Missing && r.StreamID != "" && p.waited(r.HashWaits) < p.MissingHashWait {
+			// A stream entry can arrive before its hash is stored; the
+			// entry stays pending (unacknowledged) while it waits.
+			w := r.Ref
+			w.HashWaits++
+			pb.wait = append(pb.wait, w)
+			continue
+		}
 		p.logger.Warn("order rejected", "id", r.ID, "channel", r.Channel, "reason", r.Reason)
 		p.metrics.OrdersRejected.WithLabelValues(r.Channel).Inc()
 		e := deadletter.Entry{OrderID: r.ID, Channel: r.Channel, Reason: r.Reason, Attempts: r.Attempt + 1}
@@ -296,6 +316,9 @@ func (p *Pipeline) finish(ctx context.Context, pb prepared) error {
 	for _, r := range pb.later {
 		p.retries.push(now.Add(p.backoff(r.Attempt)), r)
 	}
+	for _, r := range pb.wait {
+		p.retries.push(now.Add(p.backoff(r.HashWaits)), r)
+	}
 	p.observeLatency(pb.refs, now)
 	p.metrics.BatchSeconds.Observe(time.Since(pb.start).Seconds())
 	return nil
@@ -347,6 +370,15 @@ func (p *Pipeline) attemptsFor(plugin string) int {
 	return 1
 }
 
+// waited is how long an order has been held back after n backoffs.
+func (p *Pipeline) waited(n int) time.Duration {
+	var d time.Duration
+	for i := 1; i <= n; i++ {
+		d += p.backoff(i)
+	}
+	return d
+}
+
 // backoff is the wait before try number attempt+1 of an order on a plugin.
 func (p *Pipeline) backoff(attempt int) time.Duration {
 	d := p.RetryBackoff
@@ -356,60 +388,41 @@ func (p *Pipeline) backoff(attempt int) time.Duration {
 	return min(d, p.RetryBackoffMax)
 }
 
-// apply writes b, moving writes that cannot land into dead letters: those
-// whose key holds another type (nothing is written then, so the rest is
-// retried), orders deleted since they were loaded, and effects Redis refused.
+// apply writes b whole, retrying while Redis cannot take it. Writes that
+// cannot land (a key of another type, a value Redis would refuse, an order
+// deleted since it was loaded) come back as dead letters written in the
+// same atomic step as the rest.
 func (p *Pipeline) apply(ctx context.Context, b apply.Batch) error {
-	for {
-		var res apply.Result
-		err := p.retry(ctx, "apply", func() error {
-			var err error
-			res, err = p.applier.Apply(ctx, b)
-			return err
-		})
-		var conflict *apply.TypeConflictError
-		if errors.As(err, &conflict) {
-			before := len(b.Writes)
-			if b = divert(b, conflict); len(b.Writes) == before {
-				// No write uses the key: it is eventhost's own (the
-				// dead-letter or source stream), and only the operator can fix it.
-				return fmt.Errorf("apply batch: %w", err)
-			}
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		var follow apply.Batch
-		processed := map[[2]string]int{}
-		for i, st := range res.Statuses {
-			w := b.Writes[i]
-			switch st {
-			case apply.Applied:
-				processed[[2]string{w.Channel, w.Plugin}]++
-			case apply.AlreadyDone:
-				p.metrics.OrdersDuplicate.WithLabelValues(w.Plugin).Inc()
-			case apply.Vanished:
-				follow.DeadLetters = append(follow.DeadLetters, letter(w, "order hash was deleted before its effects were applied"))
-			}
-		}
-		for k, n := range processed {
-			p.metrics.OrdersProcessed.WithLabelValues(k[0], k[1]).Add(float64(n))
-		}
-		for _, f := range res.Failures {
-			w := b.Writes[f.Write]
-			e := w.Effects[f.Effect]
-			follow.DeadLetters = append(follow.DeadLetters, letter(w,
-				fmt.Sprintf("partially applied: Redis refused effect %d (%s %s): %s; the other effects landed", f.Effect+1, e.Command, e.Key, f.Err)))
-		}
-		for _, d := range b.DeadLetters {
-			p.countDead(d)
-		}
-		if len(follow.DeadLetters) == 0 {
-			return nil
-		}
-		b = follow
+	var res apply.Result
+	err := p.retry(ctx, "apply", func() error {
+		var err error
+		res, err = p.applier.Apply(ctx, b)
+		return err
+	})
+	if err != nil {
+		return err
 	}
+	processed := map[[2]string]int{}
+	duplicates := map[string]int{}
+	for i, st := range res.Statuses {
+		w := b.Writes[i]
+		switch st {
+		case apply.Applied:
+			processed[[2]string{w.Channel, w.Plugin}]++
+		case apply.AlreadyDone:
+			duplicates[w.Plugin]++
+		}
+	}
+	for k, n := range processed {
+		p.metrics.OrdersProcessed.WithLabelValues(k[0], k[1]).Add(float64(n))
+	}
+	for plugin, n := range duplicates {
+		p.metrics.OrdersDuplicate.WithLabelValues(plugin).Add(float64(n))
+	}
+	for _, d := range res.DeadLetters {
+		p.countDead(d)
+	}
+	return nil
 }
 
 func (p *Pipeline) countDead(d deadletter.Entry) {
@@ -424,30 +437,11 @@ func (p *Pipeline) countDead(d deadletter.Entry) {
 	p.logger.Warn("order dead-lettered", "id", d.OrderID, "plugin", d.Plugin, "reason", d.Reason)
 }
 
-// divert moves every write that touches the conflicting key to dead letters.
-func divert(b apply.Batch, c *apply.TypeConflictError) apply.Batch {
-	out := apply.Batch{DeadLetters: b.DeadLetters, Replayed: b.Replayed, Acks: b.Acks}
-	for _, w := range b.Writes {
-		touches := false
-		for _, e := range w.Effects {
-			touches = touches || e.Key == c.Key
-		}
-		if touches {
-			out.DeadLetters = append(out.DeadLetters, letter(w, "refused effect: "+c.Error()))
-			continue
-		}
-		out.Writes = append(out.Writes, w)
-	}
-	return out
-}
-
-func letter(w apply.Write, reason string) deadletter.Entry {
-	return deadletter.Entry{OrderID: w.OrderID, Channel: w.Channel, Plugin: w.Plugin, Reason: reason, Attempts: 1, OrderKey: w.OrderKey}
-}
-
-// retry runs op until it succeeds, fails in a way a retry cannot fix, or ctx
-// ends. Connection failures are retried with backoff: Redis restarting must
-// delay orders, not drop them.
+// retry runs op until it succeeds or ctx ends. Whatever Redis answers, the
+// host never gives up on a batch: Redis unreachable, out of memory, not
+// persisting, read-only or refusing our user pauses the pipeline (not ready,
+// with the reason) while op is retried with backoff, and it resumes by
+// itself once Redis takes the batch.
 func (p *Pipeline) retry(ctx context.Context, what string, op func() error) error {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 20 * time.Millisecond
@@ -456,33 +450,28 @@ func (p *Pipeline) retry(ctx context.Context, what string, op func() error) erro
 	b.Reset() // the constructor already fixed the first interval at its default
 	for {
 		err := op()
-		if err == nil || !Retriable(err) {
+		class, reason := redisconn.Classify(err)
+		var own *apply.OwnKeyError
+		switch {
+		case class == redisconn.Fine:
+			p.pause.resume(p.logger, p.metrics)
+			return nil
+		case class == redisconn.Stopped || ctx.Err() != nil:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			return err
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+		case errors.As(err, &own):
+			reason = "eventhost's own key holds another type"
 		}
 		p.metrics.RedisErrors.WithLabelValues(what).Inc()
+		p.pause.pause(p.logger, p.metrics, reason, err)
 		wait := b.NextBackOff()
-		p.logger.Error("redis operation failed; retrying", "op", what, "error", err, "retry_in", wait)
+		p.logger.Error("redis refused the batch; paused, retrying", "op", what, "reason", reason, "error", err, "retry_in", wait)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-}
-
-// Retriable reports whether err is Redis being unreachable or briefly
-// unable to serve, rather than a command that will always fail.
-func Retriable(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
-	var rerr redis.Error
-	if errors.As(err, &rerr) {
-		return orders.TransientReply(err)
-	}
-	var conflict *apply.TypeConflictError
-	return !errors.As(err, &conflict)
 }

@@ -29,7 +29,49 @@ type Policy struct {
 	patterns []string
 	reserved []string
 	// allow is the block's allow_keys; nil allows every declared pattern.
-	allow []string
+	allow  []string
+	limits Limits
+}
+
+// Limits bound what one plugin may write for one order, so that one order
+// cannot make Redis allocate, or one apply carry, more than an operator
+// allowed. The zero value of a field means its default.
+type Limits struct {
+	// MaxBitfieldBits is the highest bit (offset plus width) a BITFIELD
+	// may address: Redis grows the string to reach it (default 1 Mibit,
+	// a 128 KiB string).
+	MaxBitfieldBits int64
+	// MaxEffects bounds the effects of one (plugin, order) pair
+	// (default 1,000).
+	MaxEffects int
+	// MaxBytes bounds the bytes of one pair's effects: keys and
+	// arguments (default 1 MiB).
+	MaxBytes int
+}
+
+// The default Limits.
+const (
+	DefaultMaxBitfieldBits = 1 << 20
+	DefaultMaxEffects      = 1000
+	DefaultMaxBytes        = 1 << 20
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxBitfieldBits <= 0 {
+		l.MaxBitfieldBits = DefaultMaxBitfieldBits
+	}
+	if l.MaxEffects <= 0 {
+		l.MaxEffects = DefaultMaxEffects
+	}
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	return l
+}
+
+// WithLimits sets the limits (see Limits; zero fields keep the defaults).
+func WithLimits(l Limits) Option {
+	return func(p *Policy) { p.limits = l.withDefaults() }
 }
 
 // Option narrows a Policy.
@@ -47,7 +89,7 @@ func AllowKeys(allow []string) Option {
 // with any of reserved (order hashes, eventhost's own keys) are refused even
 // when a pattern matches them.
 func New(plugin string, patterns, reserved []string, opts ...Option) *Policy {
-	p := &Policy{plugin: plugin, patterns: patterns, reserved: reserved}
+	p := &Policy{plugin: plugin, patterns: patterns, reserved: reserved, limits: Limits{}.withDefaults()}
 	for _, o := range opts {
 		o(p)
 	}
@@ -73,18 +115,30 @@ func (p *Policy) Check(e sdk.Effect) error {
 	if p.allow != nil && !sdk.MatchesAny(p.allow, e.Key) {
 		return fmt.Errorf("plugin %s: %s %s: key is outside the block's allow_keys %q (the plugin declares %q)", p.plugin, e.Command, e.Key, p.allow, p.patterns)
 	}
-	if err := checkArgs(e.Command, e.Args); err != nil {
+	if err := checkArgs(e.Command, e.Args, p.limits); err != nil {
 		return fmt.Errorf("plugin %s: %s %s: %w", p.plugin, e.Command, e.Key, err)
 	}
 	return nil
 }
 
-// CheckAll checks every effect, returning the first violation.
+// CheckAll checks one order's effects, each and together (Limits),
+// returning the first violation.
 func (p *Policy) CheckAll(effects []sdk.Effect) error {
+	if len(effects) > p.limits.MaxEffects {
+		return fmt.Errorf("plugin %s: %d effects for one order; the limit is %d (limits.max_effects_per_order)", p.plugin, len(effects), p.limits.MaxEffects)
+	}
+	size := 0
 	for _, e := range effects {
 		if err := p.Check(e); err != nil {
 			return err
 		}
+		size += len(e.Command) + len(e.Key)
+		for _, a := range e.Args {
+			size += len(a)
+		}
+	}
+	if size > p.limits.MaxBytes {
+		return fmt.Errorf("plugin %s: effects of %d bytes for one order; the limit is %d (limits.max_effect_bytes_per_order)", p.plugin, size, p.limits.MaxBytes)
 	}
 	return nil
 }
@@ -95,7 +149,7 @@ func (p *Policy) CheckAll(effects []sdk.Effect) error {
 // into several by the plugin. The SDK's decoder holds to the same bound.
 const MaxArgs = sdk.MaxEffectArgs
 
-func checkArgs(cmd string, args []string) error {
+func checkArgs(cmd string, args []string, l Limits) error {
 	if len(args) > MaxArgs {
 		return fmt.Errorf("has %d arguments; at most %d per effect (split it into several effects)", len(args), MaxArgs)
 	}
@@ -129,7 +183,7 @@ func checkArgs(cmd string, args []string) error {
 		}
 		return isInt(args[0])
 	case "BITFIELD":
-		return checkBitfield(args)
+		return checkBitfield(args, l.MaxBitfieldBits)
 	case "XADD":
 		return checkXAdd(args)
 	}
@@ -138,7 +192,7 @@ func checkArgs(cmd string, args []string) error {
 
 // checkBitfield allows only writing subcommands; GET would turn a write
 // batch into a read.
-func checkBitfield(args []string) error {
+func checkBitfield(args []string, maxBits int64) error {
 	if len(args) == 0 {
 		return fmt.Errorf("wants at least one subcommand")
 	}
@@ -158,12 +212,23 @@ func checkBitfield(args []string) error {
 			if i+3 >= len(args) {
 				return fmt.Errorf("%s wants type, offset and value", args[i])
 			}
-			if err := checkBitfieldType(args[i+1]); err != nil {
+			bits, err := checkBitfieldType(args[i+1])
+			if err != nil {
 				return err
 			}
-			off := strings.TrimPrefix(args[i+2], "#")
-			if n, err := strconv.ParseInt(off, 10, 64); err != nil || n < 0 {
+			off, hash := strings.CutPrefix(args[i+2], "#")
+			n, err := strconv.ParseInt(off, 10, 64)
+			if err != nil || n < 0 || isInt(off) != nil {
 				return fmt.Errorf("offset %q is not a non-negative integer", args[i+2])
+			}
+			if hash {
+				if n > maxBits/bits {
+					return fmt.Errorf("offset %s addresses bits beyond %d (limits.max_bitfield_bits)", args[i+2], maxBits)
+				}
+				n *= bits
+			}
+			if n > maxBits-bits {
+				return fmt.Errorf("offset %s with type %s addresses bits beyond %d (limits.max_bitfield_bits)", args[i+2], args[i+1], maxBits)
 			}
 			if err := isInt(args[i+3]); err != nil {
 				return err
@@ -176,19 +241,12 @@ func checkBitfield(args []string) error {
 	return nil
 }
 
-func checkBitfieldType(t string) error {
-	if len(t) < 2 || (t[0] != 'u' && t[0] != 'i') {
-		return fmt.Errorf("type %q is not u1..u63 or i1..i64", t)
+func checkBitfieldType(t string) (int64, error) {
+	bits, err := sdk.ParseCounter(t)
+	if err != nil {
+		return 0, err
 	}
-	bits, err := strconv.Atoi(t[1:])
-	max := 64
-	if t[0] == 'u' {
-		max = 63
-	}
-	if err != nil || bits < 1 || bits > max {
-		return fmt.Errorf("type %q is not u1..u63 or i1..i64", t)
-	}
-	return nil
+	return bits, nil
 }
 
 // checkXAdd allows [MAXLEN [~] N] * field value [field value ...]: ids are
@@ -218,17 +276,47 @@ func checkXAdd(args []string) error {
 	return nil
 }
 
+// isInt accepts what Redis' own integer parser does: an optional '-', no
+// '+', no leading zeros, no "-0", within int64. Go's ParseInt alone accepts
+// "+5" and "007", which Redis refuses half way through a batch.
 func isInt(s string) error {
-	if _, err := strconv.ParseInt(s, 10, 64); err != nil {
-		return fmt.Errorf("%q is not a 64-bit integer", s)
+	ok := s == "0" || (len(s) > 0 && len(s) <= 20)
+	if ok && s != "0" {
+		digits := strings.TrimPrefix(s, "-")
+		ok = len(digits) > 0 && digits[0] >= '1' && digits[0] <= '9'
+		for i := 1; ok && i < len(digits); i++ {
+			ok = digits[i] >= '0' && digits[i] <= '9'
+		}
+	}
+	if _, err := strconv.ParseInt(s, 10, 64); !ok || err != nil {
+		return fmt.Errorf("%q is not a 64-bit integer as Redis writes one", s)
 	}
 	return nil
 }
 
+// maxFloatLen bounds a float argument; sdk.FormatFloat needs at most about
+// 330 characters for a float64 without exponent, and increments are summed
+// exactly in decimal before they reach Redis.
+const maxFloatLen = 400
+
+// isFloat accepts plain decimals: an optional '-', digits with at most one
+// '.', finite. No exponent, hex, "inf" or "nan" (Redis would take some of
+// them, but the host sums increments exactly and bounds their cost).
 func isFloat(s string) error {
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return fmt.Errorf("%q is not a finite number", s)
+	digits := strings.TrimPrefix(s, "-")
+	ok := len(s) <= maxFloatLen && digits != "" && digits != "."
+	point := false
+	for i := 0; ok && i < len(digits); i++ {
+		switch c := digits[i]; {
+		case c >= '0' && c <= '9':
+		case c == '.' && !point:
+			point = true
+		default:
+			ok = false
+		}
+	}
+	if f, err := strconv.ParseFloat(s, 64); !ok || err != nil || math.IsInf(f, 0) {
+		return fmt.Errorf("%q is not a finite decimal number (digits, at most one '.', no exponent)", s)
 	}
 	return nil
 }

@@ -27,7 +27,9 @@ func TestCheck(t *testing.T) {
 		// Every allowed command with good arguments.
 		{name: "HINCRBY", effect: eff("HINCRBY", "m:h", "f", "-5")},
 		{name: "HINCRBYFLOAT", effect: eff("HINCRBYFLOAT", "m:h", "f", "12.5")},
-		{name: "HINCRBYFLOAT exponent", effect: eff("HINCRBYFLOAT", "m:h", "f", "1e3")},
+		{name: "HINCRBYFLOAT negative, no integer part", effect: eff("HINCRBYFLOAT", "m:h", "f", "-.5")},
+		{name: "HINCRBY zero", effect: eff("HINCRBY", "m:h", "f", "0")},
+		{name: "BITFIELD at the bit limit", effect: eff("BITFIELD", "m:b", "INCRBY", "u8", strconv.Itoa(policy.DefaultMaxBitfieldBits-8), "1")},
 		{name: "HSET one pair", effect: eff("HSET", "m:h", "f", "v")},
 		{name: "HSET two pairs", effect: eff("HSET", "m:h", "f", "v", "g", "w")},
 		{name: "SADD", effect: eff("SADD", "m:s", "a", "b")},
@@ -73,16 +75,31 @@ func TestCheck(t *testing.T) {
 		{name: "HINCRBY non-integer", effect: eff("HINCRBY", "m:h", "f", "1.5"), wantErr: `"1.5" is not a 64-bit integer`},
 		{name: "HINCRBY text", effect: eff("HINCRBY", "m:h", "f", "abc"), wantErr: "is not a 64-bit integer"},
 		{name: "HINCRBY missing increment", effect: eff("HINCRBY", "m:h", "f"), wantErr: "got 1 arguments"},
-		{name: "HINCRBYFLOAT inf", effect: eff("HINCRBYFLOAT", "m:h", "f", "inf"), wantErr: `"inf" is not a finite number`},
-		{name: "HINCRBYFLOAT nan", effect: eff("HINCRBYFLOAT", "m:h", "f", "nan"), wantErr: `"nan" is not a finite number`},
-		{name: "HINCRBYFLOAT text", effect: eff("HINCRBYFLOAT", "m:h", "f", "x"), wantErr: "is not a finite number"},
-		{name: "ZINCRBY nan", effect: eff("ZINCRBY", "m:z", "NaN", "m"), wantErr: "is not a finite number"},
+		{name: "HINCRBYFLOAT inf", effect: eff("HINCRBYFLOAT", "m:h", "f", "inf"), wantErr: `"inf" is not a finite decimal number`},
+		{name: "HINCRBYFLOAT nan", effect: eff("HINCRBYFLOAT", "m:h", "f", "nan"), wantErr: `"nan" is not a finite decimal number`},
+		{name: "HINCRBYFLOAT text", effect: eff("HINCRBYFLOAT", "m:h", "f", "x"), wantErr: "is not a finite decimal number"},
+		{name: "HINCRBYFLOAT exponent", effect: eff("HINCRBYFLOAT", "m:h", "f", "1e3"), wantErr: `"1e3" is not a finite decimal number`},
+		{name: "HINCRBYFLOAT hex", effect: eff("HINCRBYFLOAT", "m:h", "f", "0x1p3"), wantErr: "is not a finite decimal number"},
+		{name: "HINCRBYFLOAT plus", effect: eff("HINCRBYFLOAT", "m:h", "f", "+1"), wantErr: "is not a finite decimal number"},
+		{name: "HINCRBYFLOAT two points", effect: eff("HINCRBYFLOAT", "m:h", "f", "1.2.3"), wantErr: "is not a finite decimal number"},
+		{name: "HINCRBYFLOAT too long", effect: eff("HINCRBYFLOAT", "m:h", "f", strings.Repeat("1", 401)), wantErr: "is not a finite decimal number"},
+		{name: "ZINCRBY nan", effect: eff("ZINCRBY", "m:z", "NaN", "m"), wantErr: "is not a finite decimal number"},
+		// Go's ParseInt takes these; Redis does not, half way through a batch.
+		{name: "HINCRBY plus sign", effect: eff("HINCRBY", "m:h", "f", "+5"), wantErr: `"+5" is not a 64-bit integer`},
+		{name: "HINCRBY leading zeros", effect: eff("HINCRBY", "m:h", "f", "007"), wantErr: `"007" is not a 64-bit integer`},
+		{name: "HINCRBY minus zero", effect: eff("HINCRBY", "m:h", "f", "-0"), wantErr: `"-0" is not a 64-bit integer`},
+		{name: "HINCRBY past int64", effect: eff("HINCRBY", "m:h", "f", "9223372036854775808"), wantErr: "is not a 64-bit integer"},
+		{name: "BITFIELD value with plus", effect: eff("BITFIELD", "m:b", "INCRBY", "u8", "0", "+1"), wantErr: `"+1" is not a 64-bit integer`},
+		{name: "BITFIELD offset with leading zero", effect: eff("BITFIELD", "m:b", "INCRBY", "u8", "08", "1"), wantErr: "is not a non-negative integer"},
+		{name: "BITFIELD past the bit limit", effect: eff("BITFIELD", "m:b", "INCRBY", "u8", strconv.Itoa(policy.DefaultMaxBitfieldBits-7), "1"), wantErr: "limits.max_bitfield_bits"},
+		{name: "BITFIELD # offset past the bit limit", effect: eff("BITFIELD", "m:b", "SET", "u8", "#536870911", "1"), wantErr: "limits.max_bitfield_bits"},
+		{name: "BITFIELD offset past 2^32", effect: eff("BITFIELD", "m:b", "INCRBY", "u8", "4294967296", "1"), wantErr: "limits.max_bitfield_bits"},
 		{name: "INCRBY float", effect: eff("INCRBY", "m:c", "1.0"), wantErr: "is not a 64-bit integer"},
 		{name: "SADD no members", effect: eff("SADD", "m:s"), wantErr: "wants at least one member"},
 		{name: "BITFIELD GET", effect: eff("BITFIELD", "m:b", "GET", "u8", "0"), wantErr: `subcommand "GET" is not allowed`},
 		{name: "BITFIELD GET after INCRBY", effect: eff("BITFIELD", "m:b", "INCRBY", "u8", "0", "1", "GET", "u8", "0"), wantErr: `subcommand "GET" is not allowed`},
-		{name: "BITFIELD u64", effect: eff("BITFIELD", "m:b", "INCRBY", "u64", "0", "1"), wantErr: `type "u64" is not u1..u63 or i1..i64`},
-		{name: "BITFIELD i65", effect: eff("BITFIELD", "m:b", "INCRBY", "i65", "0", "1"), wantErr: `type "i65"`},
+		{name: "BITFIELD u64", effect: eff("BITFIELD", "m:b", "INCRBY", "u64", "0", "1"), wantErr: `counter "u64" is not a BITFIELD type`},
+		{name: "BITFIELD i65", effect: eff("BITFIELD", "m:b", "INCRBY", "i65", "0", "1"), wantErr: `counter "i65"`},
 		{name: "BITFIELD negative offset", effect: eff("BITFIELD", "m:b", "INCRBY", "u8", "-8", "1"), wantErr: `offset "-8" is not a non-negative integer`},
 		{name: "BITFIELD negative # offset", effect: eff("BITFIELD", "m:b", "INCRBY", "u8", "#-1", "1"), wantErr: "is not a non-negative integer"},
 		{name: "BITFIELD bad overflow", effect: eff("BITFIELD", "m:b", "OVERFLOW", "BOOM", "INCRBY", "u8", "0", "1"), wantErr: `OVERFLOW "BOOM"`},
@@ -284,4 +301,41 @@ func members(n int) []string {
 		out[i] = strconv.Itoa(i)
 	}
 	return out
+}
+
+func TestCheckAllLimits(t *testing.T) {
+	eff := sdk.Effect{Command: "SADD", Key: "m:s", Args: []string{"0123456789"}}
+	many := func(n int) []sdk.Effect {
+		out := make([]sdk.Effect, n)
+		for i := range out {
+			out[i] = eff
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		limits  policy.Limits
+		effects []sdk.Effect
+		wantErr string
+	}{
+		{name: "at the default effect limit", effects: many(policy.DefaultMaxEffects)},
+		{name: "past the default effect limit", effects: many(policy.DefaultMaxEffects + 1), wantErr: "1001 effects for one order; the limit is 1000"},
+		{name: "past a configured effect limit", limits: policy.Limits{MaxEffects: 2}, effects: many(3), wantErr: "the limit is 2 (limits.max_effects_per_order)"},
+		// SADD + m:s + 10 digits = 17 bytes an effect.
+		{name: "at a byte limit", limits: policy.Limits{MaxBytes: 34}, effects: many(2)},
+		{name: "past a byte limit", limits: policy.Limits{MaxBytes: 33}, effects: many(2), wantErr: "effects of 34 bytes for one order; the limit is 33"},
+		{name: "a configured bit limit", limits: policy.Limits{MaxBitfieldBits: 64},
+			effects: []sdk.Effect{{Command: "BITFIELD", Key: "m:b", Args: []string{"INCRBY", "u8", "#8", "1"}}}, wantErr: "beyond 64"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := policy.New("p", []string{"m:*"}, reserved, policy.WithLimits(tt.limits)).CheckAll(tt.effects)
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("CheckAll = %v, want allowed", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("CheckAll = %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
 }

@@ -2,22 +2,17 @@ package report
 
 import (
 	"fmt"
-	"strconv"
+
+	"github.com/eventhost/eventhost/sdk"
 )
 
-// ParseCounter parses a Redis BITFIELD integer type: "u1".."u63" for
-// unsigned and "i1".."i64" for signed counters. Redis has no u64, because an
-// unsigned 64-bit value would not fit its signed replies.
+// ParseCounter parses a Redis BITFIELD integer type with sdk.ParseCounter.
 func ParseCounter(typ string) (bits int, signed bool, err error) {
-	if len(typ) < 2 || (typ[0] != 'u' && typ[0] != 'i') || typ[1] < '1' || typ[1] > '9' {
-		return 0, false, fmt.Errorf("parse counter type %q: want u1..u63 or i1..i64", typ)
+	n, err := sdk.ParseCounter(typ)
+	if err != nil {
+		return 0, false, fmt.Errorf("parse counter type: %w", err)
 	}
-	signed = typ[0] == 'i'
-	bits, err = strconv.Atoi(typ[1:])
-	if err != nil || bits > 64 || (!signed && bits > 63) {
-		return 0, false, fmt.Errorf("parse counter type %q: want u1..u63 or i1..i64", typ)
-	}
-	return bits, signed, nil
+	return int(n), typ[0] == 'i', nil
 }
 
 // DecodeCounter returns counter number slot of type typ in buf, a string

@@ -6,7 +6,6 @@ package saleshistogram
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/eventhost/eventhost/sdk"
@@ -61,7 +60,7 @@ func (h *Histogram) Describe() sdk.Description {
 // Configure implements sdk.Plugin.
 func (h *Histogram) Configure(cfg sdk.Config) error {
 	var errs []error
-	bits, err := ParseCounter(cfg.String(FieldCounter))
+	bits, err := sdk.ParseCounter(cfg.String(FieldCounter))
 	if err != nil {
 		errs = append(errs, sdk.FieldErrorf(FieldCounter, "%v", err))
 	}
@@ -92,22 +91,6 @@ func (h *Histogram) Handle(o sdk.Order, out *sdk.Effects) error {
 
 // SlotOffset is the bit offset of hour's counter for counters of bits bits.
 func SlotOffset(hour int, bits int64) int64 { return int64(hour+1) * bits }
-
-// ParseCounter checks a BITFIELD type such as u8 or i32 and returns its width.
-func ParseCounter(typ string) (int64, error) {
-	if len(typ) < 2 || (typ[0] != 'u' && typ[0] != 'i') {
-		return 0, fmt.Errorf("counter %q is not a BITFIELD type such as u8, u32 or i64", typ)
-	}
-	bits, err := strconv.ParseInt(typ[1:], 10, 64)
-	max := int64(64)
-	if typ[0] == 'u' {
-		max = 63 // Redis' limit for unsigned fields
-	}
-	if err != nil || bits < 1 || bits > max {
-		return 0, fmt.Errorf("counter %q is not a BITFIELD type: %c takes 1 to %d bits", typ, typ[0], max)
-	}
-	return bits, nil
-}
 
 // ParseOverflow maps the config's overflow names to BITFIELD modes.
 func ParseOverflow(s string) (sdk.Overflow, error) {
