@@ -180,12 +180,17 @@ end
 if group ~= '' and not redis.acl_check_cmd('XACK', KEYS[2], group, '0-1') then
   return deny('XACK', KEYS[2])
 end
+-- Once per command: Redis checked every key already, as part of KEYS.
 local nops = tonumber(ARGV[i]); i = i + 1
 local ops_at = i
+local allowed = {}
 for _ = 1, nops do
-  local argc = tonumber(ARGV[i + 2])
-  if not redis.acl_check_cmd(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + argc)) then
-    return deny(ARGV[i], KEYS[tonumber(ARGV[i + 1])])
+  local cmd, argc = ARGV[i], tonumber(ARGV[i + 2])
+  if not allowed[cmd] then
+    if not redis.acl_check_cmd(cmd, KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + argc)) then
+      return deny(cmd, KEYS[tonumber(ARGV[i + 1])])
+    end
+    allowed[cmd] = true
   end
   i = i + 3 + argc
 end

@@ -67,26 +67,46 @@ func BenchmarkThroughput(b *testing.B) {
 	rounds := envInt("BENCH_ROUNDS", 3)
 	srv := redistest.Start(b)
 	rdb := srv.Client()
-	var hostRates, refRates []float64
+	var hostRates, refRates, naiveRates, hostUs, refUs, naiveUs []float64
 	var peakRSS int64
 	for i := 0; i < b.N*rounds; i++ {
-		for _, r := range []runner{&inProcess{}, &subprocess{}} {
-			rate := measure(b, rdb, srv.Addr, r, n, int64(i))
-			if sp, ok := r.(*subprocess); ok {
-				hostRates = append(hostRates, rate)
-				peakRSS = max(peakRSS, sp.peakRSS)
-			} else {
-				refRates = append(refRates, rate)
+		for _, r := range []runner{&naive{}, &inProcess{}, &subprocess{}} {
+			rate, us := measure(b, rdb, srv.Addr, r, n, int64(i))
+			switch r := r.(type) {
+			case *subprocess:
+				hostRates, hostUs = append(hostRates, rate), append(hostUs, us)
+				peakRSS = max(peakRSS, r.peakRSS)
+			case *inProcess:
+				refRates, refUs = append(refRates, rate), append(refUs, us)
+			default:
+				naiveRates, naiveUs = append(naiveRates, rate), append(naiveUs, us)
 			}
 		}
 	}
-	host, ref := median(hostRates), median(refRates)
+	host, ref, nv := median(hostRates), median(refRates), median(naiveRates)
 	b.ReportMetric(host, "eventhost-orders/s")
 	b.ReportMetric(ref, "reference-orders/s")
+	b.ReportMetric(nv, "naive-orders/s")
 	b.ReportMetric(host/ref, "ratio")
+	b.ReportMetric(host/nv, "ratio-naive")
+	b.ReportMetric(median(hostUs), "eventhost-redis-cpu-us/order")
+	b.ReportMetric(median(naiveUs), "naive-redis-cpu-us/order")
 	b.ReportMetric(float64(peakRSS)/(1<<20), "host-peak-RSS-MiB")
-	fmt.Printf("throughput (%d orders, median of %d rounds): eventhost %.0f orders/s, in-process reference %.0f orders/s, ratio %.2f; host peak RSS %.1f MiB\n",
-		n, rounds, host, ref, host/ref, float64(peakRSS)/(1<<20))
+	fmt.Printf("throughput (%d orders, median of %d rounds, each round all three on one Redis):\n", n, rounds)
+	fmt.Printf("  %-38s %10s %9s %16s\n", "", "orders/s", "ratio", "redis CPU µs/order")
+	fmt.Printf("  %-38s %10.0f %9.2f %16.1f\n", "eventhost (3 plugin processes)", host, 1.0, median(hostUs))
+	fmt.Printf("  %-38s %10.0f %9.2f %16.1f\n", "in-process reference (same pipeline)", ref, ref/host, median(refUs))
+	fmt.Printf("  %-38s %10.0f %9.2f %16.1f\n", "naive program (6 commands/order)", nv, nv/host, median(naiveUs))
+	fmt.Printf("  eventhost / naive = %.2f (per round: %s); host peak RSS %.1f MiB\n", host/nv, ratios(hostRates, naiveRates), float64(peakRSS)/(1<<20))
+}
+
+// ratios formats a[i]/b[i] for each round.
+func ratios(a, b []float64) string {
+	var parts []string
+	for i := range a {
+		parts = append(parts, fmt.Sprintf("%.2f", a[i]/b[i]))
+	}
+	return strings.Join(parts, " ")
 }
 
 // BenchmarkCatchUp stores orders no plugin has seen (published while the
@@ -185,21 +205,43 @@ func BenchmarkLatency(b *testing.B) {
 	}
 }
 
-func measure(b *testing.B, rdb *redis.Client, addr string, r runner, n int, seed int64) float64 {
+// measure returns r's throughput in orders/s and the CPU time Redis spent
+// per order, in µs, producer included (the same for every runner): INFO
+// cpu, not commandstats, whose wall-clock times grow whenever a busy
+// 2-core machine deschedules Redis. BENCH_STATS=1 prints commandstats too.
+func measure(b *testing.B, rdb *redis.Client, addr string, r runner, n int, seed int64) (float64, float64) {
 	ctx := context.Background()
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		b.Fatal(err)
 	}
 	r.start(b, addr)
 	defer r.stop(b)
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	cpuBefore := redisCPU(b, rdb)
 	pub := publish.NewPublisher(rdb, channel, orderPrefix)
 	start := time.Now()
 	published, err := pub.PublishMany(ctx, publish.NewGenerator(seed+1), n, 0, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	waitApplied(b, rdb, published[len(published)-1].ID)
-	return float64(n) / time.Since(start).Seconds()
+	if nv, ok := r.(*naive); ok {
+		nv.waitCount(b, n)
+	} else {
+		waitApplied(b, rdb, published[len(published)-1].ID)
+	}
+	rate := float64(n) / time.Since(start).Seconds()
+	cpu := redisCPU(b, rdb) - cpuBefore
+	us, per := consumerMicros(b, rdb)
+	if os.Getenv("BENCH_STATS") != "" {
+		fmt.Printf("%T: Redis µs per order by command:", r)
+		for name, v := range per {
+			fmt.Printf(" %s=%.2f", name, v/float64(n))
+		}
+		fmt.Printf(" (commandstats, consumer only: %.2f µs/order)\n", us/float64(n))
+	}
+	return rate, cpu * 1e6 / float64(n)
 }
 
 func measureLatency(b *testing.B, rdb *redis.Client, addr string, r runner, rate, seconds int, seed int64) []time.Duration {

@@ -205,7 +205,7 @@ type prepared struct {
 	later []orders.Ref
 	// wait are stream refs whose order hash is not stored yet: tried
 	// again after a backoff, until MissingHashWait has passed.
-	wait []orders.Ref
+	wait  []orders.Ref
 	start time.Time
 }
 

@@ -1,0 +1,110 @@
+package apply_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/apply"
+	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/sdk"
+)
+
+// BenchmarkApplyRedisTime applies tutorial-like batches (512 orders, three
+// plugins, 30 events, a customer each) and reports the Redis time per order
+// that INFO commandstats gives the script: the cost exactly-once and the
+// checks add on top of the metric commands themselves.
+func BenchmarkApplyRedisTime(b *testing.B) {
+	srv := redistest.Start(b)
+	rdb := srv.Client()
+	ctx := context.Background()
+	a := apply.New(rdb, dlStream, 0)
+	const perBatch = 512
+	orders := 0
+	b.ResetTimer()
+	rdb.ConfigResetStat(ctx)
+	cpu := 0.0
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		var writes []apply.Write
+		pipe := rdb.Pipeline()
+		for o := 0; o < perBatch; o++ {
+			id := fmt.Sprintf("%d-%d", i, o)
+			pipe.HSet(ctx, orderKey(id), "ts", "1700000000", "qty", "3", "cost", "12.5", "event", "rock", "who", "ann")
+			event := "event-" + strconv.Itoa(o%30)
+			var hist, summary, invoices sdk.Effects
+			hist.BitfieldIncrBy("sales_histogram:time_of_day", "u32", 32*(1+int64(o%24)), 3, sdk.OverflowSat)
+			hist.BitfieldIncrBy("sales_histogram:time_of_day:"+event, "u32", 32*(1+int64(o%24)), 3, sdk.OverflowSat)
+			summary.SAdd("sales:"+event, id)
+			summary.HIncrByFloat("sales_summary", event+":total_sales", 12.5)
+			summary.HIncrBy("sales_summary", event+":total_tickets_sold", 3)
+			invoices.SAdd("invoices:customer-"+id, id)
+			writes = append(writes,
+				write(id, "sales-histogram", hist.List()...),
+				write(id, "events-summary", summary.List()...),
+				write(id, "customer-invoices", invoices.List()...))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		before := redisCPU(b, rdb)
+		if _, err := a.Apply(ctx, apply.Batch{Writes: writes}); err != nil {
+			b.Fatal(err)
+		}
+		cpu += redisCPU(b, rdb) - before
+		orders += perBatch
+	}
+	b.StopTimer()
+	us := commandMicros(b, rdb)
+	b.ReportMetric(us["evalsha"]/float64(orders), "redis-us/order")
+	b.ReportMetric(cpu*1e6/float64(orders), "redis-cpu-us/order")
+	var inner []string
+	for name, v := range us {
+		if name != "evalsha" && name != "hset" {
+			inner = append(inner, fmt.Sprintf("%s=%.2f", name, v/float64(orders)))
+		}
+	}
+	b.Logf("per order: evalsha %.2f µs, of which commands: %s", us["evalsha"]/float64(orders), strings.Join(inner, " "))
+}
+
+func commandMicros(b *testing.B, rdb *redis.Client) map[string]float64 {
+	info := rdb.Info(context.Background(), "commandstats").Val()
+	out := map[string]float64{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		name, isCmd := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isCmd {
+			continue
+		}
+		for _, kv := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(kv, "usec="); ok {
+				out[name], _ = strconv.ParseFloat(v, 64)
+			}
+		}
+	}
+	return out
+}
+
+// redisCPU is the CPU time Redis has used, in seconds (INFO cpu): unlike
+// commandstats' wall-clock times it does not grow when a busy machine
+// deschedules Redis.
+func redisCPU(b *testing.B, rdb *redis.Client) float64 {
+	info := rdb.Info(context.Background(), "cpu").Val()
+	var sum float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sum += f
+		}
+	}
+	return sum
+}
