@@ -126,6 +126,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		// Whatever was published while we were not subscribed is found in
 		// the order hashes. The host is ready once subscribed and caught up.
 		src.OnSubscribed = func(bool) { runner.Trigger() }
+		src.OnDrained = runner.Trigger // ids dropped while the intake was full
 		runner.OnDone = func() { d.subscribed(d.ready.Swap(true)) }
 		pluginsAdded = runner.Trigger
 		producers.Add(2)
