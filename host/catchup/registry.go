@@ -21,12 +21,15 @@ const RegistryKey = orders.MarkerPrefix + "plugins"
 
 const markingPrefix = "marking:"
 
-// markHistory sets a history marker on each existing hash among KEYS; it
-// never creates a hash, so a key deleted since SCAN saw it stays deleted.
+// markHistory sets the history markers ARGV (field, token)* on each
+// existing hash among KEYS; it never creates a hash, so a key deleted since
+// SCAN saw it stays deleted.
 var markHistory = redis.NewScript(`
 for _, k in ipairs(KEYS) do
   if redis.call('TYPE', k)['ok'] == 'hash' then
-    redis.call('HSETNX', k, ARGV[1], ARGV[2])
+    for i = 1, #ARGV, 2 do
+      redis.call('HSETNX', k, ARGV[i], ARGV[i + 1])
+    end
   end
 end
 return #KEYS`)
@@ -69,61 +72,92 @@ type Registration struct {
 	Voided bool
 }
 
-// Enable makes sure plugin is registered. The first time, every order
-// already stored is marked as history for it, so catch-up does not count
+// Enable makes sure plugin is registered; see EnableAll.
+func (r *Registry) Enable(ctx context.Context, plugin string) (Registration, error) {
+	regs, err := r.EnableAll(ctx, []string{plugin})
+	return regs[plugin], err
+}
+
+// EnableAll makes sure plugins are registered. The first time, every order
+// already stored is marked as history for them, so catch-up does not count
 // the past (backfill does, on request). The caller must already be
 // subscribed: an order published during marking arrives live and is
 // counted whether or not it was marked.
 //
-// Marking is all or nothing. The markers hold the registration token, and
-// count only once the registry holds that token. A marking that was
+// Marking is all or nothing. Every new plugin is claimed ("marking:" +
+// token) before any order is marked, the markers hold the token, and they
+// count only once the registry holds the token itself. A marking that was
 // interrupted (the host died) is never resumed or redone: that would mark
-// orders stored since, which nobody may have counted. Enable registers the
-// plugin with a new token instead, so the interrupted marking's markers
+// orders stored since, which nobody may have counted. EnableAll registers
+// the plugin with a new token instead, so the interrupted marking's markers
 // count for nothing and the plugin's history is caught up like new orders:
 // counting the past is the safe error, missing an order is not.
-func (r *Registry) Enable(ctx context.Context, plugin string) (Registration, error) {
-	state, err := r.rdb.HGet(ctx, RegistryKey, plugin).Result()
-	switch {
-	case errors.Is(err, redis.Nil):
-		state = ""
-	case err != nil:
-		return Registration{}, fmt.Errorf("read %s: %w", RegistryKey, err)
+func (r *Registry) EnableAll(ctx context.Context, plugins []string) (map[string]Registration, error) {
+	regs := make(map[string]Registration, len(plugins))
+	var claimed []string
+	for _, plugin := range plugins {
+		reg, claim, err := r.claim(ctx, plugin)
+		if err != nil {
+			return regs, err
+		}
+		if claim != "" {
+			claimed = append(claimed, plugin)
+			reg = Registration{Token: claim, Fresh: true}
+		}
+		regs[plugin] = reg
 	}
-	switch {
-	case state == "":
-		token := itoa(r.Now().UnixMilli())
-		got, err := r.swap(ctx, plugin, "", markingPrefix+token)
+	if len(claimed) == 0 {
+		return regs, nil
+	}
+	if err := r.mark(ctx, claimed, regs); err != nil {
+		return regs, err
+	}
+	for _, plugin := range claimed {
+		token := regs[plugin].Token
+		got, err := r.swap(ctx, plugin, markingPrefix+token, token)
 		if err != nil {
-			return Registration{}, err
+			return regs, err
 		}
-		if got != markingPrefix+token { // another process registered it first
-			return r.Enable(ctx, plugin)
+		if got != token { // another process took our marking for an interrupted one
+			regs[plugin] = Registration{Token: got}
 		}
-		if err := r.mark(ctx, plugin, token); err != nil {
-			return Registration{}, err
+	}
+	return regs, nil
+}
+
+// claim registers plugin if it is not yet: it returns the token to mark
+// with in claim, or the registration in force.
+func (r *Registry) claim(ctx context.Context, plugin string) (reg Registration, claim string, err error) {
+	for {
+		state, err := r.rdb.HGet(ctx, RegistryKey, plugin).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			state = ""
+		case err != nil:
+			return Registration{}, "", fmt.Errorf("read %s: %w", RegistryKey, err)
 		}
-		if got, err := r.swap(ctx, plugin, markingPrefix+token, token); err != nil {
-			return Registration{}, err
-		} else if got != token {
-			// Another process took our marking for an interrupted one.
-			return Registration{Token: got}, nil
+		var to string
+		switch {
+		case state == "":
+			to = markingPrefix + itoa(r.Now().UnixMilli())
+		case strings.HasPrefix(state, markingPrefix):
+			// Never the interrupted token, so that its markers count for nothing.
+			old, _ := strconv.ParseInt(strings.TrimPrefix(state, markingPrefix), 10, 64)
+			to = itoa(max(r.Now().UnixMilli(), old+1))
+		default:
+			return Registration{Token: state}, "", nil
 		}
-		return Registration{Token: token, Fresh: true}, nil
-	case strings.HasPrefix(state, markingPrefix):
-		// Never the interrupted token, so that its markers count for nothing.
-		old, _ := strconv.ParseInt(strings.TrimPrefix(state, markingPrefix), 10, 64)
-		token := itoa(max(r.Now().UnixMilli(), old+1))
-		got, err := r.swap(ctx, plugin, state, token)
+		got, err := r.swap(ctx, plugin, state, to)
 		if err != nil {
-			return Registration{}, err
+			return Registration{}, "", err
 		}
-		if got != token {
-			return r.Enable(ctx, plugin)
+		if got != to {
+			continue // another process changed it first
 		}
-		return Registration{Token: token, Voided: true}, nil
-	default:
-		return Registration{Token: state}, nil
+		if state == "" {
+			return Registration{}, strings.TrimPrefix(to, markingPrefix), nil
+		}
+		return Registration{Token: to, Voided: true}, "", nil
 	}
 }
 
@@ -135,18 +169,22 @@ func (r *Registry) swap(ctx context.Context, plugin, from, to string) (string, e
 	return got, nil
 }
 
-// mark sets plugin's history marker, holding token, on every order hash.
-func (r *Registry) mark(ctx context.Context, plugin, token string) error {
-	field := orders.HistoryField(plugin)
+// mark sets each plugin's history marker, holding its token, on every
+// order hash: one pass for all of them.
+func (r *Registry) mark(ctx context.Context, plugins []string, regs map[string]Registration) error {
+	args := make([]any, 0, 2*len(plugins))
+	for _, p := range plugins {
+		args = append(args, orders.HistoryField(p), regs[p].Token)
+	}
 	var cursor uint64
 	for {
 		keys, next, err := r.rdb.Scan(ctx, cursor, globEscape(r.scanner.prefix)+"*", r.scanner.Count).Result()
 		if err != nil {
-			return fmt.Errorf("mark history for plugin %s: scan: %w", plugin, err)
+			return fmt.Errorf("mark history for plugins %v: scan: %w", plugins, err)
 		}
 		if len(keys) > 0 {
-			if err := markHistory.Run(ctx, r.rdb, keys, field, token).Err(); err != nil {
-				return fmt.Errorf("mark history for plugin %s: %w", plugin, err)
+			if err := markHistory.Run(ctx, r.rdb, keys, args...).Err(); err != nil {
+				return fmt.Errorf("mark history for plugins %v: %w", plugins, err)
 			}
 		}
 		if r.afterPage != nil {

@@ -90,11 +90,16 @@ func (r *Runner) Once(ctx context.Context, plugins []Plugin, emit func(context.C
 	start := time.Now()
 	wants := make([]Want, 0, len(plugins))
 	channels := make(map[string][]string, len(plugins))
+	names := make([]string, len(plugins))
+	for i, p := range plugins {
+		names[i] = p.Name
+	}
+	regs, err := r.registry.EnableAll(ctx, names)
+	if err != nil {
+		return err
+	}
 	for _, p := range plugins {
-		reg, err := r.registry.Enable(ctx, p.Name)
-		if err != nil {
-			return err
-		}
+		reg := regs[p.Name]
 		switch {
 		case reg.Fresh:
 			r.logger.Info("plugin enabled for the first time: orders already stored are history for it (run eventhost backfill to count them)", "plugin", p.Name)
