@@ -70,8 +70,8 @@ type Stats struct {
 	Keys       int // order keys seen
 	Unfinished int // orders with at least one plugin to go
 	Calls      int // script calls, one per SCAN page
-	// Longest is the longest time one call kept Redis busy, as the script
-	// measured it.
+	// Longest is the longest call, round trip included (an upper bound on
+	// how long one kept Redis busy).
 	Longest time.Duration
 }
 
@@ -101,11 +101,13 @@ func (s *Scanner) Scan(ctx context.Context, wants []Want, fn func([]Unfinished) 
 	count := max(s.Count, minCount)
 	for {
 		args[2] = count
+		sent := time.Now()
 		page, err := scanStep.Run(ctx, s.rdb, nil, args...).Slice()
+		took := time.Since(sent)
 		if err != nil {
 			return st, fmt.Errorf("scan %s*: %w", s.prefix, err)
 		}
-		next, found, took, err := s.decode(page, wants)
+		next, found, err := s.decode(page, wants)
 		if err != nil {
 			return st, fmt.Errorf("scan %s*: %w", s.prefix, err)
 		}
@@ -126,7 +128,8 @@ func (s *Scanner) Scan(ctx context.Context, wants []Want, fn func([]Unfinished) 
 	}
 }
 
-// tune scales count so that the next call takes about StepTarget.
+// tune scales count so that the next call takes about StepTarget (the
+// round trip counts too, which errs on the short side).
 func (s *Scanner) tune(count int64, took time.Duration) int64 {
 	if s.StepTarget <= 0 {
 		return count
@@ -140,9 +143,9 @@ func (s *Scanner) tune(count int64, took time.Duration) int64 {
 	return min(max(next, minCount), maxCount)
 }
 
-func (s *Scanner) decode(page []any, wants []Want) (next string, found []Unfinished, took time.Duration, err error) {
-	if len(page) != 4 {
-		return "", nil, 0, fmt.Errorf("unexpected reply of %d elements", len(page))
+func (s *Scanner) decode(page []any, wants []Want) (next string, found []Unfinished, err error) {
+	if len(page) != 3 {
+		return "", nil, fmt.Errorf("unexpected reply of %d elements", len(page))
 	}
 	next, _ = page[0].(string)
 	pairs, _ := page[2].([]any)
@@ -157,8 +160,7 @@ func (s *Scanner) decode(page []any, wants []Want) (next string, found []Unfinis
 		}
 		found = append(found, u)
 	}
-	us, _ := page[3].(int64)
-	return next, found, time.Duration(us) * time.Microsecond, nil
+	return next, found, nil
 }
 
 // globEscape makes prefix match itself in a SCAN MATCH pattern.
