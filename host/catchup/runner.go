@@ -2,6 +2,7 @@ package catchup
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -10,12 +11,18 @@ import (
 	"github.com/eventhost/eventhost/host/orders"
 )
 
+// Plugin is a plugin to catch up and the channels it listens on.
+type Plugin struct {
+	Name     string
+	Channels []string
+}
+
 // Runner runs a catch-up each time it is triggered: on start and after
 // every reconnect. Triggers that arrive during a run coalesce into one more.
 type Runner struct {
 	scanner  *Scanner
 	registry *Registry
-	channel  string
+	routes   Routes
 	logger   hclog.Logger
 	metrics  *metrics.Metrics
 	trigger  chan struct{}
@@ -23,13 +30,17 @@ type Runner struct {
 	RetryAfter time.Duration
 	// OnDone, when set, is called after each successful run.
 	OnDone func()
+
+	// leftOut holds the plugins already reported as left out of catch-up.
+	mu      sync.Mutex
+	leftOut map[string]bool
 }
 
-// NewRunner returns a runner that hands unfinished orders on as arriving on
-// channel: an order hash does not say where it was published.
-func NewRunner(s *Scanner, r *Registry, channel string, logger hclog.Logger, m *metrics.Metrics) *Runner {
-	return &Runner{scanner: s, registry: r, channel: channel, logger: logger, metrics: m,
-		trigger: make(chan struct{}, 1), RetryAfter: time.Second}
+// NewRunner returns a runner that tells the channel of each order it finds
+// by routes.
+func NewRunner(s *Scanner, r *Registry, routes Routes, logger hclog.Logger, m *metrics.Metrics) *Runner {
+	return &Runner{scanner: s, registry: r, routes: routes, logger: logger, metrics: m,
+		trigger: make(chan struct{}, 1), RetryAfter: time.Second, leftOut: map[string]bool{}}
 }
 
 // Trigger asks for a catch-up. It never blocks.
@@ -43,7 +54,7 @@ func (r *Runner) Trigger() {
 // Run waits for triggers until ctx ends. plugins names the plugins to catch
 // up (it is asked on each run: the set changes on reload); emit hands an
 // order on to the pipeline.
-func (r *Runner) Run(ctx context.Context, plugins func() []string, emit func(context.Context, orders.Ref) error) {
+func (r *Runner) Run(ctx context.Context, plugins func() []Plugin, emit func(context.Context, orders.Ref) error) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -71,23 +82,54 @@ func (r *Runner) Run(ctx context.Context, plugins func() []string, emit func(con
 }
 
 // Once registers plugins (marking history for new ones) and hands every
-// order one of them has not finished to emit.
-func (r *Runner) Once(ctx context.Context, plugins []string, emit func(context.Context, orders.Ref) error) error {
+// order one of them has not finished to emit, for the plugins among them
+// that listen on the order's channel (see Routes). A plugin a scan cannot
+// serve (it listens on some of the source's channels only, and the config
+// tells none of them by id prefix) is left out: it counts what arrives live.
+func (r *Runner) Once(ctx context.Context, plugins []Plugin, emit func(context.Context, orders.Ref) error) error {
 	start := time.Now()
 	wants := make([]Want, 0, len(plugins))
-	for _, p := range plugins {
-		fresh, err := r.registry.Enable(ctx, p)
-		if err != nil {
-			return err
-		}
-		if fresh {
-			r.logger.Info("plugin enabled for the first time: orders already stored are history for it (run eventhost backfill to count them)", "plugin", p)
-		}
-		wants = append(wants, Want{Plugin: p})
+	channels := make(map[string][]string, len(plugins))
+	names := make([]string, len(plugins))
+	for i, p := range plugins {
+		names[i] = p.Name
 	}
+	regs, err := r.registry.EnableAll(ctx, names)
+	if err != nil {
+		return err
+	}
+	for _, p := range plugins {
+		reg := regs[p.Name]
+		switch {
+		case reg.Fresh:
+			r.logger.Info("plugin enabled for the first time: orders already stored are history for it (run eventhost backfill to count them)", "plugin", p.Name)
+		case reg.Voided:
+			r.logger.Warn("the marking of this plugin's history was interrupted; its markers are void, so catch-up counts the orders stored before it as new (an order published meanwhile would otherwise be lost)", "plugin", p.Name)
+		}
+		if !r.routes.Scannable(p.Channels) {
+			r.reportLeftOut(p)
+			continue
+		}
+		wants = append(wants, Want{Plugin: p.Name, Token: reg.Token})
+		channels[p.Name] = p.Channels
+	}
+	offChannel := 0
 	st, err := r.scanner.Scan(ctx, wants, func(found []Unfinished) error {
 		for _, u := range found {
-			if err := emit(ctx, orders.Ref{ID: u.ID, Channel: r.channel, Only: u.Plugins}); err != nil {
+			ch := r.routes.ChannelOf(u.ID)
+			only := make([]string, 0, len(u.Plugins))
+			for _, p := range u.Plugins {
+				if r.routes.May(channels[p], ch) {
+					only = append(only, p)
+				}
+			}
+			if len(only) == 0 {
+				offChannel++
+				continue
+			}
+			// The channel is "" when it cannot be told: a dead letter
+			// then says so rather than name a channel at random.
+			if err := emit(ctx, orders.Ref{ID: u.ID, Channel: ch, Only: only}); err != nil {
 				return err
 			}
 		}
@@ -96,9 +138,22 @@ func (r *Runner) Once(ctx context.Context, plugins []string, emit func(context.C
 	if err != nil {
 		return err
 	}
+	took := time.Since(start)
 	r.metrics.CatchUpRuns.WithLabelValues("done").Inc()
-	r.metrics.CatchUpOrders.Add(float64(st.Unfinished))
-	r.metrics.CatchUpSeconds.Observe(time.Since(start).Seconds())
-	r.logger.Info("catch-up done", "orders_scanned", st.Keys, "unfinished", st.Unfinished, "took", time.Since(start).Round(time.Millisecond))
+	r.metrics.CatchUpOrders.Add(float64(st.Unfinished - offChannel))
+	r.metrics.CatchUpSeconds.Observe(took.Seconds())
+	r.logger.Info("catch-up done", "orders_scanned", st.Keys, "unfinished", st.Unfinished-offChannel,
+		"off_channel", offChannel, "calls", st.Calls, "longest_call", st.Longest, "took", took.Round(time.Millisecond))
 	return nil
+}
+
+func (r *Runner) reportLeftOut(p Plugin) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.leftOut[p.Name] {
+		return
+	}
+	r.leftOut[p.Name] = true
+	r.logger.Warn("plugin left out of catch-up: it listens on some of the source's channels only, and a stored order does not say where it was published; orders it misses while the host is not subscribed stay uncounted for it (map channels to id prefixes with source { id_prefixes } to include it)",
+		"plugin", p.Name, "channels", p.Channels, "source_channels", r.routes.source)
 }

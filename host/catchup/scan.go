@@ -10,25 +10,40 @@ package catchup
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/orders"
 )
 
-// Scanner walks the order hashes.
+//go:embed scan.lua
+var scanLua string
+
+// scanStep is scan.lua: one SCAN page and its markers, inside Redis.
+var scanStep = redis.NewScript(scanLua)
+
+// Scanner walks the order hashes. The walk runs inside Redis, one short
+// script call per page, so a key costs no round trip of its own and Redis
+// is never blocked for long: each call's page size is tuned to take about
+// StepTarget.
 type Scanner struct {
 	rdb    redis.UniversalClient
 	prefix string
-	// Count is the SCAN COUNT hint: keys looked at per round trip.
+	// Count is the SCAN COUNT hint of the first call: keys looked at per
+	// call. Later calls adjust it towards StepTarget.
 	Count int64
+	// StepTarget is how long one call may keep Redis busy; 0 keeps Count
+	// fixed.
+	StepTarget time.Duration
 }
 
 // NewScanner returns a scanner over the hashes named prefix+id.
 func NewScanner(rdb redis.UniversalClient, prefix string) *Scanner {
-	return &Scanner{rdb: rdb, prefix: prefix, Count: 1000}
+	return &Scanner{rdb: rdb, prefix: prefix, Count: 500, StepTarget: 2 * time.Millisecond}
 }
 
 // Want is a plugin whose unfinished orders a scan looks for.
@@ -37,6 +52,11 @@ type Want struct {
 	// History includes orders stored before the plugin was first enabled
 	// (a backfill); catch-up leaves them out.
 	History bool
+	// Token is the plugin's registration token (see Registry.Enable): a
+	// history marker counts only when it holds this value, so the markers
+	// of an interrupted marking count for nothing. "" counts every history
+	// marker.
+	Token string
 }
 
 // Unfinished is an order and the plugins that have yet to finish it.
@@ -49,13 +69,19 @@ type Unfinished struct {
 type Stats struct {
 	Keys       int // order keys seen
 	Unfinished int // orders with at least one plugin to go
+	Calls      int // script calls, one per SCAN page
+	// Longest is the longest call, round trip included (an upper bound on
+	// how long one kept Redis busy).
+	Longest time.Duration
 }
 
-// probeFields are order fields asked for alongside the markers: when every
-// one is nil the key is gone (deleted since SCAN saw it), not unfinished.
-var probeFields = []string{"ts", "qty", "cost", "event", "who"}
+// minCount and maxCount bound the SCAN COUNT hint.
+const (
+	minCount = 50
+	maxCount = 20000
+)
 
-// Scan walks every order hash once and calls fn with each chunk's
+// Scan walks every order hash once and calls fn with each page's
 // unfinished orders. Keys added during the scan may or may not be seen
 // (SCAN's guarantee); the caller is subscribed by then, so those arrive live.
 func (s *Scanner) Scan(ctx context.Context, wants []Want, fn func([]Unfinished) error) (Stats, error) {
@@ -63,71 +89,89 @@ func (s *Scanner) Scan(ctx context.Context, wants []Want, fn func([]Unfinished) 
 	if len(wants) == 0 {
 		return st, nil
 	}
-	fields := append([]string{}, probeFields...)
-	fields = append(fields, orders.DeadOrderField)
+	args := make([]any, 0, 5+4*len(wants))
+	args = append(args, "0", globEscape(s.prefix)+"*", s.Count, len(s.prefix), len(wants))
 	for _, w := range wants {
-		fields = append(fields, orders.DoneField(w.Plugin), orders.DeadField(w.Plugin), orders.HistoryField(w.Plugin))
+		token := w.Token
+		if w.History {
+			token = "*" // no marker holds it: history counts for nothing
+		}
+		args = append(args, orders.DoneField(w.Plugin), orders.DeadField(w.Plugin), orders.HistoryField(w.Plugin), token)
 	}
-	var cursor uint64
+	count := max(s.Count, minCount)
 	for {
-		keys, next, err := s.rdb.Scan(ctx, cursor, s.prefix+"*", s.Count).Result()
+		args[2] = count
+		sent := time.Now()
+		page, err := scanStep.Run(ctx, s.rdb, nil, args...).Slice()
+		took := time.Since(sent)
 		if err != nil {
 			return st, fmt.Errorf("scan %s*: %w", s.prefix, err)
 		}
-		st.Keys += len(keys)
-		if len(keys) > 0 {
-			found, err := s.check(ctx, keys, wants, fields)
-			if err != nil {
+		next, found, err := s.decode(page, wants)
+		if err != nil {
+			return st, fmt.Errorf("scan %s*: %w", s.prefix, err)
+		}
+		st.Calls++
+		st.Keys += int(page[1].(int64))
+		st.Unfinished += len(found)
+		st.Longest = max(st.Longest, took)
+		if len(found) > 0 {
+			if err := fn(found); err != nil {
 				return st, err
 			}
-			st.Unfinished += len(found)
-			if len(found) > 0 {
-				if err := fn(found); err != nil {
-					return st, err
-				}
-			}
 		}
-		if cursor = next; cursor == 0 {
+		if next == "0" {
 			return st, nil
 		}
+		args[0] = next
+		count = s.tune(count, took)
 	}
 }
 
-func (s *Scanner) check(ctx context.Context, keys []string, wants []Want, fields []string) ([]Unfinished, error) {
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(keys))
-	for i, k := range keys {
-		cmds[i] = pipe.HMGet(ctx, k, fields...)
+// tune scales count so that the next call takes about StepTarget (the
+// round trip counts too, which errs on the short side).
+func (s *Scanner) tune(count int64, took time.Duration) int64 {
+	if s.StepTarget <= 0 {
+		return count
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		if err := orders.RoundTripError(cmds); err != nil {
-			return nil, fmt.Errorf("read markers of %d orders: %w", len(keys), err)
-		}
+	took = max(took, 50*time.Microsecond)
+	next := int64(float64(count) * float64(s.StepTarget) / float64(took))
+	// Move at most 2x per call: one page of many unfinished orders is slow
+	// without the next being so.
+	next = min(next, 2*count)
+	next = max(next, count/2)
+	return min(max(next, minCount), maxCount)
+}
+
+func (s *Scanner) decode(page []any, wants []Want) (next string, found []Unfinished, err error) {
+	if len(page) != 3 {
+		return "", nil, fmt.Errorf("unexpected reply of %d elements", len(page))
 	}
-	var out []Unfinished
-	base := len(probeFields)
-	for i, c := range cmds {
-		vals, err := c.Result()
-		if err != nil {
-			continue // not a hash: no order of ours
-		}
-		exists := false
-		for _, v := range vals[:base] {
-			exists = exists || v != nil
-		}
-		if !exists || vals[base] != nil {
-			continue // gone, or a bad order already dead-lettered
-		}
-		var plugins []string
-		for j, w := range wants {
-			done, dead, history := vals[base+1+3*j], vals[base+2+3*j], vals[base+3+3*j]
-			if done == nil && dead == nil && (history == nil || w.History) {
-				plugins = append(plugins, w.Plugin)
+	next, _ = page[0].(string)
+	pairs, _ := page[2].([]any)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		id, _ := pairs[i].(string)
+		flags, _ := pairs[i+1].(string)
+		u := Unfinished{ID: id}
+		for j := 0; j < len(flags) && j < len(wants); j++ {
+			if flags[j] == '1' {
+				u.Plugins = append(u.Plugins, wants[j].Plugin)
 			}
 		}
-		if plugins != nil {
-			out = append(out, Unfinished{ID: strings.TrimPrefix(keys[i], s.prefix), Plugins: plugins})
-		}
+		found = append(found, u)
 	}
-	return out, nil
+	return next, found, nil
+}
+
+// globEscape makes prefix match itself in a SCAN MATCH pattern.
+func globEscape(prefix string) string {
+	var b strings.Builder
+	for _, r := range prefix {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

@@ -65,6 +65,9 @@ func interruptedEarly(ctx context.Context, err error) bool {
 func backfillSummary(rep rerun.BackfillReport, cut bool) string {
 	s := fmt.Sprintf("backfill %s: processed %d, already done %d, dead-lettered %d (%d to do of %d orders stored), took %s",
 		rep.Plugin, rep.Applied, rep.AlreadyDone, rep.DeadLettered, rep.ToDo, rep.Stored, rep.Took.Round(time.Millisecond))
+	if rep.OffChannel > 0 {
+		s += fmt.Sprintf("\n%d more orders left out: their channel is not one of the plugin's, or cannot be told", rep.OffChannel)
+	}
 	switch {
 	case cut:
 		s += "\ninterrupted before the scan finished; run the same command again"

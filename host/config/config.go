@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -78,6 +79,12 @@ type Source struct {
 	// Channels are the Pub/Sub channels; for a stream source, the stream's
 	// key, so plugin blocks name it in channels the same way.
 	Channels []string
+	// IDPrefixes maps a Pub/Sub channel to the id prefix of the orders
+	// published on it, and on it alone. An order hash does not say where
+	// its id was published; with this, catch-up and backfill can tell the
+	// channel of a stored order, and give it to the plugins that listen
+	// on that channel only. Nil when not set.
+	IDPrefixes map[string]string
 	// Stream is set for a stream source.
 	Stream *Stream
 }
@@ -191,8 +198,9 @@ type tlsSchema struct {
 }
 
 type sourceSchema struct {
-	Kind     string   `hcl:"kind,label"`
-	Channels []string `hcl:"channels,optional"`
+	Kind       string            `hcl:"kind,label"`
+	Channels   []string          `hcl:"channels,optional"`
+	IDPrefixes map[string]string `hcl:"id_prefixes,optional"`
 	// Stream source settings.
 	Stream        *string   `hcl:"stream,optional"`
 	Group         *string   `hcl:"group,optional"`
@@ -448,11 +456,19 @@ func buildSource(diags *hcl.Diagnostics, s *sourceSchema) Source {
 		if len(src.Channels) == 0 {
 			src.Channels = []string{DefaultChannel}
 		}
+		if s.IDPrefixes != nil {
+			src.IDPrefixes = s.IDPrefixes
+			checkIDPrefixes(diags, attrRange(s.Body, "id_prefixes"), src)
+		}
 		return src
 	case "stream":
 		if s.Channels != nil {
 			*diags = append(*diags, errorAt(attrRange(s.Body, "channels"), "Setting of another source kind",
 				"channels is a setting of source \"pubsub\"; a stream source reads one stream, named by stream."))
+		}
+		if s.IDPrefixes != nil {
+			*diags = append(*diags, errorAt(attrRange(s.Body, "id_prefixes"), "Setting of another source kind",
+				"id_prefixes is a setting of source \"pubsub\"; a stream entry names its stream."))
 		}
 		st := &Stream{
 			Key:           deref(s.Stream, DefaultChannel),
@@ -486,6 +502,34 @@ func buildSource(diags *hcl.Diagnostics, s *sourceSchema) Source {
 		*diags = append(*diags, errorAt(&s.Range, "Unknown source kind",
 			fmt.Sprintf("source %q is not a known kind; use source \"pubsub\" or source \"stream\".", s.Kind)))
 		return Source{Kind: s.Kind, Channels: []string{DefaultChannel}}
+	}
+}
+
+// checkIDPrefixes checks that each id prefix names a channel of src, is
+// not empty, and is not a prefix of another: an id must tell one channel.
+func checkIDPrefixes(diags *hcl.Diagnostics, r *hcl.Range, src Source) {
+	channels := make([]string, 0, len(src.IDPrefixes))
+	for ch := range src.IDPrefixes {
+		channels = append(channels, ch)
+	}
+	sort.Strings(channels)
+	for _, ch := range channels {
+		p := src.IDPrefixes[ch]
+		if !contains(src.Channels, ch) {
+			*diags = append(*diags, errorAt(r, "Unknown channel in id_prefixes",
+				fmt.Sprintf("id_prefixes names channel %q, which the source does not subscribe to (%q).", ch, src.Channels)))
+		}
+		if p == "" {
+			*diags = append(*diags, errorAt(r, "Empty id prefix",
+				fmt.Sprintf("id_prefixes gives channel %q an empty prefix, which every id starts with; give the prefix its orders' ids start with.", ch)))
+			continue
+		}
+		for _, other := range channels {
+			if q := src.IDPrefixes[other]; other != ch && q != "" && strings.HasPrefix(q, p) && (q != p || ch < other) {
+				*diags = append(*diags, errorAt(r, "Ambiguous id prefixes",
+					fmt.Sprintf("id_prefixes: %q (channel %q) starts with %q (channel %q), so an id could belong to both; make them distinct.", q, other, p, ch)))
+			}
+		}
 	}
 }
 

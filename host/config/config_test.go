@@ -196,6 +196,12 @@ plugin "x" {}`,
 			want: [][]string{{"a", "b"}, {"b"}, {"a", "b"}},
 		},
 		{
+			name: "id prefixes per channel",
+			src:  "source \"pubsub\" {\n channels = [\"a\", \"b\"]\n id_prefixes = { b = \"B-\" }\n}\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.Source.IDPrefixes },
+			want: map[string]string{"b": "B-"},
+		},
+		{
 			name: "batch, dead letter, log, metrics",
 			src: "batch {\n max_orders = 64\n max_wait = \"5ms\"\n}\ndead_letter {\n stream = \"dl\"\n max_len = 1000\n}\n" +
 				"log {\n level = \"debug\"\n format = \"json\"\n}\nmetrics { listen = \":9090\" }\nplugin \"x\" {}",
@@ -291,6 +297,31 @@ func TestParseErrors(t *testing.T) {
 			name:     "uppercase sha256",
 			src:      "plugin \"x\" {\n  sha256 = \"" + strings.Repeat("AB", 32) + "\"\n}",
 			wantLine: 2, want: "sha256 must be 64 lowercase hexadecimal digits",
+		},
+		{
+			name:     "id prefix for an unknown channel",
+			src:      "source \"pubsub\" {\n  channels = [\"a\"]\n  id_prefixes = { b = \"B-\" }\n}\nplugin \"x\" {}",
+			wantLine: 3, want: `id_prefixes names channel "b", which the source does not subscribe to`,
+		},
+		{
+			name:     "empty id prefix",
+			src:      "source \"pubsub\" {\n  channels = [\"a\", \"b\"]\n  id_prefixes = { b = \"\" }\n}\nplugin \"x\" {}",
+			wantLine: 3, want: `id_prefixes gives channel "b" an empty prefix`,
+		},
+		{
+			name:     "id prefixes that overlap",
+			src:      "source \"pubsub\" {\n  channels = [\"a\", \"b\"]\n  id_prefixes = { a = \"B-\", b = \"B-1\" }\n}\nplugin \"x\" {}",
+			wantLine: 3, want: `id_prefixes: "B-1" (channel "b") starts with "B-" (channel "a")`,
+		},
+		{
+			name:     "equal id prefixes",
+			src:      "source \"pubsub\" {\n  channels = [\"a\", \"b\"]\n  id_prefixes = { a = \"B-\", b = \"B-\" }\n}\nplugin \"x\" {}",
+			wantLine: 3, want: `id_prefixes: "B-" (channel "b") starts with "B-" (channel "a")`,
+		},
+		{
+			name:     "id prefixes in a stream source",
+			src:      "source \"stream\" {\n  id_prefixes = { a = \"A\" }\n}\nplugin \"x\" {}",
+			wantLine: 2, want: `id_prefixes is a setting of source "pubsub"`,
 		},
 		{
 			name:     "unknown channel on a plugin",

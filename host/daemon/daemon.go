@@ -120,16 +120,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go func() { defer producers.Done(); srcErr <- src.Run(intake, ids) }()
 	default:
 		scanner := catchup.NewScanner(rdb, d.cfg.OrderKeyPrefix)
-		runner := catchup.NewRunner(scanner, catchup.NewRegistry(rdb, scanner), d.cfg.Source.Channels[0], d.logger.Named("catchup"), d.metrics)
+		routes := catchup.NewRoutes(d.cfg.Source.Channels, d.cfg.Source.IDPrefixes)
+		runner := catchup.NewRunner(scanner, catchup.NewRegistry(rdb, scanner), routes, d.logger.Named("catchup"), d.metrics)
 		src := source.NewPubSub(rdb, d.cfg.Source.Channels, d.logger.Named("source"), d.metrics)
 		// Whatever was published while we were not subscribed is found in
 		// the order hashes. The host is ready once subscribed and caught up.
 		src.OnSubscribed = func(bool) { runner.Trigger() }
+		src.OnDrained = runner.Trigger // ids dropped while the intake was full
 		runner.OnDone = func() { d.subscribed(d.ready.Swap(true)) }
 		pluginsAdded = runner.Trigger
 		producers.Add(2)
 		go func() { defer producers.Done(); srcErr <- src.Run(intake, ids) }()
-		go func() { defer producers.Done(); runner.Run(intake, eng.Names, emit) }()
+		go func() { defer producers.Done(); runner.Run(intake, d.catchUpPlugins(eng), emit) }()
 	}
 	go func() { producers.Wait(); close(ids) }()
 	defer d.superviseSystemd(ctx, func() int { return len(ids) })()
@@ -164,6 +166,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.logger.Info("intake stopped and received orders finished; stopping plugins")
 	d.Notifier.Status("stopping plugins")
 	return err
+}
+
+// catchUpPlugins returns the running plugins with the channels the config
+// in force gives them. A plugin a reload is adding is left out until its
+// config is in force: the reload triggers a catch-up then.
+func (d *Daemon) catchUpPlugins(eng *engine.Engine) func() []catchup.Plugin {
+	return func() []catchup.Plugin {
+		cfg := d.config()
+		var out []catchup.Plugin
+		for _, name := range eng.Names() {
+			for _, p := range cfg.Plugins {
+				if p.Name == name {
+					out = append(out, catchup.Plugin{Name: name, Channels: p.Channels})
+				}
+			}
+		}
+		return out
+	}
 }
 
 // Ready reports whether the host is subscribed and its plugins are up.

@@ -13,6 +13,7 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	OrdersReceived     *prometheus.CounterVec // channel
+	OrdersDropped      *prometheus.CounterVec // channel
 	OrdersLoaded       *prometheus.CounterVec // channel
 	OrdersRejected     *prometheus.CounterVec // channel, reason
 	OrdersProcessed    *prometheus.CounterVec // channel, plugin
@@ -46,6 +47,9 @@ func New() *Metrics {
 		Registry: prometheus.NewRegistry(),
 		OrdersReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventhost_orders_received_total", Help: "Order ids received from the source.",
+		}, []string{"channel"}),
+		OrdersDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventhost_orders_dropped_total", Help: "Order ids the Pub/Sub source dropped because the intake buffer was full; a catch-up finds them once it drains.",
 		}, []string{"channel"}),
 		OrdersLoaded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventhost_orders_loaded_total", Help: "Orders loaded and valid.",
@@ -128,7 +132,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.OrdersReceived, m.OrdersLoaded, m.OrdersRejected, m.OrdersProcessed, m.OrdersDuplicate,
+		m.OrdersReceived, m.OrdersDropped, m.OrdersLoaded, m.OrdersRejected, m.OrdersProcessed, m.OrdersDuplicate,
 		m.OrdersDeadLettered, m.BatchSize, m.BatchSeconds, m.PluginRPCSeconds, m.PluginErrors,
 		m.PluginRestarts, m.PluginUp, m.RedisErrors, m.Reconnects, m.OrdersRetried, m.OrderSeconds,
 		m.CatchUpRuns, m.CatchUpOrders, m.CatchUpSeconds, m.StreamPending, m.StreamLag, m.StreamClaimed,

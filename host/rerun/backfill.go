@@ -21,8 +21,12 @@ import (
 type BackfillReport struct {
 	Plugin string
 	// Stored is how many order hashes the scan saw; ToDo how many of them
-	// the plugin had neither done nor had dead-lettered.
+	// the plugin had neither done nor had dead-lettered, on its channels.
 	Stored, ToDo int
+	// OffChannel is how many more it had not processed but may not get:
+	// their channel (told by the source's id_prefixes) is not one of its
+	// own, or cannot be told.
+	OffChannel int
 	// Sent is how many of ToDo went through the pipeline; fewer when the
 	// backfill was interrupted.
 	Sent int
@@ -49,6 +53,12 @@ func Backfill(stop context.Context, cfg *config.Config, rdb redis.UniversalClien
 	if !ok {
 		return rep, fmt.Errorf("no plugin %q in the config", plugin)
 	}
+	routes := catchup.NewRoutes(cfg.Source.Channels, cfg.Source.IDPrefixes)
+	if !routes.Scannable(pl.Channels) {
+		return rep, fmt.Errorf("plugin %s listens on %q, some of the source's channels %q only, and a stored order does not say "+
+			"where it was published: backfill would give it orders of other channels (map channels to id prefixes with source { id_prefixes })",
+			plugin, pl.Channels, cfg.Source.Channels)
+	}
 	if p == nil {
 		p = silent{}
 	}
@@ -59,11 +69,11 @@ func Backfill(stop context.Context, cfg *config.Config, rdb redis.UniversalClien
 	defer eng.Stop()
 
 	scanner := catchup.NewScanner(rdb, cfg.OrderKeyPrefix)
-	fresh, err := catchup.NewRegistry(rdb, scanner).Enable(stop, plugin)
+	reg, err := catchup.NewRegistry(rdb, scanner).Enable(stop, plugin)
 	if err != nil {
 		return rep, err
 	}
-	if fresh {
+	if reg.Fresh || reg.Voided {
 		logger.Info("plugin registered: orders stored from now on are new for it, the ones before are this backfill's", "plugin", plugin)
 	}
 	logger.Info("scanning the order hashes for orders the plugin has not processed", "plugin", plugin)
@@ -71,29 +81,31 @@ func Backfill(stop context.Context, cfg *config.Config, rdb redis.UniversalClien
 	// progress and its ETA exact, and a second scan to count first would
 	// double the cost of the scan, which reads every order's markers. A
 	// few million ids fit in memory.
-	var ids []string
+	var refs []orders.Ref
 	st, err := scanner.Scan(stop, []catchup.Want{{Plugin: plugin, History: true}}, func(found []catchup.Unfinished) error {
 		for _, u := range found {
-			ids = append(ids, u.ID)
+			// The channel is "" when it cannot be told: a dead letter then
+			// says so rather than name one at random.
+			ch := routes.ChannelOf(u.ID)
+			if !routes.May(pl.Channels, ch) {
+				rep.OffChannel++
+				continue
+			}
+			refs = append(refs, orders.Ref{ID: u.ID, Channel: ch, Only: []string{plugin}})
 		}
 		return nil
 	})
 	if err != nil {
 		return rep, err
 	}
-	rep.Stored, rep.ToDo = st.Keys, len(ids)
-	logger.Info("scan done", "plugin", plugin, "orders_stored", st.Keys, "to_do", len(ids), "took", time.Since(start).Round(time.Millisecond))
-	if stop.Err() != nil || len(ids) == 0 {
+	rep.Stored, rep.ToDo = st.Keys, len(refs)
+	logger.Info("scan done", "plugin", plugin, "orders_stored", st.Keys, "to_do", len(refs), "off_channel", rep.OffChannel,
+		"took", time.Since(start).Round(time.Millisecond))
+	if stop.Err() != nil || len(refs) == 0 {
 		rep.Took = time.Since(start)
 		return rep, nil
 	}
-	sortIDs(ids)
-	refs := make([]orders.Ref, len(ids))
-	for i, id := range ids {
-		// Only makes the channel a label: it is the first the plugin
-		// listens on, so a dead letter names one it reads.
-		refs[i] = orders.Ref{ID: id, Channel: pl.Channels[0], Only: []string{plugin}}
-	}
+	sortRefs(refs)
 	rep.Sent, err = drive(stop, eng, m, refs, p)
 	rep.Counts = countsOf(m)
 	rep.Took = time.Since(start)
@@ -104,12 +116,19 @@ func Backfill(stop context.Context, cfg *config.Config, rdb redis.UniversalClien
 // ids go in numeric order: SCAN's order changes from run to run, and
 // increments are easier to follow (and float sums to reproduce) in order.
 func sortIDs(ids []string) {
-	slices.SortFunc(ids, func(a, b string) int {
-		if c := cmp.Compare(len(a), len(b)); c != 0 {
-			return c
-		}
-		return cmp.Compare(a, b)
-	})
+	slices.SortFunc(ids, compareIDs)
+}
+
+// sortRefs is sortIDs for refs.
+func sortRefs(refs []orders.Ref) {
+	slices.SortFunc(refs, func(a, b orders.Ref) int { return compareIDs(a.ID, b.ID) })
+}
+
+func compareIDs(a, b string) int {
+	if c := cmp.Compare(len(a), len(b)); c != 0 {
+		return c
+	}
+	return cmp.Compare(a, b)
 }
 
 func pluginOf(cfg *config.Config, name string) (config.Plugin, bool) {

@@ -3,11 +3,11 @@ package rerun
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/engine"
@@ -33,31 +33,44 @@ type ReplayPlan struct {
 
 // PlanReplay decides how each entry goes back through the pipeline.
 //
+// An entry keeps its channel, "" included (catch-up and backfill could not
+// tell it). A plugin may get an entry only when it listens on that channel;
+// for "" the source's id_prefixes may tell the channel, and otherwise only
+// a plugin on every channel of the source may (see catchup.Routes).
+//
 // An entry for a plugin goes to that plugin alone; one whose plugin is no
-// longer in cfg is skipped. An entry for a bad order (no plugin) goes to the
-// plugins listening on its channel whose done marker the order lacks (done
-// says which it has; nil means none): a plugin that applied the order since,
-// after a fixed hash was published again, has nothing to do. When every one
-// has, the order still goes to all of them, so that the pipeline finds them
-// done and deletes the entry.
+// longer in cfg, or no longer listens on the entry's channel, is skipped.
+// An entry for a bad order (no plugin) goes to the plugins that may get it
+// whose done marker the order lacks (done says which it has; nil means
+// none): a plugin that applied the order since, after a fixed hash was
+// published again, has nothing to do. When every one has, the order still
+// goes to all of them, so that the pipeline finds them done and deletes the
+// entry.
 func PlanReplay(cfg *config.Config, entries []deadletter.Entry, done map[string]map[string]bool) ReplayPlan {
 	var plan ReplayPlan
 	need := map[string]bool{}
+	routes := catchup.NewRoutes(cfg.Source.Channels, cfg.Source.IDPrefixes)
 	for _, e := range entries {
 		ref := orders.Ref{ID: e.OrderID, Channel: e.Channel, Replays: e.StreamID}
-		if ref.Channel == "" {
-			ref.Channel = cfg.Source.Channels[0]
+		channel := e.Channel
+		if channel == "" {
+			channel = routes.ChannelOf(e.OrderID)
 		}
 		if e.Plugin != "" {
-			if _, ok := pluginOf(cfg, e.Plugin); !ok {
+			p, ok := pluginOf(cfg, e.Plugin)
+			if !ok {
 				plan.Skipped = append(plan.Skipped, Skipped{e, fmt.Sprintf("plugin %q is not in the config", e.Plugin)})
+				continue
+			}
+			if !routes.May(p.Channels, channel) {
+				plan.Skipped = append(plan.Skipped, Skipped{e, fmt.Sprintf("plugin %q does not listen on %s", e.Plugin, describe(channel))})
 				continue
 			}
 			ref.Only = []string{e.Plugin}
 		} else {
-			listening, undone := listeners(cfg, ref.Channel, done[e.OrderID])
+			listening, undone := listeners(cfg, routes, channel, done[e.OrderID])
 			if len(listening) == 0 {
-				plan.Skipped = append(plan.Skipped, Skipped{e, fmt.Sprintf("no plugin in the config listens on channel %q", ref.Channel)})
+				plan.Skipped = append(plan.Skipped, Skipped{e, fmt.Sprintf("no plugin in the config listens on %s", describe(channel))})
 				continue
 			}
 			ref.Only = undone
@@ -78,11 +91,19 @@ func PlanReplay(cfg *config.Config, entries []deadletter.Entry, done map[string]
 	return plan
 }
 
-// listeners returns cfg's plugins that listen on channel, and those of them
-// not in done.
-func listeners(cfg *config.Config, channel string, done map[string]bool) (listening, undone []string) {
+// describe names channel for a reason: "" is an unknown one.
+func describe(channel string) string {
+	if channel == "" {
+		return "every channel of the source (the entry's channel is unknown)"
+	}
+	return fmt.Sprintf("channel %q", channel)
+}
+
+// listeners returns cfg's plugins that may get an order published on
+// channel, and those of them not in done.
+func listeners(cfg *config.Config, routes catchup.Routes, channel string, done map[string]bool) (listening, undone []string) {
 	for _, p := range cfg.Plugins {
-		if !slices.Contains(p.Channels, channel) {
+		if !routes.May(p.Channels, channel) {
 			continue
 		}
 		listening = append(listening, p.Name)

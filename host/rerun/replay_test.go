@@ -11,7 +11,7 @@ import (
 
 func TestPlanReplay(t *testing.T) {
 	cfg := &config.Config{
-		Source: config.Source{Kind: "pubsub", Channels: []string{"orders", "refunds"}},
+		Source: config.Source{Kind: "pubsub", Channels: []string{"orders", "refunds"}, IDPrefixes: map[string]string{"refunds": "R-"}},
 		Plugins: []config.Plugin{
 			{Name: "a", Channels: []string{"orders", "refunds"}},
 			{Name: "b", Channels: []string{"orders"}},
@@ -63,10 +63,31 @@ func TestPlanReplay(t *testing.T) {
 			plugins: []string{"a", "b"},
 		},
 		{
-			name:    "no channel means the source's first",
+			name:    "bad order of unknown channel goes to the plugins on every channel, channel kept",
 			entries: []deadletter.Entry{entry("1", "", "")},
-			refs:    []orders.Ref{{ID: "1", Channel: "orders", Only: []string{"a", "b"}, Replays: "1-1"}},
-			plugins: []string{"a", "b"},
+			refs:    []orders.Ref{{ID: "1", Channel: "", Only: []string{"a"}, Replays: "1-1"}},
+			plugins: []string{"a"},
+		},
+		{
+			name:    "id prefix tells the channel of an entry without one",
+			entries: []deadletter.Entry{entry("R-1", "", ""), entry("R-2", "c", "")},
+			refs: []orders.Ref{
+				{ID: "R-1", Channel: "", Only: []string{"a", "c"}, Replays: "1-R-1"},
+				{ID: "R-2", Channel: "", Only: []string{"c"}, Replays: "1-R-2"},
+			},
+			plugins: []string{"a", "c"},
+		},
+		{
+			name:    "plugin entry of unknown channel for a plugin on some channels is skipped",
+			entries: []deadletter.Entry{entry("1", "b", ""), entry("2", "a", "")},
+			refs:    []orders.Ref{{ID: "2", Channel: "", Only: []string{"a"}, Replays: "1-2"}},
+			plugins: []string{"a"},
+			skipped: []string{"1-1"},
+		},
+		{
+			name:    "plugin entry on a channel the plugin no longer reads is skipped",
+			entries: []deadletter.Entry{entry("1", "c", "orders")},
+			skipped: []string{"1-1"},
 		},
 		{
 			name:    "bad order on a channel nobody reads is skipped",

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -26,11 +27,19 @@ type PubSub struct {
 	// OnSubscribed, when set, is called each time every channel is
 	// (re)subscribed; reconnect is false the first time.
 	OnSubscribed func(reconnect bool)
+	// OnDrained, when set, is called once the intake has room again after
+	// the source dropped ids because it was full (a catch-up then finds
+	// them). It is called from another goroutine.
+	OnDrained func()
+	// DrainPoll is how often a full intake is looked at until it drains.
+	DrainPoll time.Duration
+
+	draining atomic.Bool
 }
 
 // NewPubSub returns a source for channels.
 func NewPubSub(rdb redis.UniversalClient, channels []string, logger hclog.Logger, m *metrics.Metrics) *PubSub {
-	return &PubSub{rdb: rdb, channels: channels, logger: logger, metrics: m}
+	return &PubSub{rdb: rdb, channels: channels, logger: logger, metrics: m, DrainPoll: 20 * time.Millisecond}
 }
 
 // healthEvery is how long a silent connection may stay silent before it is
@@ -101,21 +110,46 @@ func (s *PubSub) Run(ctx context.Context, out chan<- orders.Ref) error {
 			everSubscribed = true
 		case *redis.Message:
 			ref := orders.Ref{ID: m.Payload, Channel: m.Channel, Received: time.Now()}
-			// An id already read is handed on even when ctx just ended; only
-			// a full buffer at shutdown can make it wait for ctx.
 			select {
 			case out <- ref:
 			default:
-				select {
-				case out <- ref:
-				case <-ctx.Done():
-					s.logger.Warn("shutting down with the intake buffer full; order id not processed", "id", ref.ID)
-					return nil
-				}
+				s.drop(ctx, out, ref)
 			}
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
 	}
+}
+
+// drop counts an id that found the intake full (the pipeline is paused, or
+// cannot keep up). Holding it would hold ids without bound; Redis' output
+// buffer for this connection would overflow next. The order hash is in
+// Redis, so once the intake has drained to half, OnDrained asks for a
+// catch-up, which starts after the last drop and so finds every dropped
+// order.
+func (s *PubSub) drop(ctx context.Context, out chan<- orders.Ref, ref orders.Ref) {
+	s.metrics.OrdersDropped.WithLabelValues(ref.Channel).Inc()
+	if s.draining.Swap(true) {
+		return
+	}
+	s.logger.Warn("intake buffer full: dropping order ids until it drains; a catch-up then finds them", "buffer", cap(out))
+	go func() {
+		tick := time.NewTicker(s.DrainPoll)
+		defer tick.Stop()
+		for len(out) > cap(out)/2 {
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+		// Cleared first: a drop from now on starts another watch, and its
+		// catch-up is asked for after this one.
+		s.draining.Store(false)
+		s.logger.Info("intake drained after dropping order ids; catching up")
+		if s.OnDrained != nil {
+			s.OnDrained()
+		}
+	}()
 }

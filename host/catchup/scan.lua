@@ -1,0 +1,62 @@
+-- One step of a catch-up scan, run inside Redis so that no key costs a
+-- round trip: SCAN one page of order keys, then read each key's markers.
+-- ARGV: cursor, match, count, length of the key prefix, #wants, then per
+--   want: done, dead, history
+--   field, history token ("" counts any history marker as history; "*"
+--   counts none, for a backfill).
+-- Returns { next cursor, keys seen, { id, flags }* }: flags
+-- has one character per want, "1" when that plugin has not finished the
+-- order. Keys that are not hashes, that hold no order field, or that are
+-- bad orders (eventhost:dead) are passed over.
+-- It writes nothing, so it also runs while Redis refuses writes, and it
+-- calls nothing but SCAN and HMGET, which the host's ACL allows.
+local skip = tonumber(ARGV[4]) + 1 -- where the id starts in a key
+local nw = tonumber(ARGV[5])
+local function arg(j, n) return ARGV[6 + 4 * (j - 1) + n] end
+local done = {}
+for j = 1, nw do done[j] = arg(j, 0) end
+local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local keys = page[2]
+local out = {}
+local call = redis.pcall
+for i = 1, #keys do
+  local k = keys[i]
+  -- The common case, every plugin done, costs one HMGET of the done fields.
+  local v = call('HMGET', k, unpack(done))
+  if v.err == nil then
+    local missing = nil
+    for j = 1, nw do
+      if not v[j] then
+        missing = missing or {}
+        missing[#missing + 1] = j
+      end
+    end
+    if missing then
+      local fields = { 'eventhost:dead', 'ts', 'qty', 'cost', 'event', 'who' }
+      for _, j in ipairs(missing) do
+        fields[#fields + 1] = arg(j, 1)
+        fields[#fields + 1] = arg(j, 2)
+      end
+      local w = call('HMGET', k, unpack(fields))
+      local order = w[2] or w[3] or w[4] or w[5] or w[6]
+      if order and not w[1] then
+        local flags, any = {}, false
+        for j = 1, nw do flags[j] = '0' end
+        for m, j in ipairs(missing) do
+          local dead, hist = w[5 + 2 * m], w[6 + 2 * m]
+          local token = arg(j, 3)
+          local history = hist and (token == '' or hist == token)
+          if not dead and not history then
+            flags[j] = '1'
+            any = true
+          end
+        end
+        if any then
+          out[#out + 1] = string.sub(k, skip)
+          out[#out + 1] = table.concat(flags)
+        end
+      end
+    end
+  end
+end
+return { page[1], #keys, out }
