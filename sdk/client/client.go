@@ -5,7 +5,12 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/eventhost/eventhost/sdk"
 	"github.com/eventhost/eventhost/sdk/proto/pluginv1"
@@ -62,11 +67,28 @@ func (c *Client) Configure(ctx context.Context, values map[string]any) ([]sdk.Fi
 	return out, nil
 }
 
+// ErrTooBig is wrapped by Process' error when the request or the answer
+// was over sdk.MaxMessageBytes. That is the orders' fault, not the
+// plugin's: the process is fine.
+var ErrTooBig = errors.New("message over the size limit")
+
 // Process sends one batch and returns one result per order, in order.
+// Whatever the plugin answers costs at most this batch's results (see
+// sdk.ResultsFromProto); err means the call itself failed.
 func (c *Client) Process(ctx context.Context, orders []sdk.Order) ([]sdk.Result, error) {
-	resp, err := c.rpc.Process(ctx, sdk.ProcessRequestToProto(orders, c.packed))
+	req := sdk.ProcessRequestToProto(orders, c.packed)
+	resp, err := c.rpc.Process(ctx, req)
+	if status.Code(err) == codes.ResourceExhausted {
+		// gRPC says which side's limit, not whose message: the size of
+		// ours does.
+		what := "the plugin's answer"
+		if n := proto.Size(req); n > sdk.MaxMessageBytes {
+			what = fmt.Sprintf("the request (%d bytes)", n)
+		}
+		return nil, fmt.Errorf("process batch of %d orders: %s is over the %d-byte limit: %w: %w", len(orders), what, sdk.MaxMessageBytes, ErrTooBig, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("process batch of %d orders: %w", len(orders), err)
 	}
-	return sdk.ResultsFromProto(resp, len(orders))
+	return sdk.ResultsFromProto(resp, len(orders)), nil
 }
