@@ -5,7 +5,6 @@ package client
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"google.golang.org/grpc/codes"
@@ -67,10 +66,25 @@ func (c *Client) Configure(ctx context.Context, values map[string]any) ([]sdk.Fi
 	return out, nil
 }
 
-// ErrTooBig is wrapped by Process' error when the request or the answer
+// TooBigError is Process' error when the request or the plugin's answer
 // was over sdk.MaxMessageBytes. That is the orders' fault, not the
-// plugin's: the process is fine.
-var ErrTooBig = errors.New("message over the size limit")
+// plugin's: its process is fine.
+type TooBigError struct {
+	// Request is true when the request was too big (Bytes long), false
+	// when the answer was.
+	Request bool
+	Bytes   int
+	Err     error
+}
+
+func (e *TooBigError) Error() string {
+	if e.Request {
+		return fmt.Sprintf("the request of %d bytes is over the %d-byte message limit: %v", e.Bytes, sdk.MaxMessageBytes, e.Err)
+	}
+	return fmt.Sprintf("the plugin's answer is over the %d-byte message limit: %v", sdk.MaxMessageBytes, e.Err)
+}
+
+func (e *TooBigError) Unwrap() error { return e.Err }
 
 // Process sends one batch and returns one result per order, in order.
 // Whatever the plugin answers costs at most this batch's results (see
@@ -81,11 +95,8 @@ func (c *Client) Process(ctx context.Context, orders []sdk.Order) ([]sdk.Result,
 	if status.Code(err) == codes.ResourceExhausted {
 		// gRPC says which side's limit, not whose message: the size of
 		// ours does.
-		what := "the plugin's answer"
-		if n := proto.Size(req); n > sdk.MaxMessageBytes {
-			what = fmt.Sprintf("the request (%d bytes)", n)
-		}
-		return nil, fmt.Errorf("process batch of %d orders: %s is over the %d-byte limit: %w: %w", len(orders), what, sdk.MaxMessageBytes, ErrTooBig, err)
+		n := proto.Size(req)
+		return nil, fmt.Errorf("process batch of %d orders: %w", len(orders), &TooBigError{Request: n > sdk.MaxMessageBytes, Bytes: n, Err: err})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("process batch of %d orders: %w", len(orders), err)
