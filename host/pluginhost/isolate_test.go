@@ -272,4 +272,3 @@ func TestIsolateGivesUpPastItsBudget(t *testing.T) {
 		t.Errorf("blamed %d times, disabled %v: want once, enabled", len(in.crashes), in.Disabled())
 	}
 }
-
