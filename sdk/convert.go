@@ -99,6 +99,11 @@ func ResultsToProto(results []Result, packed bool) *pluginv1.ProcessResponse {
 		case len(r.Effects) == 0:
 		case packed:
 			pr.PackedEffects = packEffects(r.Effects)
+		case !validEffects(r.Effects):
+			// Messages carry strings, which protobuf refuses unless
+			// UTF-8: fail this order rather than the whole answer.
+			pr.Error = "an effect holds bytes that are not UTF-8, which the host's older protocol cannot carry; upgrade the host"
+			pr.Permanent = true
 		default:
 			pr.Effects = make([]*pluginv1.Effect, len(r.Effects))
 			for j, e := range r.Effects {
@@ -183,6 +188,21 @@ func effectsFromProto(pes []*pluginv1.Effect) ([]Effect, error) {
 		effects[j] = e
 	}
 	return effects, nil
+}
+
+// validEffects reports whether every string of effects is valid UTF-8.
+func validEffects(effects []Effect) bool {
+	for _, e := range effects {
+		if !utf8.ValidString(e.Command) || !utf8.ValidString(e.Key) {
+			return false
+		}
+		for _, a := range e.Args {
+			if !utf8.ValidString(a) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // validText is s with each run of invalid UTF-8 replaced by U+FFFD: a
