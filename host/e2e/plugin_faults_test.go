@@ -376,7 +376,7 @@ func TestPluginFaultHang(t *testing.T) {
 	for _, e := range letters {
 		// Alone or in a batch, the order is tried at least max_attempts
 		// times; in a batch of n, log2(n)+1 times.
-		want := fmt.Sprintf("poison order: the plugin gave no answer for it within 2s (%d calls holding it failed, the last with it alone)", e.Attempts)
+		want := fmt.Sprintf("plugin hung on this order: no answer within 2s (%d calls holding it failed, the last with it alone)", e.Attempts)
 		if e.Attempts < 2 || e.Reason != want {
 			t.Errorf("dead letter for %s: attempts %d, reason %q; want at least 2 and %q", e.OrderID, e.Attempts, e.Reason, want)
 		}
@@ -544,8 +544,8 @@ func TestPluginFaultCrashLoop(t *testing.T) {
 	const convicted = 3
 	isolating, refused := 0, 0
 	for i, e := range letters {
-		poison := fmt.Sprintf("poison order: the plugin process died handling it (%d calls holding it failed, the last with it alone)", e.Attempts)
-		during := fmt.Sprintf("plugin disabled after repeated crashes while the host looked for the order that failed its batch (%d calls holding this order failed)", e.Attempts)
+		poison := fmt.Sprintf("plugin crashed on this order: its process died handling it (%d calls holding it failed, the last with it alone)", e.Attempts)
+		during := fmt.Sprintf("plugin disabled after repeated crashes: the host was looking for the order that failed its batch (%d calls holding this order failed)", e.Attempts)
 		switch {
 		case i < convicted && (e.Reason != poison || e.Attempts < 2 || later[e.OrderID]):
 			t.Errorf("dead letter %d (%s): reason %q, attempts %d; want a first-chunk order convicted alone after at least 2 calls", i, e.OrderID, e.Reason, e.Attempts)

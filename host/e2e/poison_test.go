@@ -239,10 +239,10 @@ func TestPoisonOrdersCostOnlyThemselves(t *testing.T) {
 	r.checkReady(t)
 	letters := r.checkLetters(t, map[string]func(int) string{
 		hang: func(n int) string {
-			return fmt.Sprintf("poison order: the plugin gave no answer for it within 2s (%s)", heldBy(n))
+			return fmt.Sprintf("plugin hung on this order: no answer within 2s (%s)", heldBy(n))
 		},
 		crash: func(n int) string {
-			return fmt.Sprintf("poison order: the plugin process died handling it (%s)", heldBy(n))
+			return fmt.Sprintf("plugin crashed on this order: its process died handling it (%s)", heldBy(n))
 		},
 	})
 	// Found inside batches: a batch of n orders costs its poison order
@@ -279,7 +279,7 @@ func TestPoisonOrderTooBig(t *testing.T) {
 	r.checkReady(t)
 	r.checkLetters(t, map[string]func(int) string{
 		big: func(n int) string {
-			return fmt.Sprintf("poison order: the plugin's answer for it is over the %d-byte message limit (%s); the plugin was not restarted",
+			return fmt.Sprintf("message too big: the plugin's answer for this order is over the %d-byte limit (%s); the plugin was not restarted",
 				sdk.MaxMessageBytes, heldBy(n))
 		},
 	})

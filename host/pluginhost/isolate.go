@@ -46,35 +46,44 @@ func extraCalls(n, maxAttempts int) int {
 // bisecting failed calls (see above). Its error is only ctx's.
 func (in *Instance) isolate(ctx context.Context, orders []sdk.Order) ([]sdk.Result, error) {
 	n := len(orders)
-	results := make([]sdk.Result, n)
-	held := make([]int, n) // failed calls that held each order
+	// Allocated at the first failure: most batches take one call, whose
+	// results are returned as they are.
+	var results []sdk.Result
+	var held []int // failed calls that held each order
 	// explained[i]: order i failed alone (or was given up on), which
 	// accounts for every failed call that held it.
-	explained := make([]bool, n)
+	var explained []bool
+	alloc := func() {
+		if held == nil {
+			results, held, explained = make([]sdk.Result, n), make([]int, n), make([]bool, n)
+		}
+	}
 	var failed []span // failed calls the plugin may be blamed for
 	budget := extraCalls(n, in.cfg.MaxAttempts)
 	calls := 0
-	var gaveUp *callFailure
+	gaveUp := false
 	stack := []span{{0, n}}
 	for len(stack) > 0 {
 		sp := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		if in.disabled {
+			alloc()
 			for i := sp.lo; i < sp.hi; i++ {
 				results[i] = hostFailure(sdk.FailDisabled, held[i], fmt.Sprintf(
-					"%v while the host looked for the order that failed its batch (%d calls holding this order failed)", ErrDisabled, held[i]))
+					"%v: the host was looking for the order that failed its batch (%d calls holding this order failed)", ErrDisabled, held[i]))
 			}
 			continue
 		}
 		if calls > budget {
-			if gaveUp == nil {
-				gaveUp = &callFailure{}
+			alloc()
+			if !gaveUp {
+				gaveUp = true
 				in.logger.Error("gave up isolating the orders that fail the plugin; failing the rest of the batch", "calls", calls, "orders", n)
 			}
 			for i := sp.lo; i < sp.hi; i++ {
 				explained[i] = true
 				results[i] = hostFailure(sdk.FailBatch, held[i], fmt.Sprintf(
-					"the plugin failed %d calls holding this order and isolating the cause was given up after %d calls for a batch of %d orders",
+					"isolation given up: the plugin failed %d calls holding this order, and the host stopped looking for the order responsible after %d calls for a batch of %d orders",
 					held[i], calls, n))
 			}
 			continue
@@ -96,11 +105,16 @@ func (in *Instance) isolate(ctx context.Context, orders []sdk.Order) ([]sdk.Resu
 			return nil, ctx.Err()
 		}
 		if f == nil {
-			copy(results[sp.lo:sp.hi], res)
+			if sp.len() == n {
+				results = res
+			} else {
+				copy(results[sp.lo:sp.hi], res)
+			}
 			in.backoff.Reset()
 			in.convicted = 0
 			continue
 		}
+		alloc()
 		for i := sp.lo; i < sp.hi; i++ {
 			held[i]++
 		}
@@ -133,7 +147,7 @@ func (in *Instance) isolate(ctx context.Context, orders []sdk.Order) ([]sdk.Resu
 			in.disable(fmt.Sprintf("%d orders in a row failed it alone, with no successful call between them: the plugin fails on anything", in.convicted))
 		}
 	}
-	if gaveUp != nil && !in.disabled {
+	if gaveUp && !in.disabled {
 		in.blame()
 	}
 	for _, sp := range failed {
@@ -159,8 +173,9 @@ func hostFailure(kind string, attempts int, reason string) sdk.Result {
 }
 
 // poisonReason is the dead letter's reason for an order convicted of
-// failing calls alone. Apart from a protocol error's text it depends only
-// on the kind, the attempts and the timeout, so that it can be checked.
+// failing calls alone. The part before the first colon names the kind (the
+// dead-letter metric's reason label); apart from a protocol error's text it
+// depends only on the kind, the attempts and the timeout.
 func poisonReason(f *callFailure, attempts int, timeout string) string {
 	calls := fmt.Sprintf("%d calls holding it failed, the last with it alone", attempts)
 	if attempts == 1 {
@@ -168,16 +183,16 @@ func poisonReason(f *callFailure, attempts int, timeout string) string {
 	}
 	switch f.kind {
 	case sdk.FailCrash:
-		return fmt.Sprintf("poison order: the plugin process died handling it (%s)", calls)
+		return fmt.Sprintf("plugin crashed on this order: its process died handling it (%s)", calls)
 	case sdk.FailTimeout:
-		return fmt.Sprintf("poison order: the plugin gave no answer for it within %s (%s)", timeout, calls)
+		return fmt.Sprintf("plugin hung on this order: no answer within %s (%s)", timeout, calls)
 	case sdk.FailSize:
-		what := "the plugin's answer for it"
+		what := "the plugin's answer for this order"
 		var tb *client.TooBigError
 		if errors.As(f.err, &tb) && tb.Request {
-			what = "its request"
+			what = "the request for this order"
 		}
-		return fmt.Sprintf("poison order: %s is over the %d-byte message limit (%s); the plugin was not restarted", what, sdk.MaxMessageBytes, calls)
+		return fmt.Sprintf("message too big: %s is over the %d-byte limit (%s); the plugin was not restarted", what, sdk.MaxMessageBytes, calls)
 	}
-	return fmt.Sprintf("poison order: the plugin's answer for it could not be read (%s): %v", calls, f.err)
+	return fmt.Sprintf("unreadable answer: the plugin's answer for this order could not be read (%s): %v", calls, f.err)
 }

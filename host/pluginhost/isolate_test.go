@@ -110,9 +110,9 @@ func TestIsolatePoisonOrders(t *testing.T) {
 	wantRecorded(t, orders, results, map[int]bool{9: true, 40: true})
 	// 64 → 32 → 16 → 8 → 4 → 2 → 1: seven calls held each.
 	want := map[int]sdk.Result{
-		9: {Err: "poison order: the plugin process died handling it (7 calls holding it failed, the last with it alone)",
+		9: {Err: "plugin crashed on this order: its process died handling it (7 calls holding it failed, the last with it alone)",
 			Permanent: true, HostFailure: sdk.FailCrash, Attempts: 7},
-		40: {Err: "poison order: the plugin gave no answer for it within 1s (7 calls holding it failed, the last with it alone)",
+		40: {Err: "plugin hung on this order: no answer within 1s (7 calls holding it failed, the last with it alone)",
 			Permanent: true, HostFailure: sdk.FailTimeout, Attempts: 7},
 	}
 	for i, w := range want {
@@ -155,7 +155,7 @@ func TestIsolateTooBig(t *testing.T) {
 	}
 	wantRecorded(t, orders, results, map[int]bool{3: true})
 	want := sdk.Result{
-		Err: fmt.Sprintf("poison order: the plugin's answer for it is over the %d-byte message limit (4 calls holding it failed, the last with it alone); the plugin was not restarted",
+		Err: fmt.Sprintf("message too big: the plugin's answer for this order is over the %d-byte limit (4 calls holding it failed, the last with it alone); the plugin was not restarted",
 			sdk.MaxMessageBytes),
 		Permanent: true, HostFailure: sdk.FailSize, Attempts: 4,
 	}
@@ -226,7 +226,7 @@ func TestIsolateBrokenPluginIsDisabled(t *testing.T) {
 		case i < 3 && (r.HostFailure != sdk.FailCrash || r.Attempts != 5):
 			t.Errorf("order %d: %+v, want convicted of a crash after 5 calls", i, r)
 		case i > 2 && (r.HostFailure != sdk.FailDisabled || r.Err != fmt.Sprintf(
-			"plugin disabled after repeated crashes while the host looked for the order that failed its batch (%d calls holding this order failed)", r.Attempts)):
+			"plugin disabled after repeated crashes: the host was looking for the order that failed its batch (%d calls holding this order failed)", r.Attempts)):
 			t.Errorf("order %d: %+v, want failed as disabled", i, r)
 		}
 	}
@@ -261,7 +261,7 @@ func TestIsolateGivesUpPastItsBudget(t *testing.T) {
 	for i, r := range results {
 		kinds[r.HostFailure]++
 		if r.HostFailure == sdk.FailBatch && r.Err != fmt.Sprintf(
-			"the plugin failed %d calls holding this order and isolating the cause was given up after %d calls for a batch of 16 orders", r.Attempts, 1+budget) {
+			"isolation given up: the plugin failed %d calls holding this order, and the host stopped looking for the order responsible after %d calls for a batch of 16 orders", r.Attempts, 1+budget) {
 			t.Errorf("order %d: %q", i, r.Err)
 		}
 	}
