@@ -4,6 +4,7 @@ BIN     := bin
 PLUGINS := sales-histogram events-summary customer-invoices
 BENCH   ?= .
 COUNT   ?= 1
+FUZZTIME ?= 1m
 
 # `make install` layout; DESTDIR is prepended to every path (for packaging).
 PREFIX      ?= /usr/local
@@ -17,7 +18,7 @@ SUBST = sed -e 's|/usr/local/bin/eventhost|$(BINDIR)/eventhost|g' \
 	-e 's|/usr/local/lib/eventhost/plugins|$(PLUGINDIR)|g' \
 	-e 's|/etc/eventhost|$(CONFDIR)|g'
 
-.PHONY: all build test test-short bench demo proto vet fmt clean install uninstall
+.PHONY: all build test test-short bench fuzz demo proto vet fmt clean install uninstall
 
 all: build
 
@@ -42,6 +43,13 @@ test-short:
 # at a fixed rate and peak RSS, all in one run. COUNT=6 for benchstat.
 bench: build
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -count $(COUNT) -timeout 20m ./host/bench/
+
+# Each fuzz target for FUZZTIME (`go test` runs only their seeds). Go fuzzes
+# one target per run, so one line each; new finds land in testdata/fuzz/.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzUnpackEffects$$' -fuzztime $(FUZZTIME) ./sdk
+	$(GO) test -run '^$$' -fuzz '^FuzzUnpackOrders$$' -fuzztime $(FUZZTIME) ./sdk
+	$(GO) test -run '^$$' -fuzz '^FuzzResultsFromProto$$' -fuzztime $(FUZZTIME) ./sdk
 
 demo: build
 	./scripts/demo.sh

@@ -14,7 +14,27 @@ type Result struct {
 	// Permanent says a retry cannot help: the host dead-letters the order
 	// for this plugin at once instead of retrying it.
 	Permanent bool
+	// HostFailure is set by the host, never by a plugin, and never sent:
+	// the plugin gave no usable answer for this order because its process
+	// failed on the order alone (FailCrash, FailTimeout, FailSize,
+	// FailProtocol), or it was disabled or given up on while the host
+	// looked for the order that failed its batch (FailDisabled,
+	// FailBatch). Err is then the host's reason and Permanent is true.
+	HostFailure string
+	// Attempts is, with HostFailure, how many calls holding the order
+	// failed.
+	Attempts int
 }
+
+// The values of Result.HostFailure.
+const (
+	FailCrash    = "crash"    // the process died
+	FailTimeout  = "timeout"  // no answer within the plugin's timeout
+	FailSize     = "size"     // the request or answer was over MaxMessageBytes
+	FailProtocol = "protocol" // the answer could not be read
+	FailDisabled = "disabled" // the plugin was disabled before the order was isolated
+	FailBatch    = "batch"    // isolation was given up: too many calls for one batch
+)
 
 // PermanentError marks an error from Handle that no retry can fix.
 type PermanentError struct{ Err error }
@@ -46,6 +66,11 @@ func ProcessBatch(p Plugin, orders []Order) []Result {
 			results[i].Permanent = errors.As(err, &perm)
 			continue
 		}
+		if err := checkBounds(out.List()); err != nil {
+			// Caught here, the plugin's own tests (sdktest) see it too.
+			results[i] = Result{Err: fmt.Sprintf("answer for order %s: %v", orders[i].ID, err), Permanent: true}
+			continue
+		}
 		results[i].Effects = append([]Effect(nil), out.List()...)
 	}
 	return results
@@ -59,4 +84,27 @@ func handleOne(p Plugin, o Order, out *Effects) (err error) {
 		}
 	}()
 	return p.Handle(o, out)
+}
+
+// checkBounds checks one order's effects against the bounds the host
+// decodes within (see MaxEffects), but for their total size: an answer
+// over the message limit reaches the host as a failed call, which it
+// isolates to this order.
+func checkBounds(effects []Effect) error {
+	if len(effects) > MaxEffects {
+		return fmt.Errorf("%d effects, more than the %d the host accepts for one order", len(effects), MaxEffects)
+	}
+	for j, e := range effects {
+		if len(e.Args) > MaxEffectArgs {
+			return fmt.Errorf("effect %d has %d arguments, more than the %d the host accepts", j, len(e.Args), MaxEffectArgs)
+		}
+		long := max(len(e.Command), len(e.Key))
+		for _, a := range e.Args {
+			long = max(long, len(a))
+		}
+		if long > MaxArgBytes {
+			return fmt.Errorf("effect %d holds a string of %d bytes, more than the %d the host accepts", j, long, MaxArgBytes)
+		}
+	}
+	return nil
 }

@@ -36,10 +36,7 @@ func TestServerAnswersInTheRequestsEncoding(t *testing.T) {
 				t.Errorf("request packed=%v: answer has packed effects %v and %d effect messages", packed, gotPacked, len(r.GetEffects()))
 			}
 		}
-		got, err := ResultsFromProto(resp, len(orders))
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := ResultsFromProto(resp, len(orders))
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("request packed=%v: results %+v, want %+v", packed, got, want)
 		}

@@ -3,6 +3,8 @@ package sdk
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/eventhost/eventhost/sdk/proto/pluginv1"
 )
@@ -86,15 +88,22 @@ func ProcessRequestFromProto(req *pluginv1.ProcessRequest) ([]Order, error) {
 
 // ResultsToProto converts results, one per order of the request, for the
 // wire: effects in the compact encoding when packed (the request came in
-// it, so the host reads it), else as messages.
+// it, so the host reads it), else as messages. Error text that is not valid
+// UTF-8 is repaired: protobuf refuses to send such a string, which would
+// fail the whole batch.
 func ResultsToProto(results []Result, packed bool) *pluginv1.ProcessResponse {
 	resp := &pluginv1.ProcessResponse{Results: make([]*pluginv1.Result, len(results))}
 	for i, r := range results {
-		pr := &pluginv1.Result{Index: uint32(i), Error: r.Err, Permanent: r.Permanent}
+		pr := &pluginv1.Result{Index: uint32(i), Error: validText(r.Err), Permanent: r.Permanent}
 		switch {
 		case len(r.Effects) == 0:
 		case packed:
 			pr.PackedEffects = packEffects(r.Effects)
+		case !validEffects(r.Effects):
+			// Messages carry strings, which protobuf refuses unless
+			// UTF-8: fail this order rather than the whole answer.
+			pr.Error = "an effect holds bytes that are not UTF-8, which the host's older protocol cannot carry; upgrade the host"
+			pr.Permanent = true
 		default:
 			pr.Effects = make([]*pluginv1.Effect, len(r.Effects))
 			for j, e := range r.Effects {
@@ -106,34 +115,39 @@ func ResultsToProto(results []Result, packed bool) *pluginv1.ProcessResponse {
 	return resp
 }
 
-// ResultsFromProto returns one Result per order of a request of n orders. A
-// plugin that answers for an order twice, for an order it was not sent, or
-// not at all is lying: that is an error, or for a missing answer a failed
-// Result, never a silent drop.
-func ResultsFromProto(resp *pluginv1.ProcessResponse, n int) ([]Result, error) {
+// ResultsFromProto returns one Result per order of a request of n orders.
+// Whatever a plugin answers, it costs at most its own batch, never a call
+// error: an order it answered twice, did not answer, or whose effects are
+// malformed or over the bounds (MaxEffects, MaxEffectArgs, MaxArgBytes,
+// MaxAnswerBytes) fails alone, permanently; an answer for an order it was
+// not sent means the indices cannot be trusted, so every order fails.
+func ResultsFromProto(resp *pluginv1.ProcessResponse, n int) []Result {
 	results := make([]Result, n)
 	seen := make([]bool, n)
 	for _, pr := range resp.GetResults() {
-		i := int(pr.GetIndex())
-		if i >= n {
-			return nil, fmt.Errorf("plugin answered for order index %d of a batch of %d", i, n)
+		i := uint64(pr.GetIndex())
+		if i >= uint64(n) {
+			reason := fmt.Sprintf("malformed answer: the plugin answered for order index %d of a batch of %d, so no answer in it can be matched to its order", i, n)
+			for j := range results {
+				results[j] = Result{Err: reason, Permanent: true}
+			}
+			return results
 		}
 		if seen[i] {
-			return nil, fmt.Errorf("plugin answered twice for order index %d", i)
+			results[i] = Result{Err: "malformed answer: the plugin answered twice for this order", Permanent: true}
+			continue
 		}
 		seen[i] = true
-		r := Result{Err: pr.GetError(), Permanent: pr.GetPermanent()}
+		r := Result{Err: boundedText(pr.GetError()), Permanent: pr.GetPermanent()}
+		var err error
 		if packed := pr.GetPackedEffects(); len(packed) > 0 {
-			var err error
-			if r.Effects, err = unpackEffects(packed); err != nil {
-				// The plugin lied about this order only: fail it, not the batch.
-				r = Result{Err: "malformed answer: " + err.Error(), Permanent: true}
-			}
+			r.Effects, err = unpackEffects(packed)
 		} else if len(pr.GetEffects()) > 0 {
-			r.Effects = make([]Effect, len(pr.GetEffects()))
-			for j, e := range pr.GetEffects() {
-				r.Effects[j] = Effect{Command: e.GetCommand(), Key: e.GetKey(), Args: e.GetArgs()}
-			}
+			r.Effects, err = effectsFromProto(pr.GetEffects())
+		}
+		if err != nil {
+			// The plugin lied about this order only: fail it, not the batch.
+			r = Result{Err: "malformed answer: " + err.Error(), Permanent: true}
 		}
 		results[i] = r
 	}
@@ -142,5 +156,70 @@ func ResultsFromProto(resp *pluginv1.ProcessResponse, n int) ([]Result, error) {
 			results[i] = Result{Err: "plugin returned no result for this order", Permanent: true}
 		}
 	}
-	return results, nil
+	return results
+}
+
+// effectsFromProto converts one order's effects sent as messages (by a
+// plugin built before the compact encoding), within the same bounds as
+// unpackEffects.
+func effectsFromProto(pes []*pluginv1.Effect) ([]Effect, error) {
+	if len(pes) > MaxEffects {
+		return nil, fmt.Errorf("%d effects for one order, more than %d", len(pes), MaxEffects)
+	}
+	effects := make([]Effect, len(pes))
+	total := 0
+	for j, pe := range pes {
+		e := Effect{Command: pe.GetCommand(), Key: pe.GetKey(), Args: pe.GetArgs()}
+		if len(e.Args) > MaxEffectArgs {
+			return nil, fmt.Errorf("effect %d has %d arguments, more than %d", j, len(e.Args), MaxEffectArgs)
+		}
+		long := max(len(e.Command), len(e.Key))
+		total += len(e.Command) + len(e.Key)
+		for _, a := range e.Args {
+			long = max(long, len(a))
+			total += len(a)
+		}
+		if long > MaxArgBytes {
+			return nil, fmt.Errorf("effect %d holds a string of %d bytes, more than %d", j, long, MaxArgBytes)
+		}
+		if total > MaxAnswerBytes {
+			return nil, fmt.Errorf("effects up to %d hold %d bytes, more than %d for one order", j, total, MaxAnswerBytes)
+		}
+		effects[j] = e
+	}
+	return effects, nil
+}
+
+// validEffects reports whether every string of effects is valid UTF-8.
+func validEffects(effects []Effect) bool {
+	for _, e := range effects {
+		if !utf8.ValidString(e.Command) || !utf8.ValidString(e.Key) {
+			return false
+		}
+		for _, a := range e.Args {
+			if !utf8.ValidString(a) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validText is s with each run of invalid UTF-8 replaced by U+FFFD: a
+// protobuf string must be valid UTF-8, and a plugin's error text may quote
+// any bytes of an order.
+func validText(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// boundedText is a plugin's error text, valid UTF-8 and cut to
+// MaxErrorBytes.
+func boundedText(s string) string {
+	if len(s) > MaxErrorBytes {
+		s = s[:MaxErrorBytes] + "… (cut)" // a rune split here is repaired below
+	}
+	return validText(s)
 }

@@ -18,13 +18,24 @@ import (
 
 var errTruncated = errors.New("truncated")
 
-// Bounds on one order's effects. A plugin is not trusted: its answer must
-// not make the host allocate without limit before any check runs. The host
-// refuses effects with more arguments than MaxEffectArgs anyway (Redis'
-// Lua cannot pass more to one command).
+// Bounds on one order's answer, in either encoding. A plugin is not
+// trusted: its answer must not make the host allocate without limit before
+// any check runs. The host refuses effects with more arguments than
+// MaxEffectArgs anyway (Redis' Lua cannot pass more to one command). A
+// whole answer (every order of a batch) is bounded by MaxMessageBytes, the
+// gRPC limit; an order whose answer alone exceeds it fails the call, and the
+// host isolates that order.
 const (
 	MaxEffects    = 10000
 	MaxEffectArgs = 1000
+	// MaxArgBytes bounds one string of an effect: its command, key or any
+	// argument. Redis itself refuses bulk strings over 512 MB.
+	MaxArgBytes = 64 << 20
+	// MaxAnswerBytes bounds the strings of one order's effects together.
+	MaxAnswerBytes = MaxMessageBytes
+	// MaxErrorBytes bounds the error text of one order's answer; longer
+	// text is cut (it ends up in a dead letter and the log).
+	MaxErrorBytes = 16 << 10
 )
 
 // packOrders encodes orders: for each, id, channel, ts, qty, cost, event,
@@ -111,6 +122,9 @@ func packEffects(effects []Effect) []byte {
 // unpackEffects is the inverse of packEffects. All arguments share one
 // slice, each effect's Args a window of it.
 func unpackEffects(data []byte) ([]Effect, error) {
+	if len(data) > MaxAnswerBytes {
+		return nil, fmt.Errorf("packed effects: %d bytes for one order, more than %d", len(data), MaxAnswerBytes)
+	}
 	d := decoder{s: string(data)}
 	// Sized for a typical plugin's few effects, to grow rarely.
 	effects := make([]Effect, 0, 4)
@@ -133,6 +147,9 @@ func unpackEffects(data []byte) ([]Effect, error) {
 		if d.err != nil {
 			return nil, fmt.Errorf("packed effects: effect %d: %w", len(effects), d.err)
 		}
+		if d.long > MaxArgBytes {
+			return nil, fmt.Errorf("packed effects: effect %d holds a string of %d bytes, more than %d", len(effects), d.long, MaxArgBytes)
+		}
 		effects = append(effects, e)
 		spans = append(spans, span{from, len(args)})
 	}
@@ -154,6 +171,8 @@ func appendString(b []byte, s string) []byte {
 type decoder struct {
 	s   string
 	err error
+	// long is the length of the longest string read so far.
+	long uint64
 }
 
 func (d *decoder) done() bool { return d.err != nil || len(d.s) == 0 }
@@ -207,5 +226,6 @@ func (d *decoder) str() string {
 	}
 	v := d.s[:n]
 	d.s = d.s[n:]
+	d.long = max(d.long, n)
 	return v
 }

@@ -96,7 +96,8 @@ type Failure struct {
 	Plugin string
 	Reason string
 	// Attempts is how often the plugin tried the order in this dispatch: a
-	// crash or timeout is retried inside the plugin host.
+	// call that crashes or hangs is retried inside the plugin host, in
+	// smaller and smaller parts, to find the orders responsible.
 	Attempts int
 	// Transient is true when another try may succeed (the plugin said so by
 	// returning a plain error); refused effects, permanent errors and a
@@ -170,6 +171,10 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 				continue
 			}
 			r := a.results[k]
+			if r.HostFailure != "" { // the plugin host already retried it
+				out.Failures = append(out.Failures, Failure{Index: i, Loaded: l, Plugin: name, Reason: r.Err, Attempts: r.Attempts})
+				continue
+			}
 			if r.Err != "" {
 				out.Failures = append(out.Failures, Failure{Index: i, Loaded: l, Plugin: name, Reason: "plugin error: " + r.Err, Attempts: 1, Transient: !r.Permanent})
 				continue
@@ -198,11 +203,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 }
 
 func attempts(err error) int {
-	var be *pluginhost.BatchError
-	switch {
-	case errors.As(err, &be):
-		return be.Attempts
-	case errors.Is(err, pluginhost.ErrDisabled):
+	if errors.Is(err, pluginhost.ErrDisabled) {
 		return 0 // refused without a try
 	}
 	return 1

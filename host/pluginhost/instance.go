@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,24 +17,12 @@ import (
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/sdk"
+	"github.com/eventhost/eventhost/sdk/client"
 )
 
-// ErrDisabled is returned by Process once a plugin crashed more often than
+// ErrDisabled is returned by Process once a plugin failed more often than
 // its restart limit allows.
 var ErrDisabled = errors.New("plugin disabled after repeated crashes")
-
-// BatchError is a batch a plugin could not process after all attempts.
-type BatchError struct {
-	Plugin   string
-	Attempts int
-	Err      error
-}
-
-func (e *BatchError) Error() string {
-	return fmt.Sprintf("plugin %s failed the batch after %d attempts: %v", e.Plugin, e.Attempts, e.Err)
-}
-
-func (e *BatchError) Unwrap() error { return e.Err }
 
 // Instance is a running plugin. Process is safe for concurrent use, but the
 // host calls it one batch at a time.
@@ -45,10 +34,16 @@ type Instance struct {
 	metrics   *metrics.Metrics
 	socketDir string
 
-	mu       sync.Mutex
-	proc     *process
-	crashes  []time.Time
-	disabled bool
+	mu   sync.Mutex
+	proc *process
+	// crashes are the recent failures the plugin is to blame for: crashes
+	// and hangs that no poison order explains, and failed relaunches.
+	crashes []time.Time
+	// convicted counts the orders in a row found to fail the plugin alone
+	// (crash, hang or unreadable answer), with no successful call between
+	// them: a few are poison orders, many mean the plugin fails on anything.
+	convicted int
+	disabled  bool
 	// up mirrors the eventhost_plugin_up gauge for readiness checks, which
 	// must not wait for mu (held for a whole batch).
 	up      atomic.Bool
@@ -103,76 +98,103 @@ func (in *Instance) Disabled() bool {
 	return in.disabled
 }
 
-// Process sends orders to the plugin as one batch. A crash or a timeout
-// relaunches the plugin (with backoff) and retries the batch, up to the
-// block's max_attempts; then it returns a *BatchError. A disabled plugin
-// returns ErrDisabled at once.
+// Process sends orders to the plugin as one batch and returns one result
+// per order. When the call fails (the process dies, hangs past its timeout,
+// a message is over the size limit, or the answer cannot be read), Process
+// finds the orders responsible by retrying the halves of the batch (see
+// isolate): they come back as results with HostFailure set, and every other
+// order is processed. A crash or a hang relaunches the plugin with backoff;
+// a size failure never does. A disabled plugin returns ErrDisabled at once;
+// any other error is ctx's.
 func (in *Instance) Process(ctx context.Context, orders []sdk.Order) ([]sdk.Result, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	var lastErr error
-	for attempt := 1; attempt <= in.cfg.MaxAttempts; attempt++ {
-		if in.disabled && attempt == 1 {
-			return nil, ErrDisabled
-		}
-		if in.disabled {
-			// This batch's crashes tipped it over: say how often it was tried.
-			return nil, &BatchError{Plugin: in.cfg.Name, Attempts: attempt - 1, Err: fmt.Errorf("%w (last error: %v)", ErrDisabled, lastErr)}
-		}
-		if in.proc == nil {
-			if err := in.relaunch(ctx); err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				lastErr = err
-				continue
-			}
-		}
-		results, err := in.call(ctx, orders)
-		if err == nil {
-			in.backoff.Reset()
-			return results, nil
-		}
-		if ctx.Err() != nil {
+	if in.disabled {
+		return nil, ErrDisabled
+	}
+	results, err := in.isolate(ctx, orders)
+	if err != nil {
+		return nil, err
+	}
+	if in.proc == nil && !in.disabled {
+		// Relaunch now rather than with the next batch, so that an idle
+		// host reports the plugin up once it is.
+		if err := in.relaunch(ctx); err != nil && ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		lastErr = err
-		in.logger.Error("batch failed; restarting plugin", "attempt", attempt, "orders", len(orders), "error", err)
-		in.crashed()
 	}
-	return nil, &BatchError{Plugin: in.cfg.Name, Attempts: in.cfg.MaxAttempts, Err: lastErr}
+	return results, nil
 }
 
-func (in *Instance) call(ctx context.Context, orders []sdk.Order) ([]sdk.Result, error) {
+// callFailure is a failed call: what went wrong, in sdk.Fail* terms.
+type callFailure struct {
+	kind string
+	err  error
+}
+
+// call sends one batch to the running process. A crash or a hang kills the
+// process (in.proc is nil afterwards); a size or protocol failure leaves it
+// running, since it is still answering. The failure is nil on success, and
+// also when ctx ended (the caller checks ctx).
+func (in *Instance) call(ctx context.Context, orders []sdk.Order) ([]sdk.Result, *callFailure) {
 	callCtx, cancel := context.WithTimeout(ctx, in.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
 	results, err := in.proc.rpc.Process(callCtx, orders)
 	in.metrics.PluginRPCSeconds.WithLabelValues(in.cfg.Name).Observe(time.Since(start).Seconds())
-	if err == nil {
+	if err == nil || ctx.Err() != nil {
 		return results, nil
 	}
-	kind := "protocol"
+	f := &callFailure{kind: sdk.FailProtocol, err: err}
 	switch {
+	case errors.As(err, new(*client.TooBigError)):
+		f.kind = sdk.FailSize
 	// The plugin's side may see the deadline first and cancel the stream,
 	// so DeadlineExceeded can arrive before callCtx's own timer fires.
-	case (callCtx.Err() != nil || status.Code(err) == codes.DeadlineExceeded) && ctx.Err() == nil:
-		kind = "timeout"
-		err = fmt.Errorf("no answer within %s: %w", in.cfg.Timeout, err)
+	case callCtx.Err() != nil || status.Code(err) == codes.DeadlineExceeded:
+		f.kind = sdk.FailTimeout
+		f.err = fmt.Errorf("no answer within %s: %w", in.cfg.Timeout, err)
 	case in.proc.client.Exited() || status.Code(err) == codes.Unavailable:
-		kind = "crash"
+		f.kind = sdk.FailCrash
 	}
-	in.metrics.PluginErrors.WithLabelValues(in.cfg.Name, kind).Inc()
-	return nil, err
+	in.metrics.PluginErrors.WithLabelValues(in.cfg.Name, f.kind).Inc()
+	if f.kind == sdk.FailTimeout {
+		// It may never answer again. Killed at once: go-plugin's Kill
+		// would ask a hung process to exit and wait 2 s for it first.
+		killNow(in.proc)
+	}
+	if f.kind == sdk.FailCrash || f.kind == sdk.FailTimeout {
+		in.killProcess()
+	}
+	return nil, f
 }
 
-// crashed kills the current process (a hung one too) and counts the crash,
-// disabling the plugin when it crashed too often.
-func (in *Instance) crashed() {
+// killNow sends the plugin's process SIGKILL (or its platform's
+// equivalent); p.kill then only reaps it.
+func killNow(p *process) {
+	rc := p.client.ReattachConfig()
+	if rc == nil || rc.Pid <= 0 || p.client.Exited() {
+		return
+	}
+	if proc, err := os.FindProcess(rc.Pid); err == nil {
+		_ = proc.Kill()
+	}
+}
+
+// killProcess kills the current process, if any; the next call relaunches.
+func (in *Instance) killProcess() {
+	if in.proc == nil {
+		return
+	}
 	in.proc.kill()
 	in.proc = nil
 	in.metrics.PluginUp.WithLabelValues(in.cfg.Name).Set(0)
 	in.up.Store(false)
+}
+
+// blame records a failure that is the plugin's fault, disabling the plugin
+// when it failed more than restart_limit times within restart_window.
+func (in *Instance) blame() {
 	now := time.Now()
 	recent := in.crashes[:0]
 	for _, t := range in.crashes {
@@ -182,10 +204,16 @@ func (in *Instance) crashed() {
 	}
 	in.crashes = append(recent, now)
 	if len(in.crashes) > in.cfg.RestartLimit {
-		in.disabled = true
-		in.logger.Error("PLUGIN DISABLED: it crashed too often; its orders go to the dead-letter stream until it is fixed and the host reloaded or restarted",
-			"crashes", len(in.crashes), "window", in.cfg.RestartWindow)
+		in.disable(fmt.Sprintf("it failed %d times within %s", len(in.crashes), in.cfg.RestartWindow))
 	}
+}
+
+// disable gives up on the plugin until a reload or restart.
+func (in *Instance) disable(why string) {
+	in.killProcess()
+	in.disabled = true
+	in.logger.Error("PLUGIN DISABLED: "+why+"; its orders go to the dead-letter stream until it is fixed and the host reloaded or restarted",
+		"crashes", len(in.crashes), "window", in.cfg.RestartWindow, "orders_failed_alone_in_a_row", in.convicted)
 }
 
 func (in *Instance) relaunch(ctx context.Context) error {
@@ -213,7 +241,7 @@ func (in *Instance) relaunch(ctx context.Context) error {
 	}
 	if err != nil {
 		in.logger.Error("relaunch failed", "error", err)
-		in.crashed()
+		in.blame()
 		return err
 	}
 	in.proc = proc

@@ -7,6 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/eventhost/eventhost/sdk"
 	"github.com/eventhost/eventhost/sdk/proto/pluginv1"
 )
@@ -62,11 +66,40 @@ func (c *Client) Configure(ctx context.Context, values map[string]any) ([]sdk.Fi
 	return out, nil
 }
 
+// TooBigError is Process' error when the request or the plugin's answer
+// was over sdk.MaxMessageBytes. That is the orders' fault, not the
+// plugin's: its process is fine.
+type TooBigError struct {
+	// Request is true when the request was too big (Bytes long), false
+	// when the answer was.
+	Request bool
+	Bytes   int
+	Err     error
+}
+
+func (e *TooBigError) Error() string {
+	if e.Request {
+		return fmt.Sprintf("the request of %d bytes is over the %d-byte message limit: %v", e.Bytes, sdk.MaxMessageBytes, e.Err)
+	}
+	return fmt.Sprintf("the plugin's answer is over the %d-byte message limit: %v", sdk.MaxMessageBytes, e.Err)
+}
+
+func (e *TooBigError) Unwrap() error { return e.Err }
+
 // Process sends one batch and returns one result per order, in order.
+// Whatever the plugin answers costs at most this batch's results (see
+// sdk.ResultsFromProto); err means the call itself failed.
 func (c *Client) Process(ctx context.Context, orders []sdk.Order) ([]sdk.Result, error) {
-	resp, err := c.rpc.Process(ctx, sdk.ProcessRequestToProto(orders, c.packed))
+	req := sdk.ProcessRequestToProto(orders, c.packed)
+	resp, err := c.rpc.Process(ctx, req)
+	if status.Code(err) == codes.ResourceExhausted {
+		// gRPC says which side's limit, not whose message: the size of
+		// ours does.
+		n := proto.Size(req)
+		return nil, fmt.Errorf("process batch of %d orders: %w", len(orders), &TooBigError{Request: n > sdk.MaxMessageBytes, Bytes: n, Err: err})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("process batch of %d orders: %w", len(orders), err)
 	}
-	return sdk.ResultsFromProto(resp, len(orders))
+	return sdk.ResultsFromProto(resp, len(orders)), nil
 }
