@@ -119,6 +119,10 @@ func TestRedisRefusalsPause(t *testing.T) {
 				if err := os.MkdirAll(dataDir, 0o700); err != nil {
 					return err
 				}
+				// Redis' working directory is the deleted one: point it at the new one.
+				if err := admin.ConfigSet(ctx, "dir", dataDir).Err(); err != nil {
+					return err
+				}
 				if err := admin.BgSave(ctx).Err(); err != nil {
 					return err
 				}

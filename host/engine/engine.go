@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
@@ -83,7 +84,7 @@ func (e *Engine) launch(ctx context.Context, p config.Plugin) (*running, error) 
 	// Hashed before the launch: should the file change in between, the
 	// next reload sees a change and replaces the plugin, which is harmless.
 	sum, sumErr := pluginhost.BinarySHA256(p.Path)
-	in, err := pluginhost.Launch(ctx, p, e.logger, e.metrics, e.socketDir)
+	in, err := launchRetrying(ctx, p, e.logger, e.metrics, e.socketDir)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +103,29 @@ func (e *Engine) launch(ctx context.Context, p config.Plugin) (*running, error) 
 			Policy:    policy.New(in.Name(), in.Description().Keys, e.reserved, policy.AllowKeys(p.AllowKeys)),
 		},
 	}, nil
+}
+
+// launchAttempts is how often a plugin that dies while it starts is tried:
+// a crash at start is a crash like any other (killed by an operator or the
+// OOM killer in that second), not a reason to refuse to run. A plugin whose
+// config block is wrong is refused at once.
+const launchAttempts = 3
+
+func launchRetrying(ctx context.Context, p config.Plugin, logger hclog.Logger, m *metrics.Metrics, socketDir string) (*pluginhost.Instance, error) {
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		in, err := pluginhost.Launch(ctx, p, logger, m, socketDir)
+		if _, isConfig := pluginhost.AsConfigError(err); err == nil || isConfig || attempt == launchAttempts {
+			return in, err
+		}
+		logger.Warn("plugin failed to start; trying again", "plugin", p.Name, "attempt", attempt, "error", err, "retry_in", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, err
+		}
+		wait *= 2
+	}
 }
 
 func targets(rs []*running) []dispatch.Target {
