@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,6 +31,46 @@ const (
 )
 
 var bundled = []string{"sales-histogram", "events-summary", "customer-invoices"}
+
+// TestMain removes the binaries testbin built, pass or fail.
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
+
+// metricsBlock is a metrics block on a port the kernel picks: no race with
+// another test for a port found free a moment before. host.metricsAddr reads
+// the address back from the host's log.
+const metricsBlock = "metrics { listen = \"127.0.0.1:0\" }\n"
+
+// metricsLine is what the host logs once its metrics endpoint is bound.
+var metricsLine = regexp.MustCompile(`metrics endpoint listening: address=(\S+)`)
+
+// metricsAddr waits until the host logged the address its metrics endpoint
+// bound (config metricsBlock), and returns it. A host that logged several
+// (it restarted its endpoint) is read at its last.
+func (h *host) metricsAddr(t *testing.T) string {
+	t.Helper()
+	var addr string
+	waitFor(t, 30*time.Second, "the host to log its metrics address", func() bool {
+		if m := metricsLine.FindAllStringSubmatch(h.log.String(), -1); len(m) > 0 {
+			addr = m[len(m)-1][1]
+			return true
+		}
+		if h.exited() {
+			t.Fatalf("eventhost exited before it bound its metrics endpoint; its log ends:\n%s", tail(h.log.String(), 20))
+		}
+		return false
+	})
+	return addr
+}
+
+// removeSocketDirs removes the plugin socket directories of the host, which
+// a host killed with SIGKILL leaves behind (pluginhost.NewSocketDir names
+// them after the host's pid). Call it once the host has exited.
+func (h *host) removeSocketDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("eventhost-plugins-%d-*", h.cmd.Process.Pid)))
+	for _, d := range dirs {
+		_ = os.RemoveAll(d)
+	}
+}
 
 // host is an eventhost daemon running as a real subprocess.
 type host struct {
@@ -129,7 +170,10 @@ func launchHost(t *testing.T, configPath string, env []string) *host {
 		t.Fatalf("start eventhost: %v", err)
 	}
 	go func() { h.done <- h.cmd.Wait() }()
-	t.Cleanup(h.kill)
+	t.Cleanup(func() {
+		h.kill()
+		h.removeSocketDirs()
+	})
 	return h
 }
 

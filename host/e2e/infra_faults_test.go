@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -576,17 +575,6 @@ func pluginChildren(t *testing.T, host int) []int {
 func pluginAlive(pid int, dir string) bool {
 	p, ok := readProc(pid)
 	return ok && p.state != 'Z' && inDir(p.exe, dir)
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // scrapeMetric reads series (name{labels} exactly as the text format prints

@@ -608,10 +608,10 @@ func TestHealthEndpoints(t *testing.T) {
 	}
 	srv := redistest.Start(t)
 	rdb := srv.Client()
-	addr := freeAddr(t)
-	cfg := writeConfig(t, srv, "u8", fmt.Sprintf("metrics {\n  listen = %q\n  pprof  = true\n}\n", addr)+
+	cfg := writeConfig(t, srv, "u8", "metrics {\n  listen = \"127.0.0.1:0\"\n  pprof  = true\n}\n"+
 		liarBlock(t, "  restart_limit = 1\n  max_attempts = 2", map[string]string{"mode": "crash"}))
 	h := startHost(t, rdb, cfg)
+	addr := h.metricsAddr(t)
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {

@@ -454,11 +454,10 @@ func TestReloadRejectsInvalidConfig(t *testing.T) {
 	t.Parallel()
 	s := newReloadSetup(t)
 	s.installTop(t)
-	metricsAddr := freeAddr(t)
-	metricsBlock := fmt.Sprintf("metrics { listen = %q }\n", metricsAddr)
 	good := s.config(t, metricsBlock+topBlock("", ""))
 	s.write(t, good)
 	h := startHost(t, s.rdb, s.path)
+	metricsAddr := h.metricsAddr(t)
 	pids := pluginPIDs(t, h, s.dir, withTop...)
 	pub, gen := publish.NewPublisher(s.rdb, channel, orderPrefix), publish.NewGenerator(32)
 	var published []publish.Order

@@ -17,10 +17,11 @@ import (
 const streamGroup = "eventhost"
 
 // streamConfig is writeConfig with source "stream" (claim_idle short, so a
-// dead host's entries move on quickly) and a metrics endpoint at addr.
-func streamConfig(t *testing.T, srv *redistest.Server, addr, extra string) string {
+// dead host's entries move on quickly) and a metrics endpoint (see
+// host.metricsAddr).
+func streamConfig(t *testing.T, srv *redistest.Server, extra string) string {
 	t.Helper()
-	path := writeConfig(t, srv, "u8", fmt.Sprintf("metrics { listen = %q }\n%s", addr, extra))
+	path := writeConfig(t, srv, "u8", metricsBlock+extra)
 	return replaceInConfig(t, path, fmt.Sprintf("source \"pubsub\" { channels = [%q] }", channel),
 		fmt.Sprintf(`source "stream" {
   stream         = %q
@@ -50,9 +51,9 @@ func TestStreamTwoHosts(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	ctx := context.Background()
-	addrA, addrB := freeAddr(t), freeAddr(t)
-	a := startHost(t, rdb, streamConfig(t, srv, addrA, ""))
-	b := startHost(t, rdb, streamConfig(t, srv, addrB, ""))
+	a := startHost(t, rdb, streamConfig(t, srv, ""))
+	b := startHost(t, rdb, streamConfig(t, srv, ""))
+	addrA, addrB := a.metricsAddr(t), b.metricsAddr(t)
 
 	pub := publish.NewStreamPublisher(rdb, channel, orderPrefix)
 	gen := publish.NewGenerator(5150)
@@ -132,7 +133,7 @@ func TestStreamPoison(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h := startHost(t, rdb, streamConfig(t, srv, freeAddr(t), ""))
+	h := startHost(t, rdb, streamConfig(t, srv, ""))
 	good, err := pub.PublishMany(ctx, gen, 200, 0, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +186,7 @@ func TestStreamLostDelivery(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	ctx := context.Background()
-	cfg := streamConfig(t, srv, freeAddr(t), "")
+	cfg := streamConfig(t, srv, "")
 	cfg = replaceInConfig(t, cfg, `group          = "eventhost"`, "group          = \"eventhost\"\n  consumer       = \"c1\"")
 	h := startHost(t, rdb, cfg)
 
@@ -224,7 +225,7 @@ func TestStreamRecreated(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	ctx := context.Background()
-	h := startHost(t, rdb, streamConfig(t, srv, freeAddr(t), ""))
+	h := startHost(t, rdb, streamConfig(t, srv, ""))
 	pub := publish.NewStreamPublisher(rdb, channel, orderPrefix)
 	gen := publish.NewGenerator(5353)
 	first, err := pub.PublishMany(ctx, gen, 50, 0, nil)
