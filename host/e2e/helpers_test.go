@@ -143,10 +143,29 @@ func startHostEnv(t *testing.T, rdb *redis.Client, configPath string, env []stri
 			t.Logf("eventhost log:\n%s", tail(h.log.String(), 80))
 		}
 	})
-	// Ready means subscribed and caught up: the orders a test publishes
-	// from here on arrive live, after the catch-up's.
-	// (The stream source has no catch-up: its group's pending list is the
-	// record of unfinished work.)
+	waitCaughtUp(t, h)
+	return h
+}
+
+// startHostNotReady is startHost without waiting for the host to subscribe
+// and catch up; it still prints the host's log when the test fails.
+func startHostNotReady(t *testing.T, rdb *redis.Client, configPath string) *host {
+	t.Helper()
+	h := launchHost(t, configPath, nil)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("eventhost log:\n%s", tail(h.log.String(), 80))
+		}
+	})
+	return h
+}
+
+// waitCaughtUp waits until the host is subscribed and caught up (or reads
+// its stream): the orders a test publishes from then on arrive live, after
+// the catch-up's. (The stream source has no catch-up: its group's pending
+// list is the record of unfinished work.)
+func waitCaughtUp(t *testing.T, h *host) {
+	t.Helper()
 	waitFor(t, 30*time.Second, "eventhost to subscribe and catch up", func() bool {
 		if h.exited() {
 			t.Fatalf("eventhost exited before it was ready; its log ends:\n%s", tail(h.log.String(), 20))
@@ -154,7 +173,29 @@ func startHostEnv(t *testing.T, rdb *redis.Client, configPath string, env []stri
 		log := h.log.String()
 		return strings.Contains(log, "catch-up done") || strings.Contains(log, "reading stream")
 	})
-	return h
+}
+
+// pauseWrites pauses every client's writes on rdb's server (CLIENT PAUSE
+// WRITE) for at most a minute, and returns the func that ends the pause; the
+// test's end ends it too. A host's first catch-up registers its plugins, a
+// write: it waits, and the host stays not ready, for as long as the test
+// needs to look.
+func pauseWrites(t *testing.T, rdb *redis.Client) (unpause func()) {
+	t.Helper()
+	ctx := context.Background()
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", "60000", "WRITE").Err(); err != nil {
+		t.Fatalf("client pause: %v", err)
+	}
+	var once sync.Once
+	unpause = func() {
+		once.Do(func() {
+			if err := rdb.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+				t.Errorf("client unpause: %v", err)
+			}
+		})
+	}
+	t.Cleanup(unpause)
+	return unpause
 }
 
 // launchHost runs `eventhost run` with env ("NAME=value") added to the

@@ -600,8 +600,8 @@ func TestPluginFaultCrashLoop(t *testing.T) {
 }
 
 // TestHealthEndpoints: /healthz answers while the process runs; /readyz
-// once the host is subscribed and caught up with every plugin up, and no
-// longer once a plugin is disabled, naming it.
+// says 503 until the host is subscribed and caught up, 200 then with every
+// plugin up, and 503 again once a plugin is disabled, naming it.
 func TestHealthEndpoints(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs in make test")
@@ -610,7 +610,10 @@ func TestHealthEndpoints(t *testing.T) {
 	rdb := srv.Client()
 	cfg := writeConfig(t, srv, "u8", "metrics {\n  listen = \"127.0.0.1:0\"\n  pprof  = true\n}\n"+
 		liarBlock(t, "  restart_limit = 1\n  max_attempts = 2", map[string]string{"mode": "crash"}))
-	h := startHost(t, rdb, cfg)
+	// Writes paused: the first catch-up cannot register the plugins, so
+	// the host stays subscribed but not caught up until the pause ends.
+	unpause := pauseWrites(t, rdb)
+	h := startHostNotReady(t, rdb, cfg)
 	addr := h.metricsAddr(t)
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)
@@ -624,6 +627,11 @@ func TestHealthEndpoints(t *testing.T) {
 	if code, body := get("/healthz"); code != http.StatusOK || body != "ok" {
 		t.Errorf("/healthz = %d %q, want 200 ok", code, body)
 	}
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || body != "not ready: not yet subscribed and caught up" {
+		t.Errorf("/readyz before the first catch-up = %d %q, want 503 not ready: not yet subscribed and caught up", code, body)
+	}
+	unpause()
+	waitCaughtUp(t, h)
 	if code, body := get("/readyz"); code != http.StatusOK || body != "ready" {
 		t.Errorf("/readyz once caught up = %d %q, want 200 ready", code, body)
 	}
