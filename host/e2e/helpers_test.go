@@ -199,12 +199,12 @@ func pauseWrites(t *testing.T, rdb *redis.Client) (unpause func()) {
 }
 
 // launchHost runs `eventhost run` with env ("NAME=value") added to the
-// host's environment, and returns at once: the host may still be waiting for
+// host's environment and args after its -config, and returns at once: the host may still be waiting for
 // Redis. It is killed when the test ends.
-func launchHost(t *testing.T, configPath string, env []string) *host {
+func launchHost(t *testing.T, configPath string, env []string, args ...string) *host {
 	t.Helper()
 	h := &host{t: t, log: &syncBuffer{}, done: make(chan error, 1)}
-	h.cmd = exec.Command(testbin.Eventhost(t), "run", "-config", configPath)
+	h.cmd = exec.Command(testbin.Eventhost(t), append([]string{"run", "-config", configPath}, args...)...)
 	h.cmd.Env = append(os.Environ(), env...)
 	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
 	if err := h.cmd.Start(); err != nil {

@@ -631,3 +631,100 @@ func checkMetric(t *testing.T, addr, series string, want float64) {
 		t.Errorf("metric %s = %v, want %v", series, got, want)
 	}
 }
+
+// storeOnly stores n orders from gen the way a producer whose PUBLISH was
+// lost leaves them: the hash, and no message on the channel.
+func storeOnly(t *testing.T, rdb *redis.Client, gen *publish.Generator, n int) []publish.Order {
+	t.Helper()
+	ctx := context.Background()
+	out := make([]publish.Order, n)
+	pipe := rdb.Pipeline()
+	for i := range out {
+		out[i] = gen.Next()
+		pipe.HSet(ctx, orderPrefix+out[i].ID, out[i].Fields()...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatalf("store orders: %v", err)
+	}
+	return out
+}
+
+// TestInfraReconnectCatchUp: when the host's Pub/Sub connection is lost and
+// it resubscribes (Redis did not restart, the host did not restart), it
+// catches up: orders stored while it was not subscribed, whose message it
+// never got, are counted, once.
+func TestInfraReconnectCatchUp(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	h := startHost(t, rdb, writeConfig(t, srv, "u8", metricsBlock))
+	addr := h.metricsAddr(t)
+	gen := publish.NewGenerator(3131)
+	live, err := publish.NewPublisher(rdb, channel, orderPrefix).PublishMany(ctx, gen, 50, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, rdb, ids(live), bundled, 60*time.Second)
+	checkMetric(t, addr, `eventhost_catchup_runs_total{result="done"}`, 1)
+
+	// Only a catch-up can find these: no message announces them.
+	unheard := storeOnly(t, rdb, gen, 100)
+	if err := rdb.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatalf("client kill type pubsub: %v", err)
+	}
+	waitApplied(t, rdb, ids(unheard), bundled, 60*time.Second)
+	checkMetric(t, addr, `eventhost_pubsub_reconnects_total`, 1)
+	checkMetric(t, addr, `eventhost_catchup_runs_total{result="done"}`, 2)
+	checkMetric(t, addr, `eventhost_catchup_orders_total`, float64(len(unheard)))
+	if code := h.stop(t); code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
+	all := append(live, unheard...)
+	checkOrderHashes(t, rdb, all, bundled)
+	checkNoDeadLetters(t, rdb)
+	// Catch-up goes in SCAN order, so float sums may differ in rounding.
+	checkTutorialStateAnyOrder(t, rdb, all)
+}
+
+// TestInfraDrainTimeout: a shutdown that cannot finish the orders it
+// received within the drain limit (here a plugin hanging on them, with
+// -drain-timeout 1s) gives up on them and exits 1, having applied none of
+// them; the next start catches them up, once.
+func TestInfraDrainTimeout(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	hang := writeConfig(t, srv, "u8", metricsBlock+liarBlock(t, `  timeout = "10m"`, map[string]string{"mode": "hang", "hang": "10m"}))
+	h := launchHost(t, hang, nil, "-drain-timeout", "1s")
+	waitCaughtUp(t, h)
+	stuck, err := publish.NewPublisher(rdb, channel, orderPrefix).PublishMany(ctx, publish.NewGenerator(3232), 5, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Received: the drain must finish them, and liar hangs on them.
+	checkMetric(t, h.metricsAddr(t), `eventhost_orders_received_total{channel="purchase_orders"}`, float64(len(stuck)))
+	if code := h.stop(t); code != 1 {
+		t.Errorf("eventhost exited %d after SIGTERM with orders it could not finish in 1s, want 1", code)
+	}
+	if log := h.log.String(); !strings.Contains(log, "orders still unfinished after the drain timeout") {
+		t.Errorf("the host log does not report the drain timeout; it ends:\n%s", tail(log, 20))
+	}
+	if left := unapplied(rdb, ids(stuck), bundled); len(left) != len(stuck) {
+		t.Errorf("%d of %d orders applied by a host that gave up on them", len(stuck)-len(left), len(stuck))
+	}
+
+	next := startHost(t, rdb, writeConfig(t, srv, "u8", liarBlock(t, "", nil)))
+	waitApplied(t, rdb, ids(stuck), append([]string{liarName}, bundled...), 60*time.Second)
+	if code := next.stop(t); code != 0 {
+		t.Errorf("the next host exited %d after SIGTERM, want 0", code)
+	}
+	checkNoDeadLetters(t, rdb)
+	checkOrderHashes(t, rdb, stuck, append([]string{liarName}, bundled...))
+	if n, err := rdb.SCard(ctx, liarOrders).Result(); err != nil || n != int64(len(stuck)) {
+		t.Errorf("%s holds %d orders (%v), want %d", liarOrders, n, err, len(stuck))
+	}
+	if err := rdb.Del(ctx, liarOrders).Err(); err != nil {
+		t.Fatal(err)
+	}
+	checkTutorialState(t, rdb, stuck)
+}
