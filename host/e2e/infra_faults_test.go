@@ -75,23 +75,47 @@ func TestInfraRedisRestart(t *testing.T) {
 }
 
 // TestInfraSignalTerm sends SIGTERM while orders flow: the host must exit 0
-// after finishing what it received, every order must be applied by all
+// after finishing every id it received, every order must be applied by all
 // plugins or by none, and no plugin process may survive it.
+//
+// On Pub/Sub the applied orders must be a prefix of the published ones. On
+// the stream source the group says exactly what the host received (the
+// entries delivered to it), and the batch is sized so that nothing is sent
+// before SIGTERM (max_orders above the orders published, max_wait an hour):
+// every entry received sits in the batch being filled, which shutdown must
+// send, not drop.
 func TestInfraSignalTerm(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: runs in make test")
+	for _, stream := range []bool{false, true} {
+		name := map[bool]string{false: "pubsub", true: "stream"}[stream]
+		t.Run(name, func(t *testing.T) { signalTerm(t, stream) })
 	}
+}
+
+func signalTerm(t *testing.T, stream bool) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
-	ctx := context.Background()
-	h := startHost(t, rdb, writeConfig(t, srv, "u8", ""))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var cfg string
+	var pub interface {
+		PublishMany(context.Context, *publish.Generator, int, float64, func(int)) ([]publish.Order, error)
+	}
+	if stream {
+		cfg = replaceInConfig(t, streamConfig(t, srv, ""), `max_orders = 256
+  max_wait   = "1ms"`, `max_orders = 4096
+  max_wait   = "1h"`)
+		pub = publish.NewStreamPublisher(rdb, channel, orderPrefix)
+	} else {
+		cfg = writeConfig(t, srv, "u8", "")
+		pub = publish.NewPublisher(rdb, channel, orderPrefix)
+	}
+	h := startHost(t, rdb, cfg)
 	children := pluginChildren(t, h.cmd.Process.Pid)
 	if len(children) != len(bundled) {
 		t.Fatalf("host %d has plugin children %v, want %d", h.cmd.Process.Pid, children, len(bundled))
 	}
 
 	const total = 2000
-	pub := publish.NewPublisher(rdb, channel, orderPrefix)
 	gen := publish.NewGenerator(4040)
 	// The ids the generator will give, so the test can wait for the first
 	// ones while the publisher is still going.
@@ -107,8 +131,19 @@ func TestInfraSignalTerm(t *testing.T) {
 		defer wg.Done()
 		published, pubErr = pub.PublishMany(ctx, gen, total, 1000, nil)
 	}()
+	// A failed wait must not leave the publisher running.
+	t.Cleanup(func() { cancel(); wg.Wait() })
 	// SIGTERM once orders are flowing, not before the first one arrived.
-	waitApplied(t, rdb, want[:100], bundled, 60*time.Second)
+	var received int64
+	if stream {
+		waitFor(t, 60*time.Second, "100 entries to be delivered to the host", func() bool {
+			p, err := rdb.XPending(ctx, channel, streamGroup).Result()
+			received = p.Count
+			return err == nil && p.Count >= 100
+		})
+	} else {
+		waitApplied(t, rdb, want[:100], bundled, 60*time.Second)
+	}
 	code := h.stop(t)
 	wg.Wait()
 	if pubErr != nil {
@@ -134,8 +169,8 @@ func TestInfraSignalTerm(t *testing.T) {
 	})
 
 	// Atomicity: an order is applied by every plugin or by none, and the
-	// applied ones are a prefix of the published ones (Pub/Sub keeps order,
-	// and the host finishes every id it received).
+	// applied ones are a prefix of the published ones (Pub/Sub and the
+	// stream keep order, and the host finishes every id it received).
 	applied := 0
 	markers := markerCounts(t, rdb, published)
 	for i, o := range published {
@@ -149,9 +184,33 @@ func TestInfraSignalTerm(t *testing.T) {
 			t.Errorf("order %s carries %d of %d done markers: partially applied", o.ID, n, len(bundled))
 		}
 	}
-	t.Logf("SIGTERM after %d of %d orders had been applied", applied, total)
+	t.Logf("SIGTERM after %d of %d orders had been applied (stream: %d delivered)", applied, total, received)
 	if applied == 0 {
 		t.Fatalf("no order was applied")
+	}
+	if stream {
+		if int64(applied) < received {
+			t.Errorf("%d orders applied, but %d had been delivered to the host before SIGTERM", applied, received)
+		}
+		// Entries delivered by the read in flight at SIGTERM stay pending
+		// (the next start takes them); none of them may be applied.
+		pending, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: channel, Group: streamGroup, Start: "-", End: "+", Count: total}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pending {
+			msgs, err := rdb.XRange(ctx, channel, p.ID, p.ID).Result()
+			if err != nil || len(msgs) != 1 {
+				t.Fatalf("xrange %s: %v %v", p.ID, msgs, err)
+			}
+			id, _ := msgs[0].Values[publish.StreamIDField].(string)
+			if len(unapplied(rdb, []string{id}, bundled)) == 0 {
+				t.Errorf("entry %s (order %s) is applied but still pending", p.ID, id)
+			}
+		}
+		checkNoDeadLetters(t, rdb)
+		checkTutorialStateAnyOrder(t, rdb, published[:applied])
+		return
 	}
 	checkNoDeadLetters(t, rdb)
 	checkTutorialState(t, rdb, published[:applied])
