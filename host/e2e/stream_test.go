@@ -253,3 +253,51 @@ func TestStreamRecreated(t *testing.T) {
 	checkOrderHashes(t, rdb, all, bundled)
 	checkTutorialState(t, rdb, all)
 }
+
+// TestStreamLeaseRenewed: a host that holds entries longer than claim_idle
+// because its pipeline is slow (liar hangs 3s on one order, claim_idle is
+// 600ms) renews them, so that the other host of the group, and its own
+// claim pass, never take them: nothing is claimed, each order is counted
+// once.
+func TestStreamLeaseRenewed(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	gen := publish.NewGenerator(5454)
+	orders := make([]publish.Order, 200)
+	for i := range orders {
+		orders[i] = gen.Next()
+	}
+	slow := orders[50].ID
+	cfg := streamConfig(t, srv, liarBlock(t, `  timeout = "1m"`, map[string]string{"mode": "hang", "match": slow, "hang": "3s"}))
+	cfg = replaceInConfig(t, cfg, `claim_idle     = "1s"`, `claim_idle     = "600ms"`)
+	a := startHost(t, rdb, cfg)
+	b := startHost(t, rdb, cfg)
+	pub := publish.NewStreamPublisher(rdb, channel, orderPrefix)
+	for _, o := range orders {
+		if err := pub.Publish(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := append([]string{liarName}, bundled...)
+	waitApplied(t, rdb, ids(orders), all, 60*time.Second)
+	waitFor(t, 30*time.Second, "every entry to be acknowledged", func() bool {
+		p, err := rdb.XPending(ctx, channel, streamGroup).Result()
+		return err == nil && p.Count == 0
+	})
+	for _, h := range []*host{a, b} {
+		if n, ok := scrapeMetric(t, h.metricsAddr(t), "eventhost_stream_claimed_total"); !ok || n != 0 {
+			t.Errorf("host %d claimed %v entries (exported: %v), want 0: a live host's entries were taken", h.cmd.Process.Pid, n, ok)
+		}
+	}
+	for _, h := range []*host{a, b} {
+		if code := h.stop(t); code != 0 {
+			t.Errorf("host %d exited %d after SIGTERM, want 0", h.cmd.Process.Pid, code)
+		}
+	}
+	checkNoDeadLetters(t, rdb)
+	checkOrderHashes(t, rdb, orders, all)
+	if n, err := rdb.SCard(ctx, liarOrders).Result(); err != nil || n != int64(len(orders)) {
+		t.Errorf("%s holds %d orders (%v), want %d", liarOrders, n, err, len(orders))
+	}
+}
