@@ -62,28 +62,47 @@ func TestStreamTwoHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitApplied(t, rdb, ids(first), bundled, 60*time.Second)
+	// The counters lag the Redis writes they count by a moment: poll.
 	var perHost []float64
-	for _, addr := range []string{addrA, addrB} {
-		n, _ := scrapeMetric(t, addr, `eventhost_orders_processed_total{channel="purchase_orders",plugin="events-summary"}`)
-		perHost = append(perHost, n)
-	}
-	if perHost[0] == 0 || perHost[1] == 0 || perHost[0]+perHost[1] != float64(len(first)) {
-		t.Errorf("events-summary applied %v orders on the two hosts, want both > 0 and %d in all", perHost, len(first))
+	waitFor(t, 10*time.Second, fmt.Sprintf("the hosts' events-summary counters to add up to %d", len(first)), func() bool {
+		perHost = perHost[:0]
+		for _, addr := range []string{addrA, addrB} {
+			n, _ := scrapeMetric(t, addr, `eventhost_orders_processed_total{channel="purchase_orders",plugin="events-summary"}`)
+			perHost = append(perHost, n)
+		}
+		return perHost[0]+perHost[1] == float64(len(first))
+	})
+	if perHost[0] == 0 || perHost[1] == 0 {
+		t.Errorf("events-summary applied %v orders on the two hosts, want both > 0", perHost)
 	}
 
-	// Kill A while orders flow: what it read and did not apply stays pending
-	// with it until B claims it.
-	done := make(chan []publish.Order)
-	go func() {
-		more, err := pub.PublishMany(ctx, gen, 3000, 3000, nil)
-		if err != nil {
-			t.Error(err)
+	// Kill A while orders flow (once the first 300 of them are applied):
+	// what it read and did not apply stays pending with it until B claims
+	// it.
+	probe := publish.NewGenerator(5150)
+	var next []string
+	for i := 0; i < len(first)+300; i++ {
+		if o := probe.Next(); i >= len(first) {
+			next = append(next, o.ID)
 		}
+	}
+	pubCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan []publish.Order, 1)
+	var pubErr error
+	go func() {
+		more, err := pub.PublishMany(pubCtx, gen, 3000, 3000, nil)
+		pubErr = err
 		done <- more
 	}()
-	time.Sleep(300 * time.Millisecond)
+	t.Cleanup(func() { cancel(); <-done })
+	waitApplied(t, rdb, next, bundled, 60*time.Second)
 	a.kill()
 	second := <-done
+	done <- second // for the cleanup
+	if pubErr != nil {
+		t.Fatal(pubErr)
+	}
 	all := append(first, second...)
 	waitApplied(t, rdb, ids(all), bundled, 60*time.Second)
 	if code := b.stop(t); code != 0 {
