@@ -608,3 +608,42 @@ func TestReloadReplacesAndRemovesPlugins(t *testing.T) {
 		}
 	})
 }
+
+// TestReloadRelaunchesDisabledPlugin: a plugin disabled after repeated
+// crashes is launched again by a reload, even with its config unchanged
+// (the fix may be a new binary, or the cause outside it), and counts the
+// orders that follow.
+func TestReloadRelaunchesDisabledPlugin(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	gen := publish.NewGenerator(4343)
+	cursed := gen.Next()
+	cfg := writeConfig(t, srv, "u8", liarBlock(t, "  restart_limit = 1\n  max_attempts = 2", map[string]string{"mode": "crash", "match": cursed.ID}))
+	h := startHost(t, rdb, cfg)
+	pub := publish.NewPublisher(rdb, channel, orderPrefix)
+	if err := pub.Publish(context.Background(), cursed); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "liar to be disabled", func() bool {
+		return strings.Contains(h.log.String(), "PLUGIN DISABLED")
+	})
+	waitFor(t, 30*time.Second, "the cursed order to be dead-lettered for liar", func() bool {
+		return len(liarLetters(t, rdb)) == 1
+	})
+	if verdict := h.reload(t); !strings.Contains(verdict, "reload applied") {
+		t.Fatalf("reload with liar disabled: %s", verdict)
+	}
+	after, err := pub.PublishMany(context.Background(), gen, 50, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, rdb, ids(after), append([]string{liarName}, bundled...), 60*time.Second)
+	if code := h.stop(t); code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
+	if n := len(liarLetters(t, rdb)); n != 1 {
+		t.Errorf("%d dead letters for liar, want 1 (the cursed order only)", n)
+	}
+	checkOrderHashes(t, rdb, after, append([]string{liarName}, bundled...))
+}
