@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -610,12 +611,28 @@ func (r *chaosRun) check() {
 		s.dupAtOnce+s.dupLater, s.dupAtOnce, s.dupLater, s.floatNoise, len(publish.Events()), s.mismatches,
 		r.published.Sub(r.start).Round(100*time.Millisecond), r.settled.Sub(r.published).Round(100*time.Millisecond),
 		time.Since(r.settled).Round(100*time.Millisecond))
+	// The faults must have hit what they are meant to prove: Pub/Sub
+	// orders that no host heard, found by a catch-up after a reconnect (not
+	// only by a host's start); on the stream, entries of killed hosts
+	// claimed by others.
 	if r.opt.Stream {
 		claims := 0
 		for _, h := range r.started {
 			claims += strings.Count(h.log.String(), "claimed entries another consumer left pending")
 		}
 		t.Logf("stream: %d claims (XAUTOCLAIM) of entries that killed hosts left pending", claims)
+		if claims == 0 {
+			r.fail("no host claimed entries a killed host left pending: the run proved nothing about claiming")
+		}
+	} else {
+		caught := 0
+		for _, h := range r.started {
+			caught += reconnectCatchUps(h.log.String())
+		}
+		t.Logf("pubsub: %d unfinished orders found by catch-ups after a reconnect", caught)
+		if s.unheard == 0 || caught == 0 {
+			r.fail("orders published with no host subscribed: %d, found by catch-ups after a reconnect: %d; want both > 0", s.unheard, caught)
+		}
 	}
 	if r.opt.KillForGood && s.killedForGood == 0 {
 		r.fail("no host was killed for good")
@@ -828,4 +845,20 @@ func (r *chaosRun) fail(format string, args ...any) {
 		}
 	}
 	r.t.Logf("the %d hosts' logs are in %s (kept with go test -artifacts)", len(r.started), dir)
+}
+
+// catchUpLine is the host's log line for a finished catch-up.
+var catchUpLine = regexp.MustCompile(`catch-up done: orders_scanned=\d+ unfinished=(\d+)`)
+
+// reconnectCatchUps sums the unfinished orders that the catch-ups of one
+// host's log found after a reconnect: every catch-up after the one of its
+// start.
+func reconnectCatchUps(log string) int {
+	sum := 0
+	for i, m := range catchUpLine.FindAllStringSubmatch(log, -1) {
+		if n, err := strconv.Atoi(m[1]); err == nil && i > 0 {
+			sum += n
+		}
+	}
+	return sum
 }
