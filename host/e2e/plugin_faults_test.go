@@ -363,8 +363,11 @@ func TestPluginFaultFlaky(t *testing.T) {
 func TestPluginFaultHang(t *testing.T) {
 	t.Parallel()
 	const hangID = "401-0000150" // ids are <seed>-<n, 7 digits>
-	r := startFaultRun(t, 401, `  timeout = "300ms"
-  max_attempts = 2`, map[string]string{"mode": "hang", "match": hangID, "hang": "5s"})
+	// The timeout leaves a loaded machine room for a batch's real gRPC
+	// round trip (300ms did not, with the tests in parallel on 2 cores);
+	// liar hangs far past it.
+	r := startFaultRun(t, 401, `  timeout = "3s"
+  max_attempts = 2`, map[string]string{"mode": "hang", "match": hangID, "hang": "5m"})
 	r.publish(t, 300)
 	r.waitSettled(t)
 	r.finish(t)
@@ -399,7 +402,7 @@ func TestPluginFaultHang(t *testing.T) {
 	if n := hi - lo + 1; n != len(dead) || n > 256 {
 		t.Errorf("dead-lettered orders span positions %d..%d of the published ones, but are %d orders: not one batch", lo, hi, len(dead))
 	}
-	r.checkLetters(t, dead, 2, "failed the batch after 2 attempts", "no answer within 300ms")
+	r.checkLetters(t, dead, 2, "failed the batch after 2 attempts", "no answer within 3s")
 	applied := map[string]bool{}
 	for id := range published {
 		if !dead[id] {
