@@ -299,6 +299,7 @@ type flow struct {
 	published []publish.Order
 	err       error
 	stop      chan struct{}
+	stopper   sync.Once
 	done      chan struct{}
 }
 
@@ -337,11 +338,17 @@ func (f *flow) mark() []publish.Order {
 	return f.published[:len(f.published):len(f.published)]
 }
 
+// stopOnce stops publishing and waits for the publisher; safe to call
+// twice (finish, and the test's cleanup when it failed before finish).
+func (f *flow) stopOnce() {
+	f.stopper.Do(func() { close(f.stop) })
+	<-f.done
+}
+
 // finish stops publishing and returns every order published.
 func (f *flow) finish(t *testing.T) []publish.Order {
 	t.Helper()
-	close(f.stop)
-	<-f.done
+	f.stopOnce()
 	if f.err != nil {
 		t.Fatalf("publish: %v", f.err)
 	}
@@ -373,7 +380,8 @@ func TestReloadAddsPluginWhileOrdersFlow(t *testing.T) {
 	pids := pluginPIDs(t, h, s.dir, configOrder...)
 
 	f := startFlow(s.rdb, 31, time.Millisecond)
-	time.Sleep(500 * time.Millisecond)
+	t.Cleanup(func() { f.stopOnce() })
+	waitFor(t, 60*time.Second, "100 orders published before the reload", func() bool { return len(f.mark()) >= 100 })
 	before := f.mark()
 	waitApplied(t, s.rdb, ids(before), configOrder, 60*time.Second)
 
@@ -388,12 +396,11 @@ func TestReloadAddsPluginWhileOrdersFlow(t *testing.T) {
 			t.Errorf("reload: %q, want it to say %s", verdict, want)
 		}
 	}
-	time.Sleep(700 * time.Millisecond)
+	waitFor(t, 60*time.Second, "100 orders published after the reload", func() bool {
+		return len(f.mark()) >= len(before)+len(around)+100
+	})
 	all := f.finish(t)
 	after := all[len(before)+len(around):]
-	if len(after) < 100 {
-		t.Fatalf("only %d orders published after the reload; the test needs a flow on both sides", len(after))
-	}
 
 	waitApplied(t, s.rdb, ids(all), configOrder, 60*time.Second)
 	waitApplied(t, s.rdb, ids(after), []string{top}, 60*time.Second)
