@@ -17,6 +17,8 @@ import (
 func runCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
 	path := configFlag(fs)
+	drain := fs.Duration("drain-timeout", daemon.DefaultDrainTimeout,
+		"how long a shutdown finishes the orders already received before it gives up on them and exits 1")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -26,6 +28,7 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	logger := newLogger(cfg.Log, stderr)
 	d := daemon.New(cfg, logger, metrics.New())
+	d.DrainTimeout = *drain
 	if d.Notifier, err = notify.FromEnv(logger); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"strings"
@@ -29,9 +30,9 @@ import (
 	"github.com/eventhost/eventhost/host/source"
 )
 
-// DrainTimeout bounds how long a shutdown waits for the orders already
-// received; it is well inside the unit's TimeoutStopSec.
-const DrainTimeout = 60 * time.Second
+// DefaultDrainTimeout bounds how long a shutdown waits for the orders
+// already received; it is well inside the unit's TimeoutStopSec.
+const DefaultDrainTimeout = 60 * time.Second
 
 // intakeBuffer is how many received ids may wait for the pipeline. Pub/Sub
 // cannot be paused, so a burst must fit here or in Redis' output buffer for
@@ -59,11 +60,16 @@ type Daemon struct {
 	// Notifier tells systemd about readiness and shutdown and pings its
 	// watchdog (see systemd.go); nil tells nothing.
 	Notifier *notify.Notifier
+	// DrainTimeout bounds how long a shutdown waits for the orders already
+	// received; what is left then is abandoned and Run returns an error
+	// (exit 1). New sets DefaultDrainTimeout; eventhost run -drain-timeout
+	// changes it (tests use seconds).
+	DrainTimeout time.Duration
 }
 
 // New returns a daemon for cfg. It does no I/O.
 func New(cfg *config.Config, logger hclog.Logger, m *metrics.Metrics) *Daemon {
-	return &Daemon{cfg: cfg, logger: logger, metrics: m, reloads: make(chan struct{}, 1)}
+	return &Daemon{cfg: cfg, logger: logger, metrics: m, reloads: make(chan struct{}, 1), DrainTimeout: DefaultDrainTimeout}
 }
 
 // Run runs the host until ctx ends, then drains and returns nil; an error
@@ -142,20 +148,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// though intake has stopped. It is bounded, so that a Redis that stays
 	// away does not hold shutdown until systemd's SIGKILL; what is left then
 	// is found again (catch-up, the stream's pending list).
-	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	work, stopWorkCause := context.WithCancelCause(context.WithoutCancel(ctx))
+	stopWork := func() { stopWorkCause(nil) }
 	defer stopWork()
 	stopDrainClock := context.AfterFunc(ctx, func() {
-		clock := time.NewTimer(DrainTimeout)
+		clock := time.NewTimer(d.DrainTimeout)
 		defer clock.Stop()
 		select {
 		case <-clock.C:
-			d.logger.Error("shutdown: orders still unfinished after the drain timeout; leaving them for the next start", "timeout", DrainTimeout)
-			stopWork()
+			d.logger.Error("shutdown: orders still unfinished after the drain timeout; leaving them for the next start", "timeout", d.DrainTimeout)
+			stopWorkCause(fmt.Errorf("shutdown: orders still unfinished after the drain timeout (%s); the next start finds them", d.DrainTimeout))
 		case <-work.Done():
 		}
 	})
 	defer stopDrainClock()
 	err = eng.Pipeline.Run(work, ids)
+	if cause := context.Cause(work); work.Err() != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
 	stopWork() // ends the drain clock
 	d.ready.Store(false)
 	stopIntake() // when the pipeline failed, the source must not wait for it
@@ -242,8 +252,16 @@ func (d *Daemon) serveHTTP(down func() []string, paused func() (string, time.Tim
 		fmt.Fprintln(w, "ready")
 	})
 	srv := &http.Server{Addr: d.cfg.Metrics.Listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// Bound here rather than in ListenAndServe, so that the log names the
+	// address in use: with port 0 the kernel picks it (the tests do).
+	ln, err := net.Listen("tcp", d.cfg.Metrics.Listen)
+	if err != nil {
+		d.logger.Error("metrics endpoint failed", "listen", d.cfg.Metrics.Listen, "error", err)
+		return srv
+	}
+	d.logger.Info("metrics endpoint listening", "address", ln.Addr().String())
 	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.logger.Error("metrics endpoint failed", "listen", d.cfg.Metrics.Listen, "error", err)
 		}
 	}()

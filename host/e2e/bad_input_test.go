@@ -68,8 +68,8 @@ func TestBadInputOrders(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	ctx := context.Background()
-	metricsAddr := freeAddr(t)
-	h := startHost(t, rdb, writeConfig(t, srv, "u8", fmt.Sprintf("metrics { listen = %q }", metricsAddr)))
+	h := startHost(t, rdb, writeConfig(t, srv, "u8", metricsBlock))
+	metricsAddr := h.metricsAddr(t)
 
 	bad := badOrders()
 	gen := publish.NewGenerator(7070)
@@ -201,8 +201,8 @@ func TestBadInputDuplicatePublish(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	ctx := context.Background()
-	metricsAddr := freeAddr(t)
-	h := startHost(t, rdb, writeConfig(t, srv, "u8", fmt.Sprintf("metrics { listen = %q }", metricsAddr)))
+	h := startHost(t, rdb, writeConfig(t, srv, "u8", metricsBlock))
+	metricsAddr := h.metricsAddr(t)
 	gen := publish.NewGenerator(8080)
 	pub := publish.NewPublisher(rdb, channel, orderPrefix)
 

@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -403,12 +404,18 @@ func (r *chaosRun) shake(producerDone <-chan struct{}) {
 
 // killPlugin SIGKILLs a random plugin process of a random host. A host
 // that is starting (or waiting for Redis) is given up to 5 s to launch
-// its plugins; when it has none by then, nothing is killed.
+// its plugins; when it has none by then, nothing is killed. A plugin is
+// killed only once its host has launched them all (it logged that it
+// subscribed or reads the stream): a plugin that dies during the launch
+// makes the host refuse to start, exit 1, which systemd answers with a
+// restart and this test with a failure.
 func (r *chaosRun) killPlugin() {
 	h := r.hosts[r.rng.Intn(len(r.hosts))]
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if kids := pluginChildren(r.t, h.cmd.Process.Pid); len(kids) > 0 {
+		log := h.log.String()
+		launched := strings.Contains(log, "source: subscribed") || strings.Contains(log, "reading stream")
+		if kids := pluginChildren(r.t, h.cmd.Process.Pid); launched && len(kids) > 0 {
 			pid := kids[r.rng.Intn(len(kids))]
 			exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -610,12 +617,32 @@ func (r *chaosRun) check() {
 		s.dupAtOnce+s.dupLater, s.dupAtOnce, s.dupLater, s.floatNoise, len(publish.Events()), s.mismatches,
 		r.published.Sub(r.start).Round(100*time.Millisecond), r.settled.Sub(r.published).Round(100*time.Millisecond),
 		time.Since(r.settled).Round(100*time.Millisecond))
+	// The faults must have hit what they are meant to prove: Pub/Sub
+	// orders that no host heard, found by a catch-up after a reconnect (not
+	// only by a host's start); on the stream, entries of killed hosts
+	// claimed by others.
 	if r.opt.Stream {
 		claims := 0
 		for _, h := range r.started {
 			claims += strings.Count(h.log.String(), "claimed entries another consumer left pending")
 		}
 		t.Logf("stream: %d claims (XAUTOCLAIM) of entries that killed hosts left pending", claims)
+		if claims == 0 {
+			r.fail("no host claimed entries a killed host left pending: the run proved nothing about claiming")
+		}
+	} else {
+		runs, caught := 0, 0
+		for _, h := range r.started {
+			n, found := reconnectCatchUps(h.log.String())
+			runs, caught = runs+n, caught+found
+		}
+		t.Logf("pubsub: %d catch-ups after a reconnect, finding %d unfinished orders", runs, caught)
+		// Whether an order falls in the moment between Redis' restart and
+		// the host's resubscription is luck, so caught may be 0; that the
+		// catch-up after a reconnect runs is not.
+		if s.unheard == 0 || runs == 0 {
+			r.fail("orders published with no host subscribed: %d, catch-ups after a reconnect: %d; want both > 0", s.unheard, runs)
+		}
 	}
 	if r.opt.KillForGood && s.killedForGood == 0 {
 		r.fail("no host was killed for good")
@@ -828,4 +855,20 @@ func (r *chaosRun) fail(format string, args ...any) {
 		}
 	}
 	r.t.Logf("the %d hosts' logs are in %s (kept with go test -artifacts)", len(r.started), dir)
+}
+
+// catchUpLine is the host's log line for a finished catch-up.
+var catchUpLine = regexp.MustCompile(`catch-up done: orders_scanned=\d+ unfinished=(\d+)`)
+
+// reconnectCatchUps counts the catch-ups of one host's log after a
+// reconnect (every one after the catch-up of its start; the chaos does not
+// reload), and sums the unfinished orders they found.
+func reconnectCatchUps(log string) (runs, found int) {
+	for i, m := range catchUpLine.FindAllStringSubmatch(log, -1) {
+		if n, err := strconv.Atoi(m[1]); err == nil && i > 0 {
+			runs++
+			found += n
+		}
+	}
+	return runs, found
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +32,46 @@ const (
 )
 
 var bundled = []string{"sales-histogram", "events-summary", "customer-invoices"}
+
+// TestMain removes the binaries testbin built, pass or fail.
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
+
+// metricsBlock is a metrics block on a port the kernel picks: no race with
+// another test for a port found free a moment before. host.metricsAddr reads
+// the address back from the host's log.
+const metricsBlock = "metrics { listen = \"127.0.0.1:0\" }\n"
+
+// metricsLine is what the host logs once its metrics endpoint is bound.
+var metricsLine = regexp.MustCompile(`metrics endpoint listening: address=(\S+)`)
+
+// metricsAddr waits until the host logged the address its metrics endpoint
+// bound (config metricsBlock), and returns it. A host that logged several
+// (it restarted its endpoint) is read at its last.
+func (h *host) metricsAddr(t *testing.T) string {
+	t.Helper()
+	var addr string
+	waitFor(t, 30*time.Second, "the host to log its metrics address", func() bool {
+		if m := metricsLine.FindAllStringSubmatch(h.log.String(), -1); len(m) > 0 {
+			addr = m[len(m)-1][1]
+			return true
+		}
+		if h.exited() {
+			t.Fatalf("eventhost exited before it bound its metrics endpoint; its log ends:\n%s", tail(h.log.String(), 20))
+		}
+		return false
+	})
+	return addr
+}
+
+// removeSocketDirs removes the plugin socket directories of the host, which
+// a host killed with SIGKILL leaves behind (pluginhost.NewSocketDir names
+// them after the host's pid). Call it once the host has exited.
+func (h *host) removeSocketDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("eventhost-plugins-%d-*", h.cmd.Process.Pid)))
+	for _, d := range dirs {
+		_ = os.RemoveAll(d)
+	}
+}
 
 // host is an eventhost daemon running as a real subprocess.
 type host struct {
@@ -103,10 +144,29 @@ func startHostEnv(t *testing.T, rdb *redis.Client, configPath string, env []stri
 			t.Logf("eventhost log:\n%s", tail(h.log.String(), 80))
 		}
 	})
-	// Ready means subscribed and caught up: the orders a test publishes
-	// from here on arrive live, after the catch-up's.
-	// (The stream source has no catch-up: its group's pending list is the
-	// record of unfinished work.)
+	waitCaughtUp(t, h)
+	return h
+}
+
+// startHostNotReady is startHost without waiting for the host to subscribe
+// and catch up; it still prints the host's log when the test fails.
+func startHostNotReady(t *testing.T, rdb *redis.Client, configPath string) *host {
+	t.Helper()
+	h := launchHost(t, configPath, nil)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("eventhost log:\n%s", tail(h.log.String(), 80))
+		}
+	})
+	return h
+}
+
+// waitCaughtUp waits until the host is subscribed and caught up (or reads
+// its stream): the orders a test publishes from then on arrive live, after
+// the catch-up's. (The stream source has no catch-up: its group's pending
+// list is the record of unfinished work.)
+func waitCaughtUp(t *testing.T, h *host) {
+	t.Helper()
 	waitFor(t, 30*time.Second, "eventhost to subscribe and catch up", func() bool {
 		if h.exited() {
 			t.Fatalf("eventhost exited before it was ready; its log ends:\n%s", tail(h.log.String(), 20))
@@ -114,23 +174,48 @@ func startHostEnv(t *testing.T, rdb *redis.Client, configPath string, env []stri
 		log := h.log.String()
 		return strings.Contains(log, "catch-up done") || strings.Contains(log, "reading stream")
 	})
-	return h
+}
+
+// pauseWrites pauses every client's writes on rdb's server (CLIENT PAUSE
+// WRITE) for at most a minute, and returns the func that ends the pause; the
+// test's end ends it too. A host's first catch-up registers its plugins, a
+// write: it waits, and the host stays not ready, for as long as the test
+// needs to look.
+func pauseWrites(t *testing.T, rdb *redis.Client) (unpause func()) {
+	t.Helper()
+	ctx := context.Background()
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", "60000", "WRITE").Err(); err != nil {
+		t.Fatalf("client pause: %v", err)
+	}
+	var once sync.Once
+	unpause = func() {
+		once.Do(func() {
+			if err := rdb.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+				t.Errorf("client unpause: %v", err)
+			}
+		})
+	}
+	t.Cleanup(unpause)
+	return unpause
 }
 
 // launchHost runs `eventhost run` with env ("NAME=value") added to the
-// host's environment, and returns at once: the host may still be waiting for
+// host's environment and args after its -config, and returns at once: the host may still be waiting for
 // Redis. It is killed when the test ends.
-func launchHost(t *testing.T, configPath string, env []string) *host {
+func launchHost(t *testing.T, configPath string, env []string, args ...string) *host {
 	t.Helper()
 	h := &host{t: t, log: &syncBuffer{}, done: make(chan error, 1)}
-	h.cmd = exec.Command(testbin.Eventhost(t), "run", "-config", configPath)
+	h.cmd = exec.Command(testbin.Eventhost(t), append([]string{"run", "-config", configPath}, args...)...)
 	h.cmd.Env = append(os.Environ(), env...)
 	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
 	if err := h.cmd.Start(); err != nil {
 		t.Fatalf("start eventhost: %v", err)
 	}
 	go func() { h.done <- h.cmd.Wait() }()
-	t.Cleanup(h.kill)
+	t.Cleanup(func() {
+		h.kill()
+		h.removeSocketDirs()
+	})
 	return h
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -76,23 +75,47 @@ func TestInfraRedisRestart(t *testing.T) {
 }
 
 // TestInfraSignalTerm sends SIGTERM while orders flow: the host must exit 0
-// after finishing what it received, every order must be applied by all
+// after finishing every id it received, every order must be applied by all
 // plugins or by none, and no plugin process may survive it.
+//
+// On Pub/Sub the applied orders must be a prefix of the published ones. On
+// the stream source the group says exactly what the host received (the
+// entries delivered to it), and the batch is sized so that nothing is sent
+// before SIGTERM (max_orders above the orders published, max_wait an hour):
+// every entry received sits in the batch being filled, which shutdown must
+// send, not drop.
 func TestInfraSignalTerm(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: runs in make test")
+	for _, stream := range []bool{false, true} {
+		name := map[bool]string{false: "pubsub", true: "stream"}[stream]
+		t.Run(name, func(t *testing.T) { signalTerm(t, stream) })
 	}
+}
+
+func signalTerm(t *testing.T, stream bool) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
-	ctx := context.Background()
-	h := startHost(t, rdb, writeConfig(t, srv, "u8", ""))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var cfg string
+	var pub interface {
+		PublishMany(context.Context, *publish.Generator, int, float64, func(int)) ([]publish.Order, error)
+	}
+	if stream {
+		cfg = replaceInConfig(t, streamConfig(t, srv, ""), `max_orders = 256
+  max_wait   = "1ms"`, `max_orders = 4096
+  max_wait   = "1h"`)
+		pub = publish.NewStreamPublisher(rdb, channel, orderPrefix)
+	} else {
+		cfg = writeConfig(t, srv, "u8", "")
+		pub = publish.NewPublisher(rdb, channel, orderPrefix)
+	}
+	h := startHost(t, rdb, cfg)
 	children := pluginChildren(t, h.cmd.Process.Pid)
 	if len(children) != len(bundled) {
 		t.Fatalf("host %d has plugin children %v, want %d", h.cmd.Process.Pid, children, len(bundled))
 	}
 
 	const total = 2000
-	pub := publish.NewPublisher(rdb, channel, orderPrefix)
 	gen := publish.NewGenerator(4040)
 	// The ids the generator will give, so the test can wait for the first
 	// ones while the publisher is still going.
@@ -108,8 +131,19 @@ func TestInfraSignalTerm(t *testing.T) {
 		defer wg.Done()
 		published, pubErr = pub.PublishMany(ctx, gen, total, 1000, nil)
 	}()
+	// A failed wait must not leave the publisher running.
+	t.Cleanup(func() { cancel(); wg.Wait() })
 	// SIGTERM once orders are flowing, not before the first one arrived.
-	waitApplied(t, rdb, want[:100], bundled, 60*time.Second)
+	var received int64
+	if stream {
+		waitFor(t, 60*time.Second, "100 entries to be delivered to the host", func() bool {
+			p, err := rdb.XPending(ctx, channel, streamGroup).Result()
+			received = p.Count
+			return err == nil && p.Count >= 100
+		})
+	} else {
+		waitApplied(t, rdb, want[:100], bundled, 60*time.Second)
+	}
 	code := h.stop(t)
 	wg.Wait()
 	if pubErr != nil {
@@ -135,8 +169,8 @@ func TestInfraSignalTerm(t *testing.T) {
 	})
 
 	// Atomicity: an order is applied by every plugin or by none, and the
-	// applied ones are a prefix of the published ones (Pub/Sub keeps order,
-	// and the host finishes every id it received).
+	// applied ones are a prefix of the published ones (Pub/Sub and the
+	// stream keep order, and the host finishes every id it received).
 	applied := 0
 	markers := markerCounts(t, rdb, published)
 	for i, o := range published {
@@ -150,9 +184,33 @@ func TestInfraSignalTerm(t *testing.T) {
 			t.Errorf("order %s carries %d of %d done markers: partially applied", o.ID, n, len(bundled))
 		}
 	}
-	t.Logf("SIGTERM after %d of %d orders had been applied", applied, total)
+	t.Logf("SIGTERM after %d of %d orders had been applied (stream: %d delivered)", applied, total, received)
 	if applied == 0 {
 		t.Fatalf("no order was applied")
+	}
+	if stream {
+		if int64(applied) < received {
+			t.Errorf("%d orders applied, but %d had been delivered to the host before SIGTERM", applied, received)
+		}
+		// Entries delivered by the read in flight at SIGTERM stay pending
+		// (the next start takes them); none of them may be applied.
+		pending, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: channel, Group: streamGroup, Start: "-", End: "+", Count: total}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pending {
+			msgs, err := rdb.XRange(ctx, channel, p.ID, p.ID).Result()
+			if err != nil || len(msgs) != 1 {
+				t.Fatalf("xrange %s: %v %v", p.ID, msgs, err)
+			}
+			id, _ := msgs[0].Values[publish.StreamIDField].(string)
+			if len(unapplied(rdb, []string{id}, bundled)) == 0 {
+				t.Errorf("entry %s (order %s) is applied but still pending", p.ID, id)
+			}
+		}
+		checkNoDeadLetters(t, rdb)
+		checkTutorialStateAnyOrder(t, rdb, published[:applied])
+		return
 	}
 	checkNoDeadLetters(t, rdb)
 	checkTutorialState(t, rdb, published[:applied])
@@ -578,17 +636,6 @@ func pluginAlive(pid int, dir string) bool {
 	return ok && p.state != 'Z' && inDir(p.exe, dir)
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // scrapeMetric reads series (name{labels} exactly as the text format prints
 // it, labels sorted) from the Prometheus endpoint at addr; ok is false when
 // the endpoint does not show it.
@@ -642,4 +689,101 @@ func checkMetric(t *testing.T, addr, series string, want float64) {
 	case got != want:
 		t.Errorf("metric %s = %v, want %v", series, got, want)
 	}
+}
+
+// storeOnly stores n orders from gen the way a producer whose PUBLISH was
+// lost leaves them: the hash, and no message on the channel.
+func storeOnly(t *testing.T, rdb *redis.Client, gen *publish.Generator, n int) []publish.Order {
+	t.Helper()
+	ctx := context.Background()
+	out := make([]publish.Order, n)
+	pipe := rdb.Pipeline()
+	for i := range out {
+		out[i] = gen.Next()
+		pipe.HSet(ctx, orderPrefix+out[i].ID, out[i].Fields()...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatalf("store orders: %v", err)
+	}
+	return out
+}
+
+// TestInfraReconnectCatchUp: when the host's Pub/Sub connection is lost and
+// it resubscribes (Redis did not restart, the host did not restart), it
+// catches up: orders stored while it was not subscribed, whose message it
+// never got, are counted, once.
+func TestInfraReconnectCatchUp(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	h := startHost(t, rdb, writeConfig(t, srv, "u8", metricsBlock))
+	addr := h.metricsAddr(t)
+	gen := publish.NewGenerator(3131)
+	live, err := publish.NewPublisher(rdb, channel, orderPrefix).PublishMany(ctx, gen, 50, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, rdb, ids(live), bundled, 60*time.Second)
+	checkMetric(t, addr, `eventhost_catchup_runs_total{result="done"}`, 1)
+
+	// Only a catch-up can find these: no message announces them.
+	unheard := storeOnly(t, rdb, gen, 100)
+	if err := rdb.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatalf("client kill type pubsub: %v", err)
+	}
+	waitApplied(t, rdb, ids(unheard), bundled, 60*time.Second)
+	checkMetric(t, addr, `eventhost_pubsub_reconnects_total`, 1)
+	checkMetric(t, addr, `eventhost_catchup_runs_total{result="done"}`, 2)
+	checkMetric(t, addr, `eventhost_catchup_orders_total`, float64(len(unheard)))
+	if code := h.stop(t); code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
+	all := append(live, unheard...)
+	checkOrderHashes(t, rdb, all, bundled)
+	checkNoDeadLetters(t, rdb)
+	// Catch-up goes in SCAN order, so float sums may differ in rounding.
+	checkTutorialStateAnyOrder(t, rdb, all)
+}
+
+// TestInfraDrainTimeout: a shutdown that cannot finish the orders it
+// received within the drain limit (here a plugin hanging on them, with
+// -drain-timeout 1s) gives up on them and exits 1, having applied none of
+// them; the next start catches them up, once.
+func TestInfraDrainTimeout(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	hang := writeConfig(t, srv, "u8", metricsBlock+liarBlock(t, `  timeout = "10m"`, map[string]string{"mode": "hang", "hang": "10m"}))
+	h := launchHost(t, hang, nil, "-drain-timeout", "1s")
+	waitCaughtUp(t, h)
+	stuck, err := publish.NewPublisher(rdb, channel, orderPrefix).PublishMany(ctx, publish.NewGenerator(3232), 5, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Received: the drain must finish them, and liar hangs on them.
+	checkMetric(t, h.metricsAddr(t), `eventhost_orders_received_total{channel="purchase_orders"}`, float64(len(stuck)))
+	if code := h.stop(t); code != 1 {
+		t.Errorf("eventhost exited %d after SIGTERM with orders it could not finish in 1s, want 1", code)
+	}
+	if log := h.log.String(); !strings.Contains(log, "orders still unfinished after the drain timeout") {
+		t.Errorf("the host log does not report the drain timeout; it ends:\n%s", tail(log, 20))
+	}
+	if left := unapplied(rdb, ids(stuck), bundled); len(left) != len(stuck) {
+		t.Errorf("%d of %d orders applied by a host that gave up on them", len(stuck)-len(left), len(stuck))
+	}
+
+	next := startHost(t, rdb, writeConfig(t, srv, "u8", liarBlock(t, "", nil)))
+	waitApplied(t, rdb, ids(stuck), append([]string{liarName}, bundled...), 60*time.Second)
+	if code := next.stop(t); code != 0 {
+		t.Errorf("the next host exited %d after SIGTERM, want 0", code)
+	}
+	checkNoDeadLetters(t, rdb)
+	checkOrderHashes(t, rdb, stuck, append([]string{liarName}, bundled...))
+	if n, err := rdb.SCard(ctx, liarOrders).Result(); err != nil || n != int64(len(stuck)) {
+		t.Errorf("%s holds %d orders (%v), want %d", liarOrders, n, err, len(stuck))
+	}
+	if err := rdb.Del(ctx, liarOrders).Err(); err != nil {
+		t.Fatal(err)
+	}
+	checkTutorialState(t, rdb, stuck)
 }

@@ -363,7 +363,9 @@ func TestPluginFaultFlaky(t *testing.T) {
 func TestPluginFaultHang(t *testing.T) {
 	t.Parallel()
 	const hangID = "401-0000150" // ids are <seed>-<n, 7 digits>
-	r := startFaultRun(t, 401, `  timeout = "2s"
+	// The timeout leaves a loaded machine room for a batch's real gRPC
+	// round trip (300ms did not, with the tests in parallel on 2 cores).
+	r := startFaultRun(t, 401, `  timeout = "3s"
   max_attempts = 2`, map[string]string{"mode": "hang", "match": hangID, "hang": "10m"})
 	r.publish(t, 300)
 	r.waitSettled(t)
@@ -376,7 +378,7 @@ func TestPluginFaultHang(t *testing.T) {
 	for _, e := range letters {
 		// Alone or in a batch, the order is tried at least max_attempts
 		// times; in a batch of n, log2(n)+1 times.
-		want := fmt.Sprintf("plugin hung on this order: no answer within 2s (%d calls holding it failed, the last with it alone)", e.Attempts)
+		want := fmt.Sprintf("plugin hung on this order: no answer within 3s (%d calls holding it failed, the last with it alone)", e.Attempts)
 		if e.Attempts < 2 || e.Reason != want {
 			t.Errorf("dead letter for %s: attempts %d, reason %q; want at least 2 and %q", e.OrderID, e.Attempts, e.Reason, want)
 		}
@@ -569,18 +571,21 @@ func TestPluginFaultCrashLoop(t *testing.T) {
 }
 
 // TestHealthEndpoints: /healthz answers while the process runs; /readyz
-// once the host is subscribed and caught up with every plugin up, and no
-// longer once a plugin is disabled, naming it.
+// says 503 until the host is subscribed and caught up, 200 then with every
+// plugin up, and 503 again once a plugin is disabled, naming it.
 func TestHealthEndpoints(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs in make test")
 	}
 	srv := redistest.Start(t)
 	rdb := srv.Client()
-	addr := freeAddr(t)
-	cfg := writeConfig(t, srv, "u8", fmt.Sprintf("metrics {\n  listen = %q\n  pprof  = true\n}\n", addr)+
+	cfg := writeConfig(t, srv, "u8", "metrics {\n  listen = \"127.0.0.1:0\"\n  pprof  = true\n}\n"+
 		liarBlock(t, "  restart_limit = 1\n  max_attempts = 2", map[string]string{"mode": "crash"}))
-	h := startHost(t, rdb, cfg)
+	// Writes paused: the first catch-up cannot register the plugins, so
+	// the host stays subscribed but not caught up until the pause ends.
+	unpause := pauseWrites(t, rdb)
+	h := startHostNotReady(t, rdb, cfg)
+	addr := h.metricsAddr(t)
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
@@ -593,6 +598,11 @@ func TestHealthEndpoints(t *testing.T) {
 	if code, body := get("/healthz"); code != http.StatusOK || body != "ok" {
 		t.Errorf("/healthz = %d %q, want 200 ok", code, body)
 	}
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || body != "not ready: not yet subscribed and caught up" {
+		t.Errorf("/readyz before the first catch-up = %d %q, want 503 not ready: not yet subscribed and caught up", code, body)
+	}
+	unpause()
+	waitCaughtUp(t, h)
 	if code, body := get("/readyz"); code != http.StatusOK || body != "ready" {
 		t.Errorf("/readyz once caught up = %d %q, want 200 ready", code, body)
 	}

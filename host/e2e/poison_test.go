@@ -49,7 +49,7 @@ func startPoisonRun(t *testing.T, timeout string) *poisonRun {
 		t.Skip("integration test: runs in make test")
 	}
 	srv := redistest.Start(t)
-	r := &poisonRun{srv: srv, rdb: srv.Client(), metrics: freeAddr(t)}
+	r := &poisonRun{srv: srv, rdb: srv.Client(), metrics: "127.0.0.1:0"}
 	path := testbin.Build(t, "./host/internal/testplugins/poison", "eventhost-plugin-poison")
 	extra := fmt.Sprintf("metrics {\n  listen = %q\n}\nplugin %q {\n  path = %q\n  timeout = %q\n}\n", r.metrics, poisonName, path, timeout)
 	cfg := writeConfig(t, srv, "u8", extra)
@@ -67,6 +67,7 @@ func startPoisonRun(t *testing.T, timeout string) *poisonRun {
 		t.Fatal(err)
 	}
 	r.h = startHost(t, r.rdb, cfg)
+	r.metrics = r.h.metricsAddr(t)
 	return r
 }
 

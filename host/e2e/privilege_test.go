@@ -49,11 +49,11 @@ func TestPrivilegeAllowKeys(t *testing.T) {
 	if len(allow) != len(publish.Events()) {
 		t.Fatalf("the generator has no event %q", forbiddenEvent)
 	}
-	metricsAddr := freeAddr(t)
-	base := writeConfig(t, srv, "u8", fmt.Sprintf("metrics { listen = %q }\n", metricsAddr))
+	base := writeConfig(t, srv, "u8", metricsBlock)
 	cfg := replaceInConfig(t, base, `plugin "events-summary" {}`,
 		fmt.Sprintf("plugin \"events-summary\" {\n  allow_keys = %s\n}", hclList(allow)))
 	h := startHost(t, rdb, cfg)
+	metricsAddr := h.metricsAddr(t)
 
 	published, err := publish.NewPublisher(rdb, channel, orderPrefix).PublishMany(ctx, publish.NewGenerator(4040), 900, 0, nil)
 	if err != nil {

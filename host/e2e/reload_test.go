@@ -299,6 +299,7 @@ type flow struct {
 	published []publish.Order
 	err       error
 	stop      chan struct{}
+	stopper   sync.Once
 	done      chan struct{}
 }
 
@@ -337,11 +338,17 @@ func (f *flow) mark() []publish.Order {
 	return f.published[:len(f.published):len(f.published)]
 }
 
+// stopOnce stops publishing and waits for the publisher; safe to call
+// twice (finish, and the test's cleanup when it failed before finish).
+func (f *flow) stopOnce() {
+	f.stopper.Do(func() { close(f.stop) })
+	<-f.done
+}
+
 // finish stops publishing and returns every order published.
 func (f *flow) finish(t *testing.T) []publish.Order {
 	t.Helper()
-	close(f.stop)
-	<-f.done
+	f.stopOnce()
 	if f.err != nil {
 		t.Fatalf("publish: %v", f.err)
 	}
@@ -373,7 +380,8 @@ func TestReloadAddsPluginWhileOrdersFlow(t *testing.T) {
 	pids := pluginPIDs(t, h, s.dir, configOrder...)
 
 	f := startFlow(s.rdb, 31, time.Millisecond)
-	time.Sleep(500 * time.Millisecond)
+	t.Cleanup(func() { f.stopOnce() })
+	waitFor(t, 60*time.Second, "100 orders published before the reload", func() bool { return len(f.mark()) >= 100 })
 	before := f.mark()
 	waitApplied(t, s.rdb, ids(before), configOrder, 60*time.Second)
 
@@ -388,12 +396,11 @@ func TestReloadAddsPluginWhileOrdersFlow(t *testing.T) {
 			t.Errorf("reload: %q, want it to say %s", verdict, want)
 		}
 	}
-	time.Sleep(700 * time.Millisecond)
+	waitFor(t, 60*time.Second, "100 orders published after the reload", func() bool {
+		return len(f.mark()) >= len(before)+len(around)+100
+	})
 	all := f.finish(t)
 	after := all[len(before)+len(around):]
-	if len(after) < 100 {
-		t.Fatalf("only %d orders published after the reload; the test needs a flow on both sides", len(after))
-	}
 
 	waitApplied(t, s.rdb, ids(all), configOrder, 60*time.Second)
 	waitApplied(t, s.rdb, ids(after), []string{top}, 60*time.Second)
@@ -454,11 +461,10 @@ func TestReloadRejectsInvalidConfig(t *testing.T) {
 	t.Parallel()
 	s := newReloadSetup(t)
 	s.installTop(t)
-	metricsAddr := freeAddr(t)
-	metricsBlock := fmt.Sprintf("metrics { listen = %q }\n", metricsAddr)
 	good := s.config(t, metricsBlock+topBlock("", ""))
 	s.write(t, good)
 	h := startHost(t, s.rdb, s.path)
+	metricsAddr := h.metricsAddr(t)
 	pids := pluginPIDs(t, h, s.dir, withTop...)
 	pub, gen := publish.NewPublisher(s.rdb, channel, orderPrefix), publish.NewGenerator(32)
 	var published []publish.Order
@@ -608,4 +614,43 @@ func TestReloadReplacesAndRemovesPlugins(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestReloadRelaunchesDisabledPlugin: a plugin disabled after repeated
+// crashes is launched again by a reload, even with its config unchanged
+// (the fix may be a new binary, or the cause outside it), and counts the
+// orders that follow.
+func TestReloadRelaunchesDisabledPlugin(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	gen := publish.NewGenerator(4343)
+	cursed := gen.Next()
+	cfg := writeConfig(t, srv, "u8", liarBlock(t, "  restart_limit = 1\n  max_attempts = 2", map[string]string{"mode": "crash", "match": cursed.ID}))
+	h := startHost(t, rdb, cfg)
+	pub := publish.NewPublisher(rdb, channel, orderPrefix)
+	if err := pub.Publish(context.Background(), cursed); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "liar to be disabled", func() bool {
+		return strings.Contains(h.log.String(), "PLUGIN DISABLED")
+	})
+	waitFor(t, 30*time.Second, "the cursed order to be dead-lettered for liar", func() bool {
+		return len(liarLetters(t, rdb)) == 1
+	})
+	if verdict := h.reload(t); !strings.Contains(verdict, "reload applied") {
+		t.Fatalf("reload with liar disabled: %s", verdict)
+	}
+	after, err := pub.PublishMany(context.Background(), gen, 50, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, rdb, ids(after), append([]string{liarName}, bundled...), 60*time.Second)
+	if code := h.stop(t); code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
+	if n := len(liarLetters(t, rdb)); n != 1 {
+		t.Errorf("%d dead letters for liar, want 1 (the cursed order only)", n)
+	}
+	checkOrderHashes(t, rdb, after, append([]string{liarName}, bundled...))
 }

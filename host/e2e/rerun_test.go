@@ -146,11 +146,20 @@ func TestBackfill(t *testing.T) {
 	if err := bf.Start(); err != nil {
 		t.Fatal(err)
 	}
+	bfDone := make(chan error, 1)
+	go func() { bfDone <- bf.Wait() }()
+	// A failed test must not leave the backfill running.
+	t.Cleanup(func() {
+		_ = bf.Process.Kill()
+		bfDone <- <-bfDone
+	})
 	extra, err := pub.PublishMany(ctx, gen, 300, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := bf.Wait(); err != nil {
+	err = <-bfDone
+	bfDone <- err // for the cleanup
+	if err != nil {
 		t.Fatalf("backfill %s again: %v\nstdout:\n%s\nstderr:\n%s", liarName, err, bfOut.String(), tail(bfErr.String(), 40))
 	}
 	t.Logf("first backfill: %s; second: %s", first, strings.TrimSpace(bfOut.String()))

@@ -17,10 +17,11 @@ import (
 const streamGroup = "eventhost"
 
 // streamConfig is writeConfig with source "stream" (claim_idle short, so a
-// dead host's entries move on quickly) and a metrics endpoint at addr.
-func streamConfig(t *testing.T, srv *redistest.Server, addr, extra string) string {
+// dead host's entries move on quickly) and a metrics endpoint (see
+// host.metricsAddr).
+func streamConfig(t *testing.T, srv *redistest.Server, extra string) string {
 	t.Helper()
-	path := writeConfig(t, srv, "u8", fmt.Sprintf("metrics { listen = %q }\n%s", addr, extra))
+	path := writeConfig(t, srv, "u8", metricsBlock+extra)
 	return replaceInConfig(t, path, fmt.Sprintf("source \"pubsub\" { channels = [%q] }", channel),
 		fmt.Sprintf(`source "stream" {
   stream         = %q
@@ -50,9 +51,9 @@ func TestStreamTwoHosts(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	ctx := context.Background()
-	addrA, addrB := freeAddr(t), freeAddr(t)
-	a := startHost(t, rdb, streamConfig(t, srv, addrA, ""))
-	b := startHost(t, rdb, streamConfig(t, srv, addrB, ""))
+	a := startHost(t, rdb, streamConfig(t, srv, ""))
+	b := startHost(t, rdb, streamConfig(t, srv, ""))
+	addrA, addrB := a.metricsAddr(t), b.metricsAddr(t)
 
 	pub := publish.NewStreamPublisher(rdb, channel, orderPrefix)
 	gen := publish.NewGenerator(5150)
@@ -61,28 +62,47 @@ func TestStreamTwoHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitApplied(t, rdb, ids(first), bundled, 60*time.Second)
+	// The counters lag the Redis writes they count by a moment: poll.
 	var perHost []float64
-	for _, addr := range []string{addrA, addrB} {
-		n, _ := scrapeMetric(t, addr, `eventhost_orders_processed_total{channel="purchase_orders",plugin="events-summary"}`)
-		perHost = append(perHost, n)
-	}
-	if perHost[0] == 0 || perHost[1] == 0 || perHost[0]+perHost[1] != float64(len(first)) {
-		t.Errorf("events-summary applied %v orders on the two hosts, want both > 0 and %d in all", perHost, len(first))
+	waitFor(t, 10*time.Second, fmt.Sprintf("the hosts' events-summary counters to add up to %d", len(first)), func() bool {
+		perHost = perHost[:0]
+		for _, addr := range []string{addrA, addrB} {
+			n, _ := scrapeMetric(t, addr, `eventhost_orders_processed_total{channel="purchase_orders",plugin="events-summary"}`)
+			perHost = append(perHost, n)
+		}
+		return perHost[0]+perHost[1] == float64(len(first))
+	})
+	if perHost[0] == 0 || perHost[1] == 0 {
+		t.Errorf("events-summary applied %v orders on the two hosts, want both > 0", perHost)
 	}
 
-	// Kill A while orders flow: what it read and did not apply stays pending
-	// with it until B claims it.
-	done := make(chan []publish.Order)
-	go func() {
-		more, err := pub.PublishMany(ctx, gen, 3000, 3000, nil)
-		if err != nil {
-			t.Error(err)
+	// Kill A while orders flow (once the first 300 of them are applied):
+	// what it read and did not apply stays pending with it until B claims
+	// it.
+	probe := publish.NewGenerator(5150)
+	var next []string
+	for i := 0; i < len(first)+300; i++ {
+		if o := probe.Next(); i >= len(first) {
+			next = append(next, o.ID)
 		}
+	}
+	pubCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan []publish.Order, 1)
+	var pubErr error
+	go func() {
+		more, err := pub.PublishMany(pubCtx, gen, 3000, 3000, nil)
+		pubErr = err
 		done <- more
 	}()
-	time.Sleep(300 * time.Millisecond)
+	t.Cleanup(func() { cancel(); <-done })
+	waitApplied(t, rdb, next, bundled, 60*time.Second)
 	a.kill()
 	second := <-done
+	done <- second // for the cleanup
+	if pubErr != nil {
+		t.Fatal(pubErr)
+	}
 	all := append(first, second...)
 	waitApplied(t, rdb, ids(all), bundled, 60*time.Second)
 	if code := b.stop(t); code != 0 {
@@ -132,7 +152,7 @@ func TestStreamPoison(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h := startHost(t, rdb, streamConfig(t, srv, freeAddr(t), ""))
+	h := startHost(t, rdb, streamConfig(t, srv, ""))
 	good, err := pub.PublishMany(ctx, gen, 200, 0, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +205,7 @@ func TestStreamLostDelivery(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	ctx := context.Background()
-	cfg := streamConfig(t, srv, freeAddr(t), "")
+	cfg := streamConfig(t, srv, "")
 	cfg = replaceInConfig(t, cfg, `group          = "eventhost"`, "group          = \"eventhost\"\n  consumer       = \"c1\"")
 	h := startHost(t, rdb, cfg)
 
@@ -224,7 +244,7 @@ func TestStreamRecreated(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	ctx := context.Background()
-	h := startHost(t, rdb, streamConfig(t, srv, freeAddr(t), ""))
+	h := startHost(t, rdb, streamConfig(t, srv, ""))
 	pub := publish.NewStreamPublisher(rdb, channel, orderPrefix)
 	gen := publish.NewGenerator(5353)
 	first, err := pub.PublishMany(ctx, gen, 50, 0, nil)
@@ -251,4 +271,52 @@ func TestStreamRecreated(t *testing.T) {
 	checkNoDeadLetters(t, rdb)
 	checkOrderHashes(t, rdb, all, bundled)
 	checkTutorialState(t, rdb, all)
+}
+
+// TestStreamLeaseRenewed: a host that holds entries longer than claim_idle
+// because its pipeline is slow (liar hangs 3s on one order, claim_idle is
+// 600ms) renews them, so that the other host of the group, and its own
+// claim pass, never take them: nothing is claimed, each order is counted
+// once.
+func TestStreamLeaseRenewed(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	gen := publish.NewGenerator(5454)
+	orders := make([]publish.Order, 200)
+	for i := range orders {
+		orders[i] = gen.Next()
+	}
+	slow := orders[50].ID
+	cfg := streamConfig(t, srv, liarBlock(t, `  timeout = "1m"`, map[string]string{"mode": "hang", "match": slow, "hang": "3s"}))
+	cfg = replaceInConfig(t, cfg, `claim_idle     = "1s"`, `claim_idle     = "600ms"`)
+	a := startHost(t, rdb, cfg)
+	b := startHost(t, rdb, cfg)
+	pub := publish.NewStreamPublisher(rdb, channel, orderPrefix)
+	for _, o := range orders {
+		if err := pub.Publish(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := append([]string{liarName}, bundled...)
+	waitApplied(t, rdb, ids(orders), all, 60*time.Second)
+	waitFor(t, 30*time.Second, "every entry to be acknowledged", func() bool {
+		p, err := rdb.XPending(ctx, channel, streamGroup).Result()
+		return err == nil && p.Count == 0
+	})
+	for _, h := range []*host{a, b} {
+		if n, ok := scrapeMetric(t, h.metricsAddr(t), "eventhost_stream_claimed_total"); !ok || n != 0 {
+			t.Errorf("host %d claimed %v entries (exported: %v), want 0: a live host's entries were taken", h.cmd.Process.Pid, n, ok)
+		}
+	}
+	for _, h := range []*host{a, b} {
+		if code := h.stop(t); code != 0 {
+			t.Errorf("host %d exited %d after SIGTERM, want 0", h.cmd.Process.Pid, code)
+		}
+	}
+	checkNoDeadLetters(t, rdb)
+	checkOrderHashes(t, rdb, orders, all)
+	if n, err := rdb.SCard(ctx, liarOrders).Result(); err != nil || n != int64(len(orders)) {
+		t.Errorf("%s holds %d orders (%v), want %d", liarOrders, n, err, len(orders))
+	}
 }

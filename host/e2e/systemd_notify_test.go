@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/publish"
 )
@@ -21,6 +22,8 @@ type notification struct {
 	// subscribers and publishErr: see TestSystemdNotify.
 	subscribers int64
 	publishErr  error
+	// registry is the plugin registry when READY=1 came.
+	registry map[string]string
 }
 
 // TestSystemdNotify runs the host as a Type=notify unit with WatchdogSec would:
@@ -61,15 +64,33 @@ func TestSystemdNotify(t *testing.T) {
 				// drops it unless the host already listens.
 				subs, _ := rdb.PubSubNumSub(ctx, channel).Result()
 				note.subscribers = subs[channel]
-				note.publishErr = pub.Publish(ctx, first)
+				// The first catch-up registers the plugins (a read:
+				// it is not held up by the write pause below).
+				note.registry, _ = rdb.HGetAll(ctx, catchup.RegistryKey).Result()
+				// Bounded: a READY=1 sent too early (writes still
+				// paused) must fail the test, not hang it.
+				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				note.publishErr = pub.Publish(pctx, first)
+				cancel()
 			}
 			notes <- note
 		}
 	}()
 
 	const watchdog = time.Second
-	h := startHostEnv(t, rdb, writeConfig(t, srv, "u32", ""),
+	// Writes paused: the host subscribes, but its first catch-up cannot
+	// register the plugins until the pause ends, so READY=1 must wait.
+	unpause := pauseWrites(t, rdb)
+	h := launchHost(t, writeConfig(t, srv, "u32", ""),
 		[]string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=" + strconv.FormatInt(watchdog.Microseconds(), 10)})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("eventhost log:\n%s", tail(h.log.String(), 80))
+		}
+	})
+	waitFor(t, 30*time.Second, "the host to subscribe", func() bool {
+		return strings.Contains(h.log.String(), "source: subscribed")
+	})
 	var got []notification
 	// await collects notifications until cond holds for the last one.
 	await := func(what string, limit time.Duration, cond func(notification) bool) notification {
@@ -92,9 +113,30 @@ func TestSystemdNotify(t *testing.T) {
 	}
 	is := func(msg string) func(notification) bool { return func(n notification) bool { return n.msg == msg } }
 
-	ready := await("READY=1", 30*time.Second, is("READY=1"))
+	// The host logs "subscribed" right before it would send an early
+	// READY=1; a watchdog ping after that one (they come every 500ms)
+	// shows READY=1 was not sent then.
+	early := await("a watchdog ping after the subscription", 10*time.Second, func(n notification) bool {
+		return n.msg == "WATCHDOG=1" || n.msg == "READY=1"
+	})
+	ready := early
+	if early.msg == "READY=1" {
+		t.Errorf("READY=1 came while the first catch-up waited for Redis: at subscription, before catching up")
+	} else {
+		unpause()
+		ready = await("READY=1", 30*time.Second, is("READY=1"))
+	}
+	unpause()
 	if ready.subscribers < 1 {
 		t.Errorf("READY=1 came while %d clients were subscribed to %s: before the host subscribed", ready.subscribers, channel)
+	}
+	if len(ready.registry) != len(bundled) {
+		t.Errorf("READY=1 came with plugin registry %v: before the first catch-up registered the %d plugins", ready.registry, len(bundled))
+	}
+	for p, when := range ready.registry {
+		if _, err := strconv.ParseInt(when, 10, 64); err != nil {
+			t.Errorf("READY=1 came with plugin %s registered at %q: before its catch-up", p, when)
+		}
 	}
 	if ready.publishErr != nil {
 		t.Fatalf("publish on READY=1: %v", ready.publishErr)

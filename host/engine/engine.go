@@ -56,8 +56,8 @@ func Start(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, l
 		e.reserved = append(e.reserved, cfg.Source.Stream.Key)
 	}
 	// Plugin sockets live in a directory of our own, not in a shared /tmp.
-	if e.socketDir, err = os.MkdirTemp("", "eventhost-plugins-"); err != nil {
-		return nil, fmt.Errorf("create plugin socket directory: %w", err)
+	if e.socketDir, err = pluginhost.NewSocketDir("", logger); err != nil {
+		return nil, err
 	}
 	for _, p := range plugins {
 		r, err := e.launch(ctx, p)

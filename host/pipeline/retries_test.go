@@ -51,3 +51,15 @@ func TestBackoffDoublesUpToTheCap(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultBackoff: the README's retry schedule, as New sets it: 100ms
+// before the first retry, doubling, at most 5s.
+func TestDefaultBackoff(t *testing.T) {
+	p := New(nil, nil, nil, nil, nil, 1, 0)
+	want := []time.Duration{100, 100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000}
+	for attempt, w := range want {
+		if got := p.backoff(attempt); got != w*time.Millisecond {
+			t.Errorf("backoff(%d) = %v, want %v", attempt, got, w*time.Millisecond)
+		}
+	}
+}

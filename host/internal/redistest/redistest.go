@@ -5,6 +5,8 @@ package redistest
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -24,6 +26,8 @@ type Server struct {
 	dir  string
 	args []string
 	cmd  *exec.Cmd
+	// exited is closed once cmd has been waited for.
+	exited <-chan struct{}
 	// tls is how clients reach a StartTLS server; nil for plain TCP.
 	tls *tls.Config
 }
@@ -37,45 +41,88 @@ func Start(t testing.TB, extra ...string) *Server {
 }
 
 // start launches redis-server with listen's arguments for a free port, the
-// common ones and extra; tc is how to reach it (nil: plain TCP).
+// common ones and extra; tc is how to reach it (nil: plain TCP). Under go
+// test -short it skips the test: make test-short runs no server.
+//
+// A port found free can be taken by another process before redis-server
+// binds it; redis-server then exits at once, and start tries another port.
 func start(t testing.TB, tc *tls.Config, listen func(port string) []string, extra []string) *Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test (starts redis-server): runs in make test")
+	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redis-server is not installed (apt-get install redis-server; .ci/run does this): %v", err)
 	}
 	s := &Server{t: t, dir: t.TempDir(), tls: tc}
-	port := strconv.Itoa(freePort(t))
-	s.Addr = "127.0.0.1:" + port
-	s.args = append([]string{bin}, listen(port)...)
-	s.args = append(s.args, "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log"))
-	s.args = append(s.args, extra...)
-	s.start()
 	t.Cleanup(s.Stop)
-	return s
+	const tries = 5
+	for try := 1; ; try++ {
+		port := strconv.Itoa(freePort(t))
+		s.Addr = "127.0.0.1:" + port
+		s.args = append([]string{bin}, listen(port)...)
+		s.args = append(s.args, "--bind", "127.0.0.1", "--save", "",
+			"--appendonly", "no", "--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log"))
+		s.args = append(s.args, extra...)
+		err := s.launch()
+		if err == nil {
+			return s
+		}
+		if !errors.Is(err, errPortTaken) || try == tries {
+			t.Fatal(err)
+		}
+	}
 }
 
+// errPortTaken is launch's error when redis-server could not bind its port.
+var errPortTaken = errors.New("port taken")
+
+// start (re)starts the server with its arguments, and fails the test if it
+// does not answer.
 func (s *Server) start() {
 	s.t.Helper()
+	if err := s.launch(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// launch starts redis-server with s.args and waits until it answers PING.
+func (s *Server) launch() error {
 	s.cmd = exec.Command(s.args[0], s.args[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = os.Stderr, os.Stderr
 	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start redis-server: %v", err)
+		return fmt.Errorf("start redis-server: %w", err)
 	}
+	exited := make(chan struct{})
+	cmd := s.cmd
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	s.exited = exited
 	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, TLSConfig: s.tls})
 	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	for {
-		err := c.Ping(context.Background()).Err()
+		err := c.Ping(ctx).Err()
 		if err == nil || strings.HasPrefix(err.Error(), "NOAUTH") {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-			s.t.Fatalf("redis-server on %s did not answer within 10s: %v\n%s", s.Addr, err, log)
+		log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+		select {
+		case <-exited:
+			s.cmd = nil
+			if strings.Contains(string(log), "Address already in use") {
+				_ = os.Remove(filepath.Join(s.dir, "redis.log"))
+				return fmt.Errorf("redis-server on %s: %w", s.Addr, errPortTaken)
+			}
+			return fmt.Errorf("redis-server on %s exited at start:\n%s", s.Addr, log)
+		case <-ctx.Done():
+			return fmt.Errorf("redis-server on %s did not answer within 10s: %v\n%s", s.Addr, err, log)
+		case <-time.After(10 * time.Millisecond):
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -90,7 +137,7 @@ func (s *Server) Client() *redis.Client {
 func (s *Server) Kill() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
+		<-s.exited
 		s.cmd = nil
 	}
 }
