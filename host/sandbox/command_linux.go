@@ -56,6 +56,11 @@ func TempDir(dir string) string { return filepath.Join(dir, "tmp") }
 // set here too, so a launcher cannot outlive the host either. The launcher
 // checks spec.SHA256 on the file it executes.
 func Command(plan Plan, spec Spec) (*exec.Cmd, error) {
+	bin, err := filepath.Abs(spec.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("plugin binary %s: %w", spec.Binary, err)
+	}
+	spec.Binary = bin
 	spec.UID, spec.GID = plan.UID, plan.GID
 	spec.Parent = os.Getpid()
 	spec.Apply = nil

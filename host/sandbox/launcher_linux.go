@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/landlock-lsm/go-landlock/landlock"
@@ -43,7 +45,13 @@ func LauncherMain(args []string) {
 	// applies it must be the one that executes the plugin.
 	runtime.LockOSThread()
 	if err := launch(args); err != nil {
-		fmt.Fprintf(os.Stderr, "eventhost sandbox: %v\n", err)
+		// One hclog JSON line: go-plugin logs it at its level under the
+		// plugin's name, where the debug level would hide plain text.
+		line, _ := json.Marshal(map[string]string{
+			"@level": "error", "@message": "sandbox launcher: " + err.Error(),
+			"@timestamp": time.Now().Format("2006-01-02T15:04:05.000Z07:00"),
+		})
+		fmt.Fprintf(os.Stderr, "%s\n", line)
 		os.Exit(1)
 	}
 }
