@@ -197,7 +197,7 @@ func TestSandboxDegraded(t *testing.T) {
 		s := newSandboxSetup(t, fmt.Sprintf("metrics { listen = %q }", metricsAddr), false)
 		h := startHostEnv(t, s.admin, s.config, append(s.env, simulate))
 		for _, name := range missing {
-			line := fmt.Sprintf(`plugin sandbox protection unavailable: protection=%s why="simulated by EVENTHOST_SANDBOX_SIMULATE_MISSING"`, name)
+			line := fmt.Sprintf(`[WARN]  eventhost: plugin sandbox protection unavailable: protection=%s why="simulated by EVENTHOST_SANDBOX_SIMULATE_MISSING"`, name)
 			if !strings.Contains(h.log.String(), line) {
 				t.Errorf("the host's log lacks %q", line)
 			}
