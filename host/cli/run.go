@@ -27,7 +27,13 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	logger := newLogger(cfg.Log, stderr)
-	d := daemon.New(cfg, logger, metrics.New())
+	plan, err := planSandbox(cfg)
+	if err != nil {
+		return err
+	}
+	m := metrics.New()
+	logSandbox(plan, logger, m)
+	d := daemon.New(cfg, logger, m)
 	d.DrainTimeout = *drain
 	if d.Notifier, err = notify.FromEnv(logger); err != nil {
 		return err
@@ -55,6 +61,12 @@ func validateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	cfg, err := loadConfig(*path, stderr)
 	if err != nil {
 		return err
+	}
+	// Plugins are validated inside the same sandbox as run starts them in.
+	plan, planErr := planSandbox(cfg)
+	printSandbox(stdout, plan)
+	if planErr != nil {
+		return planErr
 	}
 	failed := 0
 	for _, p := range cfg.Plugins {

@@ -48,7 +48,30 @@ type Config struct {
 	DeadLetter     DeadLetter
 	Log            Log
 	Metrics        Metrics
+	Sandbox        Sandbox
 	Plugins        []Plugin
+}
+
+// DefaultPluginUser is the account plugins run as when the host may switch
+// users (root, or CAP_SETUID and CAP_SETGID) and the config names none; the
+// shipped sysusers file creates it. Without it, FallbackPluginUser is used.
+const (
+	DefaultPluginUser  = "eventhost-plugin"
+	FallbackPluginUser = "nobody"
+)
+
+// Sandbox is the sandbox block: how plugin processes are confined (see
+// host/sandbox).
+type Sandbox struct {
+	// PluginUser is the account plugins run as when the host may switch
+	// users; empty means DefaultPluginUser, else FallbackPluginUser.
+	PluginUser string
+	// PluginUserRange is where plugin_user stands, for an unknown or
+	// privileged account found at launch. Nil when not set.
+	PluginUserRange *hcl.Range
+	// Require makes every protection the kernel or the host's privileges
+	// cannot provide a start-up (and launch) error instead of a warning.
+	Require bool
 }
 
 // Redis says how to reach Redis. Secrets come from env() or file() in the
@@ -160,6 +183,13 @@ type Plugin struct {
 	// AllowKeysRange is where allow_keys stands, for diagnostics found at
 	// launch (a pattern no declared key can match). Nil without allow_keys.
 	AllowKeysRange *hcl.Range
+	// ReadPaths are files and directories the plugin may read (and
+	// execute) inside the sandbox besides its binary and the system
+	// directories, such as an interpreter's library directory. Absolute.
+	ReadPaths []string
+	// Sandbox is the config's sandbox block, copied into each plugin so a
+	// launch (or relaunch) has all it needs.
+	Sandbox Sandbox
 	// Body is the plugin's own `config {}` block, decoded against the schema
 	// the plugin describes (see DecodePluginConfig). Nil when absent.
 	Body hcl.Body
@@ -176,6 +206,7 @@ type fileSchema struct {
 	DeadLetter     *deadLetterSchema `hcl:"dead_letter,block"`
 	Log            *logSchema        `hcl:"log,block"`
 	Metrics        *metricsSchema    `hcl:"metrics,block"`
+	Sandbox        *sandboxSchema    `hcl:"sandbox,block"`
 	Plugins        []pluginSchema    `hcl:"plugin,block"`
 }
 
@@ -234,6 +265,12 @@ type metricsSchema struct {
 	Pprof  *bool   `hcl:"pprof,optional"`
 }
 
+type sandboxSchema struct {
+	PluginUser *string  `hcl:"plugin_user,optional"`
+	Require    *bool    `hcl:"require,optional"`
+	Body       hcl.Body `hcl:",body"`
+}
+
 type pluginSchema struct {
 	Name          string        `hcl:"name,label"`
 	Path          *string       `hcl:"path,optional"`
@@ -244,6 +281,7 @@ type pluginSchema struct {
 	RestartLimit  *int          `hcl:"restart_limit,optional"`
 	RestartWindow *string       `hcl:"restart_window,optional"`
 	AllowKeys     *[]string     `hcl:"allow_keys,optional"`
+	ReadPaths     []string      `hcl:"read_paths,optional"`
 	Config        *pluginConfig `hcl:"config,block"`
 	Range         hcl.Range     `hcl:",def_range"`
 	Body          hcl.Body      `hcl:",body"`
@@ -345,6 +383,17 @@ func build(filename, dir string, raw *fileSchema) (*Config, hcl.Diagnostics) {
 		cfg.Metrics.Listen = deref(m.Listen, "")
 		cfg.Metrics.Pprof = deref(m.Pprof, false)
 	}
+	if sb := raw.Sandbox; sb != nil {
+		cfg.Sandbox.Require = deref(sb.Require, false)
+		if sb.PluginUser != nil {
+			cfg.Sandbox.PluginUser = *sb.PluginUser
+			cfg.Sandbox.PluginUserRange = attrRange(sb.Body, "plugin_user")
+			if u := *sb.PluginUser; u == "" || u == "root" || u == "0" {
+				diags = append(diags, errorAt(cfg.Sandbox.PluginUserRange, "Invalid plugin_user",
+					fmt.Sprintf("plugin_user = %q: plugins never run as root; name an unprivileged account, or remove plugin_user for the default %q.", u, DefaultPluginUser)))
+			}
+		}
+	}
 	if len(raw.Plugins) == 0 {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "No plugins",
 			Detail: "Add at least one plugin block; without one eventhost has nothing to do."})
@@ -371,7 +420,16 @@ func buildPlugin(diags *hcl.Diagnostics, cfg *Config, dir string, p pluginSchema
 		MaxAttempts:   deref(p.MaxAttempts, DefaultMaxAttempts),
 		RestartLimit:  deref(p.RestartLimit, DefaultRestartLimit),
 		RestartWindow: duration(diags, p.Body, "restart_window", p.RestartWindow, DefaultRestartWindow),
+		Sandbox:       cfg.Sandbox,
 		Range:         p.Range,
+	}
+	for _, rp := range p.ReadPaths {
+		if rp == "" {
+			*diags = append(*diags, errorAt(attrRange(p.Body, "read_paths"), "Empty read_paths entry",
+				"An empty path grants nothing; remove it."))
+			continue
+		}
+		pl.ReadPaths = append(pl.ReadPaths, resolve(dir, rp))
 	}
 	if p.Path != nil {
 		pl.Path = resolve(dir, *p.Path)

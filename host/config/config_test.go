@@ -634,3 +634,46 @@ func TestFieldErrorDiagnostics(t *testing.T) {
 		})
 	}
 }
+
+// TestParseSandbox: the sandbox block and read_paths are decoded into every
+// plugin, relative read_paths against the config's directory, and a
+// plugin_user of root or an empty read_paths entry is an error at its line.
+func TestParseSandbox(t *testing.T) {
+	tests := []struct {
+		name      string
+		src       string
+		wantUser  string
+		require   bool
+		readPaths []string
+		wantLine  int // of the error; 0: none
+		want      string
+	}{
+		{name: "defaults", src: `plugin "x" {}`},
+		{
+			name:     "set",
+			src:      "sandbox {\n  plugin_user = \"plugins\"\n  require = true\n}\nplugin \"x\" {\n  read_paths = [\"/opt/venv\", \"lib\"]\n}",
+			wantUser: "plugins", require: true, readPaths: []string{"/opt/venv", "/etc/eventhost/lib"},
+		},
+		{name: "root", src: "sandbox {\n\n  plugin_user = \"root\"\n}\nplugin \"x\" {}", wantLine: 3, want: `plugin_user = "root": plugins never run as root`},
+		{name: "uid 0", src: "sandbox {\n  plugin_user = \"0\"\n}\nplugin \"x\" {}", wantLine: 2, want: "plugins never run as root"},
+		{name: "empty read path", src: "plugin \"x\" {\n  read_paths = [\"\"]\n}", wantLine: 2, want: "An empty path grants nothing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, diags := config.Parse("/etc/eventhost/config.hcl", []byte(tt.src))
+			if tt.want != "" {
+				if !diags.HasErrors() || diags[0].Subject == nil || diags[0].Subject.Start.Line != tt.wantLine || !strings.Contains(diags.Error(), tt.want) {
+					t.Fatalf("diags = %v, want an error at line %d containing %q", diags, tt.wantLine, tt.want)
+				}
+				return
+			}
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			p := cfg.Plugins[0]
+			if p.Sandbox.PluginUser != tt.wantUser || p.Sandbox.Require != tt.require || strings.Join(p.ReadPaths, ",") != strings.Join(tt.readPaths, ",") {
+				t.Errorf("plugin sandbox %+v, read_paths %q; want user %q, require %v, read_paths %q", p.Sandbox, p.ReadPaths, tt.wantUser, tt.require, tt.readPaths)
+			}
+		})
+	}
+}

@@ -55,13 +55,20 @@ type faultRun struct {
 // (plugin block attributes, one per line) and conf (its config block).
 func startFaultRun(t *testing.T, seed int64, settings string, conf map[string]string) *faultRun {
 	t.Helper()
+	return startFaultRunEnv(t, seed, settings, conf, nil)
+}
+
+// startFaultRunEnv is startFaultRun with env ("NAME=value") added to the
+// host's environment.
+func startFaultRunEnv(t *testing.T, seed int64, settings string, conf map[string]string, env []string) *faultRun {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: runs in make test")
 	}
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	r := &faultRun{srv: srv, rdb: rdb, pub: publish.NewPublisher(rdb, channel, orderPrefix), gen: publish.NewGenerator(seed)}
-	r.h = startHost(t, rdb, writeConfig(t, srv, "u8", liarBlock(t, settings, conf)))
+	r.h = startHostEnv(t, rdb, writeConfig(t, srv, "u8", liarBlock(t, settings, conf)), env)
 	return r
 }
 
@@ -393,8 +400,20 @@ func TestPluginFaultHang(t *testing.T) {
 // batch retried, so nothing is lost.
 func TestPluginFaultCrashOnce(t *testing.T) {
 	t.Parallel()
-	crashFile := filepath.Join(t.TempDir(), "crashed")
-	r := startFaultRun(t, 501, "", map[string]string{"mode": "crash", "crash_file": crashFile})
+	// The crash file outlives the crashed process, so it lies outside the
+	// plugin's sandbox: Landlock off (simulated) for this test, and a
+	// directory the plugins' user may write.
+	dir, err := os.MkdirTemp("", "eventhost-crash-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	crashFile := filepath.Join(dir, "crashed")
+	r := startFaultRunEnv(t, 501, "", map[string]string{"mode": "crash", "crash_file": crashFile},
+		[]string{"EVENTHOST_SANDBOX_SIMULATE_MISSING=landlock_fs"})
 	r.publish(t, 300)
 	r.waitSettled(t)
 	r.finish(t)

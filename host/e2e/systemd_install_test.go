@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -106,6 +107,7 @@ func checkInstalled(t *testing.T, dest, prefix string) {
 	}
 	if ran {
 		checkVerifyCatches(t, text, dest, prefix)
+		checkSecurityScore(t, unit)
 	}
 	checkSysusers(t, filepath.Join(dest, prefix, "lib/sysusers.d/eventhost.conf"))
 
@@ -171,7 +173,11 @@ func checkUnitSettings(t *testing.T, unit, prefix string) {
 		"Group":                   "eventhost",
 		"UMask":                   "0077",
 		"NoNewPrivileges":         "yes",
-		"CapabilityBoundingSet":   "",
+		"CapabilityBoundingSet":   "CAP_SETUID CAP_SETGID",
+		"AmbientCapabilities":     "CAP_SETUID CAP_SETGID",
+		"PrivateMounts":           "yes",
+		"IPAddressDeny":           "any",
+		"IPAddressAllow":          "localhost",
 		"ProtectSystem":           "strict",
 		"ProtectHome":             "yes",
 		"PrivateTmp":              "yes",
@@ -185,9 +191,7 @@ func checkUnitSettings(t *testing.T, unit, prefix string) {
 		"LockPersonality":         "yes",
 		"MemoryDenyWriteExecute":  "yes",
 		"SystemCallArchitectures": "native",
-		"SystemCallFilter":        "@system-service",
 		"SystemCallErrorNumber":   "EPERM",
-		"AmbientCapabilities":     "",
 		"ProtectClock":            "yes",
 		"ProtectHostname":         "yes",
 		"ProtectProc":             "invisible",
@@ -206,6 +210,16 @@ func checkUnitSettings(t *testing.T, unit, prefix string) {
 	for k, v := range want {
 		if got := settings[k]; len(got) != 1 || got[0] != v {
 			t.Errorf("unit: %s=%q, want %s=%s", k, got, k, v)
+		}
+	}
+	// The plugin sandbox's system calls, past @system-service.
+	wantFilters := []string{"@system-service", "landlock_create_ruleset landlock_add_rule landlock_restrict_self", "~@resources"}
+	if got := settings["SystemCallFilter"]; strings.Join(got, "|") != strings.Join(wantFilters, "|") {
+		t.Errorf("unit: SystemCallFilter=%q, want %q", got, wantFilters)
+	}
+	for _, k := range []string{"RestartSec", "TimeoutStopSec", "StartLimitIntervalSec", "StartLimitBurst"} {
+		if len(settings[k]) != 1 {
+			t.Errorf("unit: %s=%q, want one value", k, settings[k])
 		}
 	}
 }
@@ -273,7 +287,30 @@ func checkSysusers(t *testing.T, conf string) {
 		return
 	}
 	out, err := exec.Command(bin, "--dry-run", "--root="+t.TempDir(), conf).CombinedOutput()
-	if err != nil || !regexp.MustCompile(`Creating user '?eventhost'?`).Match(out) {
-		t.Errorf("systemd-sysusers --dry-run %s: %v\n%s", conf, err, out)
+	// The host's user, and the plugins' (the sandbox's plugin_user), whose
+	// group the host joins to hand each plugin its private directory.
+	for _, re := range []string{`Creating user '?eventhost'? `, `Creating user '?eventhost-plugin'? `} {
+		if err != nil || !regexp.MustCompile(re).Match(out) {
+			t.Errorf("systemd-sysusers --dry-run %s: %v: no %s in\n%s", conf, err, re, out)
+		}
+	}
+	// --dry-run does not say it adds members; the line must be there.
+	if !regexp.MustCompile(`(?m)^m\s+eventhost\s+eventhost-plugin\s*$`).MatchString(readFile(t, conf)) {
+		t.Errorf("%s does not make eventhost a member of group eventhost-plugin (m eventhost eventhost-plugin)", conf)
+	}
+}
+
+// checkSecurityScore keeps the unit's systemd-analyze security exposure at
+// 1.6 or below: the plugin sandbox's capabilities must be paid for.
+func checkSecurityScore(t *testing.T, unit string) {
+	t.Helper()
+	out, err := exec.Command("systemd-analyze", "security", "--offline=true", unit).CombinedOutput()
+	m := regexp.MustCompile(`Overall exposure level for eventhost\.service: (\d+\.\d)`).FindSubmatch(out)
+	if err != nil || m == nil {
+		t.Errorf("systemd-analyze security %s: %v\n%s", unit, err, out)
+		return
+	}
+	if score, _ := strconv.ParseFloat(string(m[1]), 64); score > 1.6 {
+		t.Errorf("systemd-analyze security: exposure %s, want 1.6 or less", m[1])
 	}
 }

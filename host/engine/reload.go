@@ -50,6 +50,8 @@ func (l launched) changes(p config.Plugin, sum string) []string {
 		{"restart_limit", was.RestartLimit != p.RestartLimit},
 		{"restart_window", was.RestartWindow != p.RestartWindow},
 		{"allow_keys", !slices.Equal(was.AllowKeys, p.AllowKeys)},
+		{"read_paths", !slices.Equal(was.ReadPaths, p.ReadPaths)},
+		{"sandbox", was.Sandbox.PluginUser != p.Sandbox.PluginUser || was.Sandbox.Require != p.Sandbox.Require},
 	} {
 		if c.changed {
 			why = append(why, c.what)

@@ -89,6 +89,7 @@ func TestLaunchedChangesCoversPlugin(t *testing.T) {
 		"Path": "compared", "Channels": "compared", "Timeout": "compared", "SHA256": "compared",
 		"MaxAttempts": "compared", "RestartLimit": "compared", "RestartWindow": "compared",
 		"AllowKeys": "compared", "Body": "compared by its decoded values",
+		"ReadPaths": "compared", "Sandbox": "compared (plugin_user, require; its range is a position)",
 	}
 	typ := reflect.TypeOf(config.Plugin{})
 	for i := range typ.NumField() {

@@ -38,6 +38,7 @@ type Metrics struct {
 	Pauses             *prometheus.CounterVec   // reason
 	Reconnects         prometheus.Counter
 	Reloads            *prometheus.CounterVec // result
+	SandboxProtection  *prometheus.GaugeVec   // name
 }
 
 // New creates the collectors and registers them, with Go and process
@@ -125,6 +126,9 @@ func New() *Metrics {
 		StreamLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eventhost_stream_lag", Help: "Entries in the stream not yet delivered to the consumer group.",
 		}),
+		SandboxProtection: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eventhost_sandbox_protection", Help: "1 for each plugin sandbox protection this host applies, 0 for each it cannot (see the start-up warnings).",
+		}, []string{"name"}),
 		StreamClaimed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eventhost_stream_claimed_total", Help: "Pending entries claimed from idle consumers (XAUTOCLAIM).",
 		}),
@@ -136,7 +140,7 @@ func New() *Metrics {
 		m.OrdersDeadLettered, m.BatchSize, m.BatchSeconds, m.PluginRPCSeconds, m.PluginErrors,
 		m.PluginRestarts, m.PluginUp, m.RedisErrors, m.Reconnects, m.OrdersRetried, m.OrderSeconds,
 		m.CatchUpRuns, m.CatchUpOrders, m.CatchUpSeconds, m.StreamPending, m.StreamLag, m.StreamClaimed,
-		m.Reloads, m.Paused, m.Pauses,
+		m.Reloads, m.Paused, m.Pauses, m.SandboxProtection,
 	)
 	return m
 }

@@ -11,9 +11,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/policy"
+	"github.com/eventhost/eventhost/host/sandbox"
 	"github.com/eventhost/eventhost/sdk"
 	"github.com/eventhost/eventhost/sdk/client"
 )
@@ -31,7 +33,8 @@ import (
 type process struct {
 	client *plugin.Client
 	rpc    *client.Client
-	// sockets is the process' private socket directory, removed with it.
+	// sockets is the process' private directory (its socket and TMPDIR),
+	// removed with it.
 	sockets string
 }
 
@@ -54,7 +57,8 @@ func (p *process) kill() {
 var passedEnv = []string{"PATH", "HOME", "TZ", "ZONEINFO", "LANG", "LC_ALL", "GODEBUG", "GOTRACEBACK", "GOMAXPROCS", "GOMEMLIMIT", "GOCOVERDIR"}
 
 // pluginEnv is the environment of a plugin process: the passedEnv part of
-// host (an os.Environ list), and the socket directory for go-plugin.
+// host (an os.Environ list), the socket directory for go-plugin, and TMPDIR,
+// the only directory beneath it the plugin may write.
 func pluginEnv(host []string, sockets string) []string {
 	var out []string
 	for _, kv := range host {
@@ -63,7 +67,7 @@ func pluginEnv(host []string, sockets string) []string {
 			out = append(out, kv)
 		}
 	}
-	return append(out, plugin.EnvUnixSocketDir+"="+sockets)
+	return append(out, plugin.EnvUnixSocketDir+"="+sockets, "TMPDIR="+sandbox.TempDir(sockets))
 }
 
 // CheckBinary returns why the binary at path cannot be launched: missing, not
@@ -152,22 +156,42 @@ func BinarySHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// start launches the plugin binary and connects to it. socketDir holds the
-// plugin's Unix socket; it should be private to the host.
+// start launches the plugin binary inside the sandbox (see host/sandbox)
+// and connects to it. socketDir holds the plugins' private directories; it
+// should be private to the host.
 func start(ctx context.Context, cfg config.Plugin, logger hclog.Logger, socketDir string) (*process, error) {
 	if err := CheckBinary(cfg.Name, cfg.Path, cfg.SHA256); err != nil {
 		return nil, err
 	}
-	// Each process gets a directory of its own, inside the host's private
-	// socketDir, for its socket: go-plugin's plugin side creates it where
-	// PLUGIN_UNIX_SOCKET_DIR says, and in $TMPDIR without it.
-	sockets, err := os.MkdirTemp(socketDir, cfg.Name+"-")
+	// Planned at every launch (start, reload, relaunch, validate), so
+	// sandbox { require = true } holds for each of them.
+	plan, err := sandbox.Probe(cfg.Sandbox, os.Environ())
 	if err != nil {
-		return nil, fmt.Errorf("plugin %s: create socket directory: %w", cfg.Name, err)
+		return nil, fmt.Errorf("plugin %s: %w", cfg.Name, err)
 	}
-	cmd := exec.Command(cfg.Path)
-	cmd.SysProcAttr = childProcAttr()
+	if cfg.Sandbox.Require {
+		if err := plan.Require(); err != nil {
+			return nil, fmt.Errorf("plugin %s: %w", cfg.Name, err)
+		}
+	}
+	// Each process gets a directory of its own, inside the host's private
+	// socketDir, for its socket (go-plugin's plugin side creates it where
+	// PLUGIN_UNIX_SOCKET_DIR says) and its TMPDIR.
+	sockets, err := sandbox.PrivateDir(plan, socketDir, cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", cfg.Name, err)
+	}
+	cmd, err := sandbox.Command(plan, sandbox.Spec{Binary: cfg.Path, SHA256: cfg.SHA256, Dir: sockets, ReadPaths: cfg.ReadPaths})
+	if err != nil {
+		_ = os.RemoveAll(sockets)
+		return nil, fmt.Errorf("plugin %s: %w", cfg.Name, err)
+	}
 	cmd.Env = pluginEnv(os.Environ(), sockets)
+	socketCfg := &plugin.UnixSocketConfig{TempDir: socketDir}
+	if plan.GID >= 0 {
+		// The plugin's user owns its socket; the group lets the host in.
+		socketCfg.Group = strconv.Itoa(plan.GID)
+	}
 	cc := &plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake(),
 		Plugins:          plugin.PluginSet{sdk.PluginKey: &sdk.GRPCPlugin{}},
@@ -176,14 +200,16 @@ func start(ctx context.Context, cfg config.Plugin, logger hclog.Logger, socketDi
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Logger:           logger,
-		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: socketDir},
+		UnixSocketConfig: socketCfg,
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdk.MaxMessageBytes))},
 	}
-	if cfg.SHA256 != "" {
+	if cfg.SHA256 != "" && runtime.GOOS != "linux" {
 		sum, _ := hex.DecodeString(cfg.SHA256)
 		// Checked again by go-plugin right before exec, so a binary swapped
-		// after CheckBinary is still refused.
+		// after CheckBinary is still refused. On Linux the launcher checks
+		// the pin on the very file it executes instead (go-plugin would
+		// hash the launcher).
 		cc.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
 	pc := plugin.NewClient(cc)

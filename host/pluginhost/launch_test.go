@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/internal/testbin"
+	"github.com/eventhost/eventhost/host/sandbox"
 )
 
 // binary is the content of the fake plugin binaries CheckBinary looks at; it
@@ -178,7 +180,7 @@ func TestPluginEnv(t *testing.T) {
 		"PLUGIN_UNIX_SOCKET_DIR=/elsewhere",
 	}
 	got := strings.Join(pluginEnv(host, "/run/sock"), " ")
-	want := "PATH=/usr/bin HOME=/home/e TZ=UTC LANG=C.UTF-8 LC_TIME=de_DE GODEBUG=x=1 PLUGIN_UNIX_SOCKET_DIR=/run/sock"
+	want := "PATH=/usr/bin HOME=/home/e TZ=UTC LANG=C.UTF-8 LC_TIME=de_DE GODEBUG=x=1 PLUGIN_UNIX_SOCKET_DIR=/run/sock TMPDIR=/run/sock/tmp"
 	if got != want {
 		t.Errorf("pluginEnv =\n  %s\nwant\n  %s", got, want)
 	}
@@ -196,7 +198,7 @@ func TestStartPrivateEnvAndSocket(t *testing.T) {
 	}
 	const secret = "pw-that-must-not-leak"
 	t.Setenv("EVENTHOST_REDIS_PASSWORD", secret)
-	socketDir := t.TempDir()
+	socketDir := newSocketDir(t)
 	cfg := config.Plugin{Name: "customer-invoices", Path: filepath.Join(testbin.PluginDir(t), "eventhost-plugin-customer-invoices")}
 	p, err := start(context.Background(), cfg, hclog.NewNullLogger(), socketDir)
 	if err != nil {
@@ -231,8 +233,20 @@ func TestStartPrivateEnvAndSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Mode().Perm() != 0o700 {
-		t.Errorf("socket directory mode %s, want drwx------", fi.Mode())
+	// The host's and the plugin's group's only (see sandbox.PrivateDir).
+	plan, err := sandbox.Probe(cfg.Sandbox, os.Environ())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantMode, wantGID := os.FileMode(0o700), os.Getegid()
+	if plan.GID >= 0 {
+		wantMode, wantGID = 0o770, plan.GID
+	}
+	if fi.Mode().Perm() != wantMode {
+		t.Errorf("socket directory mode %s, want %s", fi.Mode(), wantMode)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Gid) != wantGID {
+		t.Errorf("socket directory group %d, want %d", st.Gid, wantGID)
 	}
 	p.kill()
 	if _, err := os.Stat(p.sockets); !os.IsNotExist(err) {
@@ -265,7 +279,7 @@ func TestPrepareAllowKeys(t *testing.T) {
 			if diags.HasErrors() {
 				t.Fatal(diags)
 			}
-			p, err := prepare(context.Background(), cfg.Plugins[0], hclog.NewNullLogger(), t.TempDir())
+			p, err := prepare(context.Background(), cfg.Plugins[0], hclog.NewNullLogger(), newSocketDir(t))
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("prepare: %v", err)
@@ -286,4 +300,27 @@ func TestPrepareAllowKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newSocketDir is a socket directory as the engine makes one. Not
+// t.TempDir(): its parent is private to the host, and the plugin's user must
+// traverse to its socket.
+func newSocketDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "eventhost-plugins-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// TestMain lets the test binary serve as the sandbox launcher (start runs
+// /proc/self/exe, which in a test is this binary), and removes the test
+// binaries testbin built.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == sandbox.LauncherArg {
+		sandbox.LauncherMain(os.Args)
+	}
+	os.Exit(testbin.Main(m))
 }
