@@ -68,14 +68,14 @@ func BenchmarkThroughput(b *testing.B) {
 	srv := redistest.Start(b)
 	rdb := srv.Client()
 	var hostRates, refRates, naiveRates, hostUs, refUs, naiveUs []float64
-	var peakRSS int64
+	var peakRSS, pluginRSS int64
 	for i := 0; i < b.N*rounds; i++ {
 		for _, r := range []runner{&naive{}, &inProcess{}, &subprocess{}} {
 			rate, us := measure(b, rdb, srv.Addr, r, n, int64(i))
 			switch r := r.(type) {
 			case *subprocess:
 				hostRates, hostUs = append(hostRates, rate), append(hostUs, us)
-				peakRSS = max(peakRSS, r.peakRSS)
+				peakRSS, pluginRSS = max(peakRSS, r.peakRSS), max(pluginRSS, r.pluginRSS)
 			case *inProcess:
 				refRates, refUs = append(refRates, rate), append(refUs, us)
 			default:
@@ -92,12 +92,14 @@ func BenchmarkThroughput(b *testing.B) {
 	b.ReportMetric(median(hostUs), "eventhost-redis-cpu-us/order")
 	b.ReportMetric(median(naiveUs), "naive-redis-cpu-us/order")
 	b.ReportMetric(float64(peakRSS)/(1<<20), "host-peak-RSS-MiB")
+	b.ReportMetric(float64(pluginRSS)/(1<<20), "plugin-peak-RSS-MiB")
 	fmt.Printf("throughput (%d orders, median of %d rounds, each round all three on one Redis):\n", n, rounds)
 	fmt.Printf("  %-38s %10s %9s %16s\n", "", "orders/s", "ratio", "redis CPU µs/order")
 	fmt.Printf("  %-38s %10.0f %9.2f %16.1f\n", "eventhost (3 plugin processes)", host, 1.0, median(hostUs))
 	fmt.Printf("  %-38s %10.0f %9.2f %16.1f\n", "in-process reference (same pipeline)", ref, ref/host, median(refUs))
 	fmt.Printf("  %-38s %10.0f %9.2f %16.1f\n", "naive program (6 commands/order)", nv, nv/host, median(naiveUs))
-	fmt.Printf("  eventhost / naive = %.2f (per round: %s); host peak RSS %.1f MiB\n", host/nv, ratios(hostRates, naiveRates), float64(peakRSS)/(1<<20))
+	fmt.Printf("  eventhost / naive = %.2f (per round: %s); peak RSS: host %.1f MiB, largest plugin %.1f MiB\n",
+		host/nv, ratios(hostRates, naiveRates), float64(peakRSS)/(1<<20), float64(pluginRSS)/(1<<20))
 }
 
 // ratios formats a[i]/b[i] for each round.
@@ -309,6 +311,8 @@ func waitApplied(b *testing.B, rdb *redis.Client, id string) {
 type subprocess struct {
 	cmd     *exec.Cmd
 	peakRSS int64
+	// pluginRSS is the largest peak RSS of the host's plugin processes.
+	pluginRSS int64
 	// metrics, when set, is the host's metrics listen address.
 	metrics string
 }
@@ -374,8 +378,26 @@ func waitRegistered(b *testing.B, addr string) {
 
 func (s *subprocess) stop(b *testing.B) {
 	s.peakRSS = peakRSS(s.cmd.Process.Pid)
+	for _, child := range children(s.cmd.Process.Pid) {
+		s.pluginRSS = max(s.pluginRSS, peakRSS(child))
+	}
 	_ = s.cmd.Process.Signal(os.Interrupt)
 	_ = s.cmd.Wait()
+}
+
+// children returns the pids of pid's child processes (its plugins).
+func children(pid int) []int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, t := range tasks {
+		data, _ := os.ReadFile(t)
+		for _, f := range strings.Fields(string(data)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 // peakRSS reads VmHWM, the process' resident-set high-water mark, in bytes.

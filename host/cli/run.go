@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime/debug"
 
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/daemon"
@@ -13,6 +15,10 @@ import (
 	"github.com/eventhost/eventhost/host/pluginhost"
 	"github.com/eventhost/eventhost/sdk"
 )
+
+// hostMemoryLimit is `eventhost run`'s soft memory limit unless GOMEMLIMIT
+// is set.
+const hostMemoryLimit = 40 << 20
 
 func runCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
@@ -27,6 +33,12 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	logger := newLogger(cfg.Log, stderr)
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		// A soft limit: the collector works harder past it, nothing
+		// fails. The host's live heap is a few MiB plus the intake
+		// buffer; without it the heap doubles between collections.
+		debug.SetMemoryLimit(hostMemoryLimit)
+	}
 	plan, err := planSandbox(cfg)
 	if err != nil {
 		return err

@@ -625,18 +625,26 @@ func TestReloadRelaunchesDisabledPlugin(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	gen := publish.NewGenerator(4343)
-	cursed := gen.Next()
-	cfg := writeConfig(t, srv, "u8", liarBlock(t, "  restart_limit = 1\n  max_attempts = 2", map[string]string{"mode": "crash", "match": cursed.ID}))
+	// Ids 4343-0000001 … 4343-0000009 crash liar. One order that crashes
+	// it costs only itself; orders that crash it one after another, each
+	// alone, past restart_limit disable it.
+	var cursed []publish.Order
+	for range 9 {
+		cursed = append(cursed, gen.Next())
+	}
+	cfg := writeConfig(t, srv, "u8", liarBlock(t, "  restart_limit = 1\n  max_attempts = 2", map[string]string{"mode": "crash", "match": "4343-000000"}))
 	h := startHost(t, rdb, cfg)
 	pub := publish.NewPublisher(rdb, channel, orderPrefix)
-	if err := pub.Publish(context.Background(), cursed); err != nil {
-		t.Fatal(err)
+	for _, o := range cursed {
+		if err := pub.Publish(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
 	}
-	waitFor(t, 30*time.Second, "liar to be disabled", func() bool {
+	waitFor(t, 60*time.Second, "liar to be disabled", func() bool {
 		return strings.Contains(h.log.String(), "PLUGIN DISABLED")
 	})
-	waitFor(t, 30*time.Second, "the cursed order to be dead-lettered for liar", func() bool {
-		return len(liarLetters(t, rdb)) == 1
+	waitFor(t, 30*time.Second, "the cursed orders to be dead-lettered for liar", func() bool {
+		return len(liarLetters(t, rdb)) == len(cursed)
 	})
 	if verdict := h.reload(t); !strings.Contains(verdict, "reload applied") {
 		t.Fatalf("reload with liar disabled: %s", verdict)
@@ -649,8 +657,8 @@ func TestReloadRelaunchesDisabledPlugin(t *testing.T) {
 	if code := h.stop(t); code != 0 {
 		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
 	}
-	if n := len(liarLetters(t, rdb)); n != 1 {
-		t.Errorf("%d dead letters for liar, want 1 (the cursed order only)", n)
+	if n := len(liarLetters(t, rdb)); n != len(cursed) {
+		t.Errorf("%d dead letters for liar, want %d (the cursed orders only)", n, len(cursed))
 	}
 	checkOrderHashes(t, rdb, after, append([]string{liarName}, bundled...))
 }

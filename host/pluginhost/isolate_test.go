@@ -36,7 +36,7 @@ func launchPoison(t *testing.T, restartLimit int) (*Instance, *metrics.Metrics) 
 		Timeout: time.Second, MaxAttempts: 3, RestartLimit: restartLimit, RestartWindow: time.Minute,
 	}
 	m := metrics.New()
-	in, err := Launch(t.Context(), cfg, hclog.NewNullLogger(), m, t.TempDir())
+	in, err := Launch(t.Context(), cfg, hclog.NewNullLogger(), m, newSocketDir(t))
 	if err != nil {
 		t.Fatalf("launch: %v", err)
 	}
