@@ -124,29 +124,6 @@ func (a *Applier) AckTo(stream, group string) *Applier {
 // (Refused), as does one whose order hash is gone (Vanished), in the same
 // atomic step as the rest. On error nothing of b was written.
 func (a *Applier) Apply(ctx context.Context, b Batch) (Result, error) {
-	return a.apply(ctx, nil, b)
-}
-
-// ApplyWatched is Apply on conn, on which every order hash of b was WATCHed
-// before it was loaded (orders.Loader.LoadWatched). The first run is then a
-// MULTI/EXEC that skips checking each order's done markers: Redis aborts it
-// if anything wrote to one of those hashes since. An aborted or refused run
-// is redone as Apply does, with the checks. It unwatches conn either way;
-// the caller closes it.
-func (a *Applier) ApplyWatched(ctx context.Context, conn *redis.Conn, b Batch) (Result, error) {
-	return a.apply(ctx, conn, b)
-}
-
-func (a *Applier) apply(ctx context.Context, conn *redis.Conn, b Batch) (Result, error) {
-	if conn != nil {
-		// Every way out of here leaves conn without watches: EXEC
-		// clears them, and this covers a return before it ran.
-		defer func() {
-			if conn != nil {
-				conn.Do(context.WithoutCancel(ctx), "UNWATCH")
-			}
-		}()
-	}
 	res := Result{Statuses: make([]Status, len(b.Writes)), Reasons: map[int]string{}}
 	if b.empty() {
 		return res, nil
@@ -176,7 +153,7 @@ func (a *Applier) apply(ctx context.Context, conn *redis.Conn, b Batch) (Result,
 			// and their done markers skip what landed.
 			tail = Batch{DeadLetters: dead, Replayed: b.Replayed, Acks: b.Acks}
 		}
-		written, err := a.applyPart(ctx, &conn, b.Writes, part, tail, &res)
+		written, err := a.applyPart(ctx, b.Writes, part, tail, &res)
 		if err != nil {
 			return Result{}, err
 		}
@@ -212,9 +189,7 @@ func (a *Applier) split(writes []Write, live []int) [][]int {
 // applyPart runs the script over the writes in live plus tail's dead
 // letters, deletes and acks, leaving out what cannot land until the rest
 // does. It returns the dead letters written.
-// conn, when *conn is not nil, is WATCHing the orders: the first run uses
-// it and sets *conn to nil (EXEC ends the watch).
-func (a *Applier) applyPart(ctx context.Context, conn **redis.Conn, writes []Write, live []int, tail Batch, res *Result) ([]deadletter.Entry, error) {
+func (a *Applier) applyPart(ctx context.Context, writes []Write, live []int, tail Batch, res *Result) ([]deadletter.Entry, error) {
 	dead := tail.DeadLetters
 	ack := ""
 	if len(tail.Acks) > 0 {
@@ -224,18 +199,8 @@ func (a *Applier) applyPart(ctx context.Context, conn **redis.Conn, writes []Wri
 		refused := map[int]leftOut{}
 		p := newPlan(writes, live, a.dlStream, ack, refused)
 		if len(refused) == 0 {
-			argv := a.encode(p, dead, tail, *conn == nil)
-			var raw any
-			var err error
-			if *conn != nil {
-				raw, err = a.runWatched(ctx, *conn, p.keys, argv)
-				*conn = nil
-				if errors.Is(err, errWatchSpent) {
-					continue // redo it checked
-				}
-			} else {
-				raw, err = a.script.Run(ctx, a.rdb, p.keys, argv...).Result()
-			}
+			argv := a.encode(p, dead, tail)
+			raw, err := a.script.Run(ctx, a.rdb, p.keys, argv...).Result()
 			if err != nil {
 				return nil, fmt.Errorf("apply batch of %d writes, %d dead letters and %d acks: %w", len(live), len(dead), len(tail.Acks), err)
 			}
@@ -353,7 +318,7 @@ func (p *plan) accOf(key string) *keyAcc {
 }
 
 // encode lays p and tail out for apply.lua.
-func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch, checkOrders bool) []any {
+func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 	argv := make([]any, 0, 64+4*len(p.orders))
 	// The done marker holds the apply time in microseconds: the latency
 	// benchmark reads it, and it tells a person when an order was counted.
@@ -362,11 +327,7 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch, checkOrde
 	if len(tail.Acks) > 0 {
 		group = a.ackGroup
 	}
-	check := "0"
-	if checkOrders {
-		check = "1"
-	}
-	argv = append(argv, strconv.FormatInt(now.UnixMicro(), 10), strconv.FormatInt(a.dlMaxLen, 10), group, check)
+	argv = append(argv, strconv.FormatInt(now.UnixMicro(), 10), strconv.FormatInt(a.dlMaxLen, 10), group)
 	argv = append(argv, strconv.Itoa(len(p.sets)))
 	for _, names := range p.sets {
 		argv = append(argv, strconv.Itoa(len(names)))
@@ -428,31 +389,6 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch, checkOrde
 		argv = append(argv, id)
 	}
 	return argv
-}
-
-// errWatchSpent is a watched run that did not happen: a watched key was
-// written, or the script was not loaded. The caller redoes it checked.
-var errWatchSpent = errors.New("watched apply aborted")
-
-// runWatched runs the script inside MULTI/EXEC on conn, without order
-// checks: EXEC fails if a watched order hash was written since it was
-// loaded.
-func (a *Applier) runWatched(ctx context.Context, conn *redis.Conn, keys []string, argv []any) (any, error) {
-	var cmd *redis.Cmd
-	_, err := conn.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		cmd = pipe.EvalSha(ctx, a.script.Hash(), keys, argv...)
-		return nil
-	})
-	switch {
-	case errors.Is(err, redis.TxFailedErr):
-		return nil, errWatchSpent
-	case err != nil && redis.HasErrorPrefix(err, "NOSCRIPT"):
-		// After a Redis restart; the checked run loads it (EVAL).
-		return nil, errWatchSpent
-	case err != nil:
-		return nil, err
-	}
-	return cmd.Result()
 }
 
 // decode reads the script's reply: nil problems when it wrote everything.

@@ -11,8 +11,6 @@
 -- hashes and the keys effects write.
 -- ARGV:
 --   now_us, dl_maxlen, group,
---   check_orders ('1', or '0' when the caller WATCHed every order hash since
---     it loaded them, inside MULTI: any write to one aborts the whole run),
 --   #marker_sets, (#names, name*)*           done-marker fields, shared by orders
 --   #orders, (key_idx, set_idx)*             each order's hash and its markers
 --   #types, (key_idx, type)*                 every key written, with the type it needs
@@ -34,8 +32,7 @@
 local now = ARGV[1]
 local dl_maxlen = tonumber(ARGV[2])
 local group = ARGV[3]
-local check_orders = ARGV[4] == '1'
-local i = 5
+local i = 4
 local problems = {}
 
 local function note(p) problems[#problems + 1] = p end
@@ -72,21 +69,17 @@ end
 -- 2. Orders: the hash still exists and no marker is set yet.
 local norders = tonumber(ARGV[i]); i = i + 1
 local orders_at = i
-if check_orders then
-  for o = 1, norders do
-    local names = set_names[tonumber(ARGV[i + 1])]
-    local r = redis.pcall('HMGET', KEYS[tonumber(ARGV[i])], 'ts', unpack(names))
-    if r.err or not r[1] then
-      note('gone ' .. o)
-    else
-      for k = 1, #names do
-        if r[k + 1] then note('done ' .. o .. ' ' .. k) end
-      end
+for o = 1, norders do
+  local names = set_names[tonumber(ARGV[i + 1])]
+  local r = redis.pcall('HMGET', KEYS[tonumber(ARGV[i])], 'ts', unpack(names))
+  if r.err or not r[1] then
+    note('gone ' .. o)
+  else
+    for k = 1, #names do
+      if r[k + 1] then note('done ' .. o .. ' ' .. k) end
     end
-    i = i + 2
   end
-else
-  i = i + 2 * norders
+  i = i + 2
 end
 
 -- 3. Key types.

@@ -3,7 +3,6 @@ package apply_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -467,55 +466,5 @@ func TestApplyAcksNeedAStream(t *testing.T) {
 	ctx, _, a := setup(t, 0)
 	if _, err := a.Apply(ctx, apply.Batch{Acks: []string{"1-1"}}); err == nil || !strings.Contains(err.Error(), "AckTo") {
 		t.Errorf("Apply with acks and no stream: err = %v, want one naming AckTo", err)
-	}
-}
-
-// ApplyWatched skips the per-order marker checks, so the WATCH must stand
-// in for them: a marker written by someone else between the load and the
-// apply aborts the watched run, and the checked redo skips that pair.
-func TestApplyWatched(t *testing.T) {
-	for _, interfere := range []bool{false, true} {
-		t.Run(fmt.Sprintf("interfere=%v", interfere), func(t *testing.T) {
-			ctx, rdb, a := setup(t, 0)
-			createOrder(t, ctx, rdb, "1")
-			createOrder(t, ctx, rdb, "2")
-			loader := orders.NewLoader(rdb, "purchase_order_details:")
-			conn := loader.Conn()
-			if conn == nil {
-				t.Fatal("a single-node client gives no connection")
-			}
-			defer conn.Close()
-			loaded, _, err := loader.LoadWatched(ctx, conn, []orders.Ref{{ID: "1"}, {ID: "2"}})
-			if err != nil || len(loaded) != 2 {
-				t.Fatalf("LoadWatched = %d orders, %v", len(loaded), err)
-			}
-			batch := apply.Batch{Writes: []apply.Write{
-				write("1", "a", eff("INCRBY", "count", "1")),
-				write("2", "a", eff("INCRBY", "count", "10")),
-			}}
-			want := []apply.Status{apply.Applied, apply.Applied}
-			wantCount := "11"
-			if interfere {
-				// Another host applies order 1 meanwhile.
-				if _, err := a.Apply(ctx, apply.Batch{Writes: batch.Writes[:1]}); err != nil {
-					t.Fatal(err)
-				}
-				want[0] = apply.AlreadyDone
-			}
-			res, err := a.ApplyWatched(ctx, conn, batch)
-			if err != nil {
-				t.Fatalf("ApplyWatched: %v", err)
-			}
-			if !reflect.DeepEqual(res.Statuses, want) {
-				t.Errorf("statuses = %v, want %v", res.Statuses, want)
-			}
-			if got := rdb.Get(ctx, "count").Val(); got != wantCount {
-				t.Errorf("count = %s, want %s: an order counted twice or not at all", got, wantCount)
-			}
-			// The connection is clean for its next user: no watch left.
-			if _, err := conn.TxPipelined(ctx, func(p redis.Pipeliner) error { p.Incr(ctx, "probe"); return nil }); err != nil {
-				t.Errorf("a transaction on the connection afterwards: %v", err)
-			}
-		})
 	}
 }

@@ -129,36 +129,7 @@ func (l *Loader) Key(id string) string { return l.prefix + id }
 // back in rejected with the reason; err is only for Redis failing, in which
 // case nothing was loaded.
 func (l *Loader) Load(ctx context.Context, refs []Ref) (loaded []Loaded, rejected []Rejected, err error) {
-	return l.load(ctx, l.rdb.Pipeline(), refs)
-}
-
-// LoadWatched is Load on conn, a connection of its own, with every order
-// hash WATCHed first: the apply that follows on conn then fails as a whole
-// if anyone wrote to one of them in between, so it can skip checking each
-// order's done markers itself (see apply.Applier.ApplyWatched).
-func (l *Loader) LoadWatched(ctx context.Context, conn *redis.Conn, refs []Ref) (loaded []Loaded, rejected []Rejected, err error) {
-	if len(refs) > 0 {
-		keys := make([]string, len(refs))
-		for i, r := range refs {
-			keys[i] = l.Key(r.ID)
-		}
-		if err := conn.Do(ctx, append([]any{"WATCH"}, toAny(keys)...)...).Err(); err != nil {
-			return nil, nil, fmt.Errorf("watch %d orders: %w", len(refs), err)
-		}
-	}
-	return l.load(ctx, conn.Pipeline(), refs)
-}
-
-// Conn returns a connection of its own for LoadWatched, or nil when the
-// client has none to give (a cluster).
-func (l *Loader) Conn() *redis.Conn {
-	if c, ok := l.rdb.(interface{ Conn() *redis.Conn }); ok {
-		return c.Conn()
-	}
-	return nil
-}
-
-func (l *Loader) load(ctx context.Context, pipe redis.Pipeliner, refs []Ref) (loaded []Loaded, rejected []Rejected, err error) {
+	pipe := l.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(refs))
 	for i, r := range refs {
 		cmds[i] = pipe.HGetAll(ctx, l.Key(r.ID))
@@ -262,12 +233,4 @@ func positiveInt(fields map[string]string, name, want string) (int64, error) {
 		return 0, fmt.Errorf("field %s = %q is not %s", name, s, want)
 	}
 	return n, nil
-}
-
-func toAny(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/hashicorp/go-hclog"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/deadletter"
@@ -204,9 +203,6 @@ type prepared struct {
 	batch apply.Batch
 	// later are the refs to retry on some plugins once the batch is applied.
 	later []orders.Ref
-	// conn WATCHes the batch's order hashes since they were loaded; nil
-	// when the client has no connections to give (see apply).
-	conn *redis.Conn
 	// wait are stream refs whose order hash is not stored yet: tried
 	// again after a backoff, until MissingHashWait has passed.
 	wait  []orders.Ref
@@ -238,23 +234,8 @@ func (p *Pipeline) prepare(ctx context.Context, refs []orders.Ref) (prepared, er
 	}
 	var loaded []orders.Loaded
 	var rejected []orders.Rejected
-	// The orders are WATCHed on a connection of the batch's own, so that
-	// its apply can skip checking their done markers one by one: Redis
-	// aborts it if anyone wrote to one of them meanwhile (see
-	// apply.Applier.ApplyWatched).
-	if len(toLoad) > 0 {
-		pb.conn = p.loader.Conn()
-	}
 	err := p.retry(ctx, "load", func() error {
 		var err error
-		if pb.conn != nil {
-			if loaded, rejected, err = p.loader.LoadWatched(ctx, pb.conn, toLoad); err != nil {
-				// Retried without a watch: the connection may be gone.
-				_ = pb.conn.Close()
-				pb.conn = nil
-			}
-			return err
-		}
 		loaded, rejected, err = p.loader.Load(ctx, toLoad)
 		return err
 	})
@@ -326,7 +307,7 @@ func (p *Pipeline) prepare(ctx context.Context, refs []orders.Ref) (prepared, er
 
 // finish applies a prepared batch, then queues its retries.
 func (p *Pipeline) finish(ctx context.Context, pb prepared) error {
-	if err := p.apply(ctx, pb.batch, pb.conn); err != nil {
+	if err := p.apply(ctx, pb.batch); err != nil {
 		return err
 	}
 	// Queued only once the rest of the order is applied: a retry must not
@@ -411,23 +392,13 @@ func (p *Pipeline) backoff(attempt int) time.Duration {
 // cannot land (a key of another type, a value Redis would refuse, an order
 // deleted since it was loaded) come back as dead letters written in the
 // same atomic step as the rest.
-func (p *Pipeline) apply(ctx context.Context, b apply.Batch, conn *redis.Conn) error {
+func (p *Pipeline) apply(ctx context.Context, b apply.Batch) error {
 	var res apply.Result
 	err := p.retry(ctx, "apply", func() error {
 		var err error
-		if conn != nil {
-			// The watch holds for one try; retries check every order.
-			res, err = p.applier.ApplyWatched(ctx, conn, b)
-			_ = conn.Close()
-			conn = nil
-			return err
-		}
 		res, err = p.applier.Apply(ctx, b)
 		return err
 	})
-	if conn != nil {
-		_ = conn.Close()
-	}
 	if err != nil {
 		return err
 	}
