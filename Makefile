@@ -17,7 +17,7 @@ SUBST = sed -e 's|/usr/local/bin/eventhost|$(BINDIR)/eventhost|g' \
 	-e 's|/usr/local/lib/eventhost/plugins|$(PLUGINDIR)|g' \
 	-e 's|/etc/eventhost|$(CONFDIR)|g'
 
-.PHONY: all build test test-short bench demo proto vet fmt clean install uninstall
+.PHONY: all build test test-short bench fuzz demo proto vet fmt clean install uninstall
 
 all: build
 
@@ -42,6 +42,22 @@ test-short:
 # at a fixed rate and peak RSS, all in one run. COUNT=6 for benchstat.
 bench: build
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -count $(COUNT) -timeout 20m ./host/bench/
+
+# Long runs of the native fuzz targets, one after the other (make test runs
+# only their seed corpora). Add a target as one more "package:FuzzName" word.
+# FUZZFLAGS passes more flags, e.g. FUZZFLAGS=-parallel=1 on a shared box.
+FUZZTIME  ?= 1m
+FUZZFLAGS ?=
+FUZZ_TARGETS := \
+	./host/orders:FuzzParse \
+	./host/config:FuzzParse
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg || exit 1; \
+	done
 
 demo: build
 	./scripts/demo.sh
