@@ -549,16 +549,17 @@ func checkOrderKeyPrefix(diags *hcl.Diagnostics, prefix string, r *hcl.Range) {
 	}
 }
 
-// checkListen accepts host:port with a numeric port from 1 to 65535 and a
-// host that is empty (every interface), an IP address or a DNS name. No
-// lookup is made: validate must not depend on the network.
+// checkListen accepts host:port with a numeric port from 0 to 65535 (0: a
+// free port the kernel picks, as the demo does) and a host that is empty
+// (every interface), an IP address or a DNS name. No lookup is made:
+// validate must not depend on the network.
 func checkListen(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("is not host:port (%v)", err)
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port != strconv.Itoa(n) {
-		return fmt.Errorf("has port %q, not a number from 1 to 65535", port)
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || port != strconv.Itoa(n) {
+		return fmt.Errorf("has port %q, not a number from 0 to 65535", port)
 	}
 	if host == "" || net.ParseIP(host) != nil {
 		return nil

@@ -242,6 +242,12 @@ plugin "x" {}`,
 			want: "[::1]:9090",
 		},
 		{
+			name: "metrics listen on a free port",
+			src:  "metrics {\n listen = \"127.0.0.1:0\"\n}\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.Metrics.Listen },
+			want: "127.0.0.1:0",
+		},
+		{
 			name: "metrics listen on a host name",
 			src:  "metrics {\n listen = \"metrics.internal:9090\"\n}\nplugin \"x\" {}",
 			get:  func(c *config.Config) any { return c.Metrics.Listen },
@@ -407,9 +413,9 @@ func TestParseErrors(t *testing.T) {
 			wantLine: 3, want: `listen = "9090" is not host:port`,
 		},
 		{
-			name:     "metrics listen with port 0",
-			src:      "plugin \"x\" {}\nmetrics {\n  listen = \":0\"\n}",
-			wantLine: 3, want: `listen = ":0" has port "0", not a number from 1 to 65535`,
+			name:     "metrics listen with port 08",
+			src:      "plugin \"x\" {}\nmetrics {\n  listen = \":08\"\n}",
+			wantLine: 3, want: `listen = ":08" has port "08", not a number from 0 to 65535`,
 		},
 		{
 			name:     "metrics listen with a named port",
