@@ -11,7 +11,8 @@ import (
 // can PUBLISH or HSET controls an order, so every bound here is a line a
 // hostile or broken producer cannot cross: an order outside them is
 // dead-lettered with a reason that names the limit (limits.<name> = value,
-// as written in the config's limits block).
+// as written in the config's limits block). The zero Limits refuses every
+// order: start from DefaultLimits (config.Config.Limits always does).
 type Limits struct {
 	// MaxIDBytes bounds an order id. It is checked before the hash is read,
 	// so a huge id is never loaded or stored in full.
