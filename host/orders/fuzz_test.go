@@ -24,6 +24,14 @@ func FuzzParse(f *testing.F) {
 		{"\x1b]0;t\a", "-1", "007", "1.00001", "", "", "eventhost:x", strings.Repeat("x", 5000)},
 		{"a\u009bb", "1627000000", "1", "NaN", "e", "\u202ew", "a", "\xed\xa0\x80"},
 		{strings.Repeat("i", 300), "1627000000", "1", "1.5", "e", "w", "", ""},
+		// Valid but for one bound each: the checks below must catch a
+		// Parse that lets them through, seeds alone (go test).
+		{"x", "1627000000", "1", "1.00001", "e", "w", "", ""},
+		{"x", "1627000000", "1000001", "1", "e", "w", "", ""},
+		{"x", "4102444801", "1", "1", "e", "w", "", ""},
+		{"x", "1627000000", "1", "1000000000.01", "e", "w", "", ""},
+		{"x", "1627000000", "1", "1", "e", "w\x1b", "", ""},
+		{"x", "1627000000", "1", "1", "e", "w", "n", "\xff"},
 	}
 	for _, s := range seeds {
 		f.Add(s.id, s.ts, s.qty, s.cost, s.event, s.who, s.name, s.value)
