@@ -35,9 +35,15 @@ type Entry struct {
 // error text): without a bound, each bogus id would cost its own size twice.
 // An id longer than MaxIDBytes cannot be a valid order (config refuses a
 // limits.max_id_bytes above it), so cutting it loses nothing a replay needs.
+// A reason may run longer than an id and still be worth reading whole: a
+// refused effect names the key and both pattern lists, which a block with a
+// dozen allow_keys takes past 1 KiB. A bad order's reason, all a PUBLISH
+// alone can cause, stays near 1 KiB at most (it quotes at most 64 bytes of
+// a value, and an id only within limits.max_id_bytes), so such an entry
+// costs at most about 2 KiB of Redis memory.
 const (
 	MaxIDBytes     = 1024
-	MaxReasonBytes = 1024
+	MaxReasonBytes = 2048
 )
 
 // TruncatedMarker ends a stored id or reason that was cut to its bound,
