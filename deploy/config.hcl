@@ -41,7 +41,21 @@ batch {
 
 dead_letter {
   stream = "eventhost:deadletter"
+  max_len = 100000 # about this many entries are kept (0: all)
 }
+
+# Bounds every order must keep; one outside them is dead-lettered with a
+# reason naming the limit, before any plugin sees it. These are the defaults.
+# limits {
+#   max_id_bytes    = 256
+#   max_order_bytes = 65536      # field names + values of one hash
+#   max_field_bytes = 4096       # each name and each value
+#   max_qty         = 1000000
+#   max_cost        = 1000000000
+#   cost_decimals   = 4          # fraction digits a cost may have
+#   min_ts          = 946684800  # 2000-01-01 UTC
+#   max_ts          = 4102444800 # 2100-01-01 UTC
+# }
 
 # Under systemd the log goes to the journal: `journalctl -u eventhost`.
 log {

@@ -23,24 +23,32 @@ func (e *Effects) List() []Effect { return e.list }
 func (e *Effects) Reset() { e.list = e.list[:0] }
 
 // Add appends a raw effect. Prefer the typed helpers: the host rejects
-// commands outside its allowlist and malformed arguments.
+// commands outside its allowlist and malformed arguments. args is copied:
+// a plugin may reuse its slice for the next effect without rewriting this
+// one.
 func (e *Effects) Add(command, key string, args ...string) {
+	e.add(command, key, append([]string(nil), args...)...)
+}
+
+// add appends an effect that owns args: the helpers build a new slice for
+// every effect, so copying it again would only cost an allocation.
+func (e *Effects) add(command, key string, args ...string) {
 	e.list = append(e.list, Effect{Command: command, Key: key, Args: args})
 }
 
 // HIncrBy adds n to the integer in hash field key.field.
 func (e *Effects) HIncrBy(key, field string, n int64) {
-	e.Add("HINCRBY", key, field, strconv.FormatInt(n, 10))
+	e.add("HINCRBY", key, field, strconv.FormatInt(n, 10))
 }
 
 // HIncrByFloat adds f to the number in hash field key.field.
 func (e *Effects) HIncrByFloat(key, field string, f float64) {
-	e.Add("HINCRBYFLOAT", key, field, FormatFloat(f))
+	e.add("HINCRBYFLOAT", key, field, FormatFloat(f))
 }
 
 // HSet sets hash field key.field to value.
 func (e *Effects) HSet(key, field, value string) {
-	e.Add("HSET", key, field, value)
+	e.add("HSET", key, field, value)
 }
 
 // SAdd adds members to the set at key.
@@ -50,7 +58,7 @@ func (e *Effects) SAdd(key string, members ...string) {
 
 // ZIncrBy adds incr to member's score in the sorted set at key.
 func (e *Effects) ZIncrBy(key string, incr float64, member string) {
-	e.Add("ZINCRBY", key, FormatFloat(incr), member)
+	e.add("ZINCRBY", key, FormatFloat(incr), member)
 }
 
 // PFAdd adds elements to the HyperLogLog at key.
@@ -60,7 +68,7 @@ func (e *Effects) PFAdd(key string, elements ...string) {
 
 // IncrBy adds n to the integer at key.
 func (e *Effects) IncrBy(key string, n int64) {
-	e.Add("INCRBY", key, strconv.FormatInt(n, 10))
+	e.add("INCRBY", key, strconv.FormatInt(n, 10))
 }
 
 // XAdd appends an entry with the given field/value pairs to the stream at
@@ -71,7 +79,7 @@ func (e *Effects) XAdd(key string, maxLen int64, fieldValues ...string) {
 		args = append(args, "MAXLEN", "~", strconv.FormatInt(maxLen, 10))
 	}
 	args = append(args, "*")
-	e.Add("XADD", key, append(args, fieldValues...)...)
+	e.add("XADD", key, append(args, fieldValues...)...)
 }
 
 // Overflow is a BITFIELD overflow mode.
@@ -90,10 +98,10 @@ const (
 func (e *Effects) BitfieldIncrBy(key, typ string, offset, incr int64, mode Overflow) {
 	off, n := strconv.FormatInt(offset, 10), strconv.FormatInt(incr, 10)
 	if mode == "" || mode == OverflowWrap {
-		e.Add("BITFIELD", key, "INCRBY", typ, off, n)
+		e.add("BITFIELD", key, "INCRBY", typ, off, n)
 		return
 	}
-	e.Add("BITFIELD", key, "OVERFLOW", string(mode), "INCRBY", typ, off, n)
+	e.add("BITFIELD", key, "OVERFLOW", string(mode), "INCRBY", typ, off, n)
 }
 
 // FormatFloat formats f the way the effect helpers send numbers to Redis:

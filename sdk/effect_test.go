@@ -92,3 +92,30 @@ func TestFormatFloat(t *testing.T) {
 		})
 	}
 }
+
+// TestEffectsCopyArgs: a plugin that reuses one slice for several effects
+// must not rewrite the effects it already added.
+func TestEffectsCopyArgs(t *testing.T) {
+	tests := []struct {
+		name string
+		add  func(e *sdk.Effects, args []string)
+		cmd  string
+	}{
+		{"Add", func(e *sdk.Effects, args []string) { e.Add("SADD", "k", args...) }, "SADD"},
+		{"SAdd", func(e *sdk.Effects, args []string) { e.SAdd("k", args...) }, "SADD"},
+		{"PFAdd", func(e *sdk.Effects, args []string) { e.PFAdd("k", args...) }, "PFADD"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var e sdk.Effects
+			buf := []string{"a", "b"}
+			tt.add(&e, buf)
+			buf[0], buf[1] = "c", "d"
+			tt.add(&e, buf)
+			want := []sdk.Effect{{Command: tt.cmd, Key: "k", Args: []string{"a", "b"}}, {Command: tt.cmd, Key: "k", Args: []string{"c", "d"}}}
+			if got := e.List(); !reflect.DeepEqual(got, want) {
+				t.Errorf("effects = %q, want %q", got, want)
+			}
+		})
+	}
+}

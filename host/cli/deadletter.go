@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/metrics"
@@ -108,7 +110,7 @@ func writeEntriesTable(w io.Writer, entries []deadletter.Entry, more bool) error
 		if plugin == "" {
 			plugin = deadletter.NoPlugin
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", e.StreamID, formatTime(e.Time, "-"), e.OrderID, plugin, e.Attempts, oneLine(e.Reason))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", shown(e.StreamID), formatTime(e.Time, "-"), shown(e.OrderID), shown(plugin), e.Attempts, shown(oneLine(e.Reason)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -139,6 +141,25 @@ func formatTime(t time.Time, none string) string {
 // oneLine keeps a reason (a plugin's error text, a panic) on its row.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// shown makes a string from a dead letter safe to print on a terminal: ids
+// and reasons come from whoever published the order or wrote the plugin,
+// and an escape sequence in them would run in the reader's terminal. A
+// string with anything strconv.Quote would escape (controls, tabs that
+// would break the table's columns, invalid UTF-8, bidi overrides) is shown
+// quoted, Go style; so is one that starts with a quote, so that quoted
+// always means escaped. Anything else is shown as is.
+func shown(s string) string {
+	if strings.HasPrefix(s, `"`) {
+		return strconv.Quote(s)
+	}
+	for _, r := range s {
+		if r == utf8.RuneError || !strconv.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 func deadletterReplayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -195,7 +216,7 @@ func checkReplayFilter(f deadletter.Filter, all bool) error {
 
 func writeReplayReport(w io.Writer, rep rerun.ReplayReport) {
 	for _, s := range rep.Skipped {
-		fmt.Fprintf(w, "skipped entry %s (order %s, plugin %s): %s\n", s.Entry.StreamID, s.Entry.OrderID, s.Entry.Plugin, s.Why)
+		fmt.Fprintf(w, "skipped entry %s (order %s, plugin %s): %s\n", shown(s.Entry.StreamID), shown(s.Entry.OrderID), shown(s.Entry.Plugin), shown(oneLine(s.Why)))
 	}
 	fmt.Fprintf(w, "replayed %d of %d entries: %d applied, %d already done, %d dead-lettered again",
 		rep.Sent, rep.Planned+len(rep.Skipped), rep.Applied, rep.AlreadyDone, rep.DeadLettered)

@@ -51,6 +51,37 @@ func TestWriteEntriesTable(t *testing.T) {
 	}
 }
 
+// TestWriteEntriesTableEscapes: ids, plugins and reasons come from whoever
+// publishes orders; a terminal escape in them must be printed escaped, and a
+// tab must not shift the columns.
+func TestWriteEntriesTableEscapes(t *testing.T) {
+	entries := []deadletter.Entry{
+		{StreamID: "1-0", OrderID: "\x1b]0;owned\a\x1b[2J", Plugin: "p", Reason: "order id \"\x1b[2J\" holds control character U+001B", Attempts: 1},
+		{StreamID: "2-0", OrderID: "a\tb", Reason: "field who is not valid UTF-8: \xff\xfe", Attempts: 1},
+		{StreamID: "3-0", OrderID: "\"quoted\"", Reason: "C1 \u009b31m and bidi \u202egnp.exe", Attempts: 1},
+		{StreamID: "4-0", OrderID: "Judo – 決勝 #7", Reason: "plain: printed as is", Attempts: 1},
+	}
+	want := "" +
+		"ENTRY  TIME  ORDER                    PLUGIN  ATTEMPTS  REASON\n" +
+		"1-0    -     \"\\x1b]0;owned\\a\\x1b[2J\"  p       1         \"order id \\\"\\x1b[2J\\\" holds control character U+001B\"\n" +
+		"2-0    -     \"a\\tb\"                   -       1         \"field who is not valid UTF-8: \\xff\\xfe\"\n" +
+		"3-0    -     \"\\\"quoted\\\"\"             -       1         \"C1 \\u009b31m and bidi \\u202egnp.exe\"\n" +
+		"4-0    -     Judo – 決勝 #7             -       1         plain: printed as is\n" +
+		"4 entries\n"
+	var b bytes.Buffer
+	if err := writeEntriesTable(&b, entries, false); err != nil {
+		t.Fatal(err)
+	}
+	if b.String() != want {
+		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+	for _, c := range b.String() {
+		if c == 0x1b || c == 0x9b || c == 0x202e || c == 0x07 {
+			t.Errorf("output holds %U", c)
+		}
+	}
+}
+
 func TestWriteEntriesJSON(t *testing.T) {
 	var b bytes.Buffer
 	if err := writeEntriesJSON(&b, testEntries); err != nil {

@@ -5,16 +5,21 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/eventhost/eventhost/host/orders"
 )
 
 // PluginBinaryPrefix is how a plugin without an explicit path is found:
@@ -33,7 +38,14 @@ const (
 	DefaultMaxAttempts      = 3
 	DefaultRestartLimit     = 5
 	DefaultRestartWindow    = time.Minute
+	// DefaultDeadLetterMaxLen bounds the dead-letter stream: anyone who can
+	// PUBLISH can add to it. A person reads the newest; 100,000 entries of
+	// at most a few KiB each cannot exhaust Redis.
+	DefaultDeadLetterMaxLen = 100_000
 )
+
+// LogLevels are the values log.level accepts, quietest last.
+var LogLevels = []string{"trace", "debug", "info", "warn", "error", "off"}
 
 // Config is a decoded, validated configuration.
 type Config struct {
@@ -49,7 +61,9 @@ type Config struct {
 	Log            Log
 	Metrics        Metrics
 	Sandbox        Sandbox
-	Plugins        []Plugin
+	// Limits bound every order before any plugin sees it.
+	Limits  orders.Limits
+	Plugins []Plugin
 }
 
 // DefaultPluginUser is the account plugins run as when the host may switch
@@ -146,7 +160,8 @@ type Batch struct {
 // DeadLetter is where orders that cannot be processed go.
 type DeadLetter struct {
 	Stream string
-	// MaxLen trims the stream to about this many entries; 0 keeps all.
+	// MaxLen trims the stream to about this many entries (approximately:
+	// MAXLEN ~); 0, set explicitly, keeps all.
 	MaxLen int64
 }
 
@@ -207,7 +222,9 @@ type fileSchema struct {
 	Log            *logSchema        `hcl:"log,block"`
 	Metrics        *metricsSchema    `hcl:"metrics,block"`
 	Sandbox        *sandboxSchema    `hcl:"sandbox,block"`
+	Limits         *limitsSchema     `hcl:"limits,block"`
 	Plugins        []pluginSchema    `hcl:"plugin,block"`
+	Body           hcl.Body          `hcl:",body"`
 }
 
 type redisSchema struct {
@@ -250,8 +267,9 @@ type batchSchema struct {
 }
 
 type deadLetterSchema struct {
-	Stream *string `hcl:"stream,optional"`
-	MaxLen *int64  `hcl:"max_len,optional"`
+	Stream *string  `hcl:"stream,optional"`
+	MaxLen *int64   `hcl:"max_len,optional"`
+	Body   hcl.Body `hcl:",body"`
 }
 
 type logSchema struct {
@@ -261,8 +279,9 @@ type logSchema struct {
 }
 
 type metricsSchema struct {
-	Listen *string `hcl:"listen,optional"`
-	Pprof  *bool   `hcl:"pprof,optional"`
+	Listen *string  `hcl:"listen,optional"`
+	Pprof  *bool    `hcl:"pprof,optional"`
+	Body   hcl.Body `hcl:",body"`
 }
 
 type sandboxSchema struct {
@@ -295,7 +314,7 @@ type pluginConfig struct {
 func Load(path string) (*Config, hcl.Diagnostics) {
 	src, err := os.ReadFile(path)
 	if err != nil {
-		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read config file", Detail: err.Error()}}
+		return nil, hcl.Diagnostics{errorAt(fileStart(path), "Cannot read config file", err.Error())}
 	}
 	return Parse(path, src)
 }
@@ -331,9 +350,10 @@ func build(filename, dir string, raw *fileSchema) (*Config, hcl.Diagnostics) {
 		OrderKeyPrefix: deref(raw.OrderKeyPrefix, DefaultOrderKeyPrefix),
 		Redis:          Redis{Address: DefaultRedisAddress, DialTimeout: 5 * time.Second},
 		Batch:          Batch{MaxOrders: DefaultMaxOrders, MaxWait: DefaultMaxWait},
-		DeadLetter:     DeadLetter{Stream: DefaultDeadLetterStream},
+		DeadLetter:     DeadLetter{Stream: DefaultDeadLetterStream, MaxLen: DefaultDeadLetterMaxLen},
 		Log:            Log{Level: "info"},
 	}
+	checkOrderKeyPrefix(&diags, cfg.OrderKeyPrefix, attrRange(raw.Body, "order_key_prefix"))
 	if r := raw.Redis; r != nil {
 		cfg.Redis.Address = deref(r.Address, cfg.Redis.Address)
 		cfg.Redis.Username = deref(r.Username, "")
@@ -358,19 +378,30 @@ func build(filename, dir string, raw *fileSchema) (*Config, hcl.Diagnostics) {
 	default:
 		diags = append(diags, errorAt(&raw.Sources[1].Range, "Duplicate source block", "Only one source block is allowed."))
 	}
+	var batchBody hcl.Body
 	if b := raw.Batch; b != nil {
+		batchBody = b.Body
 		cfg.Batch.MaxOrders = deref(b.MaxOrders, cfg.Batch.MaxOrders)
 		if cfg.Batch.MaxOrders < 1 {
 			diags = append(diags, errorAt(attrRange(b.Body, "max_orders"), "Invalid batch size", "max_orders must be at least 1."))
 		}
 		cfg.Batch.MaxWait = duration(&diags, b.Body, "max_wait", b.MaxWait, cfg.Batch.MaxWait)
 	}
+	cfg.Limits = buildLimits(&diags, raw.Limits, cfg.Batch.MaxOrders, batchBody)
 	if d := raw.DeadLetter; d != nil {
 		cfg.DeadLetter.Stream = deref(d.Stream, cfg.DeadLetter.Stream)
-		cfg.DeadLetter.MaxLen = deref(d.MaxLen, 0)
+		cfg.DeadLetter.MaxLen = deref(d.MaxLen, cfg.DeadLetter.MaxLen)
+		if cfg.DeadLetter.MaxLen < 0 {
+			diags = append(diags, errorAt(attrRange(d.Body, "max_len"), "Invalid max_len",
+				"max_len must be 0 (keep every dead letter) or more."))
+		}
 	}
 	if l := raw.Log; l != nil {
-		cfg.Log.Level = deref(l.Level, cfg.Log.Level)
+		cfg.Log.Level = strings.ToLower(deref(l.Level, cfg.Log.Level))
+		if !contains(LogLevels, cfg.Log.Level) {
+			diags = append(diags, errorAt(attrRange(l.Body, "level"), "Invalid log level",
+				fmt.Sprintf("level %q is not one of %s.", *l.Level, strings.Join(LogLevels, ", "))))
+		}
 		switch format := deref(l.Format, "text"); format {
 		case "text":
 		case "json":
@@ -382,6 +413,12 @@ func build(filename, dir string, raw *fileSchema) (*Config, hcl.Diagnostics) {
 	if m := raw.Metrics; m != nil {
 		cfg.Metrics.Listen = deref(m.Listen, "")
 		cfg.Metrics.Pprof = deref(m.Pprof, false)
+		if m.Listen != nil {
+			if err := checkListen(cfg.Metrics.Listen); err != nil {
+				diags = append(diags, errorAt(attrRange(m.Body, "listen"), "Invalid metrics listen address",
+					fmt.Sprintf("listen = %q %v. Use host:port, such as \"127.0.0.1:9090\" or \":9090\"; leave out the metrics block to serve no metrics.", cfg.Metrics.Listen, err)))
+			}
+		}
 	}
 	if sb := raw.Sandbox; sb != nil {
 		cfg.Sandbox.Require = deref(sb.Require, false)
@@ -395,11 +432,16 @@ func build(filename, dir string, raw *fileSchema) (*Config, hcl.Diagnostics) {
 		}
 	}
 	if len(raw.Plugins) == 0 {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "No plugins",
-			Detail: "Add at least one plugin block; without one eventhost has nothing to do."})
+		diags = append(diags, errorAt(bodyRange(raw.Body, filename), "No plugins",
+			"Add at least one plugin block; without one eventhost has nothing to do."))
 	}
 	seen := map[string]bool{}
 	for _, p := range raw.Plugins {
+		if p.Name == "" || strings.ContainsAny(p.Name, "/\x00") {
+			diags = append(diags, errorAt(&p.Range, "Invalid plugin name",
+				fmt.Sprintf("Plugin name %q must be non-empty and hold no / or NUL: it names the binary eventhost-plugin-NAME and the plugin's markers.", p.Name)))
+			continue
+		}
 		if seen[p.Name] {
 			diags = append(diags, errorAt(&p.Range, "Duplicate plugin block", fmt.Sprintf("Plugin %q is configured twice.", p.Name)))
 			continue
@@ -589,6 +631,65 @@ func checkIDPrefixes(diags *hcl.Diagnostics, r *hcl.Range, src Source) {
 			}
 		}
 	}
+}
+
+// globChars are special in SCAN MATCH patterns, which catch-up builds from
+// order_key_prefix.
+const globChars = "*?[]\\"
+
+// checkOrderKeyPrefix refuses a prefix that would make catch-up scan keys
+// that are not orders: an empty one matches every key in the database, a
+// glob character matches more than itself.
+func checkOrderKeyPrefix(diags *hcl.Diagnostics, prefix string, r *hcl.Range) {
+	switch {
+	case prefix == "":
+		*diags = append(*diags, errorAt(r, "Empty order_key_prefix",
+			fmt.Sprintf("order_key_prefix must not be empty: catch-up would take every key in the database for an order. The tutorial's is %q.", DefaultOrderKeyPrefix)))
+	case strings.ContainsAny(prefix, globChars):
+		*diags = append(*diags, errorAt(r, "Glob character in order_key_prefix",
+			fmt.Sprintf("order_key_prefix %q holds one of %s, which Redis' SCAN MATCH treats as a pattern: catch-up would take other keys for orders.", prefix, globChars)))
+	}
+}
+
+// checkListen accepts host:port with a numeric port from 0 to 65535 (0: a
+// free port the kernel picks, as the demo does) and a host that is empty
+// (every interface), an IP address or a DNS name. No lookup is made:
+// validate must not depend on the network.
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("is not host:port (%v)", err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || port != strconv.Itoa(n) {
+		return fmt.Errorf("has port %q, not a number from 0 to 65535", port)
+	}
+	if host == "" || net.ParseIP(host) != nil {
+		return nil
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return fmt.Errorf("has host %q, which is neither an IP address nor a DNS name", host)
+		}
+	}
+	return nil
+}
+
+// fileStart is the first position of file, for diagnostics about the file
+// as a whole.
+func fileStart(filename string) *hcl.Range {
+	p := hcl.Pos{Line: 1, Column: 1, Byte: 0}
+	return &hcl.Range{Filename: filename, Start: p, End: p}
+}
+
+// bodyRange is the whole of body, or the file's start when body is not
+// native syntax.
+func bodyRange(body hcl.Body, filename string) *hcl.Range {
+	if sb, ok := body.(*hclsyntax.Body); ok {
+		r := sb.SrcRange
+		return &r
+	}
+	return fileStart(filename)
 }
 
 func duration(diags *hcl.Diagnostics, body hcl.Body, name string, v *string, def time.Duration) time.Duration {

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/eventhost/eventhost/host/config"
+	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/sdk"
 )
 
@@ -56,7 +57,8 @@ func TestParseDefaults(t *testing.T) {
 		{name: "redis tls", got: cfg.Redis.TLS, want: (*config.TLS)(nil)},
 		{name: "source", got: cfg.Source, want: config.Source{Kind: "pubsub", Channels: []string{"purchase_orders"}}},
 		{name: "batch", got: cfg.Batch, want: config.Batch{MaxOrders: 512, MaxWait: 2 * time.Millisecond}},
-		{name: "dead letter", got: cfg.DeadLetter, want: config.DeadLetter{Stream: "eventhost:deadletter"}},
+		{name: "dead letter", got: cfg.DeadLetter, want: config.DeadLetter{Stream: "eventhost:deadletter", MaxLen: 100000}},
+		{name: "limits", got: cfg.Limits, want: orders.DefaultLimits()},
 		{name: "log", got: cfg.Log, want: config.Log{Level: "info"}},
 		{name: "metrics off", got: cfg.Metrics.Listen, want: ""},
 		{name: "one plugin", got: len(cfg.Plugins), want: 1},
@@ -210,6 +212,54 @@ plugin "x" {}`,
 				config.Log{Level: "debug", JSON: true}, config.Metrics{Listen: ":9090"}},
 		},
 		{
+			name: "limits",
+			src: "limits {\n max_id_bytes = 64\n max_order_bytes = 8192\n max_field_bytes = 1024\n max_qty = 100\n" +
+				" max_cost = 25000.5\n cost_decimals = 2\n min_ts = 1600000000\n max_ts = 1900000000\n}\nplugin \"x\" {}",
+			get: func(c *config.Config) any { return c.Limits },
+			want: orders.Limits{MaxIDBytes: 64, MaxOrderBytes: 8192, MaxFieldBytes: 1024, MaxQty: 100,
+				MaxCost: 25000.5, CostDecimals: 2, MinTS: 1600000000, MaxTS: 1900000000},
+		},
+		{
+			name: "limits: unset ones keep their defaults; edges accepted",
+			src:  "limits {\n max_qty = 1\n min_ts = 5\n max_ts = 5\n max_id_bytes = 1024\n cost_decimals = 0\n}\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.Limits },
+			want: func() orders.Limits {
+				l := orders.DefaultLimits()
+				l.MaxQty, l.MinTS, l.MaxTS, l.MaxIDBytes, l.CostDecimals = 1, 5, 5, 1024, 0
+				return l
+			}(),
+		},
+		{
+			name: "dead letters kept without bound when asked",
+			src:  "dead_letter {\n max_len = 0\n}\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.DeadLetter.MaxLen },
+			want: int64(0),
+		},
+		{
+			name: "log levels are case-insensitive, as hclog's",
+			src:  "log {\n level = \"WARN\"\n}\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.Log.Level },
+			want: "warn",
+		},
+		{
+			name: "metrics listen forms",
+			src:  "metrics {\n listen = \"[::1]:9090\"\n}\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.Metrics.Listen },
+			want: "[::1]:9090",
+		},
+		{
+			name: "metrics listen on a free port",
+			src:  "metrics {\n listen = \"127.0.0.1:0\"\n}\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.Metrics.Listen },
+			want: "127.0.0.1:0",
+		},
+		{
+			name: "metrics listen on a host name",
+			src:  "metrics {\n listen = \"metrics.internal:9090\"\n}\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.Metrics.Listen },
+			want: "metrics.internal:9090",
+		},
+		{
 			name: "plugin settings",
 			src: "plugin \"x\" {\n timeout = \"250ms\"\n sha256 = \"" + strings.Repeat("ab", 32) + "\"\n max_attempts = 7\n" +
 				" restart_limit = 2\n restart_window = \"30s\"\n}",
@@ -335,8 +385,178 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name:     "no plugins",
-			src:      "redis {\n address = \"r:1\"\n}",
-			wantLine: 0, want: "Add at least one plugin block",
+			src:      "\nredis {\n address = \"r:1\"\n}",
+			wantLine: 1, want: "Add at least one plugin block",
+		},
+		{
+			name:     "no plugins in an empty file",
+			src:      "",
+			wantLine: 1, want: "Add at least one plugin block",
+		},
+		{
+			name:     "empty order_key_prefix",
+			src:      "plugin \"x\" {}\norder_key_prefix = \"\"",
+			wantLine: 2, want: "order_key_prefix must not be empty",
+		},
+		{
+			name:     "glob * in order_key_prefix",
+			src:      "plugin \"x\" {}\n\norder_key_prefix = \"po:*\"",
+			wantLine: 3, want: `order_key_prefix "po:*" holds one of *?[]\, which Redis' SCAN MATCH treats as a pattern`,
+		},
+		{
+			name:     "glob ? in order_key_prefix",
+			src:      "order_key_prefix = \"po?\"\nplugin \"x\" {}",
+			wantLine: 1, want: "Glob character in order_key_prefix",
+		},
+		{
+			name:     "glob [ in order_key_prefix",
+			src:      "order_key_prefix = \"po[12]:\"\nplugin \"x\" {}",
+			wantLine: 1, want: "Glob character in order_key_prefix",
+		},
+		{
+			name:     "backslash in order_key_prefix",
+			src:      "order_key_prefix = \"po\\\\:\"\nplugin \"x\" {}",
+			wantLine: 1, want: "Glob character in order_key_prefix",
+		},
+		{
+			name:     "empty plugin name",
+			src:      "plugin \"y\" {}\nplugin \"\" {}",
+			wantLine: 2, want: `Plugin name "" must be non-empty`,
+		},
+		{
+			name:     "plugin name with a slash",
+			src:      "plugin \"../x\" {}",
+			wantLine: 1, want: `Plugin name "../x" must be non-empty and hold no /`,
+		},
+		{
+			name:     "unknown log level",
+			src:      "plugin \"x\" {}\nlog {\n  level = \"verbose\"\n}",
+			wantLine: 3, want: `level "verbose" is not one of trace, debug, info, warn, error, off`,
+		},
+		{
+			name:     "empty log level",
+			src:      "plugin \"x\" {}\nlog {\n  level = \"\"\n}",
+			wantLine: 3, want: `Invalid log level`,
+		},
+		{
+			name:     "metrics listen without a port",
+			src:      "plugin \"x\" {}\nmetrics {\n  listen = \"9090\"\n}",
+			wantLine: 3, want: `listen = "9090" is not host:port`,
+		},
+		{
+			name:     "metrics listen with port 08",
+			src:      "plugin \"x\" {}\nmetrics {\n  listen = \":08\"\n}",
+			wantLine: 3, want: `listen = ":08" has port "08", not a number from 0 to 65535`,
+		},
+		{
+			name:     "metrics listen with a named port",
+			src:      "plugin \"x\" {}\nmetrics {\n  listen = \"localhost:http\"\n}",
+			wantLine: 3, want: `has port "http"`,
+		},
+		{
+			name:     "metrics listen with port 65536",
+			src:      "plugin \"x\" {}\nmetrics {\n  listen = \"localhost:65536\"\n}",
+			wantLine: 3, want: `has port "65536"`,
+		},
+		{
+			name:     "metrics listen with a URL",
+			src:      "plugin \"x\" {}\nmetrics {\n  listen = \"http://localhost:9090\"\n}",
+			wantLine: 3, want: `Invalid metrics listen address`,
+		},
+		{
+			name:     "metrics listen empty",
+			src:      "plugin \"x\" {}\nmetrics {\n  listen = \"\"\n}",
+			wantLine: 3, want: `is not host:port`,
+		},
+		{
+			name:     "metrics listen host with a space",
+			src:      "plugin \"x\" {}\nmetrics {\n  listen = \"local host:9090\"\n}",
+			wantLine: 3, want: `has host "local host", which is neither an IP address nor a DNS name`,
+		},
+		{
+			name:     "negative dead_letter max_len",
+			src:      "plugin \"x\" {}\ndead_letter {\n  max_len = -1\n}",
+			wantLine: 3, want: "max_len must be 0 (keep every dead letter) or more",
+		},
+		{
+			name:     "limits: max_id_bytes 0",
+			src:      "plugin \"x\" {}\nlimits {\n  max_id_bytes = 0\n}",
+			wantLine: 3, want: "limits.max_id_bytes must be at least 1",
+		},
+		{
+			name:     "limits: max_id_bytes over what a dead letter keeps",
+			src:      "plugin \"x\" {}\nlimits {\n  max_id_bytes = 1025\n}",
+			wantLine: 3, want: "limits.max_id_bytes must be at most 1024",
+		},
+		{
+			name:     "limits: max_order_bytes 0",
+			src:      "plugin \"x\" {}\nlimits {\n  max_order_bytes = 0\n}",
+			wantLine: 3, want: "limits.max_order_bytes must be at least 1",
+		},
+		{
+			name:     "limits: max_field_bytes -1",
+			src:      "plugin \"x\" {}\nlimits {\n  max_field_bytes = -1\n}",
+			wantLine: 3, want: "limits.max_field_bytes must be at least 1",
+		},
+		{
+			name:     "limits: field bigger than the hash",
+			src:      "plugin \"x\" {}\nlimits {\n  max_order_bytes = 100\n  max_field_bytes = 101\n}",
+			wantLine: 4, want: "limits.max_field_bytes = 101 is more than limits.max_order_bytes = 100",
+		},
+		{
+			name:     "limits: max_qty 0",
+			src:      "plugin \"x\" {}\nlimits {\n  max_qty = 0\n}",
+			wantLine: 3, want: "limits.max_qty must be at least 1",
+		},
+		{
+			name:     "limits: max_qty fractional",
+			src:      "plugin \"x\" {}\nlimits {\n  max_qty = 1.5\n}",
+			wantLine: 3, want: "",
+		},
+		{
+			name:     "limits: max_cost 0",
+			src:      "plugin \"x\" {}\nlimits {\n  max_cost = 0\n}",
+			wantLine: 3, want: "limits.max_cost must be positive",
+		},
+		{
+			name:     "limits: max_cost beyond float64 precision",
+			src:      "plugin \"x\" {}\nlimits {\n  cost_decimals = 6\n  max_cost = 1e12\n}",
+			wantLine: 4, want: "limits.max_cost = 1000000000000 with limits.cost_decimals = 6 allows costs of 19 digits; a float64 keeps 15 exactly",
+		},
+		{
+			name:     "limits: cost_decimals 10",
+			src:      "plugin \"x\" {}\nlimits {\n  cost_decimals = 10\n}",
+			wantLine: 3, want: "limits.cost_decimals must be between 0 and 9",
+		},
+		{
+			name:     "limits: cost_decimals -1",
+			src:      "plugin \"x\" {}\nlimits {\n  cost_decimals = -1\n}",
+			wantLine: 3, want: "limits.cost_decimals must be between 0 and 9",
+		},
+		{
+			name:     "limits: min_ts 0",
+			src:      "plugin \"x\" {}\nlimits {\n  min_ts = 0\n}",
+			wantLine: 3, want: "limits.min_ts must be at least 1",
+		},
+		{
+			name:     "limits: max_ts before min_ts",
+			src:      "plugin \"x\" {}\nlimits {\n  min_ts = 100\n  max_ts = 99\n}",
+			wantLine: 4, want: "limits.max_ts = 99 is before limits.min_ts = 100",
+		},
+		{
+			name:     "limits: unknown attribute",
+			src:      "plugin \"x\" {}\nlimits {\n  max_quantity = 5\n}",
+			wantLine: 3, want: `"max_quantity" is not expected here`,
+		},
+		{
+			name:     "limits: a batch too big for one plugin call",
+			src:      "plugin \"x\" {}\nlimits {\n  max_order_bytes = 1048576\n}",
+			wantLine: 3, want: "batch.max_orders = 512 times limits.max_order_bytes = 1048576 is 536870912 bytes; keep it within 67108864",
+		},
+		{
+			name:     "batch max_orders too big for the default max_order_bytes",
+			src:      "plugin \"x\" {}\nbatch {\n  max_wait = \"1ms\"\n  max_orders = 2000\n}",
+			wantLine: 4, want: "batch.max_orders = 2000 times limits.max_order_bytes = 65536",
 		},
 		{
 			name:     "unknown source kind",
@@ -675,5 +895,22 @@ func TestParseSandbox(t *testing.T) {
 				t.Errorf("plugin sandbox %+v, read_paths %q; want user %q, require %v, read_paths %q", p.Sandbox, p.ReadPaths, tt.wantUser, tt.require, tt.readPaths)
 			}
 		})
+	}
+}
+
+// TestLoadMissingFile: the diagnostic names the file at a real position,
+// not "<nil>".
+func TestLoadMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope.hcl")
+	_, diags := config.Load(path)
+	if len(diags) != 1 || !diags.HasErrors() {
+		t.Fatalf("diags = %v, want one error", diags)
+	}
+	d := diags[0]
+	if d.Subject == nil || d.Subject.Filename != path || d.Subject.Start.Line != 1 {
+		t.Errorf("subject = %v, want %s line 1", d.Subject, path)
+	}
+	if msg := d.Error(); !strings.HasPrefix(msg, path+":1,1-1: Cannot read config file; ") || strings.Contains(msg, "<nil>") {
+		t.Errorf("diagnostic = %q", msg)
 	}
 }

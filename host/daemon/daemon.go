@@ -27,6 +27,7 @@ import (
 	"github.com/eventhost/eventhost/host/notify"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/redisconn"
+	"github.com/eventhost/eventhost/host/rediserr"
 	"github.com/eventhost/eventhost/host/source"
 )
 
@@ -212,7 +213,7 @@ func (d *Daemon) waitForRedis(ctx context.Context, rdb *redis.Client) error {
 			d.logger.Info("connected to redis", "redis", d.cfg.Redis.String())
 			return nil
 		}
-		if redisconn.AuthError(err) || redisconn.TLSError(err) {
+		if rediserr.AuthError(err) || redisconn.TLSError(err) {
 			return fmt.Errorf("connect to %s: %w", d.cfg.Redis, err)
 		}
 		wait := b.NextBackOff()

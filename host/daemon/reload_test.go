@@ -45,6 +45,7 @@ plugin "sales-histogram" {}
 		{"prefix and dead letters", base, base + `order_key_prefix = "po:"
 dead_letter { max_len = 10 }
 `, []string{"order_key_prefix", "dead_letter"}},
+		{"limits", base, base + "limits { max_qty = 10 }\n", []string{"limits"}},
 		{"log format", base, strings.Replace(base, `log { level = "info" }`, `log {
   level  = "info"
   format = "json"

@@ -69,6 +69,7 @@ func Start(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, l
 	}
 
 	e.Loader = orders.NewLoader(rdb, cfg.OrderKeyPrefix)
+	e.Loader.Limits = cfg.Limits
 	e.Applier = apply.New(rdb, cfg.DeadLetter.Stream, cfg.DeadLetter.MaxLen)
 	e.dispatcher = dispatch.New(targets(e.plugins), e.Loader.Key)
 	e.Pipeline = pipeline.New(e.Loader, e.dispatcher, e.Applier,

@@ -1,8 +1,11 @@
 package orders_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/orders"
@@ -48,4 +51,90 @@ func TestLoaderRejectsBadKeysOneByOne(t *testing.T) {
 			t.Errorf("rejected %s: Missing = %v", r.ID, r.Missing)
 		}
 	}
+}
+
+// TestLoaderLimits: out-of-bounds orders are rejected each on its own with
+// the limit named, among good ones in the same round trip; an overlong id
+// is refused before any HGETALL, so it never travels to Redis (its bytes do
+// not show in Redis' input counter) and is not marked either.
+func TestLoaderLimits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test against redis-server; skipped with -short")
+	}
+	ctx := t.Context()
+	rdb := redistest.Start(t).Client()
+	const prefix = "purchase_order_details:"
+	good := []any{"ts", "1627000000", "qty", "2", "cost", "3.50", "event", "e", "who", "w"}
+	rdb.HSet(ctx, prefix+"ok", good...)
+	rdb.HSet(ctx, prefix+"ok2", good...)
+	rdb.HSet(ctx, prefix+"big-qty", append(good, "qty", "1000001")...)
+	rdb.HSet(ctx, prefix+"exp-cost", append(good, "cost", "1e308")...)
+	rdb.HSet(ctx, prefix+"bad-utf8", append(good, "who", "w\xff")...)
+	rdb.HSet(ctx, prefix+"huge", append(good, "blob", strings.Repeat("x", 70000))...)
+	rdb.HSet(ctx, prefix+"w\xff", good...)
+	hugeID := strings.Repeat("i", 1<<20)
+
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := netInput(t, rdb)
+	refs := []orders.Ref{{ID: "ok"}, {ID: hugeID}, {ID: "big-qty"}, {ID: "exp-cost"}, {ID: "bad-utf8"}, {ID: "huge"}, {ID: "w\xff"}, {ID: "ok2"}}
+	loaded, rejected, err := orders.NewLoader(rdb, prefix).Load(ctx, refs)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if len(loaded) != 2 || loaded[0].Order.ID != "ok" || loaded[1].Order.ID != "ok2" {
+		t.Errorf("loaded = %+v, want orders ok and ok2", loaded)
+	}
+	want := map[string]string{
+		hugeID:     "order id of 1048576 bytes exceeds limits.max_id_bytes = 256",
+		"big-qty":  "order hash purchase_order_details:big-qty: field qty = \"1000001\" exceeds limits.max_qty = 1000000",
+		"exp-cost": "order hash purchase_order_details:exp-cost: field cost = \"1e308\" is not a non-negative number",
+		"bad-utf8": "order hash purchase_order_details:bad-utf8: field \"who\" is not valid UTF-8",
+		"huge":     "order hash purchase_order_details:huge: field \"blob\" holds 70000 bytes, over limits.max_field_bytes = 4096",
+		"w\xff":    `order id "w\xff" is not valid UTF-8`,
+	}
+	if len(rejected) != len(want) {
+		t.Errorf("%d rejected, want %d", len(rejected), len(want))
+	}
+	for _, r := range rejected {
+		if !strings.HasPrefix(r.Reason, want[r.ID]) || want[r.ID] == "" {
+			t.Errorf("rejected %.20q: reason %q, want %q", r.ID, r.Reason, want[r.ID])
+		}
+		// Only the overlong id is left unmarked: the others have a hash to
+		// mark (or may have one), and a short id costs nothing to send.
+		if r.Missing != (r.ID == hugeID) {
+			t.Errorf("rejected %.20q: Missing = %v", r.ID, r.Missing)
+		}
+	}
+	stats, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stats, "cmdstat_hgetall:calls=6,") {
+		t.Errorf("want 6 HGETALLs (not the overlong id, not the invalid one); commandstats:\n%s", stats)
+	}
+	if sent := netInput(t, rdb) - before; sent > 64<<10 {
+		t.Errorf("Redis received %d bytes during Load: the 1 MiB id was sent", sent)
+	}
+}
+
+// netInput is how many bytes Redis has read from its clients.
+func netInput(t *testing.T, rdb *redis.Client) int64 {
+	t.Helper()
+	info, err := rdb.Info(t.Context(), "stats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "total_net_input_bytes:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no total_net_input_bytes in INFO stats")
+	return 0
 }

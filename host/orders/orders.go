@@ -5,14 +5,12 @@ package orders
 import (
 	"context"
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventhost/eventhost/host/redisconn"
+	"github.com/eventhost/eventhost/host/rediserr"
 
 	"github.com/eventhost/eventhost/sdk"
 )
@@ -105,50 +103,74 @@ type Loaded struct {
 type Rejected struct {
 	Ref
 	Reason string
-	// Missing is true when there was no hash at all: an id announced before
-	// (or without) its hash. Such an order is not marked dead, so that once
-	// its hash is stored, catch-up still counts it.
+	// Missing is true when no hash was read: there was none (an id
+	// announced before or without its hash), or the id was empty or too
+	// long to look up. Such an order is not marked dead: once its hash is
+	// stored, catch-up still counts it; and an overlong id is not sent to
+	// Redis again to mark it.
 	Missing bool
+	// NotStored is the first case alone: a valid id whose hash is not
+	// there (yet). A stream source waits for it before giving up.
+	NotStored bool
 }
 
 // Loader reads order hashes.
 type Loader struct {
 	rdb    redis.UniversalClient
 	prefix string
+	// Limits bound the orders it loads; NewLoader sets DefaultLimits.
+	Limits Limits
 }
 
-// NewLoader returns a Loader for hashes named prefix+id.
+// NewLoader returns a Loader for hashes named prefix+id, with the default
+// limits.
 func NewLoader(rdb redis.UniversalClient, prefix string) *Loader {
-	return &Loader{rdb: rdb, prefix: prefix}
+	return &Loader{rdb: rdb, prefix: prefix, Limits: DefaultLimits()}
 }
 
 // Key is the hash key of order id.
 func (l *Loader) Key(id string) string { return l.prefix + id }
 
-// Load fetches refs in one pipeline. Orders that are missing or malformed come
-// back in rejected with the reason; err is only for Redis failing, in which
-// case nothing was loaded.
+// Load fetches refs in one pipeline. Orders that are missing, malformed or
+// out of bounds come back in rejected with the reason; err is only for Redis
+// failing, in which case nothing was loaded. An id CheckID refuses is
+// rejected without being looked up.
 func (l *Loader) Load(ctx context.Context, refs []Ref) (loaded []Loaded, rejected []Rejected, err error) {
 	pipe := l.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(refs))
+	sent := make([]*redis.MapStringStringCmd, 0, len(refs))
 	for i, r := range refs {
+		if err := l.Limits.CheckID(r.ID); err != nil {
+			// A hash under an overlong id is not even marked: that would
+			// send the whole id to Redis once more (Missing leaves the
+			// dead letter without an order key).
+			rejected = append(rejected, Rejected{Ref: r, Reason: err.Error(), Missing: len(r.ID) > l.Limits.MaxIDBytes || r.ID == ""})
+			continue
+		}
 		cmds[i] = pipe.HGetAll(ctx, l.Key(r.ID))
+		sent = append(sent, cmds[i])
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		if err := RoundTripError(cmds); err != nil {
-			return nil, nil, fmt.Errorf("load %d orders: %w", len(refs), err)
+	if len(sent) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			if err := RoundTripError(sent); err != nil {
+				return nil, nil, fmt.Errorf("load %d orders: %w", len(sent), err)
+			}
 		}
 	}
-	loaded = make([]Loaded, 0, len(refs))
+	loaded = make([]Loaded, 0, len(sent))
 	for i, r := range refs {
+		if cmds[i] == nil {
+			continue
+		}
 		if err := cmds[i].Err(); err != nil {
 			// Only a key's own error gets here (WRONGTYPE: the key is not a hash).
 			rejected = append(rejected, Rejected{Ref: r, Reason: fmt.Sprintf("order key %s: %v", l.Key(r.ID), err)})
 			continue
 		}
-		o, done, err := Parse(r, l.Key(r.ID), cmds[i].Val())
+		o, done, err := Parse(r, l.Key(r.ID), cmds[i].Val(), l.Limits)
 		if err != nil {
-			rejected = append(rejected, Rejected{Ref: r, Reason: err.Error(), Missing: len(cmds[i].Val()) == 0})
+			none := len(cmds[i].Val()) == 0
+			rejected = append(rejected, Rejected{Ref: r, Reason: err.Error(), Missing: none, NotStored: none})
 			continue
 		}
 		loaded = append(loaded, Loaded{Order: o, Ref: r, Done: done})
@@ -157,30 +179,50 @@ func (l *Loader) Load(ctx context.Context, refs []Ref) (loaded []Loaded, rejecte
 }
 
 // RoundTripError returns the first error of a pipeline's commands that is
-// the round trip's fault rather than its key's (see redisconn.Classify): nil
+// the round trip's fault rather than its key's (see rediserr.Classify): nil
 // means every failed command failed with a reply about its key (such as
 // WRONGTYPE), so the keys are bad, not the round trip.
 func RoundTripError[C redis.Cmder](cmds []C) error {
 	for _, c := range cmds {
-		if class, _ := redisconn.Classify(c.Err()); class != redisconn.Fine && class != redisconn.KeyFault {
+		if class, _ := rediserr.Classify(c.Err()); class != rediserr.Fine && class != rediserr.KeyFault {
 			return c.Err()
 		}
 	}
 	return nil
 }
 
-// Parse validates the fields of the hash at key for ref. The error says which
-// field is wrong and what it held.
-func Parse(ref Ref, key string, fields map[string]string) (sdk.Order, map[string]bool, error) {
-	if ref.ID == "" {
-		return sdk.Order{}, nil, fmt.Errorf("empty order id")
+// Parse validates the fields of the hash at key for ref against lim. The
+// error says which field is wrong and what it held (cut short), or which
+// limit the order exceeds and its value. When several fields are wrong, the
+// one reported is the same every time: the first by name.
+func Parse(ref Ref, key string, fields map[string]string, lim Limits) (sdk.Order, map[string]bool, error) {
+	if err := lim.CheckID(ref.ID); err != nil {
+		return sdk.Order{}, nil, err
 	}
 	if len(fields) == 0 {
 		return sdk.Order{}, nil, fmt.Errorf("order hash %s does not exist", key)
 	}
 	o := sdk.Order{ID: ref.ID, Channel: ref.Channel}
 	var done map[string]bool
+	var bad error
+	badName, size := "", 0
 	for k, v := range fields {
+		var err error
+		if strings.HasPrefix(k, MarkerPrefix) {
+			// Ours, stripped before plugins: only their size matters.
+			if len(k) > lim.MaxFieldBytes || len(v) > lim.MaxFieldBytes {
+				err = lim.checkField(key, k, v)
+			}
+		} else {
+			size += len(k) + len(v)
+			err = lim.checkField(key, k, v)
+		}
+		if err != nil {
+			if bad == nil || k < badName {
+				bad, badName = err, k
+			}
+			continue
+		}
 		switch k {
 		case "ts", "qty", "cost", "event", "who":
 			continue
@@ -200,19 +242,21 @@ func Parse(ref Ref, key string, fields map[string]string) (sdk.Order, map[string
 		}
 		o.Extra[k] = v
 	}
+	if bad != nil {
+		return sdk.Order{}, nil, bad
+	}
+	if size > lim.MaxOrderBytes {
+		return sdk.Order{}, nil, fmt.Errorf("order hash %s holds %d bytes, over limits.max_order_bytes = %d", key, size, lim.MaxOrderBytes)
+	}
 	var err error
-	if o.TS, err = positiveInt(fields, "ts", "a unix time in seconds"); err != nil {
+	if o.TS, err = count(fields, "ts", lim.MinTS, lim.MaxTS, "ts"); err != nil {
 		return sdk.Order{}, nil, fmt.Errorf("order hash %s: %w", key, err)
 	}
-	if o.Qty, err = positiveInt(fields, "qty", "a positive integer"); err != nil {
+	if o.Qty, err = count(fields, "qty", 1, lim.MaxQty, "qty"); err != nil {
 		return sdk.Order{}, nil, fmt.Errorf("order hash %s: %w", key, err)
 	}
-	cost, ok := fields["cost"]
-	if !ok {
-		return sdk.Order{}, nil, fmt.Errorf("order hash %s: field cost is missing", key)
-	}
-	if o.Cost, err = strconv.ParseFloat(cost, 64); err != nil || math.IsInf(o.Cost, 0) || math.IsNaN(o.Cost) || o.Cost < 0 {
-		return sdk.Order{}, nil, fmt.Errorf("order hash %s: field cost = %q is not a non-negative number", key, cost)
+	if o.Cost, err = lim.cost(fields); err != nil {
+		return sdk.Order{}, nil, fmt.Errorf("order hash %s: %w", key, err)
 	}
 	if o.Event = fields["event"]; o.Event == "" {
 		return sdk.Order{}, nil, fmt.Errorf("order hash %s: field event is missing or empty", key)
@@ -221,16 +265,4 @@ func Parse(ref Ref, key string, fields map[string]string) (sdk.Order, map[string
 		return sdk.Order{}, nil, fmt.Errorf("order hash %s: field who is missing or empty", key)
 	}
 	return o, done, nil
-}
-
-func positiveInt(fields map[string]string, name, want string) (int64, error) {
-	s, ok := fields[name]
-	if !ok {
-		return 0, fmt.Errorf("field %s is missing", name)
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("field %s = %q is not %s", name, s, want)
-	}
-	return n, nil
 }

@@ -73,7 +73,7 @@ func TestParse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, done, err := orders.Parse(tt.ref, key, tt.fields)
+			got, done, err := orders.Parse(tt.ref, key, tt.fields, orders.DefaultLimits())
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
@@ -103,11 +103,14 @@ func TestParseErrors(t *testing.T) {
 		{name: "qty abc", ref: ref, fields: valid("qty", "abc"), want: []string{key, `field qty = "abc"`}},
 		{name: "qty 1.5", ref: ref, fields: valid("qty", "1.5"), want: []string{key, `field qty = "1.5"`}},
 		{name: "qty missing", ref: ref, fields: valid("qty", "<delete>"), want: []string{key, "field qty is missing"}},
-		{name: "ts 0", ref: ref, fields: valid("ts", "0"), want: []string{key, `field ts = "0" is not a unix time in seconds`}},
+		{name: "ts 0", ref: ref, fields: valid("ts", "0"), want: []string{key, `field ts = "0" is before limits.min_ts = 946684800`}},
 		{name: "ts abc", ref: ref, fields: valid("ts", "abc"), want: []string{key, `field ts = "abc"`}},
 		{name: "ts 1.5", ref: ref, fields: valid("ts", "1.5"), want: []string{key, `field ts = "1.5"`}},
 		{name: "ts missing", ref: ref, fields: valid("ts", "<delete>"), want: []string{key, "field ts is missing"}},
 		{name: "cost abc", ref: ref, fields: valid("cost", "abc"), want: []string{key, `field cost = "abc" is not a non-negative number`}},
+		{name: "qty +5", ref: ref, fields: valid("qty", "+5"), want: []string{key, `field qty = "+5" is not a positive integer`}},
+		{name: "qty with a space", ref: ref, fields: valid("qty", " 5"), want: []string{key, `field qty = " 5"`}},
+		{name: "ts -1", ref: ref, fields: valid("ts", "-1"), want: []string{key, `field ts = "-1" is not a unix time in seconds`}},
 		{name: "cost -1", ref: ref, fields: valid("cost", "-1"), want: []string{key, `field cost = "-1"`}},
 		{name: "cost NaN", ref: ref, fields: valid("cost", "NaN"), want: []string{key, `field cost = "NaN"`}},
 		{name: "cost Inf", ref: ref, fields: valid("cost", "Inf"), want: []string{key, `field cost = "Inf"`}},
@@ -121,7 +124,7 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o, done, err := orders.Parse(tt.ref, key, tt.fields)
+			o, done, err := orders.Parse(tt.ref, key, tt.fields, orders.DefaultLimits())
 			if err == nil {
 				t.Fatalf("Parse accepted %v: %+v", tt.fields, o)
 			}

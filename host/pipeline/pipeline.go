@@ -20,7 +20,7 @@ import (
 	"github.com/eventhost/eventhost/host/dispatch"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
-	"github.com/eventhost/eventhost/host/redisconn"
+	"github.com/eventhost/eventhost/host/rediserr"
 )
 
 // Pipeline processes batches of order ids.
@@ -251,7 +251,7 @@ func (p *Pipeline) prepare(ctx context.Context, refs []orders.Ref) (prepared, er
 		p.metrics.OrdersLoaded.WithLabelValues(ch).Add(float64(n))
 	}
 	for _, r := range rejected {
-		if r.Missing && r.StreamID != "" && p.waited(r.HashWaits) < p.MissingHashWait {
+		if r.NotStored && r.StreamID != "" && p.waited(r.HashWaits) < p.MissingHashWait {
 			// A stream entry can arrive before its hash is stored; the
 			// entry stays pending (unacknowledged) while it waits.
 			w := r.Ref
@@ -450,13 +450,13 @@ func (p *Pipeline) retry(ctx context.Context, what string, op func() error) erro
 	b.Reset() // the constructor already fixed the first interval at its default
 	for {
 		err := op()
-		class, reason := redisconn.Classify(err)
+		class, reason := rediserr.Classify(err)
 		var own *apply.OwnKeyError
 		switch {
-		case class == redisconn.Fine:
+		case class == rediserr.Fine:
 			p.pause.resume(p.logger, p.metrics)
 			return nil
-		case class == redisconn.Stopped || ctx.Err() != nil:
+		case class == rediserr.Stopped || ctx.Err() != nil:
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

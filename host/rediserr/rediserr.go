@@ -1,4 +1,6 @@
-package redisconn
+// Package rediserr says what a failed Redis call means for the caller: one
+// classifier for every package that talks to Redis, beside the client.
+package rediserr
 
 import (
 	"context"
