@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/policy"
 )
 
 // PluginBinaryPrefix is how a plugin without an explicit path is found:
@@ -62,8 +63,10 @@ type Config struct {
 	Metrics        Metrics
 	Sandbox        Sandbox
 	// Limits bound every order before any plugin sees it.
-	Limits  orders.Limits
-	Plugins []Plugin
+	Limits orders.Limits
+	// EffectLimits bound what one plugin may write for one order.
+	EffectLimits policy.Limits
+	Plugins      []Plugin
 }
 
 // DefaultPluginUser is the account plugins run as when the host may switch
@@ -388,6 +391,7 @@ func build(filename, dir string, raw *fileSchema) (*Config, hcl.Diagnostics) {
 		cfg.Batch.MaxWait = duration(&diags, b.Body, "max_wait", b.MaxWait, cfg.Batch.MaxWait)
 	}
 	cfg.Limits = buildLimits(&diags, raw.Limits, cfg.Batch.MaxOrders, batchBody)
+	cfg.EffectLimits = buildEffectLimits(&diags, raw.Limits)
 	if d := raw.DeadLetter; d != nil {
 		cfg.DeadLetter.Stream = deref(d.Stream, cfg.DeadLetter.Stream)
 		cfg.DeadLetter.MaxLen = deref(d.MaxLen, cfg.DeadLetter.MaxLen)

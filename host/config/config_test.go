@@ -914,3 +914,19 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Errorf("diagnostic = %q", msg)
 	}
 }
+
+// TestParseEffectLimits: the limits on a plugin's writes per order reach
+// the policy, and an out-of-range one is an error at its line.
+func TestParseEffectLimits(t *testing.T) {
+	cfg, diags := config.Parse("/etc/eventhost/config.hcl", []byte("limits {\n  max_effects_per_order = 5\n  max_effect_bytes_per_order = 4096\n  max_bitfield_bits = 8192\n}\nplugin \"x\" {}"))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if l := cfg.EffectLimits; l.MaxEffects != 5 || l.MaxBytes != 4096 || l.MaxBitfieldBits != 8192 {
+		t.Errorf("EffectLimits = %+v", l)
+	}
+	_, diags = config.Parse("/etc/eventhost/config.hcl", []byte("limits {\n  max_effects_per_order = 5\n  max_bitfield_bits = 10\n}\nplugin \"x\" {}"))
+	if !diags.HasErrors() || diags[0].Subject == nil || diags[0].Subject.Start.Line != 3 || !strings.Contains(diags.Error(), "limits.max_bitfield_bits = 10 must be between 64 and 4294967296") {
+		t.Errorf("diags = %v, want an error at line 3 about max_bitfield_bits", diags)
+	}
+}

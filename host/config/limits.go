@@ -9,6 +9,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/policy"
 	"github.com/eventhost/eventhost/sdk"
 )
 
@@ -23,7 +24,42 @@ type limitsSchema struct {
 	CostDecimals  *int     `hcl:"cost_decimals,optional"`
 	MinTS         *int64   `hcl:"min_ts,optional"`
 	MaxTS         *int64   `hcl:"max_ts,optional"`
-	Body          hcl.Body `hcl:",body"`
+
+	MaxEffectsPerOrder     *int     `hcl:"max_effects_per_order,optional"`
+	MaxEffectBytesPerOrder *int     `hcl:"max_effect_bytes_per_order,optional"`
+	MaxBitfieldBits        *int64   `hcl:"max_bitfield_bits,optional"`
+	Body                   hcl.Body `hcl:",body"`
+}
+
+// buildEffectLimits reads the limits on what one plugin may write for one
+// order (see policy.Limits); absent values keep policy's defaults.
+func buildEffectLimits(diags *hcl.Diagnostics, raw *limitsSchema) policy.Limits {
+	var lim policy.Limits
+	if raw == nil {
+		return lim
+	}
+	check := func(name string, v *int64, lo, hi int64) int64 {
+		if v == nil {
+			return 0
+		}
+		if *v < lo || *v > hi {
+			*diags = append(*diags, errorAt(attrRange(raw.Body, name), "Invalid limit",
+				fmt.Sprintf("limits.%s = %d must be between %d and %d.", name, *v, lo, hi)))
+		}
+		return *v
+	}
+	widen := func(v *int) *int64 {
+		if v == nil {
+			return nil
+		}
+		n := int64(*v)
+		return &n
+	}
+	lim.MaxEffects = int(check("max_effects_per_order", widen(raw.MaxEffectsPerOrder), 1, sdk.MaxEffects))
+	lim.MaxBytes = int(check("max_effect_bytes_per_order", widen(raw.MaxEffectBytesPerOrder), 64, sdk.MaxMessageBytes/4))
+	// Redis' own bound on a string is 512 MB (2^32 bits).
+	lim.MaxBitfieldBits = check("max_bitfield_bits", raw.MaxBitfieldBits, 64, 1<<32)
+	return lim
 }
 
 // batchBytesBudget bounds batch.max_orders × limits.max_order_bytes: a

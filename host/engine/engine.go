@@ -34,7 +34,9 @@ type Engine struct {
 	logger     hclog.Logger
 	metrics    *metrics.Metrics
 	reserved   []string // keys no plugin may write
-	socketDir  string
+	// effectLimits bound each plugin's writes for one order (limits block).
+	effectLimits policy.Limits
+	socketDir    string
 
 	// reloadMu makes reloads take turns; mu guards plugins, which a reload
 	// replaces as a whole.
@@ -51,7 +53,7 @@ func Start(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, l
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{logger: logger, metrics: m, reserved: []string{cfg.OrderKeyPrefix, orders.MarkerPrefix, cfg.DeadLetter.Stream}}
+	e := &Engine{logger: logger, metrics: m, reserved: []string{cfg.OrderKeyPrefix, orders.MarkerPrefix, cfg.DeadLetter.Stream}, effectLimits: cfg.EffectLimits}
 	if cfg.Source.Stream != nil {
 		e.reserved = append(e.reserved, cfg.Source.Stream.Key)
 	}
@@ -101,7 +103,7 @@ func (e *Engine) launch(ctx context.Context, p config.Plugin) (*running, error) 
 		target: dispatch.Target{
 			Processor: in,
 			Channels:  p.Channels,
-			Policy:    policy.New(in.Name(), in.Description().Keys, e.reserved, policy.AllowKeys(p.AllowKeys)),
+			Policy:    policy.New(in.Name(), in.Description().Keys, e.reserved, policy.AllowKeys(p.AllowKeys), policy.WithLimits(e.effectLimits)),
 		},
 	}, nil
 }

@@ -259,7 +259,7 @@ func (p *Pipeline) prepare(ctx context.Context, refs []orders.Ref) (prepared, er
 			pb.wait = append(pb.wait, w)
 			continue
 		}
-		p.logger.Warn("order rejected", "id", r.ID, "channel", r.Channel, "reason", r.Reason)
+		p.logger.Warn("order rejected", "id", deadletter.Truncate(r.ID, 128), "channel", r.Channel, "reason", r.Reason)
 		p.metrics.OrdersRejected.WithLabelValues(r.Channel).Inc()
 		e := deadletter.Entry{OrderID: r.ID, Channel: r.Channel, Reason: r.Reason, Attempts: r.Attempt + 1}
 		if !r.Missing {
@@ -434,7 +434,7 @@ func (p *Pipeline) countDead(d deadletter.Entry) {
 		reason = "bad order"
 	}
 	p.metrics.OrdersDeadLettered.WithLabelValues(d.Channel, d.Plugin, reason).Inc()
-	p.logger.Warn("order dead-lettered", "id", d.OrderID, "plugin", d.Plugin, "reason", d.Reason)
+	p.logger.Warn("order dead-lettered", "id", deadletter.Truncate(d.OrderID, 128), "plugin", d.Plugin, "reason", d.Reason)
 }
 
 // retry runs op until it succeeds or ctx ends. Whatever Redis answers, the
