@@ -144,13 +144,18 @@ type Stream struct {
 	// Start is where a group created by the host begins: "$" for entries
 	// added from now on, "0" for the whole stream.
 	Start string
+	// MissingHashWait is how long an entry whose order hash is not stored
+	// yet stays pending, tried again with backoff, before it is
+	// dead-lettered (unmarked, for a replay once the hash exists).
+	MissingHashWait time.Duration
 }
 
 // Stream source defaults.
 const (
-	DefaultStreamGroup   = "eventhost"
-	DefaultClaimIdle     = 30 * time.Second
-	DefaultMaxDeliveries = 5
+	DefaultStreamGroup     = "eventhost"
+	DefaultClaimIdle       = 30 * time.Second
+	DefaultMaxDeliveries   = 5
+	DefaultMissingHashWait = 30 * time.Second
 )
 
 // Batch bounds how many orders travel together and how long the first one
@@ -253,14 +258,15 @@ type sourceSchema struct {
 	Channels   []string          `hcl:"channels,optional"`
 	IDPrefixes map[string]string `hcl:"id_prefixes,optional"`
 	// Stream source settings.
-	Stream        *string   `hcl:"stream,optional"`
-	Group         *string   `hcl:"group,optional"`
-	Consumer      *string   `hcl:"consumer,optional"`
-	ClaimIdle     *string   `hcl:"claim_idle,optional"`
-	MaxDeliveries *int      `hcl:"max_deliveries,optional"`
-	Start         *string   `hcl:"start,optional"`
-	Range         hcl.Range `hcl:",def_range"`
-	Body          hcl.Body  `hcl:",body"`
+	Stream          *string   `hcl:"stream,optional"`
+	Group           *string   `hcl:"group,optional"`
+	Consumer        *string   `hcl:"consumer,optional"`
+	ClaimIdle       *string   `hcl:"claim_idle,optional"`
+	MaxDeliveries   *int      `hcl:"max_deliveries,optional"`
+	MissingHashWait *string   `hcl:"missing_hash_wait,optional"`
+	Start           *string   `hcl:"start,optional"`
+	Range           hcl.Range `hcl:",def_range"`
+	Body            hcl.Body  `hcl:",body"`
 }
 
 type batchSchema struct {
@@ -547,6 +553,7 @@ func buildSource(diags *hcl.Diagnostics, s *sourceSchema) Source {
 	}{
 		{"stream", s.Stream != nil}, {"group", s.Group != nil}, {"consumer", s.Consumer != nil},
 		{"claim_idle", s.ClaimIdle != nil}, {"max_deliveries", s.MaxDeliveries != nil}, {"start", s.Start != nil},
+		{"missing_hash_wait", s.MissingHashWait != nil},
 	}
 	switch s.Kind {
 	case "pubsub":
@@ -575,12 +582,16 @@ func buildSource(diags *hcl.Diagnostics, s *sourceSchema) Source {
 				"id_prefixes is a setting of source \"pubsub\"; a stream entry names its stream."))
 		}
 		st := &Stream{
-			Key:           deref(s.Stream, DefaultChannel),
-			Group:         deref(s.Group, DefaultStreamGroup),
-			Consumer:      deref(s.Consumer, ""),
-			ClaimIdle:     duration(diags, s.Body, "claim_idle", s.ClaimIdle, DefaultClaimIdle),
-			MaxDeliveries: deref(s.MaxDeliveries, DefaultMaxDeliveries),
-			Start:         deref(s.Start, "$"),
+			Key:             deref(s.Stream, DefaultChannel),
+			Group:           deref(s.Group, DefaultStreamGroup),
+			Consumer:        deref(s.Consumer, ""),
+			ClaimIdle:       duration(diags, s.Body, "claim_idle", s.ClaimIdle, DefaultClaimIdle),
+			MaxDeliveries:   deref(s.MaxDeliveries, DefaultMaxDeliveries),
+			Start:           deref(s.Start, "$"),
+			MissingHashWait: duration(diags, s.Body, "missing_hash_wait", s.MissingHashWait, DefaultMissingHashWait),
+		}
+		if st.MissingHashWait < 0 {
+			*diags = append(*diags, errorAt(attrRange(s.Body, "missing_hash_wait"), "Invalid missing_hash_wait", "missing_hash_wait must not be negative."))
 		}
 		if st.Key == "" || st.Group == "" {
 			*diags = append(*diags, errorAt(&s.Range, "Empty stream or group", "stream and group must not be empty."))

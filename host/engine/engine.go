@@ -79,6 +79,9 @@ func Start(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, l
 	for _, r := range e.plugins {
 		e.Pipeline.SetMaxAttempts(r.inst.Name(), r.cfg.MaxAttempts)
 	}
+	if cfg.Source.Stream != nil {
+		e.Pipeline.MissingHashWait = cfg.Source.Stream.MissingHashWait
+	}
 	return e, nil
 }
 
