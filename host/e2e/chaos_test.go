@@ -638,10 +638,13 @@ func (r *chaosRun) check() {
 		}
 		t.Logf("pubsub: %d catch-ups after a reconnect, finding %d unfinished orders", runs, caught)
 		// Whether an order falls in the moment between Redis' restart and
-		// the host's resubscription is luck, so caught may be 0; that the
-		// catch-up after a reconnect runs is not.
-		if s.unheard == 0 || runs == 0 {
-			r.fail("orders published with no host subscribed: %d, catch-ups after a reconnect: %d; want both > 0", s.unheard, runs)
+		// the host's resubscription is luck, so caught may be 0, and so is
+		// whether a reconnect's catch-up finishes before the plan kills
+		// that host (Redis answers LOADING for a while after its restart):
+		// TestInfraReconnectCatchUp proves that one deterministically. That
+		// orders went unheard, and were still counted, is required here.
+		if s.unheard == 0 {
+			r.fail("no order was published while no host was subscribed: the run proved nothing about catch-up")
 		}
 	}
 	if r.opt.KillForGood && s.killedForGood == 0 {

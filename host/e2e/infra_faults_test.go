@@ -101,7 +101,9 @@ func signalTerm(t *testing.T, stream bool) {
 		PublishMany(context.Context, *publish.Generator, int, float64, func(int)) ([]publish.Order, error)
 	}
 	if stream {
-		cfg = replaceInConfig(t, streamConfig(t, srv, ""), `max_orders = 256
+		// 4096 orders a batch fit a plugin call only with smaller orders
+		// than the default limit allows (limits.max_order_bytes).
+		cfg = replaceInConfig(t, streamConfig(t, srv, "limits { max_order_bytes = 8192 }\n"), `max_orders = 256
   max_wait   = "1ms"`, `max_orders = 4096
   max_wait   = "1h"`)
 		pub = publish.NewStreamPublisher(rdb, channel, orderPrefix)
