@@ -75,7 +75,7 @@ func New(cfg *config.Config, logger hclog.Logger, m *metrics.Metrics) *Daemon {
 // Run runs the host until ctx ends, then drains and returns nil; an error
 // means it could not start or could not go on.
 func (d *Daemon) Run(ctx context.Context) error {
-	d.Notifier.Status("connecting to Redis at %s", d.cfg.Redis.Address)
+	d.Notifier.Status("connecting to Redis at %s", d.cfg.Redis.Where())
 	rdb, err := redisconn.New(d.cfg.Redis)
 	if err != nil {
 		return err
@@ -201,7 +201,7 @@ func (d *Daemon) Ready() bool { return d.ready.Load() }
 
 // waitForRedis pings until Redis answers. Refused credentials or TLS
 // certificates end it at once: waiting will not fix them.
-func (d *Daemon) waitForRedis(ctx context.Context, rdb *redis.Client) error {
+func (d *Daemon) waitForRedis(ctx context.Context, rdb redis.UniversalClient) error {
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = 5 * time.Second
 	b.MaxElapsedTime = 0
