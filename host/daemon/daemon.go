@@ -75,6 +75,12 @@ func New(cfg *config.Config, logger hclog.Logger, m *metrics.Metrics) *Daemon {
 // Run runs the host until ctx ends, then drains and returns nil; an error
 // means it could not start or could not go on.
 func (d *Daemon) Run(ctx context.Context) error {
+	if d.cfg.Redis.Cluster != nil {
+		// One apply script writes a whole batch; a cluster refuses keys of
+		// several hash slots in one script (CROSSSLOT). Refuse at start
+		// rather than pause for ever on the first batch.
+		return fmt.Errorf("redis cluster: eventhost run cannot yet apply a batch across hash slots exactly once (see README, Redis topologies); use a single node or Sentinel")
+	}
 	d.Notifier.Status("connecting to Redis at %s", d.cfg.Redis.Where())
 	rdb, err := redisconn.New(d.cfg.Redis)
 	if err != nil {
