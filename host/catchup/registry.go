@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/redisconn"
 )
 
 // RegistryKey is the hash that records, per plugin, its registration
@@ -176,14 +177,34 @@ func (r *Registry) mark(ctx context.Context, plugins []string, regs map[string]R
 	for _, p := range plugins {
 		args = append(args, orders.HistoryField(p), regs[p].Token)
 	}
+	return redisconn.ForEachMaster(ctx, r.rdb, func(ctx context.Context, node redis.UniversalClient) error {
+		return r.markNode(ctx, node, plugins, args)
+	})
+}
+
+// markNode is mark on one node (all of Redis but on a cluster, where a
+// script may touch one hash slot only: there each key gets its own call,
+// pipelined, one round trip per page).
+func (r *Registry) markNode(ctx context.Context, node redis.UniversalClient, plugins []string, args []any) error {
+	cluster := redisconn.Cluster(r.rdb)
 	var cursor uint64
 	for {
-		keys, next, err := r.rdb.Scan(ctx, cursor, globEscape(r.scanner.prefix)+"*", r.scanner.Count).Result()
+		keys, next, err := node.Scan(ctx, cursor, globEscape(r.scanner.prefix)+"*", r.scanner.Count).Result()
 		if err != nil {
 			return fmt.Errorf("mark history for plugins %v: scan: %w", plugins, err)
 		}
-		if len(keys) > 0 {
-			if err := markHistory.Run(ctx, r.rdb, keys, args...).Err(); err != nil {
+		switch {
+		case len(keys) == 0:
+		case cluster:
+			pipe := node.Pipeline()
+			for _, k := range keys {
+				markHistory.Eval(ctx, pipe, []string{k}, args...) // EVALSHA would fail NOSCRIPT in a pipeline
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				return fmt.Errorf("mark history for plugins %v: %w", plugins, err)
+			}
+		default:
+			if err := markHistory.Run(ctx, node, keys, args...).Err(); err != nil {
 				return fmt.Errorf("mark history for plugins %v: %w", plugins, err)
 			}
 		}

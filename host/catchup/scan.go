@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/redisconn"
 )
 
 //go:embed scan.lua
@@ -98,18 +99,28 @@ func (s *Scanner) Scan(ctx context.Context, wants []Want, fn func([]Unfinished) 
 		}
 		args = append(args, orders.DoneField(w.Plugin), orders.DeadField(w.Plugin), orders.HistoryField(w.Plugin), token)
 	}
+	// A cluster is walked master by master, each with its own cursor.
+	err := redisconn.ForEachMaster(ctx, s.rdb, func(ctx context.Context, node redis.UniversalClient) error {
+		return s.scanNode(ctx, node, args, wants, &st, fn)
+	})
+	return st, err
+}
+
+// scanNode is Scan on one node (all of Redis but on a cluster).
+func (s *Scanner) scanNode(ctx context.Context, node redis.UniversalClient, args []any, wants []Want, st *Stats, fn func([]Unfinished) error) error {
+	args[0] = "0"
 	count := max(s.Count, minCount)
 	for {
 		args[2] = count
 		sent := time.Now()
-		page, err := scanStep.Run(ctx, s.rdb, nil, args...).Slice()
+		page, err := scanStep.Run(ctx, node, nil, args...).Slice()
 		took := time.Since(sent)
 		if err != nil {
-			return st, fmt.Errorf("scan %s*: %w", s.prefix, err)
+			return fmt.Errorf("scan %s*: %w", s.prefix, err)
 		}
 		next, found, err := s.decode(page, wants)
 		if err != nil {
-			return st, fmt.Errorf("scan %s*: %w", s.prefix, err)
+			return fmt.Errorf("scan %s*: %w", s.prefix, err)
 		}
 		st.Calls++
 		st.Keys += int(page[1].(int64))
@@ -117,11 +128,11 @@ func (s *Scanner) Scan(ctx context.Context, wants []Want, fn func([]Unfinished) 
 		st.Longest = max(st.Longest, took)
 		if len(found) > 0 {
 			if err := fn(found); err != nil {
-				return st, err
+				return err
 			}
 		}
 		if next == "0" {
-			return st, nil
+			return nil
 		}
 		args[0] = next
 		count = s.tune(count, took)

@@ -88,7 +88,7 @@ func publishCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // waitApplied polls the done markers of order id until every configured
 // plugin has applied it. Orders on one channel are applied in the order they
 // were published, so the last one stands for all.
-func waitApplied(ctx context.Context, rdb *redis.Client, cfg *config.Config, id string, limit time.Duration) error {
+func waitApplied(ctx context.Context, rdb redis.UniversalClient, cfg *config.Config, id string, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	for {

@@ -92,7 +92,9 @@ type Sandbox struct {
 }
 
 // Redis says how to reach Redis. Secrets come from env() or file() in the
-// config and are never logged.
+// config and are never logged. One of three topologies: a single node at
+// Address (Sentinel and Cluster nil), a master found through Sentinel, or a
+// Redis Cluster. Username, Password and TLS are the data nodes' in each.
 type Redis struct {
 	Address     string
 	Username    string
@@ -100,10 +102,36 @@ type Redis struct {
 	DB          int
 	DialTimeout time.Duration
 	TLS         *TLS
+	// Sentinel, when set, finds the master through Sentinel and follows
+	// its failovers.
+	Sentinel *Sentinel
+	// Cluster, when set, talks to a Redis Cluster found from its seeds.
+	Cluster *Cluster
+}
+
+// Sentinel is the sentinel block: which master, asked of which sentinels.
+// The sentinels may have their own credentials; TLS is the redis block's.
+type Sentinel struct {
+	MasterName string
+	Addresses  []string
+	Username   string
+	Password   string
+}
+
+// Cluster is the cluster block: seed addresses, from which the client
+// learns every node and slot.
+type Cluster struct {
+	Addresses []string
 }
 
 // String describes the connection without its secrets.
 func (r Redis) String() string {
+	switch {
+	case r.Sentinel != nil:
+		return fmt.Sprintf("redis sentinel master %q via %s/%d (user %q, tls %v)", r.Sentinel.MasterName, strings.Join(r.Sentinel.Addresses, ","), r.DB, r.Username, r.TLS != nil)
+	case r.Cluster != nil:
+		return fmt.Sprintf("redis cluster via %s (user %q, tls %v)", strings.Join(r.Cluster.Addresses, ","), r.Username, r.TLS != nil)
+	}
 	return fmt.Sprintf("redis://%s/%d (user %q, tls %v)", r.Address, r.DB, r.Username, r.TLS != nil)
 }
 
@@ -236,13 +264,30 @@ type fileSchema struct {
 }
 
 type redisSchema struct {
-	Address     *string    `hcl:"address,optional"`
-	Username    *string    `hcl:"username,optional"`
-	Password    *string    `hcl:"password,optional"`
-	DB          *int       `hcl:"db,optional"`
-	DialTimeout *string    `hcl:"dial_timeout,optional"`
-	TLS         *tlsSchema `hcl:"tls,block"`
-	Body        hcl.Body   `hcl:",body"`
+	Address     *string         `hcl:"address,optional"`
+	Username    *string         `hcl:"username,optional"`
+	Password    *string         `hcl:"password,optional"`
+	DB          *int            `hcl:"db,optional"`
+	DialTimeout *string         `hcl:"dial_timeout,optional"`
+	TLS         *tlsSchema      `hcl:"tls,block"`
+	Sentinel    *sentinelSchema `hcl:"sentinel,block"`
+	Cluster     *clusterSchema  `hcl:"cluster,block"`
+	Body        hcl.Body        `hcl:",body"`
+}
+
+type sentinelSchema struct {
+	MasterName *string   `hcl:"master_name,optional"`
+	Addresses  []string  `hcl:"addresses,optional"`
+	Username   *string   `hcl:"username,optional"`
+	Password   *string   `hcl:"password,optional"`
+	Range      hcl.Range `hcl:",def_range"`
+	Body       hcl.Body  `hcl:",body"`
+}
+
+type clusterSchema struct {
+	Addresses []string  `hcl:"addresses,optional"`
+	Range     hcl.Range `hcl:",def_range"`
+	Body      hcl.Body  `hcl:",body"`
 }
 
 type tlsSchema struct {
@@ -378,6 +423,7 @@ func build(filename, dir string, raw *fileSchema) (*Config, hcl.Diagnostics) {
 				InsecureSkipVerify: deref(t.InsecureSkipVerify, false),
 			}
 		}
+		buildTopology(&diags, &cfg.Redis, r)
 	}
 	switch len(raw.Sources) {
 	case 0:

@@ -76,7 +76,13 @@ func New(cfg *config.Config, logger hclog.Logger, m *metrics.Metrics) *Daemon {
 // Run runs the host until ctx ends, then drains and returns nil; an error
 // means it could not start or could not go on.
 func (d *Daemon) Run(ctx context.Context) error {
-	d.Notifier.Status("connecting to Redis at %s", d.cfg.Redis.Address)
+	if d.cfg.Redis.Cluster != nil {
+		// One apply script writes a whole batch; a cluster refuses keys of
+		// several hash slots in one script (CROSSSLOT). Refuse at start
+		// rather than pause for ever on the first batch.
+		return fmt.Errorf("redis cluster: eventhost run cannot yet apply a batch across hash slots exactly once (see README, Redis topologies); use a single node or Sentinel")
+	}
+	d.Notifier.Status("connecting to Redis at %s", d.cfg.Redis.Where())
 	rdb, err := redisconn.New(d.cfg.Redis)
 	if err != nil {
 		return err
@@ -202,7 +208,7 @@ func (d *Daemon) Ready() bool { return d.ready.Load() }
 
 // waitForRedis pings until Redis answers. Refused credentials or TLS
 // certificates end it at once: waiting will not fix them.
-func (d *Daemon) waitForRedis(ctx context.Context, rdb *redis.Client) error {
+func (d *Daemon) waitForRedis(ctx context.Context, rdb redis.UniversalClient) error {
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = 5 * time.Second
 	b.MaxElapsedTime = 0

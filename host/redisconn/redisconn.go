@@ -15,28 +15,61 @@ import (
 	"github.com/eventhost/eventhost/host/config"
 )
 
-// New returns a client for c. It does no I/O: the first command connects.
-func New(c config.Redis) (*redis.Client, error) {
-	opt := &redis.Options{
+// New returns a client for c's topology: a single node, the master that
+// Sentinel names (following its failovers), or a Redis Cluster (following
+// MOVED and ASK). It does no I/O: the first command connects.
+func New(c config.Redis) (redis.UniversalClient, error) {
+	var tc *tls.Config
+	if c.TLS != nil {
+		var err error
+		if tc, err = tlsConfig(c.TLS); err != nil {
+			return nil, err
+		}
+	}
+	// The apply step sends a whole batch in one script call; keep the read
+	// timeout well above a big batch's run time. Retries are the
+	// pipeline's job, with backoff and logging (MaxRetries -1).
+	readTimeout := 10 * c.DialTimeout
+	switch {
+	case c.Sentinel != nil:
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName:       c.Sentinel.MasterName,
+			SentinelAddrs:    c.Sentinel.Addresses,
+			SentinelUsername: c.Sentinel.Username,
+			SentinelPassword: c.Sentinel.Password,
+			Username:         c.Username,
+			Password:         c.Password,
+			DB:               c.DB,
+			DialTimeout:      c.DialTimeout,
+			ReadTimeout:      readTimeout,
+			MaxRetries:       -1,
+			TLSConfig:        tc,
+		}), nil
+	case c.Cluster != nil:
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:       c.Cluster.Addresses,
+			Username:    c.Username,
+			Password:    c.Password,
+			DialTimeout: c.DialTimeout,
+			ReadTimeout: readTimeout,
+			// Redirects (MOVED, ASK) are the cluster's routing, not a
+			// failure: the client follows them. A node that is down is
+			// the pipeline's to retry.
+			MaxRedirects: 8,
+			MaxRetries:   -1,
+			TLSConfig:    tc,
+		}), nil
+	}
+	return redis.NewClient(&redis.Options{
 		Addr:        c.Address,
 		Username:    c.Username,
 		Password:    c.Password,
 		DB:          c.DB,
 		DialTimeout: c.DialTimeout,
-		// The apply step sends a whole batch in one script call; keep
-		// the default read timeout well above a big batch's run time.
-		ReadTimeout: 10 * c.DialTimeout,
-		// Retries are the pipeline's job, with backoff and logging.
-		MaxRetries: -1,
-	}
-	if c.TLS != nil {
-		tc, err := tlsConfig(c.TLS)
-		if err != nil {
-			return nil, err
-		}
-		opt.TLSConfig = tc
-	}
-	return redis.NewClient(opt), nil
+		ReadTimeout: readTimeout,
+		MaxRetries:  -1,
+		TLSConfig:   tc,
+	}), nil
 }
 
 func tlsConfig(t *config.TLS) (*tls.Config, error) {
