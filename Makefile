@@ -6,6 +6,13 @@ BENCH   ?= .
 COUNT   ?= 1
 FUZZTIME ?= 1m
 
+# What `eventhost version` and eventhost_build_info report; a plain
+# `go build` falls back to what the toolchain records (host/version).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/eventhost/eventhost/host/version.version=$(VERSION) \
+	-X github.com/eventhost/eventhost/host/version.commit=$(COMMIT)
+
 # `make install` layout; DESTDIR is prepended to every path (for packaging).
 PREFIX      ?= /usr/local
 BINDIR      ?= $(PREFIX)/bin
@@ -23,7 +30,7 @@ SUBST = sed -e 's|/usr/local/bin/eventhost|$(BINDIR)/eventhost|g' \
 all: build
 
 build:
-	$(GO) build -o $(BIN)/eventhost ./host/cmd/eventhost
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/eventhost ./host/cmd/eventhost
 	@for p in $(PLUGINS); do \
 		$(GO) build -o $(BIN)/plugins/eventhost-plugin-$$p ./plugins/$$p/cmd/eventhost-plugin-$$p || exit 1; \
 	done

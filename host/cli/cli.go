@@ -41,7 +41,7 @@ commands:
   dry-run     show what a plugin would write for stored orders, and whether the host allows it; writes nothing
   version     print eventhost's version and commit
 
-run 'eventhost <command> -h' for a command's flags.
+run 'eventhost <command> -h' for a command's flags; 'eventhost -version' is 'eventhost version'.
 `
 
 // Main runs the subcommand in args and returns the process exit code.
@@ -58,6 +58,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"deadletter": deadletterCmd,
 		"backfill":   backfillCmd,
 		"dry-run":    dryRunCmd,
+		"version":    versionCmd,
+		"-version":   versionCmd,
+		"--version":  versionCmd,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
