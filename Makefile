@@ -25,7 +25,7 @@ SUBST = sed -e 's|/usr/local/bin/eventhost|$(BINDIR)/eventhost|g' \
 	-e 's|/usr/local/lib/eventhost/plugins|$(PLUGINDIR)|g' \
 	-e 's|/etc/eventhost|$(CONFDIR)|g'
 
-.PHONY: all build test test-short bench fuzz demo proto vet fmt clean install uninstall
+.PHONY: all build test test-short bench fuzz demo proto proto-python vet fmt clean install uninstall
 
 all: build
 
@@ -67,6 +67,12 @@ proto:
 		--go_out=sdk/proto/pluginv1 --go_opt=paths=source_relative \
 		--go-grpc_out=sdk/proto/pluginv1 --go-grpc_opt=paths=source_relative \
 		plugin.proto
+
+# Regenerates examples/python-plugin's gRPC stubs (committed); needs Debian's
+# python3-grpc-tools.
+proto-python:
+	/usr/bin/python3 -m grpc_tools.protoc --proto_path=sdk/proto/pluginv1 \
+		--python_out=examples/python-plugin --grpc_python_out=examples/python-plugin plugin.proto
 
 vet:
 	$(GO) vet ./...
