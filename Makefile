@@ -5,6 +5,13 @@ PLUGINS := sales-histogram events-summary customer-invoices
 BENCH   ?= .
 COUNT   ?= 1
 
+# What `eventhost version` and eventhost_build_info report; a plain
+# `go build` falls back to what the toolchain records (host/version).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/eventhost/eventhost/host/version.version=$(VERSION) \
+	-X github.com/eventhost/eventhost/host/version.commit=$(COMMIT)
+
 # `make install` layout; DESTDIR is prepended to every path (for packaging).
 PREFIX      ?= /usr/local
 BINDIR      ?= $(PREFIX)/bin
@@ -17,12 +24,12 @@ SUBST = sed -e 's|/usr/local/bin/eventhost|$(BINDIR)/eventhost|g' \
 	-e 's|/usr/local/lib/eventhost/plugins|$(PLUGINDIR)|g' \
 	-e 's|/etc/eventhost|$(CONFDIR)|g'
 
-.PHONY: all build test test-short bench fuzz demo proto vet fmt clean install uninstall
+.PHONY: all build test test-short bench fuzz demo proto proto-python vet fmt clean install uninstall
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/eventhost ./host/cmd/eventhost
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/eventhost ./host/cmd/eventhost
 	@for p in $(PLUGINS); do \
 		$(GO) build -o $(BIN)/plugins/eventhost-plugin-$$p ./plugins/$$p/cmd/eventhost-plugin-$$p || exit 1; \
 	done
@@ -84,6 +91,12 @@ proto:
 		--go_out=sdk/proto/pluginv1 --go_opt=paths=source_relative \
 		--go-grpc_out=sdk/proto/pluginv1 --go-grpc_opt=paths=source_relative \
 		plugin.proto
+
+# Regenerates examples/python-plugin's gRPC stubs (committed); needs Debian's
+# python3-grpc-tools.
+proto-python:
+	/usr/bin/python3 -m grpc_tools.protoc --proto_path=sdk/proto/pluginv1 \
+		--python_out=examples/python-plugin --grpc_python_out=examples/python-plugin plugin.proto
 
 vet:
 	$(GO) vet ./...

@@ -38,8 +38,10 @@ commands:
   report      print the sales histogram, event totals and invoice counts
   deadletter  list dead-lettered orders, or replay them once the cause is fixed
   backfill    run one plugin over every stored order it has not processed
+  dry-run     show what a plugin would write for stored orders, and whether the host allows it; writes nothing
+  version     print eventhost's version and commit
 
-run 'eventhost <command> -h' for a command's flags.
+run 'eventhost <command> -h' for a command's flags; 'eventhost -version' is 'eventhost version'.
 `
 
 // Main runs the subcommand in args and returns the process exit code.
@@ -55,6 +57,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"report":     reportCmd,
 		"deadletter": deadletterCmd,
 		"backfill":   backfillCmd,
+		"dry-run":    dryRunCmd,
+		"version":    versionCmd,
+		"-version":   versionCmd,
+		"--version":  versionCmd,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -243,17 +243,24 @@ func (d *Daemon) serveHTTP(down func() []string, paused func() (string, time.Tim
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+	// notReady says why the host is not ready, or "": /readyz and the
+	// eventhost_ready gauge both read it.
+	notReady := func() string {
 		if !d.Ready() {
-			http.Error(w, "not ready: not yet subscribed and caught up", http.StatusServiceUnavailable)
-			return
+			return "not yet subscribed and caught up"
 		}
 		if reason, since := paused(); reason != "" {
-			http.Error(w, fmt.Sprintf("not ready: paused for %s, holding received orders: %s", time.Since(since).Round(time.Second), reason), http.StatusServiceUnavailable)
-			return
+			return fmt.Sprintf("paused for %s, holding received orders: %s", time.Since(since).Round(time.Second), reason)
 		}
 		if names := down(); len(names) > 0 {
-			http.Error(w, fmt.Sprintf("not ready: plugins down (relaunching or disabled): %s", strings.Join(names, ", ")), http.StatusServiceUnavailable)
+			return fmt.Sprintf("plugins down (relaunching or disabled): %s", strings.Join(names, ", "))
+		}
+		return ""
+	}
+	d.metrics.SetReadiness(func() bool { return notReady() == "" })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if why := notReady(); why != "" {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")

@@ -53,10 +53,7 @@ func Start(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, l
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{logger: logger, metrics: m, reserved: []string{cfg.OrderKeyPrefix, orders.MarkerPrefix, cfg.DeadLetter.Stream}, effectLimits: cfg.EffectLimits}
-	if cfg.Source.Stream != nil {
-		e.reserved = append(e.reserved, cfg.Source.Stream.Key)
-	}
+	e := &Engine{logger: logger, metrics: m, reserved: ReservedKeys(cfg), effectLimits: cfg.EffectLimits}
 	// Plugin sockets live in a directory of our own, not in a shared /tmp.
 	if e.socketDir, err = pluginhost.NewSocketDir("", logger); err != nil {
 		return nil, err
@@ -85,6 +82,24 @@ func Start(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, l
 	return e, nil
 }
 
+// ReservedKeys are the key prefixes no plugin may write under cfg: the
+// order hashes, eventhost's own keys, the dead-letter stream and the source
+// stream.
+func ReservedKeys(cfg *config.Config) []string {
+	out := []string{cfg.OrderKeyPrefix, orders.MarkerPrefix, cfg.DeadLetter.Stream}
+	if cfg.Source.Stream != nil {
+		out = append(out, cfg.Source.Stream.Key)
+	}
+	return out
+}
+
+// Policy is what the plugin of block p, which declared keys, may write under
+// reserved (see ReservedKeys) within limits (the limits block): the check every answer of a running plugin
+// passes, and the verdict `eventhost dry-run` prints.
+func Policy(p config.Plugin, keys, reserved []string, limits policy.Limits) *policy.Policy {
+	return policy.New(p.Name, keys, reserved, policy.AllowKeys(p.AllowKeys), policy.WithLimits(limits))
+}
+
 // launch starts the plugin of block p and notes what it was started from.
 func (e *Engine) launch(ctx context.Context, p config.Plugin) (*running, error) {
 	// Hashed before the launch: should the file change in between, the
@@ -106,7 +121,7 @@ func (e *Engine) launch(ctx context.Context, p config.Plugin) (*running, error) 
 		target: dispatch.Target{
 			Processor: in,
 			Channels:  p.Channels,
-			Policy:    policy.New(in.Name(), in.Description().Keys, e.reserved, policy.AllowKeys(p.AllowKeys), policy.WithLimits(e.effectLimits)),
+			Policy:    Policy(p, in.Description().Keys, e.reserved, e.effectLimits),
 		},
 	}, nil
 }

@@ -4,8 +4,12 @@
 package metrics
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/eventhost/eventhost/host/version"
 )
 
 // Metrics is the set of eventhost's collectors.
@@ -39,7 +43,21 @@ type Metrics struct {
 	Reconnects         prometheus.Counter
 	Reloads            *prometheus.CounterVec // result
 	SandboxProtection  *prometheus.GaugeVec   // name
+	// BuildInfo is 1, labelled with the build's version, commit and Go
+	// version, so that dashboards can tell which build each host runs.
+	BuildInfo *prometheus.GaugeVec // version, commit, goversion
+	// Ready is 1 while /readyz answers 200: what SetReadiness was given
+	// says so (0 until it is called).
+	Ready prometheus.GaugeFunc
+
+	// readiness is the daemon's readiness check, read at each scrape.
+	readiness atomic.Pointer[func() bool]
 }
+
+// SetReadiness makes the eventhost_ready gauge read ready at each scrape.
+// The daemon calls it once its metrics endpoint serves /readyz, so that an
+// alert on the gauge and a probe of /readyz agree.
+func (m *Metrics) SetReadiness(ready func() bool) { m.readiness.Store(&ready) }
 
 // New creates the collectors and registers them, with Go and process
 // collectors, on a new registry.
@@ -133,6 +151,19 @@ func New() *Metrics {
 			Name: "eventhost_stream_claimed_total", Help: "Pending entries claimed from idle consumers (XAUTOCLAIM).",
 		}),
 	}
+	m.BuildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "eventhost_build_info", Help: "Always 1; the labels say which build of eventhost runs (eventhost version).",
+	}, []string{"version", "commit", "goversion"})
+	m.Ready = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "eventhost_ready", Help: "1 while the host is ready (/readyz answers 200): subscribed, caught up, not paused, every plugin up.",
+	}, func() float64 {
+		if f := m.readiness.Load(); f != nil && (*f)() {
+			return 1
+		}
+		return 0
+	})
+	b := version.Get()
+	m.BuildInfo.WithLabelValues(b.Version, b.Commit, b.GoVersion).Set(1)
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -140,7 +171,7 @@ func New() *Metrics {
 		m.OrdersDeadLettered, m.BatchSize, m.BatchSeconds, m.PluginRPCSeconds, m.PluginErrors,
 		m.PluginRestarts, m.PluginUp, m.RedisErrors, m.Reconnects, m.OrdersRetried, m.OrderSeconds,
 		m.CatchUpRuns, m.CatchUpOrders, m.CatchUpSeconds, m.StreamPending, m.StreamLag, m.StreamClaimed,
-		m.Reloads, m.Paused, m.Pauses, m.SandboxProtection,
+		m.Reloads, m.Paused, m.Pauses, m.SandboxProtection, m.BuildInfo, m.Ready,
 	)
 	return m
 }
