@@ -105,13 +105,14 @@ func TestParseSettings(t *testing.T) {
   claim_idle = "2s"
   max_deliveries = 7
   start = "0"
+  missing_hash_wait = "5s"
 }
 plugin "x" {}`,
 			get: func(c *config.Config) any {
 				return []any{c.Source.Kind, c.Source.Channels, *c.Source.Stream, c.Plugins[0].Channels}
 			},
 			want: []any{"stream", []string{"orders"},
-				config.Stream{Key: "orders", Group: "g", Consumer: "c1", ClaimIdle: 2 * time.Second, MaxDeliveries: 7, Start: "0"},
+				config.Stream{Key: "orders", Group: "g", Consumer: "c1", ClaimIdle: 2 * time.Second, MaxDeliveries: 7, Start: "0", MissingHashWait: 5 * time.Second},
 				[]string{"orders"}},
 		},
 		{
