@@ -49,6 +49,7 @@ type Config struct {
 	Log            Log
 	Metrics        Metrics
 	Sandbox        Sandbox
+	UI             UI
 	Plugins        []Plugin
 }
 
@@ -163,6 +164,21 @@ type Metrics struct {
 	Pprof bool
 }
 
+// UI configures the live dashboard; an empty Listen disables it.
+type UI struct {
+	Listen string
+	// Refresh is how often the dashboard reads the plugins' views from
+	// Redis while anyone watches: once for all viewers.
+	Refresh time.Duration
+}
+
+// DefaultUIRefresh and MinUIRefresh bound how often the dashboard reads
+// Redis: a view may scan many keys.
+const (
+	DefaultUIRefresh = time.Second
+	MinUIRefresh     = 100 * time.Millisecond
+)
+
 // Plugin is one plugin block.
 type Plugin struct {
 	Name     string
@@ -207,6 +223,7 @@ type fileSchema struct {
 	Log            *logSchema        `hcl:"log,block"`
 	Metrics        *metricsSchema    `hcl:"metrics,block"`
 	Sandbox        *sandboxSchema    `hcl:"sandbox,block"`
+	UI             *uiSchema         `hcl:"ui,block"`
 	Plugins        []pluginSchema    `hcl:"plugin,block"`
 }
 
@@ -263,6 +280,12 @@ type logSchema struct {
 type metricsSchema struct {
 	Listen *string `hcl:"listen,optional"`
 	Pprof  *bool   `hcl:"pprof,optional"`
+}
+
+type uiSchema struct {
+	Listen  *string  `hcl:"listen,optional"`
+	Refresh *string  `hcl:"refresh,optional"`
+	Body    hcl.Body `hcl:",body"`
 }
 
 type sandboxSchema struct {
@@ -382,6 +405,15 @@ func build(filename, dir string, raw *fileSchema) (*Config, hcl.Diagnostics) {
 	if m := raw.Metrics; m != nil {
 		cfg.Metrics.Listen = deref(m.Listen, "")
 		cfg.Metrics.Pprof = deref(m.Pprof, false)
+	}
+	cfg.UI.Refresh = DefaultUIRefresh
+	if u := raw.UI; u != nil {
+		cfg.UI.Listen = deref(u.Listen, "")
+		cfg.UI.Refresh = duration(&diags, u.Body, "refresh", u.Refresh, DefaultUIRefresh)
+		if cfg.UI.Refresh < MinUIRefresh {
+			diags = append(diags, errorAt(attrRange(u.Body, "refresh"), "Invalid ui refresh",
+				fmt.Sprintf("refresh = %q is more often than every %s; the dashboard reads every view each time.", *u.Refresh, MinUIRefresh)))
+		}
 	}
 	if sb := raw.Sandbox; sb != nil {
 		cfg.Sandbox.Require = deref(sb.Require, false)
