@@ -28,6 +28,9 @@ func DescriptionToProto(d Description) (*pluginv1.DescribeResponse, error) {
 		}
 		resp.Config = append(resp.Config, pf)
 	}
+	for _, v := range d.Views {
+		resp.Views = append(resp.Views, viewToProto(v))
+	}
 	return resp, nil
 }
 
@@ -46,7 +49,69 @@ func DescriptionFromProto(resp *pluginv1.DescribeResponse) (Description, error) 
 		}
 		d.Config = append(d.Config, f)
 	}
+	if n := len(resp.GetViews()); n > MaxViews {
+		return Description{}, fmt.Errorf("plugin %s declares %d views, more than %d", d.Name, n, MaxViews)
+	}
+	for _, pv := range resp.GetViews() {
+		d.Views = append(d.Views, viewFromProto(pv))
+	}
+	if err := ValidateViews(d); err != nil {
+		return Description{}, fmt.Errorf("plugin %s declares views the host cannot show: %w", d.Name, err)
+	}
 	return d, nil
+}
+
+func viewToProto(v View) *pluginv1.View {
+	pv := &pluginv1.View{Title: v.Title}
+	switch {
+	case v.Histogram != nil:
+		h := v.Histogram
+		pv.Kind = &pluginv1.View_Histogram{Histogram: &pluginv1.HistogramView{
+			Key: h.Key, Counter: h.Counter, FirstSlot: uint32(h.FirstSlot), Buckets: h.Buckets}}
+	case v.Table != nil:
+		t := &pluginv1.TableView{Key: v.Table.Key, RowLabel: v.Table.RowLabel, SortBy: uint32(v.Table.SortBy)}
+		for _, c := range v.Table.Columns {
+			t.Columns = append(t.Columns, &pluginv1.TableColumn{Label: c.Label, Suffix: c.Suffix, Decimals: uint32(c.Decimals)})
+		}
+		pv.Kind = &pluginv1.View_Table{Table: t}
+	case v.Leaderboard != nil:
+		l := v.Leaderboard
+		pv.Kind = &pluginv1.View_Leaderboard{Leaderboard: &pluginv1.LeaderboardView{
+			Key: l.Key, Limit: uint32(l.Limit), MemberLabel: l.MemberLabel, ScoreLabel: l.ScoreLabel, Decimals: uint32(l.Decimals)}}
+	case v.KeyCount != nil:
+		k := v.KeyCount
+		pv.Kind = &pluginv1.View_KeyCount{KeyCount: &pluginv1.KeyCountView{
+			Pattern: k.Pattern, SizeLabel: k.SizeLabel, KeysLabel: k.KeysLabel}}
+	}
+	return pv
+}
+
+// viewFromProto converts a view as sent. Numbers are clamped into int
+// before ValidateViews bounds them, so a huge uint32 cannot wrap.
+func viewFromProto(pv *pluginv1.View) View {
+	small := func(n uint32) int { return int(min(n, 1<<20)) }
+	v := View{Title: pv.GetTitle()}
+	if h := pv.GetHistogram(); h != nil {
+		v.Histogram = &HistogramView{Key: h.GetKey(), Counter: h.GetCounter(), FirstSlot: small(h.GetFirstSlot()), Buckets: h.GetBuckets()}
+	}
+	if t := pv.GetTable(); t != nil {
+		v.Table = &TableView{Key: t.GetKey(), RowLabel: t.GetRowLabel(), SortBy: small(t.GetSortBy())}
+		if len(t.GetColumns()) > MaxColumns {
+			v.Table.Columns = make([]TableColumn, MaxColumns+1) // refused by ValidateViews, unread
+		} else {
+			for _, c := range t.GetColumns() {
+				v.Table.Columns = append(v.Table.Columns, TableColumn{Label: c.GetLabel(), Suffix: c.GetSuffix(), Decimals: small(c.GetDecimals())})
+			}
+		}
+	}
+	if l := pv.GetLeaderboard(); l != nil {
+		v.Leaderboard = &LeaderboardView{Key: l.GetKey(), Limit: small(l.GetLimit()), MemberLabel: l.GetMemberLabel(),
+			ScoreLabel: l.GetScoreLabel(), Decimals: small(l.GetDecimals())}
+	}
+	if k := pv.GetKeyCount(); k != nil {
+		v.KeyCount = &KeyCountView{Pattern: k.GetPattern(), SizeLabel: k.GetSizeLabel(), KeysLabel: k.GetKeysLabel()}
+	}
+	return v
 }
 
 // OrderFromProto converts an order sent as a protobuf message.

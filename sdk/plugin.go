@@ -8,8 +8,9 @@ package sdk
 // writes that record it. The host applies the writes; a plugin never talks to
 // Redis itself.
 type Plugin interface {
-	// Describe names the plugin, the keys it may write and its settings. It is
-	// called once per launch, before Configure.
+	// Describe names the plugin, the keys it may write, its settings and
+	// the views of its data. It is called at launch before Configure, and
+	// again after it for the views, which may depend on the settings.
 	Describe() Description
 
 	// Configure receives the values of the plugin's `config {}` block,
@@ -40,6 +41,10 @@ type Description struct {
 	Keys []string
 	// Config is the schema of the plugin's `config {}` block.
 	Config []Field
+	// Views say how `eventhost report` and the dashboard show the keys
+	// the plugin writes (see View). Optional: a plugin without views is
+	// processed all the same, its data just isn't shown.
+	Views []View
 }
 
 // FieldType is the type of a configuration field.

@@ -2,12 +2,14 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 
 	"github.com/eventhost/eventhost/host/config"
+	"github.com/eventhost/eventhost/host/pluginhost"
 	"github.com/eventhost/eventhost/host/redisconn"
 	"github.com/eventhost/eventhost/host/report"
-	saleshistogram "github.com/eventhost/eventhost/plugins/sales-histogram"
 )
 
 func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -20,36 +22,48 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	layout, err := histogramLayout(cfg, stderr)
-	if err != nil {
+	// Plugins are launched inside the same sandbox as run starts them in.
+	if _, err := planSandbox(cfg); err != nil {
 		return err
+	}
+	plugins, launchErr := pluginViews(ctx, cfg, stderr)
+	if _, ok := pluginhost.AsConfigError(launchErr); ok {
+		return usageError{launchErr}
 	}
 	rdb, err := redisconn.New(cfg.Redis)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	r, err := report.Read(ctx, rdb, layout)
-	if err != nil {
-		return err
+	s, err := report.Read(ctx, rdb, plugins)
+	if s != nil {
+		if rerr := s.Render(stdout); rerr != nil {
+			return rerr
+		}
 	}
-	return r.Render(stdout)
+	return errors.Join(launchErr, err)
 }
 
-// histogramLayout reads the counter type from the sales-histogram block, so
-// the report decodes what the plugin writes.
-func histogramLayout(cfg *config.Config, stderr io.Writer) (report.Layout, error) {
+// pluginViews launches each configured plugin, as validate does, to learn
+// the views it declares in its configuration, and stops it again: the
+// report shows whatever the plugins say, and knows none of them. A plugin
+// that cannot start is reported on stderr and left out of the report; the
+// error returned then says so. A rejected config block is a *ConfigError.
+func pluginViews(ctx context.Context, cfg *config.Config, stderr io.Writer) ([]report.Plugin, error) {
+	var out []report.Plugin
+	var errs []error
 	for _, p := range cfg.Plugins {
-		if p.Name != "sales-histogram" {
+		desc, err := validatePlugin(ctx, p, stderr)
+		if diags, ok := pluginhost.AsConfigError(err); ok {
+			printDiags(stderr, diags)
+			return nil, err
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "warning: %s: left out of the report: %v\n", p.Range, err)
+			errs = append(errs, fmt.Errorf("plugin %s: read its views: %w", p.Name, err))
 			continue
 		}
-		values, diags := config.DecodePluginConfig(p, saleshistogram.New().Describe().Config)
-		printDiags(stderr, diags)
-		if diags.HasErrors() {
-			return report.Layout{}, usageError{diags}
-		}
-		counter, _ := values[saleshistogram.FieldCounter].(string)
-		return report.Layout{Counter: counter}, nil
+		out = append(out, report.Plugin{Name: p.Name, Views: desc.Views})
 	}
-	return report.Layout{}, nil
+	return out, errors.Join(errs...)
 }

@@ -62,6 +62,7 @@ type Config struct {
 	Log            Log
 	Metrics        Metrics
 	Sandbox        Sandbox
+	UI             UI
 	// Limits bound every order before any plugin sees it.
 	Limits orders.Limits
 	// EffectLimits bound what one plugin may write for one order.
@@ -214,6 +215,21 @@ type Metrics struct {
 	Pprof bool
 }
 
+// UI configures the live dashboard; an empty Listen disables it.
+type UI struct {
+	Listen string
+	// Refresh is how often the dashboard reads the plugins' views from
+	// Redis while anyone watches: once for all viewers.
+	Refresh time.Duration
+}
+
+// DefaultUIRefresh and MinUIRefresh bound how often the dashboard reads
+// Redis: a view may scan many keys.
+const (
+	DefaultUIRefresh = time.Second
+	MinUIRefresh     = 100 * time.Millisecond
+)
+
 // Plugin is one plugin block.
 type Plugin struct {
 	Name     string
@@ -259,6 +275,7 @@ type fileSchema struct {
 	Metrics        *metricsSchema    `hcl:"metrics,block"`
 	Sandbox        *sandboxSchema    `hcl:"sandbox,block"`
 	Limits         *limitsSchema     `hcl:"limits,block"`
+	UI             *uiSchema         `hcl:"ui,block"`
 	Plugins        []pluginSchema    `hcl:"plugin,block"`
 	Body           hcl.Body          `hcl:",body"`
 }
@@ -336,6 +353,12 @@ type metricsSchema struct {
 	Listen *string  `hcl:"listen,optional"`
 	Pprof  *bool    `hcl:"pprof,optional"`
 	Body   hcl.Body `hcl:",body"`
+}
+
+type uiSchema struct {
+	Listen  *string  `hcl:"listen,optional"`
+	Refresh *string  `hcl:"refresh,optional"`
+	Body    hcl.Body `hcl:",body"`
 }
 
 type sandboxSchema struct {
@@ -474,6 +497,15 @@ func build(filename, dir string, raw *fileSchema) (*Config, hcl.Diagnostics) {
 				diags = append(diags, errorAt(attrRange(m.Body, "listen"), "Invalid metrics listen address",
 					fmt.Sprintf("listen = %q %v. Use host:port, such as \"127.0.0.1:9090\" or \":9090\"; leave out the metrics block to serve no metrics.", cfg.Metrics.Listen, err)))
 			}
+		}
+	}
+	cfg.UI.Refresh = DefaultUIRefresh
+	if u := raw.UI; u != nil {
+		cfg.UI.Listen = deref(u.Listen, "")
+		cfg.UI.Refresh = duration(&diags, u.Body, "refresh", u.Refresh, DefaultUIRefresh)
+		if cfg.UI.Refresh < MinUIRefresh {
+			diags = append(diags, errorAt(attrRange(u.Body, "refresh"), "Invalid ui refresh",
+				fmt.Sprintf("refresh = %q is more often than every %s; the dashboard reads every view each time.", *u.Refresh, MinUIRefresh)))
 		}
 	}
 	if sb := raw.Sandbox; sb != nil {

@@ -60,6 +60,7 @@ func TestParseDefaults(t *testing.T) {
 		{name: "dead letter", got: cfg.DeadLetter, want: config.DeadLetter{Stream: "eventhost:deadletter", MaxLen: 100000}},
 		{name: "limits", got: cfg.Limits, want: orders.DefaultLimits()},
 		{name: "log", got: cfg.Log, want: config.Log{Level: "info"}},
+		{name: "ui off", got: cfg.UI, want: config.UI{Refresh: time.Second}},
 		{name: "metrics off", got: cfg.Metrics.Listen, want: ""},
 		{name: "one plugin", got: len(cfg.Plugins), want: 1},
 	}
@@ -114,6 +115,12 @@ plugin "x" {}`,
 			want: []any{"stream", []string{"orders"},
 				config.Stream{Key: "orders", Group: "g", Consumer: "c1", ClaimIdle: 2 * time.Second, MaxDeliveries: 7, Start: "0", MissingHashWait: 5 * time.Second},
 				[]string{"orders"}},
+		},
+		{
+			name: "ui",
+			src:  "ui {\n  listen = \"127.0.0.1:0\"\n  refresh = \"250ms\"\n}\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return c.UI },
+			want: config.UI{Listen: "127.0.0.1:0", Refresh: 250 * time.Millisecond},
 		},
 		{
 			name: "stream source defaults",
@@ -318,6 +325,11 @@ func TestParseErrors(t *testing.T) {
 			name:     "zero max_deliveries",
 			src:      "source \"stream\" {\n  max_deliveries = 0\n}\nplugin \"x\" {}",
 			wantLine: 2, want: "max_deliveries must be at least 1",
+		},
+		{
+			name:     "ui refresh too often",
+			src:      "ui {\n  listen = \":0\"\n  refresh = \"10ms\"\n}\nplugin \"x\" {}",
+			wantLine: 3, want: `refresh = "10ms" is more often than every 100ms`,
 		},
 		{
 			name:     "unknown source kind",

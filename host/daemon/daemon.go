@@ -103,6 +103,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		srv := d.serveHTTP(eng.Down, eng.Pipeline.Paused)
 		defer srv.Close()
 	}
+	if d.cfg.UI.Listen != "" {
+		defer d.serveDashboard(ctx, rdb, eng)()
+	}
 
 	// The intake channel has several producers (the source, catch-up); it
 	// is closed once all of them have stopped.

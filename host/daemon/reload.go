@@ -123,7 +123,7 @@ func (d *Daemon) logDiags(diags hcl.Diagnostics) {
 // restartOnly names the settings that differ between was and now and that
 // a reload cannot change: the Redis connection, the source, the order key
 // prefix, the batch bounds, the dead-letter stream, the order limits, the
-// metrics listener and the log format. They are fixed in the connections, listeners and
+// metrics and dashboard listeners and the log format. They are fixed in the connections, listeners and
 // goroutines made at start, and in the keys the plugins may not write.
 // Everything else can: plugin blocks, plugin_dir (through the plugins'
 // paths) and the log level.
@@ -140,6 +140,7 @@ func restartOnly(was, now *config.Config) []string {
 		{"dead_letter", was.DeadLetter != now.DeadLetter},
 		{"limits", was.Limits != now.Limits},
 		{"metrics", was.Metrics != now.Metrics},
+		{"ui", was.UI != now.UI},
 		{"log format", was.Log.JSON != now.Log.JSON},
 	} {
 		if s.changed {

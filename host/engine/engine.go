@@ -22,6 +22,7 @@ import (
 	"github.com/eventhost/eventhost/host/pipeline"
 	"github.com/eventhost/eventhost/host/pluginhost"
 	"github.com/eventhost/eventhost/host/policy"
+	"github.com/eventhost/eventhost/sdk"
 )
 
 // Engine is plugins and the pipeline that feeds them.
@@ -185,6 +186,19 @@ func (e *Engine) Names() []string {
 	out := make([]string, len(e.plugins))
 	for i, r := range e.plugins {
 		out[i] = r.inst.Name()
+	}
+	return out
+}
+
+// Descriptions returns what the running plugins said about themselves at
+// launch (with the views of their configuration), in config order; like
+// Names, safe during a reload.
+func (e *Engine) Descriptions() []sdk.Description {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]sdk.Description, len(e.plugins))
+	for i, r := range e.plugins {
+		out[i] = r.inst.Description()
 	}
 	return out
 }

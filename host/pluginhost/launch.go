@@ -292,6 +292,13 @@ func prepare(ctx context.Context, cfg config.Plugin, logger hclog.Logger, socket
 		proc.kill()
 		return nil, err
 	}
+	// The views may depend on the settings: read them as configured.
+	configured, err := proc.rpc.Describe(ctx)
+	if err != nil {
+		proc.kill()
+		return nil, fmt.Errorf("plugin %s: after configure: %w", cfg.Name, err)
+	}
+	desc.Views = configured.Views
 	return &Prepared{Description: desc, Values: values, proc: proc}, nil
 }
 

@@ -6,8 +6,9 @@ import (
 	"github.com/eventhost/eventhost/sdk"
 )
 
-// ParseCounter parses a Redis BITFIELD integer type with sdk.ParseCounter.
-func ParseCounter(typ string) (bits int, signed bool, err error) {
+// counterType reads a BITFIELD integer type with sdk.ParseCounter, the one
+// parser of counter types.
+func counterType(typ string) (bits int, signed bool, err error) {
 	n, err := sdk.ParseCounter(typ)
 	if err != nil {
 		return 0, false, fmt.Errorf("parse counter type: %w", err)
@@ -21,7 +22,7 @@ func ParseCounter(typ string) (bits int, signed bool, err error) {
 // two's complement. Bits beyond the end of buf read as zero, as Redis treats
 // them, so a short or empty buf is not an error.
 func DecodeCounter(buf []byte, typ string, slot int) (int64, error) {
-	bits, signed, err := ParseCounter(typ)
+	bits, signed, err := counterType(typ)
 	if err != nil {
 		return 0, err
 	}

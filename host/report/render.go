@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 )
 
-// BarWidth is the length of the longest bar in the hourly chart.
+// BarWidth is the length of the longest bar of a histogram's chart.
 const BarWidth = 50
 
 const (
@@ -22,35 +20,69 @@ const (
 	sparks = "▁▂▃▄▅▆▇█"
 )
 
-// Render writes r as text to w: the overall hourly bar chart, one sparkline
-// per event, the totals table and the invoices table. The whole report is
-// built first and written in one call, so an error from w means nothing or
-// part of the report was written.
-func (r *Report) Render(w io.Writer) error {
+// Render writes s as text to w: each plugin's views in order, under their
+// titles. A histogram of one key is a bar chart, one per key a sparkline
+// each; tables and leaderboards are tables. The whole report is built first
+// and written in one call, so an error from w means nothing or part of the
+// report was written.
+func (s *Snapshot) Render(w io.Writer) error {
 	var b bytes.Buffer
-	r.renderOverall(&b)
-	b.WriteByte('\n')
-	r.renderPerEvent(&b)
-	b.WriteByte('\n')
-	r.renderTotals(&b)
-	b.WriteByte('\n')
-	r.renderInvoices(&b)
+	var silent []string
+	for _, p := range s.Plugins {
+		if len(p.Views) == 0 {
+			silent = append(silent, p.Name)
+		}
+		for _, v := range p.Views {
+			if b.Len() > 0 {
+				b.WriteByte('\n')
+			}
+			renderView(&b, v)
+		}
+	}
+	if len(silent) > 0 {
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "(plugins that declare no views: %s)\n", strings.Join(silent, ", "))
+	}
 	if _, err := w.Write(b.Bytes()); err != nil {
 		return fmt.Errorf("render report: %w", err)
 	}
 	return nil
 }
 
-func (r *Report) renderOverall(b *bytes.Buffer) {
-	b.WriteString("Sales by hour of day (UTC), all events\n")
-	top := slices.Max(r.Overall[:])
-	for h, v := range r.Overall {
-		fmt.Fprintf(b, "%02dh  %-*s %d\n", h, BarWidth, bar(v, top), v)
+func renderView(b *bytes.Buffer, v ViewData) {
+	switch {
+	case v.Error != "":
+		fmt.Fprintf(b, "%s\n(cannot be read: %s)\n", v.Title, v.Error)
+	case v.Histogram != nil && v.Histogram.PerKey:
+		renderSparklines(b, v.Title, v.Histogram)
+	case v.Histogram != nil:
+		renderBars(b, v.Title, v.Histogram)
+	case v.Table != nil:
+		renderTable(b, v.Title, v.Table)
+	case v.Leaderboard != nil:
+		renderLeaderboard(b, v.Title, v.Leaderboard)
+	case v.KeyCount != nil:
+		renderKeyCount(b, v.Title, v.KeyCount)
+	}
+}
+
+func renderBars(b *bytes.Buffer, title string, h *HistogramData) {
+	b.WriteString(title + "\n")
+	values := make([]int64, len(h.Buckets))
+	if len(h.Series) > 0 {
+		values = h.Series[0].Values
+	}
+	top := slices.Max(append([]int64{0}, values...))
+	width := nameWidth(h.Buckets)
+	for i, v := range values {
+		fmt.Fprintf(b, "%-*s  %-*s %d\n", width, h.Buckets[i], BarWidth, bar(v, top), v)
 	}
 }
 
 // bar is v's bar when top is the largest value. Any positive value gets at
-// least one block so that a quiet hour is not mistaken for an empty one.
+// least one block so that a quiet bucket is not mistaken for an empty one.
 func bar(v, top int64) string {
 	if v <= 0 || top <= 0 {
 		return ""
@@ -59,21 +91,23 @@ func bar(v, top int64) string {
 	return strings.Repeat(string(barChar), n)
 }
 
-func (r *Report) renderPerEvent(b *bytes.Buffer) {
-	b.WriteString("Sales by hour of day (UTC), per event: |00h..23h| total\n")
-	if len(r.PerEvent) == 0 {
-		b.WriteString("(no per-event histograms)\n")
+func renderSparklines(b *bytes.Buffer, title string, h *HistogramData) {
+	span := ""
+	if n := len(h.Buckets); n > 0 {
+		span = h.Buckets[0] + ".." + h.Buckets[n-1]
+	}
+	fmt.Fprintf(b, "%s: |%s| total\n", title, span)
+	if len(h.Series) == 0 {
+		b.WriteString("(none yet)\n")
 		return
 	}
-	events := slices.Sorted(maps.Keys(r.PerEvent))
-	width := nameWidth(events)
-	for _, e := range events {
-		h := r.PerEvent[e]
-		var sum int64
-		for _, v := range h {
-			sum += v
-		}
-		fmt.Fprintf(b, "%-*s  |%s|  %d\n", width, e, Sparkline(h[:]), sum)
+	names := make([]string, len(h.Series))
+	for i, s := range h.Series {
+		names[i] = s.Name
+	}
+	width := nameWidth(names)
+	for _, s := range h.Series {
+		fmt.Fprintf(b, "%-*s  |%s|  %d\n", width, s.Name, Sparkline(s.Values), s.Total)
 	}
 }
 
@@ -93,41 +127,77 @@ func Sparkline(vs []int64) string {
 	return s.String()
 }
 
-func (r *Report) renderTotals(b *bytes.Buffer) {
-	b.WriteString("Totals per event\n")
-	if len(r.Totals) == 0 {
-		b.WriteString("(no sales summary)\n")
-		return
-	}
-	events := make([]string, 0, len(r.Totals)+1)
-	for _, t := range r.Totals {
-		events = append(events, t.Event)
-	}
-	width := nameWidth(append(events, "EVENT", "TOTAL"))
-	fmt.Fprintf(b, "%-*s  %10s  %14s\n", width, "EVENT", "TICKETS", "SALES")
-	var tickets int64
-	var sales float64
-	for _, t := range r.Totals {
-		fmt.Fprintf(b, "%-*s  %10d  %14s\n", width, t.Event, t.Tickets, money(t.Sales))
-		tickets += t.Tickets
-		sales += t.Sales
-	}
-	fmt.Fprintf(b, "%-*s  %10d  %14s\n", width, "TOTAL", tickets, money(sales))
+// columnWidth is the width of a number column: at least 10, as wide as its
+// label and every value.
+func columnWidth(label string, texts ...string) int {
+	return max(10, nameWidth(append(texts, label)))
 }
 
-func money(x float64) string { return strconv.FormatFloat(x, 'f', 2, 64) }
-
-func (r *Report) renderInvoices(b *bytes.Buffer) {
-	b.WriteString("Customers by number of invoices\n")
-	if len(r.InvoiceCounts) == 0 {
-		b.WriteString("(no invoices)\n")
+func renderTable(b *bytes.Buffer, title string, t *TableData) {
+	b.WriteString(title + "\n")
+	if len(t.Rows) == 0 {
+		b.WriteString("(none yet)\n")
 		return
 	}
-	fmt.Fprintf(b, "%8s  %9s\n", "INVOICES", "CUSTOMERS")
-	for _, n := range slices.Sorted(maps.Keys(r.InvoiceCounts)) {
-		fmt.Fprintf(b, "%8d  %9d\n", n, r.InvoiceCounts[n])
+	names := []string{t.RowLabel, "TOTAL"}
+	for _, r := range t.Rows {
+		names = append(names, r.Name)
 	}
-	fmt.Fprintf(b, "total customers: %d\n", r.Customers)
+	width := nameWidth(names)
+	widths := make([]int, len(t.Columns))
+	for c, label := range t.Columns {
+		texts := []string{t.Total[c]}
+		for _, r := range t.Rows {
+			texts = append(texts, r.Texts[c])
+		}
+		widths[c] = columnWidth(label, texts...)
+	}
+	line := func(name string, cells []string) {
+		fmt.Fprintf(b, "%-*s", width, name)
+		for c, cell := range cells {
+			fmt.Fprintf(b, "  %*s", widths[c], cell)
+		}
+		b.WriteByte('\n')
+	}
+	line(t.RowLabel, t.Columns)
+	for _, r := range t.Rows {
+		line(r.Name, r.Texts)
+	}
+	line("TOTAL", t.Total)
+}
+
+func renderLeaderboard(b *bytes.Buffer, title string, l *LeaderboardData) {
+	b.WriteString(title + "\n")
+	if len(l.Leaders) == 0 {
+		b.WriteString("(none yet)\n")
+		return
+	}
+	names := []string{l.MemberLabel}
+	texts := []string{}
+	for _, e := range l.Leaders {
+		names = append(names, e.Member)
+		texts = append(texts, e.Text)
+	}
+	width, sw := nameWidth(names), columnWidth(l.ScoreLabel, texts...)
+	fmt.Fprintf(b, "%4s  %-*s  %*s\n", "#", width, l.MemberLabel, sw, l.ScoreLabel)
+	for i, e := range l.Leaders {
+		fmt.Fprintf(b, "%4d  %-*s  %*s\n", i+1, width, e.Member, sw, e.Text)
+	}
+	fmt.Fprintf(b, "(top %d of %d)\n", len(l.Leaders), l.Members)
+}
+
+func renderKeyCount(b *bytes.Buffer, title string, k *KeyCountData) {
+	b.WriteString(title + "\n")
+	if len(k.Sizes) == 0 {
+		b.WriteString("(none yet)\n")
+		return
+	}
+	sw, kw := max(8, utf8.RuneCountInString(k.SizeLabel)), max(9, utf8.RuneCountInString(k.KeysLabel))
+	fmt.Fprintf(b, "%*s  %*s\n", sw, k.SizeLabel, kw, k.KeysLabel)
+	for _, s := range k.Sizes {
+		fmt.Fprintf(b, "%*d  %*d\n", sw, s.Size, kw, s.Keys)
+	}
+	fmt.Fprintf(b, "total %s: %d\n", strings.ToLower(k.KeysLabel), k.Keys)
 }
 
 // nameWidth counts runes, as fmt widths do.

@@ -1,7 +1,6 @@
 package report
 
 import (
-	"github.com/eventhost/eventhost/host/internal/redistest"
 	"math/rand/v2"
 	"reflect"
 	"strconv"
@@ -9,9 +8,12 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/sdk"
 )
 
-func TestParseCounter(t *testing.T) {
+func TestCounterType(t *testing.T) {
 	for _, tc := range []struct {
 		typ    string
 		bits   int
@@ -24,15 +26,15 @@ func TestParseCounter(t *testing.T) {
 		{typ: "u08", bad: true}, {typ: "U8", bad: true}, {typ: "u", bad: true},
 		{typ: "", bad: true}, {typ: "u-8", bad: true}, {typ: "x8", bad: true}, {typ: "u8 ", bad: true},
 	} {
-		bits, signed, err := ParseCounter(tc.typ)
+		bits, signed, err := counterType(tc.typ)
 		if tc.bad {
 			if err == nil {
-				t.Errorf("ParseCounter(%q) = %d, %v; want an error", tc.typ, bits, signed)
+				t.Errorf("counterType(%q) = %d, %v; want an error", tc.typ, bits, signed)
 			}
 			continue
 		}
 		if err != nil || bits != tc.bits || signed != tc.signed {
-			t.Errorf("ParseCounter(%q) = %d, %v, %v; want %d, %v", tc.typ, bits, signed, err, tc.bits, tc.signed)
+			t.Errorf("counterType(%q) = %d, %v, %v; want %d, %v", tc.typ, bits, signed, err, tc.bits, tc.signed)
 		}
 	}
 }
@@ -138,7 +140,35 @@ func wrap(v int64, bits int, signed bool) int64 {
 const (
 	athletics = "Athletics: Men's 100m Final"
 	swimming  = "Swimming: Women's 200m Butterfly"
+
+	histKey     = "sales_histogram:time_of_day"
+	summaryKey  = "sales_summary"
+	salesSuffix = ":total_sales"
+	ticketsSfx  = ":total_tickets_sold"
 )
+
+// tutorialViews are the views the tutorial's three plugins declare (see
+// their TestXViews), with the histogram's counter type typ.
+func tutorialViews(typ string) []Plugin {
+	hist := func(key string) *sdk.HistogramView {
+		return &sdk.HistogramView{Key: key, Counter: typ, FirstSlot: 1, Buckets: sdk.HourBuckets()}
+	}
+	return []Plugin{
+		{Name: "sales-histogram", Views: []sdk.View{
+			{Title: "Sales by hour of day (UTC), all events", Histogram: hist(histKey)},
+			{Title: "Sales by hour of day (UTC), per event", Histogram: hist(histKey + ":*")},
+		}},
+		{Name: "events-summary", Views: []sdk.View{{Title: "Totals per event", Table: &sdk.TableView{
+			Key: summaryKey, RowLabel: "EVENT", SortBy: 1,
+			Columns: []sdk.TableColumn{{Label: "TICKETS", Suffix: ticketsSfx}, {Label: "SALES", Suffix: salesSuffix, Decimals: 2}},
+		}}}},
+		{Name: "customer-invoices", Views: []sdk.View{{Title: "Customers by number of invoices",
+			KeyCount: &sdk.KeyCountView{Pattern: "invoices:*", SizeLabel: "INVOICES", KeysLabel: "CUSTOMERS"}}}},
+		{Name: "top-customers", Views: []sdk.View{{Title: "Top customers",
+			Leaderboard: &sdk.LeaderboardView{Key: "top_customers", Limit: 2, MemberLabel: "CUSTOMER", ScoreLabel: "SPENT", Decimals: 2}}}},
+		{Name: "old-plugin"},
+	}
+}
 
 func TestReadIntegration(t *testing.T) {
 	rdb := startRedis(t)
@@ -148,7 +178,7 @@ func TestReadIntegration(t *testing.T) {
 			if err := rdb.FlushAll(ctx).Err(); err != nil {
 				t.Fatalf("flushall: %v", err)
 			}
-			bits, signed, err := ParseCounter(typ)
+			bits, signed, err := counterType(typ)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -159,7 +189,7 @@ func TestReadIntegration(t *testing.T) {
 					t.Fatalf("BITFIELD %s INCRBY %s: %v", key, typ, err)
 				}
 			}
-			var overall [Hours]int64
+			overall := make([]int64, 24)
 			for _, w := range []struct {
 				hour int
 				n    int64
@@ -167,89 +197,110 @@ func TestReadIntegration(t *testing.T) {
 				if w.n < 0 && !signed {
 					continue
 				}
-				incr(HistogramKey, w.hour, w.n)
+				incr(histKey, w.hour, w.n)
 				overall[w.hour] = wrap(overall[w.hour]+w.n, bits, signed)
 			}
-			incr(HistogramPrefix+athletics, 5, 8)
-			incr(HistogramPrefix+athletics, 6, 4)
-			incr(HistogramPrefix+swimming, 23, 2)
-
+			incr(histKey+":"+athletics, 5, 8)
+			incr(histKey+":"+athletics, 6, 4)
+			incr(histKey+":"+swimming, 23, 2)
 			// Keys that share a prefix but are of another type are not
 			// metrics and must not break the report.
-			rdb.HSet(ctx, HistogramPrefix+"stray", "a", "b")
-			rdb.Set(ctx, InvoicesPrefix+"stray", "x", 0)
-
-			rdb.HIncrByFloat(ctx, SummaryKey, athletics+salesSuffix, 245.50)
-			rdb.HIncrByFloat(ctx, SummaryKey, athletics+salesSuffix, 245.50)
-			rdb.HIncrBy(ctx, SummaryKey, athletics+ticketsSuffix, 2)
-			rdb.HIncrBy(ctx, SummaryKey, athletics+ticketsSuffix, 2)
-			rdb.HIncrByFloat(ctx, SummaryKey, swimming+salesSuffix, 64.10)
-			rdb.HIncrBy(ctx, SummaryKey, swimming+ticketsSuffix, 2)
-
+			rdb.HSet(ctx, histKey+":stray", "a", "b")
+			rdb.Set(ctx, "invoices:stray", "x", 0)
+			rdb.HIncrByFloat(ctx, summaryKey, athletics+salesSuffix, 245.50)
+			rdb.HIncrByFloat(ctx, summaryKey, athletics+salesSuffix, 245.50)
+			rdb.HIncrBy(ctx, summaryKey, athletics+ticketsSfx, 2)
+			rdb.HIncrBy(ctx, summaryKey, athletics+ticketsSfx, 2)
+			rdb.HIncrByFloat(ctx, summaryKey, swimming+salesSuffix, 64.10)
+			rdb.HIncrBy(ctx, summaryKey, swimming+ticketsSfx, 2)
+			rdb.HSet(ctx, summaryKey, "not a column", "x") // no suffix: no row
 			for who, ids := range map[string][]string{
 				"cust-00001": {"1", "2", "3"}, "cust-00002": {"4"}, "cust-00003": {"5"},
 				"cust-00004": {"6", "7", "8"}, "cust-00005": {"9", "10"},
 			} {
 				for _, id := range ids {
-					rdb.SAdd(ctx, InvoicesPrefix+who, id)
+					rdb.SAdd(ctx, "invoices:"+who, id)
 				}
 			}
+			rdb.ZIncrBy(ctx, "top_customers", 12.5, "ann")
+			rdb.ZIncrBy(ctx, "top_customers", 99, "bob")
+			rdb.ZIncrBy(ctx, "top_customers", 1, "cy")
 
-			layout := Layout{Counter: typ}
-			if typ == "u8" {
-				layout = Layout{} // the default
-			}
-			r, err := Read(ctx, rdb, layout)
+			s, err := Read(ctx, rdb, tutorialViews(typ))
 			if err != nil {
 				t.Fatalf("Read: %v", err)
 			}
-			if typ == "u8" && r.Overall[0] != 44 {
-				t.Errorf("u8 counter incremented by 300 reads %d, want 44 (wrapped)", r.Overall[0])
+			if len(s.Plugins) != 5 {
+				t.Fatalf("%d plugins read, want 5", len(s.Plugins))
 			}
-			if r.Overall != overall {
-				t.Errorf("Overall = %v\nwant      %v", r.Overall, overall)
+			byHour := func(hours map[int]int64) []int64 {
+				out := make([]int64, 24)
+				for h, n := range hours {
+					out[h] = wrap(n, bits, signed)
+				}
+				return out
 			}
-			var ath, swim [Hours]int64
-			ath[5], ath[6], swim[23] = 8, 4, 2
-			for h := range Hours {
-				ath[h], swim[h] = wrap(ath[h], bits, signed), wrap(swim[h], bits, signed)
+			sum := func(vs []int64) (n int64) {
+				for _, v := range vs {
+					n += v
+				}
+				return n
 			}
-			if want := map[string][Hours]int64{athletics: ath, swimming: swim}; !reflect.DeepEqual(r.PerEvent, want) {
-				t.Errorf("PerEvent = %v\nwant %v", r.PerEvent, want)
+			hist := s.Plugins[0].Views
+			if want := []Series{{Values: overall, Total: sum(overall)}}; hist[0].Histogram == nil || hist[0].Histogram.PerKey || !reflect.DeepEqual(hist[0].Histogram.Series, want) {
+				t.Errorf("overall histogram = %+v\nwant %+v", hist[0].Histogram, want)
 			}
-			wantTotals := []EventTotal{
-				{Event: athletics, Sales: 491, SalesText: "491", Tickets: 4},
-				{Event: swimming, Sales: 64.1, SalesText: "64.1", Tickets: 2},
+			ath, swim := byHour(map[int]int64{5: 8, 6: 4}), byHour(map[int]int64{23: 2})
+			if want := []Series{{Name: athletics, Values: ath, Total: sum(ath)}, {Name: swimming, Values: swim, Total: sum(swim)}}; hist[1].Histogram == nil || !hist[1].Histogram.PerKey || !reflect.DeepEqual(hist[1].Histogram.Series, want) {
+				t.Errorf("per-event histograms = %+v\nwant %+v", hist[1].Histogram, want)
 			}
-			if !reflect.DeepEqual(r.Totals, wantTotals) {
-				t.Errorf("Totals = %+v\nwant %+v", r.Totals, wantTotals)
+			wantTable := &TableData{RowLabel: "EVENT", Columns: []string{"TICKETS", "SALES"}, Rows: []Row{
+				{Name: athletics, Values: []float64{4, 491}, Texts: []string{"4", "491.00"}},
+				{Name: swimming, Values: []float64{2, 64.1}, Texts: []string{"2", "64.10"}},
+			}, Total: []string{"6", "555.10"}}
+			if got := s.Plugins[1].Views[0].Table; !reflect.DeepEqual(got, wantTable) {
+				t.Errorf("table = %+v\nwant %+v", got, wantTable)
 			}
-			if want := map[int64]int64{1: 2, 2: 1, 3: 2}; !reflect.DeepEqual(r.InvoiceCounts, want) || r.Customers != 5 {
-				t.Errorf("InvoiceCounts = %v, Customers = %d; want %v, 5", r.InvoiceCounts, r.Customers, want)
+			wantCount := &KeyCountData{SizeLabel: "INVOICES", KeysLabel: "CUSTOMERS", Keys: 5,
+				Sizes: []SizeCount{{Size: 1, Keys: 2}, {Size: 2, Keys: 1}, {Size: 3, Keys: 2}}}
+			if got := s.Plugins[2].Views[0].KeyCount; !reflect.DeepEqual(got, wantCount) {
+				t.Errorf("key count = %+v\nwant %+v", got, wantCount)
 			}
-
+			wantTop := &LeaderboardData{MemberLabel: "CUSTOMER", ScoreLabel: "SPENT", Members: 3, Leaders: []Leader{
+				{Member: "bob", Score: 99, Text: "99.00"}, {Member: "ann", Score: 12.5, Text: "12.50"}}}
+			if got := s.Plugins[3].Views[0].Leaderboard; !reflect.DeepEqual(got, wantTop) {
+				t.Errorf("leaderboard = %+v\nwant %+v", got, wantTop)
+			}
+			if typ == "u8" && overall[0] != 44 {
+				t.Errorf("u8 counter incremented by 300 reads %d, want 44 (wrapped)", overall[0])
+			}
 			if typ != "u8" {
 				return
 			}
 			var out strings.Builder
-			if err := r.Render(&out); err != nil {
+			if err := s.Render(&out); err != nil {
 				t.Fatalf("Render: %v", err)
 			}
 			text := out.String()
 			blocks := func(n int) string { return strings.Repeat("█", n) + strings.Repeat(" ", BarWidth-n) }
 			for _, want := range []string{
+				"Sales by hour of day (UTC), all events\n",
 				"\n05h  " + blocks(50) + " 100\n",
 				"\n03h  " + blocks(25) + " 50\n",
 				"\n00h  " + blocks(22) + " 44\n", // 44/100 of 50
 				"\n23h  " + blocks(4) + " 7\n",   // 3.5 rounds up
 				"\n01h  " + blocks(0) + " 0\n",
+				"\nSales by hour of day (UTC), per event: |00h..23h| total\n",
 				"\nAthletics: Men's 100m Final       |     █▄                 |  12\n",
 				"\nSwimming: Women's 200m Butterfly  |                       █|  2\n",
-				"\nEVENT                                TICKETS           SALES\n",
-				"\nAthletics: Men's 100m Final                4          491.00\n",
-				"\nSwimming: Women's 200m Butterfly           2           64.10\n",
-				"\nTOTAL                                      6          555.10\n",
-				"\n       1          2\n       2          1\n       3          2\ntotal customers: 5\n",
+				"\nTotals per event\n",
+				"\nEVENT                                TICKETS       SALES\n",
+				"\nAthletics: Men's 100m Final                4      491.00\n",
+				"\nSwimming: Women's 200m Butterfly           2       64.10\n",
+				"\nTOTAL                                      6      555.10\n",
+				"\nCustomers by number of invoices\nINVOICES  CUSTOMERS\n       1          2\n       2          1\n       3          2\ntotal customers: 5\n",
+				"\nTop customers\n   #  CUSTOMER       SPENT\n   1  bob            99.00\n   2  ann            12.50\n(top 2 of 3)\n",
+				"\n(plugins that declare no views: old-plugin)\n",
 			} {
 				if !strings.Contains(text, want) {
 					t.Errorf("rendered report lacks %q; report:\n%s", want, text)
@@ -262,34 +313,34 @@ func TestReadIntegration(t *testing.T) {
 func TestReadEmptyAndBad(t *testing.T) {
 	rdb := startRedis(t)
 	ctx := t.Context()
-	r, err := Read(ctx, rdb, Layout{})
+	s, err := Read(ctx, rdb, tutorialViews("u8"))
 	if err != nil {
 		t.Fatalf("Read of an empty database: %v", err)
 	}
-	if r.Overall != [Hours]int64{} || len(r.PerEvent) != 0 || len(r.Totals) != 0 || len(r.InvoiceCounts) != 0 || r.Customers != 0 {
-		t.Errorf("empty database gave %+v", r)
-	}
 	var out strings.Builder
-	if err := r.Render(&out); err != nil {
+	if err := s.Render(&out); err != nil {
 		t.Fatalf("Render: %v", err)
 	}
-	for _, want := range []string{"(no per-event histograms)", "(no sales summary)", "(no invoices)", "\n12h  " + strings.Repeat(" ", BarWidth) + " 0\n"} {
+	for _, want := range []string{
+		"per event: |00h..23h| total\n(none yet)\n", "Totals per event\n(none yet)\n",
+		"invoices\n(none yet)\n", "Top customers\n(none yet)\n",
+		"\n12h  " + strings.Repeat(" ", BarWidth) + " 0\n",
+	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("empty report lacks %q:\n%s", want, out.String())
 		}
 	}
 
-	if _, err := Read(ctx, rdb, Layout{Counter: "u64"}); err == nil {
-		t.Error("Read with counter u64: no error")
+	// A view that cannot be read carries why; the others are still read.
+	rdb.HSet(ctx, summaryKey, athletics+salesSuffix, "lots")
+	rdb.SAdd(ctx, histKey, "x")
+	rdb.SAdd(ctx, "invoices:ann", "1")
+	s, err = Read(ctx, rdb, tutorialViews("u8"))
+	if err == nil || !strings.Contains(err.Error(), `"lots" is not a number`) || !strings.Contains(err.Error(), "WRONGTYPE") {
+		t.Errorf("Read with a non-numeric total and a histogram key holding a set: err = %v", err)
 	}
-	rdb.HSet(ctx, SummaryKey, athletics+salesSuffix, "lots")
-	if _, err := Read(ctx, rdb, Layout{}); err == nil || !strings.Contains(err.Error(), "lots") {
-		t.Errorf("Read with a non-numeric total: err = %v", err)
-	}
-	rdb.Del(ctx, SummaryKey)
-	rdb.SAdd(ctx, HistogramKey, "x")
-	if _, err := Read(ctx, rdb, Layout{}); err == nil {
-		t.Error("Read with the histogram key holding a set: no error")
+	if s == nil || s.Plugins[0].Views[0].Error == "" || s.Plugins[1].Views[0].Error == "" || s.Plugins[2].Views[0].KeyCount.Keys != 1 {
+		t.Errorf("snapshot = %+v; want the bad views' errors and the good views read", s)
 	}
 }
 

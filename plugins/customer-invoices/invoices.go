@@ -17,7 +17,13 @@ func New() *Invoices { return &Invoices{} }
 
 // Describe implements sdk.Plugin.
 func (*Invoices) Describe() sdk.Description {
-	return sdk.Description{Name: "customer-invoices", Version: "1.0.0", Keys: []string{InvoicesPrefix + "*"}}
+	return sdk.Description{
+		Name: "customer-invoices", Version: "1.0.0", Keys: []string{InvoicesPrefix + "*"},
+		Views: []sdk.View{{
+			Title:    "Customers by number of invoices",
+			KeyCount: &sdk.KeyCountView{Pattern: InvoicesPrefix + "*", SizeLabel: "INVOICES", KeysLabel: "CUSTOMERS"},
+		}},
+	}
 }
 
 // Configure implements sdk.Plugin.

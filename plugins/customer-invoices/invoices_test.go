@@ -60,3 +60,12 @@ func TestInvoicesDescription(t *testing.T) {
 		t.Errorf("config schema = %v, want none", d.Config)
 	}
 }
+
+func TestInvoicesViews(t *testing.T) {
+	d := sdktest.Start(t, customerinvoices.New()).Description()
+	want := []sdk.View{{Title: "Customers by number of invoices",
+		KeyCount: &sdk.KeyCountView{Pattern: "invoices:*", SizeLabel: "INVOICES", KeysLabel: "CUSTOMERS"}}}
+	if !reflect.DeepEqual(d.Views, want) {
+		t.Errorf("views = %+v, want %+v", d.Views, want)
+	}
+}

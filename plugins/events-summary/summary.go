@@ -26,6 +26,16 @@ func (*Summary) Describe() sdk.Description {
 		Name:    "events-summary",
 		Version: "1.0.0",
 		Keys:    []string{KeySummary, SalesPrefix + "*"},
+		Views: []sdk.View{{
+			Title: "Totals per event",
+			Table: &sdk.TableView{
+				Key: KeySummary, RowLabel: "EVENT", SortBy: 1,
+				Columns: []sdk.TableColumn{
+					{Label: "TICKETS", Suffix: FieldTickets},
+					{Label: "SALES", Suffix: FieldSales, Decimals: 2},
+				},
+			},
+		}},
 	}
 }
 

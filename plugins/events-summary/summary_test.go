@@ -99,3 +99,15 @@ func TestSummaryDescription(t *testing.T) {
 		t.Errorf("config schema = %v, want none", d.Config)
 	}
 }
+
+func TestSummaryViews(t *testing.T) {
+	d := sdktest.Start(t, eventssummary.New()).Description()
+	if len(d.Views) != 1 || d.Views[0].Table == nil {
+		t.Fatalf("views = %+v, want one table", d.Views)
+	}
+	tv := d.Views[0].Table
+	if tv.Key != "sales_summary" || len(tv.Columns) != 2 || tv.Columns[tv.SortBy].Suffix != ":total_sales" ||
+		tv.Columns[0].Suffix != ":total_tickets_sold" || tv.Columns[1].Decimals != 2 {
+		t.Errorf("table = %+v, want sales_summary with tickets and sales (2 decimals), sorted by sales", tv)
+	}
+}

@@ -54,6 +54,20 @@ func (h *Histogram) Describe() sdk.Description {
 			{Name: FieldTimezone, Type: sdk.TypeString, Default: "UTC",
 				Doc: "IANA time zone whose hour of day an order is counted in."},
 		},
+		Views: h.views(),
+	}
+}
+
+// views shows the overall histogram and one per event, in the counter type
+// and time zone configured.
+func (h *Histogram) views() []sdk.View {
+	hist := func(key string) *sdk.HistogramView {
+		return &sdk.HistogramView{Key: key, Counter: h.counter, FirstSlot: int(SlotOffset(0, 1)), Buckets: sdk.HourBuckets()}
+	}
+	zone := h.loc.String()
+	return []sdk.View{
+		{Title: "Sales by hour of day (" + zone + "), all events", Histogram: hist(KeyOverall)},
+		{Title: "Sales by hour of day (" + zone + "), per event", Histogram: hist(keyEventPrefix + "*")},
 	}
 }
 

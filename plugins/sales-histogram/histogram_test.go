@@ -2,6 +2,7 @@ package saleshistogram_test
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,5 +206,28 @@ func TestHistogramDescription(t *testing.T) {
 	}
 	if want := map[string]any{"counter": "u8", "overflow": "wrap", "timezone": "UTC"}; !reflect.DeepEqual(defaults, want) {
 		t.Errorf("defaults over the wire = %v, want %v", defaults, want)
+	}
+}
+
+// The views follow the counter type and time zone configured: the report
+// decodes what the plugin writes.
+func TestHistogramViews(t *testing.T) {
+	h := sdktest.Start(t, saleshistogram.New())
+	if v := h.Description().Views; len(v) != 2 || v[0].Histogram.Counter != "u8" {
+		t.Fatalf("views before configure = %+v, want two u8 histograms", v)
+	}
+	h.MustConfigure(map[string]any{"counter": "i16", "timezone": "Europe/Paris"})
+	v := h.Description().Views
+	if len(v) != 2 {
+		t.Fatalf("views = %+v, want two", v)
+	}
+	for i, key := range []string{"sales_histogram:time_of_day", "sales_histogram:time_of_day:*"} {
+		want := sdk.HistogramView{Key: key, Counter: "i16", FirstSlot: 1, Buckets: sdk.HourBuckets()}
+		if v[i].Histogram == nil || !reflect.DeepEqual(*v[i].Histogram, want) {
+			t.Errorf("view %d = %+v, want %+v", i, v[i].Histogram, want)
+		}
+		if !strings.Contains(v[i].Title, "(Europe/Paris)") {
+			t.Errorf("view %d title %q does not name the time zone", i, v[i].Title)
+		}
 	}
 }

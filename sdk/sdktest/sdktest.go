@@ -40,16 +40,25 @@ func Start(t testing.TB, p sdk.Plugin) *Harness {
 	return &Harness{t: t, client: c, desc: desc}
 }
 
-// Description is what the plugin said about itself over the wire.
+// Description is what the plugin said about itself over the wire: after a
+// successful Configure, with the views of that configuration, as the host
+// reads them (and checks them: a view the host would refuse fails the test).
 func (h *Harness) Description() sdk.Description { return h.desc }
 
 // Configure sends values as the host would after decoding the plugin's config
 // block, and returns the plugin's field errors (nil when it accepted them).
+// When it accepted them, the plugin is described again, as the host does
+// for the views.
 func (h *Harness) Configure(values map[string]any) []sdk.FieldError {
 	h.t.Helper()
 	errs, err := h.client.Configure(context.Background(), values)
 	if err != nil {
 		h.t.Fatalf("configure plugin: %v", err)
+	}
+	if len(errs) == 0 {
+		if h.desc, err = h.client.Describe(context.Background()); err != nil {
+			h.t.Fatalf("describe plugin after configure: %v", err)
+		}
 	}
 	return errs
 }

@@ -76,7 +76,7 @@ func (x ConfigField_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConfigField_Type.Descriptor instead.
 func (ConfigField_Type) EnumDescriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{2, 0}
+	return file_plugin_proto_rawDescGZIP(), []int{8, 0}
 }
 
 type DescribeRequest struct {
@@ -125,7 +125,11 @@ type DescribeResponse struct {
 	// The plugin reads packed_orders (sdk/pack.go). A host sends a plugin that
 	// does not say so its orders as messages; a plugin answers a request in
 	// the encoding it came in, so either side may be older than the other.
-	Packed        bool `protobuf:"varint,5,opt,name=packed,proto3" json:"packed,omitempty"`
+	Packed bool `protobuf:"varint,5,opt,name=packed,proto3" json:"packed,omitempty"`
+	// How the keys the plugin writes are shown (sdk/view.go). Asked again
+	// after Configure, since they may depend on the settings. A plugin built
+	// before views declares none.
+	Views         []*View `protobuf:"bytes,6,rep,name=views,proto3" json:"views,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -195,6 +199,472 @@ func (x *DescribeResponse) GetPacked() bool {
 	return false
 }
 
+func (x *DescribeResponse) GetViews() []*View {
+	if x != nil {
+		return x.Views
+	}
+	return nil
+}
+
+type View struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Title string                 `protobuf:"bytes,1,opt,name=title,proto3" json:"title,omitempty"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*View_Histogram
+	//	*View_Table
+	//	*View_Leaderboard
+	//	*View_KeyCount
+	Kind          isView_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *View) Reset() {
+	*x = View{}
+	mi := &file_plugin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *View) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*View) ProtoMessage() {}
+
+func (x *View) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use View.ProtoReflect.Descriptor instead.
+func (*View) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *View) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *View) GetKind() isView_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *View) GetHistogram() *HistogramView {
+	if x != nil {
+		if x, ok := x.Kind.(*View_Histogram); ok {
+			return x.Histogram
+		}
+	}
+	return nil
+}
+
+func (x *View) GetTable() *TableView {
+	if x != nil {
+		if x, ok := x.Kind.(*View_Table); ok {
+			return x.Table
+		}
+	}
+	return nil
+}
+
+func (x *View) GetLeaderboard() *LeaderboardView {
+	if x != nil {
+		if x, ok := x.Kind.(*View_Leaderboard); ok {
+			return x.Leaderboard
+		}
+	}
+	return nil
+}
+
+func (x *View) GetKeyCount() *KeyCountView {
+	if x != nil {
+		if x, ok := x.Kind.(*View_KeyCount); ok {
+			return x.KeyCount
+		}
+	}
+	return nil
+}
+
+type isView_Kind interface {
+	isView_Kind()
+}
+
+type View_Histogram struct {
+	Histogram *HistogramView `protobuf:"bytes,2,opt,name=histogram,proto3,oneof"`
+}
+
+type View_Table struct {
+	Table *TableView `protobuf:"bytes,3,opt,name=table,proto3,oneof"`
+}
+
+type View_Leaderboard struct {
+	Leaderboard *LeaderboardView `protobuf:"bytes,4,opt,name=leaderboard,proto3,oneof"`
+}
+
+type View_KeyCount struct {
+	KeyCount *KeyCountView `protobuf:"bytes,5,opt,name=key_count,json=keyCount,proto3,oneof"`
+}
+
+func (*View_Histogram) isView_Kind() {}
+
+func (*View_Table) isView_Kind() {}
+
+func (*View_Leaderboard) isView_Kind() {}
+
+func (*View_KeyCount) isView_Kind() {}
+
+// BITFIELD counters in a string key (or one per key matching a pattern with
+// one '*'): bucket i at bit offset (first_slot+i)*bits of the counter type.
+type HistogramView struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Counter       string                 `protobuf:"bytes,2,opt,name=counter,proto3" json:"counter,omitempty"`
+	FirstSlot     uint32                 `protobuf:"varint,3,opt,name=first_slot,json=firstSlot,proto3" json:"first_slot,omitempty"`
+	Buckets       []string               `protobuf:"bytes,4,rep,name=buckets,proto3" json:"buckets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistogramView) Reset() {
+	*x = HistogramView{}
+	mi := &file_plugin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistogramView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistogramView) ProtoMessage() {}
+
+func (x *HistogramView) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistogramView.ProtoReflect.Descriptor instead.
+func (*HistogramView) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *HistogramView) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *HistogramView) GetCounter() string {
+	if x != nil {
+		return x.Counter
+	}
+	return ""
+}
+
+func (x *HistogramView) GetFirstSlot() uint32 {
+	if x != nil {
+		return x.FirstSlot
+	}
+	return 0
+}
+
+func (x *HistogramView) GetBuckets() []string {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
+// A hash whose field "<row><suffix>" holds a column's number for a row.
+type TableView struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	RowLabel      string                 `protobuf:"bytes,2,opt,name=row_label,json=rowLabel,proto3" json:"row_label,omitempty"`
+	Columns       []*TableColumn         `protobuf:"bytes,3,rep,name=columns,proto3" json:"columns,omitempty"`
+	SortBy        uint32                 `protobuf:"varint,4,opt,name=sort_by,json=sortBy,proto3" json:"sort_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TableView) Reset() {
+	*x = TableView{}
+	mi := &file_plugin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TableView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TableView) ProtoMessage() {}
+
+func (x *TableView) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TableView.ProtoReflect.Descriptor instead.
+func (*TableView) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TableView) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *TableView) GetRowLabel() string {
+	if x != nil {
+		return x.RowLabel
+	}
+	return ""
+}
+
+func (x *TableView) GetColumns() []*TableColumn {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+func (x *TableView) GetSortBy() uint32 {
+	if x != nil {
+		return x.SortBy
+	}
+	return 0
+}
+
+type TableColumn struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Label         string                 `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	Suffix        string                 `protobuf:"bytes,2,opt,name=suffix,proto3" json:"suffix,omitempty"`
+	Decimals      uint32                 `protobuf:"varint,3,opt,name=decimals,proto3" json:"decimals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TableColumn) Reset() {
+	*x = TableColumn{}
+	mi := &file_plugin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TableColumn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TableColumn) ProtoMessage() {}
+
+func (x *TableColumn) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TableColumn.ProtoReflect.Descriptor instead.
+func (*TableColumn) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *TableColumn) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *TableColumn) GetSuffix() string {
+	if x != nil {
+		return x.Suffix
+	}
+	return ""
+}
+
+func (x *TableColumn) GetDecimals() uint32 {
+	if x != nil {
+		return x.Decimals
+	}
+	return 0
+}
+
+// A sorted set, highest score first.
+type LeaderboardView struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Limit         uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	MemberLabel   string                 `protobuf:"bytes,3,opt,name=member_label,json=memberLabel,proto3" json:"member_label,omitempty"`
+	ScoreLabel    string                 `protobuf:"bytes,4,opt,name=score_label,json=scoreLabel,proto3" json:"score_label,omitempty"`
+	Decimals      uint32                 `protobuf:"varint,5,opt,name=decimals,proto3" json:"decimals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaderboardView) Reset() {
+	*x = LeaderboardView{}
+	mi := &file_plugin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaderboardView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaderboardView) ProtoMessage() {}
+
+func (x *LeaderboardView) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaderboardView.ProtoReflect.Descriptor instead.
+func (*LeaderboardView) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LeaderboardView) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *LeaderboardView) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *LeaderboardView) GetMemberLabel() string {
+	if x != nil {
+		return x.MemberLabel
+	}
+	return ""
+}
+
+func (x *LeaderboardView) GetScoreLabel() string {
+	if x != nil {
+		return x.ScoreLabel
+	}
+	return ""
+}
+
+func (x *LeaderboardView) GetDecimals() uint32 {
+	if x != nil {
+		return x.Decimals
+	}
+	return 0
+}
+
+// How many keys matching the pattern have each number of members.
+type KeyCountView struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pattern       string                 `protobuf:"bytes,1,opt,name=pattern,proto3" json:"pattern,omitempty"`
+	SizeLabel     string                 `protobuf:"bytes,2,opt,name=size_label,json=sizeLabel,proto3" json:"size_label,omitempty"`
+	KeysLabel     string                 `protobuf:"bytes,3,opt,name=keys_label,json=keysLabel,proto3" json:"keys_label,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyCountView) Reset() {
+	*x = KeyCountView{}
+	mi := &file_plugin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyCountView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyCountView) ProtoMessage() {}
+
+func (x *KeyCountView) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyCountView.ProtoReflect.Descriptor instead.
+func (*KeyCountView) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *KeyCountView) GetPattern() string {
+	if x != nil {
+		return x.Pattern
+	}
+	return ""
+}
+
+func (x *KeyCountView) GetSizeLabel() string {
+	if x != nil {
+		return x.SizeLabel
+	}
+	return ""
+}
+
+func (x *KeyCountView) GetKeysLabel() string {
+	if x != nil {
+		return x.KeysLabel
+	}
+	return ""
+}
+
 type ConfigField struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -209,7 +679,7 @@ type ConfigField struct {
 
 func (x *ConfigField) Reset() {
 	*x = ConfigField{}
-	mi := &file_plugin_proto_msgTypes[2]
+	mi := &file_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -221,7 +691,7 @@ func (x *ConfigField) String() string {
 func (*ConfigField) ProtoMessage() {}
 
 func (x *ConfigField) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[2]
+	mi := &file_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -234,7 +704,7 @@ func (x *ConfigField) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigField.ProtoReflect.Descriptor instead.
 func (*ConfigField) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{2}
+	return file_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ConfigField) GetName() string {
@@ -283,7 +753,7 @@ type ConfigureRequest struct {
 
 func (x *ConfigureRequest) Reset() {
 	*x = ConfigureRequest{}
-	mi := &file_plugin_proto_msgTypes[3]
+	mi := &file_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -295,7 +765,7 @@ func (x *ConfigureRequest) String() string {
 func (*ConfigureRequest) ProtoMessage() {}
 
 func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[3]
+	mi := &file_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -308,7 +778,7 @@ func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{3}
+	return file_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ConfigureRequest) GetConfigJson() string {
@@ -327,7 +797,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_plugin_proto_msgTypes[4]
+	mi := &file_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +809,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[4]
+	mi := &file_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +822,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{4}
+	return file_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ConfigureResponse) GetErrors() []*FieldError {
@@ -373,7 +843,7 @@ type FieldError struct {
 
 func (x *FieldError) Reset() {
 	*x = FieldError{}
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -385,7 +855,7 @@ func (x *FieldError) String() string {
 func (*FieldError) ProtoMessage() {}
 
 func (x *FieldError) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[5]
+	mi := &file_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -398,7 +868,7 @@ func (x *FieldError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldError.ProtoReflect.Descriptor instead.
 func (*FieldError) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{5}
+	return file_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FieldError) GetField() string {
@@ -432,7 +902,7 @@ type Order struct {
 
 func (x *Order) Reset() {
 	*x = Order{}
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +914,7 @@ func (x *Order) String() string {
 func (*Order) ProtoMessage() {}
 
 func (x *Order) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[6]
+	mi := &file_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +927,7 @@ func (x *Order) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Order.ProtoReflect.Descriptor instead.
 func (*Order) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{6}
+	return file_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Order) GetId() string {
@@ -528,7 +998,7 @@ type ProcessRequest struct {
 
 func (x *ProcessRequest) Reset() {
 	*x = ProcessRequest{}
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +1010,7 @@ func (x *ProcessRequest) String() string {
 func (*ProcessRequest) ProtoMessage() {}
 
 func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[7]
+	mi := &file_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +1023,7 @@ func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessRequest.ProtoReflect.Descriptor instead.
 func (*ProcessRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{7}
+	return file_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ProcessRequest) GetOrders() []*Order {
@@ -581,7 +1051,7 @@ type Effect struct {
 
 func (x *Effect) Reset() {
 	*x = Effect{}
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +1063,7 @@ func (x *Effect) String() string {
 func (*Effect) ProtoMessage() {}
 
 func (x *Effect) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[8]
+	mi := &file_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +1076,7 @@ func (x *Effect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Effect.ProtoReflect.Descriptor instead.
 func (*Effect) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{8}
+	return file_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Effect) GetCommand() string {
@@ -650,7 +1120,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +1132,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[9]
+	mi := &file_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +1145,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{9}
+	return file_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Result) GetIndex() uint32 {
@@ -722,7 +1192,7 @@ type ProcessResponse struct {
 
 func (x *ProcessResponse) Reset() {
 	*x = ProcessResponse{}
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +1204,7 @@ func (x *ProcessResponse) String() string {
 func (*ProcessResponse) ProtoMessage() {}
 
 func (x *ProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +1217,7 @@ func (x *ProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessResponse.ProtoReflect.Descriptor instead.
 func (*ProcessResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ProcessResponse) GetResults() []*Result {
@@ -762,13 +1232,49 @@ var File_plugin_proto protoreflect.FileDescriptor
 const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\fplugin.proto\x12\x13eventhost.plugin.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\xa6\x01\n" +
+	"\x0fDescribeRequest\"\xd7\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
 	"\x04keys\x18\x03 \x03(\tR\x04keys\x128\n" +
 	"\x06config\x18\x04 \x03(\v2 .eventhost.plugin.v1.ConfigFieldR\x06config\x12\x16\n" +
-	"\x06packed\x18\x05 \x01(\bR\x06packed\"\x92\x02\n" +
+	"\x06packed\x18\x05 \x01(\bR\x06packed\x12/\n" +
+	"\x05views\x18\x06 \x03(\v2\x19.eventhost.plugin.v1.ViewR\x05views\"\xac\x02\n" +
+	"\x04View\x12\x14\n" +
+	"\x05title\x18\x01 \x01(\tR\x05title\x12B\n" +
+	"\thistogram\x18\x02 \x01(\v2\".eventhost.plugin.v1.HistogramViewH\x00R\thistogram\x126\n" +
+	"\x05table\x18\x03 \x01(\v2\x1e.eventhost.plugin.v1.TableViewH\x00R\x05table\x12H\n" +
+	"\vleaderboard\x18\x04 \x01(\v2$.eventhost.plugin.v1.LeaderboardViewH\x00R\vleaderboard\x12@\n" +
+	"\tkey_count\x18\x05 \x01(\v2!.eventhost.plugin.v1.KeyCountViewH\x00R\bkeyCountB\x06\n" +
+	"\x04kind\"t\n" +
+	"\rHistogramView\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\acounter\x18\x02 \x01(\tR\acounter\x12\x1d\n" +
+	"\n" +
+	"first_slot\x18\x03 \x01(\rR\tfirstSlot\x12\x18\n" +
+	"\abuckets\x18\x04 \x03(\tR\abuckets\"\x8f\x01\n" +
+	"\tTableView\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1b\n" +
+	"\trow_label\x18\x02 \x01(\tR\browLabel\x12:\n" +
+	"\acolumns\x18\x03 \x03(\v2 .eventhost.plugin.v1.TableColumnR\acolumns\x12\x17\n" +
+	"\asort_by\x18\x04 \x01(\rR\x06sortBy\"W\n" +
+	"\vTableColumn\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\x12\x16\n" +
+	"\x06suffix\x18\x02 \x01(\tR\x06suffix\x12\x1a\n" +
+	"\bdecimals\x18\x03 \x01(\rR\bdecimals\"\x99\x01\n" +
+	"\x0fLeaderboardView\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\x12!\n" +
+	"\fmember_label\x18\x03 \x01(\tR\vmemberLabel\x12\x1f\n" +
+	"\vscore_label\x18\x04 \x01(\tR\n" +
+	"scoreLabel\x12\x1a\n" +
+	"\bdecimals\x18\x05 \x01(\rR\bdecimals\"f\n" +
+	"\fKeyCountView\x12\x18\n" +
+	"\apattern\x18\x01 \x01(\tR\apattern\x12\x1d\n" +
+	"\n" +
+	"size_label\x18\x02 \x01(\tR\tsizeLabel\x12\x1d\n" +
+	"\n" +
+	"keys_label\x18\x03 \x01(\tR\tkeysLabel\"\x92\x02\n" +
 	"\vConfigField\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\x04type\x18\x02 \x01(\x0e2%.eventhost.plugin.v1.ConfigField.TypeR\x04type\x12\x1a\n" +
@@ -836,41 +1342,53 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_plugin_proto_goTypes = []any{
 	(ConfigField_Type)(0),     // 0: eventhost.plugin.v1.ConfigField.Type
 	(*DescribeRequest)(nil),   // 1: eventhost.plugin.v1.DescribeRequest
 	(*DescribeResponse)(nil),  // 2: eventhost.plugin.v1.DescribeResponse
-	(*ConfigField)(nil),       // 3: eventhost.plugin.v1.ConfigField
-	(*ConfigureRequest)(nil),  // 4: eventhost.plugin.v1.ConfigureRequest
-	(*ConfigureResponse)(nil), // 5: eventhost.plugin.v1.ConfigureResponse
-	(*FieldError)(nil),        // 6: eventhost.plugin.v1.FieldError
-	(*Order)(nil),             // 7: eventhost.plugin.v1.Order
-	(*ProcessRequest)(nil),    // 8: eventhost.plugin.v1.ProcessRequest
-	(*Effect)(nil),            // 9: eventhost.plugin.v1.Effect
-	(*Result)(nil),            // 10: eventhost.plugin.v1.Result
-	(*ProcessResponse)(nil),   // 11: eventhost.plugin.v1.ProcessResponse
-	nil,                       // 12: eventhost.plugin.v1.Order.ExtraEntry
+	(*View)(nil),              // 3: eventhost.plugin.v1.View
+	(*HistogramView)(nil),     // 4: eventhost.plugin.v1.HistogramView
+	(*TableView)(nil),         // 5: eventhost.plugin.v1.TableView
+	(*TableColumn)(nil),       // 6: eventhost.plugin.v1.TableColumn
+	(*LeaderboardView)(nil),   // 7: eventhost.plugin.v1.LeaderboardView
+	(*KeyCountView)(nil),      // 8: eventhost.plugin.v1.KeyCountView
+	(*ConfigField)(nil),       // 9: eventhost.plugin.v1.ConfigField
+	(*ConfigureRequest)(nil),  // 10: eventhost.plugin.v1.ConfigureRequest
+	(*ConfigureResponse)(nil), // 11: eventhost.plugin.v1.ConfigureResponse
+	(*FieldError)(nil),        // 12: eventhost.plugin.v1.FieldError
+	(*Order)(nil),             // 13: eventhost.plugin.v1.Order
+	(*ProcessRequest)(nil),    // 14: eventhost.plugin.v1.ProcessRequest
+	(*Effect)(nil),            // 15: eventhost.plugin.v1.Effect
+	(*Result)(nil),            // 16: eventhost.plugin.v1.Result
+	(*ProcessResponse)(nil),   // 17: eventhost.plugin.v1.ProcessResponse
+	nil,                       // 18: eventhost.plugin.v1.Order.ExtraEntry
 }
 var file_plugin_proto_depIdxs = []int32{
-	3,  // 0: eventhost.plugin.v1.DescribeResponse.config:type_name -> eventhost.plugin.v1.ConfigField
-	0,  // 1: eventhost.plugin.v1.ConfigField.type:type_name -> eventhost.plugin.v1.ConfigField.Type
-	6,  // 2: eventhost.plugin.v1.ConfigureResponse.errors:type_name -> eventhost.plugin.v1.FieldError
-	12, // 3: eventhost.plugin.v1.Order.extra:type_name -> eventhost.plugin.v1.Order.ExtraEntry
-	7,  // 4: eventhost.plugin.v1.ProcessRequest.orders:type_name -> eventhost.plugin.v1.Order
-	9,  // 5: eventhost.plugin.v1.Result.effects:type_name -> eventhost.plugin.v1.Effect
-	10, // 6: eventhost.plugin.v1.ProcessResponse.results:type_name -> eventhost.plugin.v1.Result
-	1,  // 7: eventhost.plugin.v1.Plugin.Describe:input_type -> eventhost.plugin.v1.DescribeRequest
-	4,  // 8: eventhost.plugin.v1.Plugin.Configure:input_type -> eventhost.plugin.v1.ConfigureRequest
-	8,  // 9: eventhost.plugin.v1.Plugin.Process:input_type -> eventhost.plugin.v1.ProcessRequest
-	2,  // 10: eventhost.plugin.v1.Plugin.Describe:output_type -> eventhost.plugin.v1.DescribeResponse
-	5,  // 11: eventhost.plugin.v1.Plugin.Configure:output_type -> eventhost.plugin.v1.ConfigureResponse
-	11, // 12: eventhost.plugin.v1.Plugin.Process:output_type -> eventhost.plugin.v1.ProcessResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	9,  // 0: eventhost.plugin.v1.DescribeResponse.config:type_name -> eventhost.plugin.v1.ConfigField
+	3,  // 1: eventhost.plugin.v1.DescribeResponse.views:type_name -> eventhost.plugin.v1.View
+	4,  // 2: eventhost.plugin.v1.View.histogram:type_name -> eventhost.plugin.v1.HistogramView
+	5,  // 3: eventhost.plugin.v1.View.table:type_name -> eventhost.plugin.v1.TableView
+	7,  // 4: eventhost.plugin.v1.View.leaderboard:type_name -> eventhost.plugin.v1.LeaderboardView
+	8,  // 5: eventhost.plugin.v1.View.key_count:type_name -> eventhost.plugin.v1.KeyCountView
+	6,  // 6: eventhost.plugin.v1.TableView.columns:type_name -> eventhost.plugin.v1.TableColumn
+	0,  // 7: eventhost.plugin.v1.ConfigField.type:type_name -> eventhost.plugin.v1.ConfigField.Type
+	12, // 8: eventhost.plugin.v1.ConfigureResponse.errors:type_name -> eventhost.plugin.v1.FieldError
+	18, // 9: eventhost.plugin.v1.Order.extra:type_name -> eventhost.plugin.v1.Order.ExtraEntry
+	13, // 10: eventhost.plugin.v1.ProcessRequest.orders:type_name -> eventhost.plugin.v1.Order
+	15, // 11: eventhost.plugin.v1.Result.effects:type_name -> eventhost.plugin.v1.Effect
+	16, // 12: eventhost.plugin.v1.ProcessResponse.results:type_name -> eventhost.plugin.v1.Result
+	1,  // 13: eventhost.plugin.v1.Plugin.Describe:input_type -> eventhost.plugin.v1.DescribeRequest
+	10, // 14: eventhost.plugin.v1.Plugin.Configure:input_type -> eventhost.plugin.v1.ConfigureRequest
+	14, // 15: eventhost.plugin.v1.Plugin.Process:input_type -> eventhost.plugin.v1.ProcessRequest
+	2,  // 16: eventhost.plugin.v1.Plugin.Describe:output_type -> eventhost.plugin.v1.DescribeResponse
+	11, // 17: eventhost.plugin.v1.Plugin.Configure:output_type -> eventhost.plugin.v1.ConfigureResponse
+	17, // 18: eventhost.plugin.v1.Plugin.Process:output_type -> eventhost.plugin.v1.ProcessResponse
+	16, // [16:19] is the sub-list for method output_type
+	13, // [13:16] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -878,13 +1396,19 @@ func file_plugin_proto_init() {
 	if File_plugin_proto != nil {
 		return
 	}
+	file_plugin_proto_msgTypes[2].OneofWrappers = []any{
+		(*View_Histogram)(nil),
+		(*View_Table)(nil),
+		(*View_Leaderboard)(nil),
+		(*View_KeyCount)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

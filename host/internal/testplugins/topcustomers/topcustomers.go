@@ -40,10 +40,14 @@ type Leaderboard struct {
 var _ sdk.Plugin = (*Leaderboard)(nil)
 
 // New returns the plugin, to be configured.
-func New() *Leaderboard { return &Leaderboard{} }
+func New() *Leaderboard { return &Leaderboard{key: DefaultKey} }
 
 // Describe implements sdk.Plugin.
-func (*Leaderboard) Describe() sdk.Description {
+func (l *Leaderboard) Describe() sdk.Description {
+	score, decimals := "SPENT", 2
+	if l.byQty {
+		score, decimals = "TICKETS", 0
+	}
 	return sdk.Description{
 		Name:    Name,
 		Version: "0.0.0-test",
@@ -54,6 +58,10 @@ func (*Leaderboard) Describe() sdk.Description {
 			{Name: FieldKey, Type: sdk.TypeString, Default: DefaultKey,
 				Doc: "the sorted set written; must start with " + DefaultKey},
 		},
+		Views: []sdk.View{{
+			Title:       "Top customers",
+			Leaderboard: &sdk.LeaderboardView{Key: l.key, MemberLabel: "CUSTOMER", ScoreLabel: score, Decimals: decimals},
+		}},
 	}
 }
 

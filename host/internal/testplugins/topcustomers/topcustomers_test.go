@@ -88,3 +88,22 @@ func TestLeaderboardDescription(t *testing.T) {
 		t.Errorf("config fields = %q, want %q", fields, want)
 	}
 }
+
+// The leaderboard's view follows the key and score configured.
+func TestLeaderboardViews(t *testing.T) {
+	for _, tt := range []struct {
+		conf map[string]any
+		want sdk.LeaderboardView
+	}{
+		{nil, sdk.LeaderboardView{Key: "top_customers", MemberLabel: "CUSTOMER", ScoreLabel: "SPENT", Decimals: 2}},
+		{map[string]any{"key": "top_customers:qty", "score": "qty"},
+			sdk.LeaderboardView{Key: "top_customers:qty", MemberLabel: "CUSTOMER", ScoreLabel: "TICKETS"}},
+	} {
+		h := sdktest.Start(t, topcustomers.New())
+		h.MustConfigure(tt.conf)
+		views := h.Description().Views
+		if len(views) != 1 || views[0].Leaderboard == nil || !reflect.DeepEqual(*views[0].Leaderboard, tt.want) {
+			t.Errorf("config %v: views = %+v, want one leaderboard %+v", tt.conf, views, tt.want)
+		}
+	}
+}
