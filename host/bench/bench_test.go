@@ -317,6 +317,14 @@ type subprocess struct {
 	metrics string
 }
 
+// metricsBlock is the config's metrics block for listen; none when "".
+func metricsBlock(listen string) string {
+	if listen == "" {
+		return ""
+	}
+	return fmt.Sprintf("metrics { listen = %q }", listen)
+}
+
 func (s *subprocess) start(b *testing.B, addr string) {
 	cfg := fmt.Sprintf(`
 redis { address = %q }
@@ -327,7 +335,7 @@ batch {
   max_wait   = %q
 }
 log { level = "warn" }
-metrics { listen = %q }
+%s
 plugin "sales-histogram" {
   config {
     counter  = %q
@@ -337,7 +345,7 @@ plugin "sales-histogram" {
 }
 plugin "events-summary" {}
 plugin "customer-invoices" {}
-`, addr, channel, testbin.PluginDir(b), maxOrders, maxWait.String(), s.metrics,
+`, addr, channel, testbin.PluginDir(b), maxOrders, maxWait.String(), metricsBlock(s.metrics),
 		histogramConfig["counter"], histogramConfig["overflow"], histogramConfig["timezone"])
 	path := filepath.Join(b.TempDir(), "bench.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
