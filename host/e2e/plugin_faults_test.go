@@ -36,7 +36,9 @@ import (
 const (
 	liarName   = "liar"
 	liarOrders = "liar:orders"
-	dlStream   = config.DefaultDeadLetterStream
+	// liarCount is the hash liar counts each recorded order in, when asked (count_key).
+	liarCount = "liar:count"
+	dlStream  = config.DefaultDeadLetterStream
 )
 
 // faultRun is one private redis-server with an eventhost running the bundled

@@ -25,6 +25,7 @@ const (
 	FieldMatch     = "match"
 	FieldHang      = "hang"
 	FieldCrashFile = "crash_file"
+	FieldCountKey  = "count_key"
 )
 
 // The modes: what the plugin does with a matching order.
@@ -47,6 +48,7 @@ type liar struct {
 	match     string
 	hang      time.Duration
 	crashFile string
+	countKey  string
 	// seen holds the orders flaky mode has failed once. The host calls
 	// Handle from one batch at a time, so no lock.
 	seen map[string]bool
@@ -69,6 +71,8 @@ func (*liar) Describe() sdk.Description {
 				Doc: "how long mode hang sleeps per matching order"},
 			{Name: FieldCrashFile, Type: sdk.TypeString, Default: "",
 				Doc: "mode crash exits only if this file does not exist yet, creating it first; empty crashes every time"},
+			{Name: FieldCountKey, Type: sdk.TypeString, Default: "",
+				Doc: "when set (a liar:* key), each recorded order also adds 1 to its field in this hash: a double apply shows as 2, where the set hides it"},
 		},
 	}
 }
@@ -92,13 +96,14 @@ func (l *liar) Configure(cfg sdk.Config) error {
 		return errors.Join(errs...)
 	}
 	l.mode, l.match, l.hang, l.crashFile = mode, cfg.String(FieldMatch), hang, cfg.String(FieldCrashFile)
+	l.countKey = cfg.String(FieldCountKey)
 	return nil
 }
 
 // Handle implements sdk.Plugin.
 func (l *liar) Handle(o sdk.Order, out *sdk.Effects) error {
 	if !strings.Contains(o.ID, l.match) {
-		out.SAdd(KeyOrders, o.ID)
+		l.record(o, out)
 		return nil
 	}
 	switch l.mode {
@@ -129,8 +134,15 @@ func (l *liar) Handle(o sdk.Order, out *sdk.Effects) error {
 	case ModeCrash:
 		l.crash()
 	}
-	out.SAdd(KeyOrders, o.ID)
+	l.record(o, out)
 	return nil
+}
+
+func (l *liar) record(o sdk.Order, out *sdk.Effects) {
+	out.SAdd(KeyOrders, o.ID)
+	if l.countKey != "" {
+		out.HIncrBy(l.countKey, o.ID, 1)
+	}
 }
 
 // crash exits the process, as a plugin with a fatal bug would, unless the
