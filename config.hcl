@@ -1,6 +1,6 @@
 # eventhost configuration. `eventhost validate -config config.hcl` checks it,
 # including every plugin's own config block. Relative paths are relative to
-# this file. See README.md for every setting.
+# this file. docs/configuration.md describes every setting.
 
 redis {
   # env("NAME", "default"): secrets and per-machine settings stay out of this file.

@@ -2,7 +2,7 @@
 # systemd unit runs it. `eventhost validate -config /etc/eventhost/config.hcl`
 # checks it, including every plugin's own config block. Secrets and
 # per-machine settings come from /etc/eventhost/eventhost.env through env().
-# README.md describes every setting; the repository's config.hcl explains the
+# docs/configuration.md describes every setting; the repository's config.hcl explains the
 # plugin settings.
 
 redis {
