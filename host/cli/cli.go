@@ -16,7 +16,7 @@ import (
 	"github.com/eventhost/eventhost/host/config"
 )
 
-// Exit codes, documented in the README.
+// Exit codes, documented in docs/operations.md (Exit codes).
 const (
 	ExitOK     = 0
 	ExitFailed = 1 // the command ran and failed (Redis refused us, a plugin would not start, …)

@@ -80,7 +80,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		// One apply script writes a whole batch; a cluster refuses keys of
 		// several hash slots in one script (CROSSSLOT). Refuse at start
 		// rather than pause for ever on the first batch.
-		return fmt.Errorf("redis cluster: eventhost run cannot yet apply a batch across hash slots exactly once (see README, Redis topologies); use a single node or Sentinel")
+		return fmt.Errorf("redis cluster: eventhost run cannot yet apply a batch across hash slots exactly once (see docs/design.md, Redis topologies); use a single node or Sentinel")
 	}
 	d.Notifier.Status("connecting to Redis at %s", d.cfg.Redis.Where())
 	rdb, err := redisconn.New(d.cfg.Redis)

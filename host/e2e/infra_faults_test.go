@@ -328,7 +328,7 @@ func TestInfraAuth(t *testing.T) {
 		serve(t, withRedisBlock(t, base, srv.Addr, "username = \"eventhost\"\n  password = \"pw\""), 6061)
 	})
 
-	// The least a host needs, as the README's Security section lists it:
+	// The least a host needs, as docs/operations.md's Security section lists it:
 	// the commands it and the bundled plugins' effects use, its own keys and
 	// the plugins' key patterns, and its channel.
 	t.Run("least-privilege acl user", func(t *testing.T) {

@@ -150,7 +150,7 @@ func readFile(t *testing.T, path string) string {
 }
 
 // checkUnitSettings checks what systemd-analyze verify cannot: that the unit
-// says what the README promises, and keeps its hardening.
+// says what docs/operations.md promises, and keeps its hardening.
 func checkUnitSettings(t *testing.T, unit, prefix string) {
 	t.Helper()
 	settings := map[string][]string{}
@@ -198,7 +198,7 @@ func checkUnitSettings(t *testing.T, unit, prefix string) {
 		"RestrictRealtime":        "yes",
 		"RestrictSUIDSGID":        "yes",
 		"RemoveIPC":               "yes",
-		// The README's timings: a restart 2 s after a failure, at most 5
+		// docs/operations.md's timings: a restart 2 s after a failure, at most 5
 		// starts a minute; the stop timeout leaves the 60 s drain limit
 		// (daemon.DefaultDrainTimeout) room before systemd's SIGKILL.
 		"RestartSec":            "2s",

@@ -52,7 +52,7 @@ func TestBackoffDoublesUpToTheCap(t *testing.T) {
 	}
 }
 
-// TestDefaultBackoff: the README's retry schedule, as New sets it: 100ms
+// TestDefaultBackoff: docs/design.md's retry schedule, as New sets it: 100ms
 // before the first retry, doubling, at most 5s.
 func TestDefaultBackoff(t *testing.T) {
 	p := New(nil, nil, nil, nil, nil, 1, 0)
