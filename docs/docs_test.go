@@ -69,11 +69,13 @@ func markdownFiles(t *testing.T, root string) []string {
 }
 
 // scanMarkdown returns the links of a markdown text and the anchors of its
-// headings, ignoring both inside fenced code blocks and code spans.
-func scanMarkdown(name, text string) (links []link, anchors map[string]bool) {
+// headings, ignoring both inside fenced code blocks and code spans, and the
+// line of a code fence that is never closed (0 when all are): such a fence
+// hides every heading and link after it.
+func scanMarkdown(name, text string) (links []link, anchors map[string]bool, unclosed int) {
 	anchors = map[string]bool{}
 	seen := map[string]int{}
-	fence := ""
+	fence, fenceLine := "", 0
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	for n := 1; sc.Scan(); n++ {
@@ -86,7 +88,7 @@ func scanMarkdown(name, text string) (links []link, anchors map[string]bool) {
 			continue
 		}
 		if strings.HasPrefix(trimmed, "```") || strings.HasPrefix(trimmed, "~~~") {
-			fence = trimmed[:3]
+			fence, fenceLine = trimmed[:3], n
 			continue
 		}
 		if m := heading.FindStringSubmatch(line); m != nil {
@@ -104,7 +106,10 @@ func scanMarkdown(name, text string) (links []link, anchors map[string]bool) {
 			links = append(links, link{file: name, line: n, target: m[1]})
 		}
 	}
-	return links, anchors
+	if fence != "" {
+		unclosed = fenceLine
+	}
+	return links, anchors, unclosed
 }
 
 // Slug is the anchor GitHub gives a heading: its text without markdown
@@ -167,7 +172,7 @@ func (c *checker) check(from, target string) string {
 		if err != nil {
 			return fmt.Sprintf("read %s: %v", rel, err)
 		}
-		_, anchors = scanMarkdown(rel, string(b))
+		_, anchors, _ = scanMarkdown(rel, string(b))
 		c.anchors[rel] = anchors
 	}
 	if !anchors[anchor] {
@@ -192,7 +197,10 @@ func TestMarkdownLinks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		links, _ := scanMarkdown(f, string(b))
+		links, _, unclosed := scanMarkdown(f, string(b))
+		if unclosed != 0 {
+			t.Errorf("%s:%d: code fence never closed", f, unclosed)
+		}
 		total += len(links)
 		for _, l := range links {
 			if msg := c.check(l.file, l.target); msg != "" {
@@ -352,12 +360,18 @@ func TestCheckerCatches(t *testing.T) {
 			t.Errorf("check(%s, %s) = %q, want %q", tt.from, tt.target, got, tt.wantErr)
 		}
 	}
-	links, _ := scanMarkdown("x.md", "[a](b.md) `[c](d.md)` ![e](f.png \"title\")\n```\n[g](h.md)\n```\n")
+	links, _, unclosed := scanMarkdown("x.md", "[a](b.md) `[c](d.md)` ![e](f.png \"title\")\n```\n[g](h.md)\n```\n")
 	var targets []string
 	for _, l := range links {
 		targets = append(targets, l.target)
 	}
 	if strings.Join(targets, ",") != "b.md,f.png" {
 		t.Errorf("links = %v, want [b.md f.png] (none from code)", targets)
+	}
+	if unclosed != 0 {
+		t.Errorf("unclosed fence reported at line %d of a closed one", unclosed)
+	}
+	if _, _, unclosed := scanMarkdown("x.md", "# A\n```\ncode\n\n## B\n"); unclosed != 2 {
+		t.Errorf("unclosed fence at line %d, want 2", unclosed)
 	}
 }
