@@ -468,3 +468,48 @@ func TestApplyAcksNeedAStream(t *testing.T) {
 		t.Errorf("Apply with acks and no stream: err = %v, want one naming AckTo", err)
 	}
 }
+
+// A batch larger than MaxArgs is applied in several runs, each whole, split
+// between orders; its dead letters are written once, with the last run.
+func TestApplySplitsLargeBatches(t *testing.T) {
+	ctx, rdb, a := setup(t, 0)
+	a.MaxArgs = 20
+	var writes []apply.Write
+	for i := range 10 {
+		id := strconv.Itoa(i)
+		createOrder(t, ctx, rdb, id)
+		writes = append(writes,
+			write(id, "a", eff("INCRBY", "count", "1"), eff("SADD", "ids", id)),
+			write(id, "b", eff("HINCRBY", "per", "f", "2")))
+	}
+	res, err := a.Apply(ctx, apply.Batch{Writes: writes, DeadLetters: []deadletter.Entry{{OrderID: "x", Channel: "c", Reason: "bad"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, st := range res.Statuses {
+		if st != apply.Applied {
+			t.Fatalf("write %d: %v", i, st)
+		}
+	}
+	if got := rdb.Get(ctx, "count").Val(); got != "10" {
+		t.Errorf("count = %s, want 10", got)
+	}
+	if got := rdb.HGet(ctx, "per", "f").Val(); got != "20" {
+		t.Errorf("per.f = %s, want 20", got)
+	}
+	if n := rdb.XLen(ctx, dlStream).Val(); n != 1 || len(res.DeadLetters) != 1 {
+		t.Errorf("%d dead letters written (%d reported), want 1", n, len(res.DeadLetters))
+	}
+	// Several runs: the script ran more than once.
+	calls := 0
+	for _, line := range strings.Split(rdb.Info(ctx, "commandstats").Val(), "\n") {
+		if strings.HasPrefix(line, "cmdstat_evalsha:") || strings.HasPrefix(line, "cmdstat_eval:") {
+			_, rest, _ := strings.Cut(line, "calls=")
+			n, _ := strconv.Atoi(rest[:strings.Index(rest, ",")])
+			calls += n
+		}
+	}
+	if calls < 3 {
+		t.Errorf("the script ran %d times for a batch of 10 orders over MaxArgs 20, want several runs", calls)
+	}
+}
