@@ -150,7 +150,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go func() { defer producers.Done(); runner.Run(intake, d.catchUpPlugins(eng), emit) }()
 	}
 	go func() { producers.Wait(); close(ids) }()
-	defer d.superviseSystemd(ctx, func() int { return len(ids) })()
+	defer d.superviseSystemd(ctx, eng, func() int { return len(ids) })()
 	// Reloads stop with intake, and are over before the plugins stop.
 	defer d.serveReloads(intake, eng, pluginsAdded)()
 

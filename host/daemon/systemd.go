@@ -6,11 +6,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/eventhost/eventhost/host/config"
-	"github.com/eventhost/eventhost/host/metrics"
+	"github.com/eventhost/eventhost/host/engine"
+	"github.com/eventhost/eventhost/host/pipeline"
+	"github.com/eventhost/eventhost/host/pluginhost"
 )
 
 // subscribed tells systemd the host is ready. It is called after each
@@ -29,16 +28,17 @@ func (d *Daemon) subscribed(reconnect bool) {
 
 // superviseSystemd keeps systemd informed while the pipeline runs: STOPPING=1
 // as soon as ctx ends (shutdown begins: intake stops, received ids are
-// finished), and watchdog pings while the pipeline makes progress. backlog is
-// the number of ids waiting for the pipeline. The returned func ends both.
-func (d *Daemon) superviseSystemd(ctx context.Context, backlog func() int) (stop func()) {
+// finished), and watchdog pings while eng's pipeline makes progress. backlog
+// is the number of ids waiting for the pipeline. The returned func ends both.
+func (d *Daemon) superviseSystemd(ctx context.Context, eng *engine.Engine, backlog func() int) (stop func()) {
 	stopping := context.AfterFunc(ctx, func() {
 		d.Notifier.Stopping()
 		d.Notifier.Status("stopping: finishing the orders already received")
 	})
 	watch, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
-	d.progress = newProgress(d.metrics, d.cfg.Plugins, backlog)
+	signs := func() (pipeline.Snapshot, pluginhost.Trouble) { return eng.Pipeline.Outcomes(), eng.PluginTrouble() }
+	d.progress = newProgress(signs, d.cfg.Plugins, backlog)
 	go func() {
 		defer close(done)
 		d.Notifier.Watchdog(watch, d.progress.check)
@@ -64,18 +64,19 @@ const stallGrace = 90 * time.Second
 // holds (Pub/Sub does not deliver them again). What is left is a pipeline
 // stuck where nothing times out, which only a restart can fix.
 type progress struct {
-	m       *metrics.Metrics
+	// signs reads the pipeline's outcomes and the plugins' trouble.
+	signs   func() (pipeline.Snapshot, pluginhost.Trouble)
 	backlog func() int
 	limit   time.Duration
 	now     func() time.Time
 
 	mu    sync.Mutex
-	mark  float64   // the sum of the signs of life at the last check
+	mark  int64     // the sum of the signs of life at the last check
 	since time.Time // when the pipeline was last seen idle or moving
 }
 
-func newProgress(m *metrics.Metrics, plugins []config.Plugin, backlog func() int) *progress {
-	return &progress{m: m, backlog: backlog, limit: stallLimit(plugins), now: time.Now, since: time.Now()}
+func newProgress(signs func() (pipeline.Snapshot, pluginhost.Trouble), plugins []config.Plugin, backlog func() int) *progress {
+	return &progress{signs: signs, backlog: backlog, limit: stallLimit(plugins), now: time.Now, since: time.Now()}
 }
 
 // setPlugins fits the limit to plugins, after a reload.
@@ -96,8 +97,9 @@ func stallLimit(plugins []config.Plugin) time.Duration {
 // check returns nil while the pipeline is idle or moving, and an error that
 // says what waits once it has been stuck for longer than the limit.
 func (p *progress) check() error {
-	started, finished := total(p.m.BatchSize), total(p.m.BatchSeconds)
-	mark := finished + total(p.m.RedisErrors) + total(p.m.PluginErrors) + total(p.m.PluginRestarts)
+	out, trouble := p.signs()
+	started, finished := out.BatchesStarted, out.BatchesFinished
+	mark := finished + out.RedisRetries + trouble.Errors + trouble.Restarts
 	waiting := p.backlog()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -107,26 +109,8 @@ func (p *progress) check() error {
 		return nil
 	}
 	if stuck := now.Sub(p.since); stuck > p.limit {
-		return fmt.Errorf("pipeline wedged: %d ids waiting and %.0f batches in flight, and no batch finished, Redis retry or plugin restart for %s",
+		return fmt.Errorf("pipeline wedged: %d ids waiting and %d batches in flight, and no batch finished, Redis retry or plugin restart for %s",
 			waiting, started-finished, stuck.Round(time.Second))
 	}
 	return nil
-}
-
-// total sums a collector's counter values and histogram sample counts over
-// all its label values.
-func total(c prometheus.Collector) float64 {
-	ch := make(chan prometheus.Metric)
-	go func() {
-		c.Collect(ch)
-		close(ch)
-	}()
-	var sum float64
-	for m := range ch {
-		var pb dto.Metric
-		if m.Write(&pb) == nil {
-			sum += pb.GetCounter().GetValue() + float64(pb.GetHistogram().GetSampleCount())
-		}
-	}
-	return sum
 }

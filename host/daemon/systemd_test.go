@@ -6,15 +6,20 @@ import (
 	"time"
 
 	"github.com/eventhost/eventhost/host/config"
-	"github.com/eventhost/eventhost/host/metrics"
+	"github.com/eventhost/eventhost/host/pipeline"
+	"github.com/eventhost/eventhost/host/pluginhost"
 )
 
 // TestProgress walks the watchdog's liveness check through a pipeline's
 // life: idle, busy and moving, riding out a Redis outage, and wedged.
 func TestProgress(t *testing.T) {
-	m := metrics.New()
+	// The signs the watchdog reads: the pipeline's outcomes and the
+	// plugins' trouble, as the engine reports them.
+	var out pipeline.Snapshot
+	var trouble pluginhost.Trouble
+	signs := func() (pipeline.Snapshot, pluginhost.Trouble) { return out, trouble }
 	backlog := 0
-	p := newProgress(m, []config.Plugin{{Timeout: 10 * time.Second}, {Timeout: 20 * time.Second}}, func() int { return backlog })
+	p := newProgress(signs, []config.Plugin{{Timeout: 10 * time.Second}, {Timeout: 20 * time.Second}}, func() int { return backlog })
 	if want := 20*time.Second + stallGrace; p.limit != want {
 		t.Fatalf("limit = %s, want the longest plugin timeout plus stallGrace (%s)", p.limit, want)
 	}
@@ -22,8 +27,8 @@ func TestProgress(t *testing.T) {
 	p.now = func() time.Time { return clock }
 	p.since = clock
 	later := func(d time.Duration) { clock = clock.Add(d) }
-	startBatch := func() { m.BatchSize.Observe(1) }
-	finishBatch := func() { m.BatchSeconds.Observe(0.001) }
+	startBatch := func() { out.BatchesStarted++ }
+	finishBatch := func() { out.BatchesFinished++ }
 
 	steps := []struct {
 		name    string
@@ -36,18 +41,46 @@ func TestProgress(t *testing.T) {
 		{"a batch in flight, within the limit", func() { startBatch(); backlog = 0; later(p.limit - time.Second) }, false, ""},
 		{"a batch in flight past the limit", func() { later(2 * time.Second) }, true, "0 ids waiting and 1 batches in flight"},
 		{"it finishes", func() { finishBatch() }, false, ""},
+		{"ids keep waiting while batches finish", func() {
+			for range 3 {
+				backlog = 50
+				startBatch()
+				later(p.limit / 2)
+				finishBatch()
+				if err := p.check(); err != nil {
+					t.Fatalf("a pipeline finishing batches counts as wedged: %v", err)
+				}
+			}
+		}, false, ""},
 		{"ids wait, Redis is down and retried", func() {
 			backlog = 100
 			startBatch()
 			for range 10 {
 				later(p.limit / 2)
-				m.RedisErrors.WithLabelValues("load").Inc()
+				out.RedisRetries++
 				if err := p.check(); err != nil {
 					t.Fatalf("a pipeline retrying Redis counts as wedged: %v", err)
 				}
 			}
 		}, false, ""},
-		{"ids wait, a plugin restarts", func() { later(p.limit); m.PluginRestarts.WithLabelValues("x").Inc() }, false, ""},
+		{"ids wait, a plugin restarts", func() {
+			for range 3 {
+				later(p.limit / 2)
+				trouble.Restarts++
+				if err := p.check(); err != nil {
+					t.Fatalf("a pipeline relaunching a plugin counts as wedged: %v", err)
+				}
+			}
+		}, false, ""},
+		{"ids wait, plugin calls fail", func() {
+			for range 3 {
+				later(p.limit / 2)
+				trouble.Errors++
+				if err := p.check(); err != nil {
+					t.Fatalf("a pipeline whose plugin calls fail counts as wedged: %v", err)
+				}
+			}
+		}, false, ""},
 		{"ids wait and nothing moves", func() { later(p.limit + time.Second) }, true, "100 ids waiting"},
 		{"still nothing", func() { later(time.Minute) }, true, "no batch finished"},
 		{"the batch finishes at last", func() { finishBatch(); backlog = 0 }, false, ""},

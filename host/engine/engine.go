@@ -44,6 +44,23 @@ type Engine struct {
 	reloadMu sync.Mutex
 	mu       sync.Mutex
 	plugins  []*running
+	// retired is the Trouble of the instances a reload stopped, so that
+	// PluginTrouble never goes down.
+	retired pluginhost.Trouble
+}
+
+// PluginTrouble returns the plugins' failed calls and relaunches since
+// Start, those of instances a reload replaced or removed included: the
+// watchdog's sign that the host is riding out a failing plugin. It does not
+// wait for a batch in flight.
+func (e *Engine) PluginTrouble() pluginhost.Trouble {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.retired
+	for _, r := range e.plugins {
+		t = t.Add(r.inst.Trouble())
+	}
+	return t
 }
 
 // Start launches the plugins of cfg (only those named in only, when it is

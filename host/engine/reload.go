@@ -167,6 +167,11 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) (Change, error)
 	e.dispatcher.SetTargets(targets(next)) // waits for the batch in flight
 	e.mu.Lock()
 	e.plugins = next
+	for _, r := range old {
+		if !inNext[r] { // no more calls: its Trouble is final
+			e.retired = e.retired.Add(r.inst.Trouble())
+		}
+	}
 	e.mu.Unlock()
 
 	for _, r := range old {

@@ -48,6 +48,8 @@ type Pipeline struct {
 	retries retryQueue
 	batches sync.Pool // of *[]orders.Ref, see getBatch
 	pause   pauseState
+
+	outcomes Outcomes // see outcome.go
 }
 
 // Paused returns why the pipeline is paused, and since when: Redis refused
@@ -213,6 +215,7 @@ type prepared struct {
 func (p *Pipeline) prepare(ctx context.Context, refs []orders.Ref) (prepared, error) {
 	pb := prepared{refs: refs, start: time.Now()}
 	p.metrics.BatchSize.Observe(float64(len(refs)))
+	p.outcomes.batchesStarted.Add(1)
 	b := &pb.batch
 	toLoad := make([]orders.Ref, 0, len(refs))
 	received := map[string]int{}
@@ -275,6 +278,7 @@ func (p *Pipeline) prepare(ctx context.Context, refs []orders.Ref) (prepared, er
 	}
 	for plugin, n := range out.Skipped {
 		p.metrics.OrdersDuplicate.WithLabelValues(plugin).Add(float64(n))
+		p.outcomes.alreadyDone.Add(int64(n))
 	}
 	b.Writes = out.Writes
 	// again[i] lists the plugins that get another try at loaded[i].
@@ -321,6 +325,7 @@ func (p *Pipeline) finish(ctx context.Context, pb prepared) error {
 	}
 	p.observeLatency(pb.refs, now)
 	p.metrics.BatchSeconds.Observe(time.Since(pb.start).Seconds())
+	p.outcomes.batchesFinished.Add(1)
 	return nil
 }
 
@@ -415,9 +420,11 @@ func (p *Pipeline) apply(ctx context.Context, b apply.Batch) error {
 	}
 	for k, n := range processed {
 		p.metrics.OrdersProcessed.WithLabelValues(k[0], k[1]).Add(float64(n))
+		p.outcomes.addApplied(k[1], n)
 	}
 	for plugin, n := range duplicates {
 		p.metrics.OrdersDuplicate.WithLabelValues(plugin).Add(float64(n))
+		p.outcomes.alreadyDone.Add(int64(n))
 	}
 	for _, d := range res.DeadLetters {
 		p.countDead(d)
@@ -434,6 +441,7 @@ func (p *Pipeline) countDead(d deadletter.Entry) {
 		reason = "bad order"
 	}
 	p.metrics.OrdersDeadLettered.WithLabelValues(d.Channel, d.Plugin, reason).Inc()
+	p.outcomes.deadLettered.Add(1)
 	p.logger.Warn("order dead-lettered", "id", deadletter.Truncate(d.OrderID, 128), "plugin", d.Plugin, "reason", d.Reason)
 }
 
@@ -465,6 +473,7 @@ func (p *Pipeline) retry(ctx context.Context, what string, op func() error) erro
 			reason = "eventhost's own key holds another type"
 		}
 		p.metrics.RedisErrors.WithLabelValues(what).Inc()
+		p.outcomes.redisRetries.Add(1)
 		p.pause.pause(p.logger, p.metrics, reason, err)
 		wait := b.NextBackOff()
 		p.logger.Error("redis refused the batch; paused, retrying", "op", what, "reason", reason, "error", err, "retry_in", wait)

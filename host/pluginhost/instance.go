@@ -48,6 +48,27 @@ type Instance struct {
 	// must not wait for mu (held for a whole batch).
 	up      atomic.Bool
 	backoff *backoff.ExponentialBackOff
+	// errors and restarts count what Trouble reports.
+	errors, restarts atomic.Int64
+}
+
+// Trouble is what went wrong with a plugin's process and what the host did
+// about it. The watchdog reads it as a sign of life: a host riding out a
+// crashing plugin is not wedged. Metrics count the same for people.
+type Trouble struct {
+	Errors   int64 // failed calls: crashes, timeouts, size and protocol failures
+	Restarts int64 // relaunches tried
+}
+
+// Add returns t and u summed.
+func (t Trouble) Add(u Trouble) Trouble {
+	return Trouble{Errors: t.Errors + u.Errors, Restarts: t.Restarts + u.Restarts}
+}
+
+// Trouble returns what went wrong with this instance since Launch. It does
+// not wait for a batch in flight.
+func (in *Instance) Trouble() Trouble {
+	return Trouble{Errors: in.errors.Load(), Restarts: in.restarts.Load()}
 }
 
 // Launch starts the plugin of cfg and configures it. Errors name the plugin;
@@ -158,6 +179,7 @@ func (in *Instance) call(ctx context.Context, orders []sdk.Order) ([]sdk.Result,
 		f.kind = sdk.FailCrash
 	}
 	in.metrics.PluginErrors.WithLabelValues(in.cfg.Name, f.kind).Inc()
+	in.errors.Add(1)
 	if f.kind == sdk.FailTimeout {
 		// It may never answer again. Killed at once: go-plugin's Kill
 		// would ask a hung process to exit and wait 2 s for it first.
@@ -225,6 +247,7 @@ func (in *Instance) relaunch(ctx context.Context) error {
 		return ctx.Err()
 	}
 	in.metrics.PluginRestarts.WithLabelValues(in.cfg.Name).Inc()
+	in.restarts.Add(1)
 	proc, err := start(ctx, in.cfg, in.logger, in.socketDir)
 	if err == nil {
 		// Describe again: it also tells the client which encoding this

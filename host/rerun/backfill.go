@@ -106,8 +106,8 @@ func Backfill(stop context.Context, cfg *config.Config, rdb redis.UniversalClien
 		return rep, nil
 	}
 	sortRefs(refs)
-	rep.Sent, err = drive(stop, eng, m, refs, p)
-	rep.Counts = countsOf(m)
+	rep.Sent, err = drive(stop, eng, refs, p)
+	rep.Counts = countsOf(eng.Pipeline.Outcomes())
 	rep.Took = time.Since(start)
 	return rep, err
 }

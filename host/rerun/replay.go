@@ -149,8 +149,8 @@ func Replay(stop context.Context, cfg *config.Config, rdb redis.UniversalClient,
 		return rep, err
 	}
 	defer eng.Stop()
-	rep.Sent, err = drive(stop, eng, m, plan.Refs, silent{})
-	rep.Counts = countsOf(m)
+	rep.Sent, err = drive(stop, eng, plan.Refs, silent{})
+	rep.Counts = countsOf(eng.Pipeline.Outcomes())
 	return rep, err
 }
 

@@ -11,12 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/eventhost/eventhost/host/engine"
-	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/pipeline"
 )
 
 // Counts is what the pipeline did with the (plugin, order) pairs it was
@@ -31,28 +28,15 @@ type Counts struct {
 // Finished is how many pairs have an outcome.
 func (c Counts) Finished() int { return c.Applied + c.AlreadyDone + c.DeadLettered }
 
-// countsOf reads the outcome counters of m. A run has a registry of its
-// own, so they hold this run's pairs and nothing else.
-func countsOf(m *metrics.Metrics) Counts {
+// countsOf is what the pipeline of a run reported. Every run starts an
+// engine, and so a pipeline, of its own: the counts are this run's pairs and
+// nothing else.
+func countsOf(s pipeline.Snapshot) Counts {
 	return Counts{
-		Applied:      sum(m.OrdersProcessed),
-		AlreadyDone:  sum(m.OrdersDuplicate),
-		DeadLettered: sum(m.OrdersDeadLettered),
+		Applied:      int(s.AppliedTotal()),
+		AlreadyDone:  int(s.AlreadyDone),
+		DeadLettered: int(s.DeadLettered),
 	}
-}
-
-// sum adds up every series of a counter vector.
-func sum(c prometheus.Collector) int {
-	ch := make(chan prometheus.Metric)
-	go func() { c.Collect(ch); close(ch) }()
-	total := 0.0
-	for m := range ch {
-		var pb dto.Metric
-		if m.Write(&pb) == nil && pb.Counter != nil {
-			total += pb.Counter.GetValue()
-		}
-	}
-	return int(total)
 }
 
 // Progress hears how a run goes. Its methods are called from one goroutine.
@@ -74,7 +58,7 @@ const progressTick = 200 * time.Millisecond
 // the intake and waits for the pipeline to finish what it took, retries
 // included: stopping does not abandon a batch half way. It returns how many
 // refs were sent.
-func drive(stop context.Context, eng *engine.Engine, m *metrics.Metrics, refs []orders.Ref, p Progress) (sent int, err error) {
+func drive(stop context.Context, eng *engine.Engine, refs []orders.Ref, p Progress) (sent int, err error) {
 	in := make(chan orders.Ref)
 	ran := make(chan struct{})
 	var feeder sync.WaitGroup
@@ -103,7 +87,7 @@ func drive(stop context.Context, eng *engine.Engine, m *metrics.Metrics, refs []
 		for {
 			select {
 			case <-ticks.C:
-				p.Update(countsOf(m).Finished())
+				p.Update(countsOf(eng.Pipeline.Outcomes()).Finished())
 			case <-ran:
 				return
 			}
@@ -115,7 +99,7 @@ func drive(stop context.Context, eng *engine.Engine, m *metrics.Metrics, refs []
 	close(ran)
 	feeder.Wait()
 	<-reported
-	p.Finish(countsOf(m).Finished())
+	p.Finish(countsOf(eng.Pipeline.Outcomes()).Finished())
 	return sent, err
 }
 

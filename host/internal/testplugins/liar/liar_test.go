@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/eventhost/eventhost/sdk"
@@ -57,6 +58,11 @@ func TestLiarHandle(t *testing.T) {
 		{"crashed already", map[string]any{FieldMode: ModeCrash, FieldCrashFile: crashed}, "1-1",
 			sdk.Result{Effects: []sdk.Effect{{Command: "SADD", Key: KeyOrders, Args: []string{"1-1"}}}}},
 	}
+	// Why the host refuses a case's effects; the other cases' it takes.
+	refused := map[string]string{
+		"forbidden": `command "DEL" is not allowed`,
+		"outside":   "key is outside the plugin's patterns",
+	}
 	if err := writeEmpty(crashed); err != nil {
 		t.Fatal(err)
 	}
@@ -64,9 +70,14 @@ func TestLiarHandle(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := sdktest.Start(t, &liar{})
 			h.MustConfigure(tt.conf)
-			got := h.Process(sdk.Order{ID: tt.id, TS: 1, Qty: 1, Event: "e", Who: "w"})
+			// Raw: the liar's lies are what the host's refusals are tested with.
+			got := h.ProcessRaw(sdk.Order{ID: tt.id, TS: 1, Qty: 1, Event: "e", Who: "w"})
 			if len(got) != 1 || !reflect.DeepEqual(normal(got[0]), normal(tt.want)) {
-				t.Errorf("got %+v, want %+v", got, tt.want)
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+			err := h.Refused(got[0].Effects)
+			if why := refused[tt.name]; why == "" && err != nil || why != "" && (err == nil || !strings.Contains(err.Error(), why)) {
+				t.Errorf("Refused = %v, want %q", err, why)
 			}
 		})
 	}
