@@ -157,9 +157,7 @@ func (a *Applier) Apply(ctx context.Context, b Batch) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		if n == len(parts)-1 {
-			res.DeadLetters = written
-		}
+		res.DeadLetters = append(res.DeadLetters, written...)
 	}
 	return res, nil
 }

@@ -474,7 +474,10 @@ func TestApplyAcksNeedAStream(t *testing.T) {
 func TestApplySplitsLargeBatches(t *testing.T) {
 	ctx, rdb, a := setup(t, 0)
 	a.MaxArgs = 20
-	var writes []apply.Write
+	rdb.Set(ctx, "wrong", "text", 0)
+	createOrder(t, ctx, rdb, "first")
+	// Refused in the first run: its dead letter is reported too.
+	writes := []apply.Write{write("first", "a", eff("SADD", "wrong", "x"))}
 	for i := range 10 {
 		id := strconv.Itoa(i)
 		createOrder(t, ctx, rdb, id)
@@ -487,7 +490,7 @@ func TestApplySplitsLargeBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, st := range res.Statuses {
-		if st != apply.Applied {
+		if want := apply.Applied; i == 0 && st != apply.Refused || i > 0 && st != want {
 			t.Fatalf("write %d: %v", i, st)
 		}
 	}
@@ -497,8 +500,8 @@ func TestApplySplitsLargeBatches(t *testing.T) {
 	if got := rdb.HGet(ctx, "per", "f").Val(); got != "20" {
 		t.Errorf("per.f = %s, want 20", got)
 	}
-	if n := rdb.XLen(ctx, dlStream).Val(); n != 1 || len(res.DeadLetters) != 1 {
-		t.Errorf("%d dead letters written (%d reported), want 1", n, len(res.DeadLetters))
+	if n := rdb.XLen(ctx, dlStream).Val(); n != 2 || len(res.DeadLetters) != 2 {
+		t.Errorf("%d dead letters written (%d reported), want 2: the batch's and the refused write's", n, len(res.DeadLetters))
 	}
 	// Several runs: the script ran more than once.
 	calls := 0
