@@ -195,6 +195,17 @@ func TestApplyRefusesWhatRedisWouldRefuse(t *testing.T) {
 			data:   map[string]any{"k": []string{"1"}},
 		},
 		{
+			name:   "one write disagrees with itself on a key's type",
+			before: func(context.Context, *redis.Client) error { return nil },
+			writes: []apply.Write{
+				write("1", "a", eff("SADD", "k", "1"), eff("HINCRBY", "k", "f", "1")),
+				write("2", "b", eff("SADD", "other", "2")),
+			},
+			want:   []apply.Status{apply.Refused, apply.Applied},
+			reason: "refused effect: HINCRBY k conflicts with this write, which writes the key with set",
+			data:   map[string]any{"other": []string{"2"}},
+		},
+		{
 			name:   "increment of a field holding text",
 			before: func(ctx context.Context, rdb *redis.Client) error { return rdb.HSet(ctx, "h", "f", "text").Err() },
 			writes: []apply.Write{

@@ -112,7 +112,6 @@ func newPlan(writes []Write, live []int, dlStream, ackStream string, refused map
 	}
 	accs := map[string]*keyAcc{}
 	orderOf := map[string]int{}
-	markers := map[string]map[string]bool{}
 	for _, w := range live {
 		wr := writes[w]
 		if reason := p.conflict(wr, accs); reason != "" {
@@ -124,10 +123,8 @@ func newPlan(writes []Write, live []int, dlStream, ackStream string, refused map
 			o = len(p.orders)
 			orderOf[wr.OrderKey] = o
 			p.orders = append(p.orders, planOrder{key: p.key(wr.OrderKey)})
-			markers[wr.OrderKey] = map[string]bool{}
 		}
 		p.orders[o].writes = append(p.orders[o].writes, w)
-		markers[wr.OrderKey][wr.Marker] = true
 		for _, e := range wr.Effects {
 			acc := accs[e.Key]
 			if acc == nil {
@@ -170,13 +167,20 @@ func (p *plan) key(k string) int {
 
 // conflict says why w cannot join the batch so far, or "".
 func (p *plan) conflict(w Write, accs map[string]*keyAcc) string {
-	mine := map[string]string{}
-	for _, e := range w.Effects {
+	for i, e := range w.Effects {
 		f := family(e.Command)
 		if f == "" {
 			return fmt.Sprintf("refused effect: command %s is not allowed", e.Command)
 		}
-		have, who := mine[e.Key], "this write"
+		// A write has a handful of effects: scanning the earlier ones is
+		// cheaper than a map per write on this per-order path.
+		have, who := "", "this write"
+		for _, prev := range w.Effects[:i] {
+			if prev.Key == e.Key {
+				have = family(prev.Command)
+				break
+			}
+		}
 		if have == "" {
 			if acc := accs[e.Key]; acc != nil {
 				have, who = acc.family, "an earlier write in the batch"
@@ -185,7 +189,6 @@ func (p *plan) conflict(w Write, accs map[string]*keyAcc) string {
 		if have != "" && have != f {
 			return fmt.Sprintf("refused effect: %s %s conflicts with %s, which writes the key with %s", e.Command, e.Key, who, have)
 		}
-		mine[e.Key] = f
 	}
 	return ""
 }
