@@ -90,7 +90,7 @@ func TestHostileInputOrders(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	ctx := context.Background()
-	cfg := writeConfig(t, srv, "u8", "metrics { listen = \"127.0.0.1:0\" }\nlimits { cost_decimals = 2 }")
+	cfg := writeConfig(t, srv, "u8", metricsBlock+"limits { cost_decimals = 2 }")
 	h := startHost(t, rdb, cfg)
 	metricsAddr := h.metricsAddr(t)
 

@@ -49,9 +49,9 @@ func startPoisonRun(t *testing.T, timeout string) *poisonRun {
 		t.Skip("integration test: runs in make test")
 	}
 	srv := redistest.Start(t)
-	r := &poisonRun{srv: srv, rdb: srv.Client(), metrics: "127.0.0.1:0"}
+	r := &poisonRun{srv: srv, rdb: srv.Client()}
 	path := testbin.Build(t, "./host/internal/testplugins/poison", "eventhost-plugin-poison")
-	extra := fmt.Sprintf("metrics {\n  listen = %q\n}\nplugin %q {\n  path = %q\n  timeout = %q\n}\n", r.metrics, poisonName, path, timeout)
+	extra := metricsBlock + fmt.Sprintf("plugin %q {\n  path = %q\n  timeout = %q\n}\n", poisonName, path, timeout)
 	cfg := writeConfig(t, srv, "u8", extra)
 	// Full batches of 64: the ids below arrive in one burst.
 	b, err := os.ReadFile(cfg)

@@ -38,8 +38,7 @@ func TestRedisRefusalsPause(t *testing.T) {
 	if err := admin.Do(ctx, "ACL", "SETUSER", "eh", "on", ">eh-secret", "~*", "&*", "+@all").Err(); err != nil {
 		t.Fatal(err)
 	}
-	metricsAddr := "127.0.0.1:0"
-	cfg := withRedisBlock(t, writeConfig(t, srv, "u8", fmt.Sprintf("metrics {\n  listen = %q\n}\n", metricsAddr)),
+	cfg := withRedisBlock(t, writeConfig(t, srv, "u8", metricsBlock),
 		srv.Addr, `username = "eh"
   password = "eh-secret"`)
 
@@ -64,7 +63,7 @@ func TestRedisRefusalsPause(t *testing.T) {
 	}()
 	const watchdog = time.Second
 	h := startHostEnv(t, admin, cfg, []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=" + strconv.FormatInt(watchdog.Microseconds(), 10)})
-	metricsAddr = h.metricsAddr(t)
+	metricsAddr := h.metricsAddr(t)
 
 	readyz := func() (int, string) {
 		resp, err := http.Get("http://" + metricsAddr + "/readyz")

@@ -108,7 +108,7 @@ func TestSandboxHostilePlugin(t *testing.T) {
 		t.Skip("integration test: runs in make test")
 	}
 	ctx := context.Background()
-	s := newSandboxSetup(t, "metrics { listen = \"127.0.0.1:0\" }\nsandbox { require = true }", true)
+	s := newSandboxSetup(t, metricsBlock+"sandbox { require = true }", true)
 
 	res := runEventhost(t, 60*time.Second, s.env, "validate", "-config", s.config)
 	if res.code != 0 || !strings.Contains(res.stdout, "plugin hostile 0.0.0-test: ok") {
@@ -193,7 +193,7 @@ func TestSandboxDegraded(t *testing.T) {
 	simulate := "EVENTHOST_SANDBOX_SIMULATE_MISSING=" + strings.Join(missing, ",")
 
 	t.Run("warn", func(t *testing.T) {
-		s := newSandboxSetup(t, "metrics { listen = \"127.0.0.1:0\" }", false)
+		s := newSandboxSetup(t, metricsBlock, false)
 		h := startHostEnv(t, s.admin, s.config, append(s.env, simulate))
 		metricsAddr := h.metricsAddr(t)
 		for _, name := range missing {
