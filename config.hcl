@@ -52,6 +52,10 @@ dead_letter {
 #   cost_decimals   = 4          # fraction digits a cost may have
 #   min_ts          = 946684800  # 2000-01-01 UTC
 #   max_ts          = 4102444800 # 2100-01-01 UTC
+#   # What one plugin may write for one order; past them that pair is dead-lettered.
+#   max_effects_per_order      = 1000
+#   max_effect_bytes_per_order = 1048576
+#   max_bitfield_bits          = 1048576 # highest BITFIELD bit: Redis grows the string to reach it
 # }
 
 log {
