@@ -411,6 +411,10 @@ type subprocess struct {
 	pluginRSS int64
 	// metrics, when set, is the host's metrics listen address.
 	metrics string
+	// stream, when set, makes the host read the stream named channel with
+	// the consumer group "eventhost" instead of subscribing; start then
+	// returns once the process runs (wait for /readyz, with metrics set).
+	stream bool
 }
 
 // metricsBlock is the config's metrics block for listen; none when "".
@@ -422,9 +426,13 @@ func metricsBlock(listen string) string {
 }
 
 func (s *subprocess) start(b *testing.B, addr string) {
+	src := fmt.Sprintf("source \"pubsub\" { channels = [%q] }", channel)
+	if s.stream {
+		src = fmt.Sprintf("source \"stream\" {\n  stream = %q\n  group  = \"eventhost\"\n}", channel)
+	}
 	cfg := fmt.Sprintf(`
 redis { address = %q }
-source "pubsub" { channels = [%q] }
+%s
 plugin_dir = %q
 batch {
   max_orders = %d
@@ -441,7 +449,7 @@ plugin "sales-histogram" {
 }
 plugin "events-summary" {}
 plugin "customer-invoices" {}
-`, addr, channel, testbin.PluginDir(b), maxOrders, maxWait.String(), metricsBlock(s.metrics),
+`, addr, src, testbin.PluginDir(b), maxOrders, maxWait.String(), metricsBlock(s.metrics),
 		histogramConfig["counter"], histogramConfig["overflow"], histogramConfig["timezone"])
 	path := filepath.Join(b.TempDir(), "bench.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -451,6 +459,9 @@ plugin "customer-invoices" {}
 	s.cmd.Stderr = os.Stderr
 	if err := s.cmd.Start(); err != nil {
 		b.Fatal(err)
+	}
+	if s.stream {
+		return
 	}
 	waitSubscribed(b, addr)
 	waitRegistered(b, addr)
