@@ -25,6 +25,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/catchup"
+	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/dispatch"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
@@ -44,9 +45,6 @@ const (
 	channel     = "purchase_orders"
 	orderPrefix = "purchase_order_details:"
 	maxOrders   = 512
-	// maxWait is eventhost's default: a batch goes out as soon as the
-	// pipeline can take it.
-	maxWait time.Duration = 0
 	// naiveMaxWait is how long the naive program's batch waits for company.
 	naiveMaxWait = 2 * time.Millisecond
 )
@@ -449,7 +447,7 @@ plugin "sales-histogram" {
 }
 plugin "events-summary" {}
 plugin "customer-invoices" {}
-`, addr, src, testbin.PluginDir(b), maxOrders, maxWait.String(), metricsBlock(s.metrics),
+`, addr, src, testbin.PluginDir(b), maxOrders, batchWait().String(), metricsBlock(s.metrics),
 		histogramConfig["counter"], histogramConfig["overflow"], histogramConfig["timezone"])
 	path := filepath.Join(b.TempDir(), "bench.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -557,7 +555,7 @@ func (r *inProcess) start(b *testing.B, addr string) {
 	m := metrics.New()
 	logger := hclog.NewNullLogger()
 	loader := orders.NewLoader(r.rdb, orderPrefix)
-	pipe := pipeline.New(loader, dispatch.New(targets, loader.Key), apply.New(r.rdb, "eventhost:deadletter", 0), m, logger, maxOrders, maxWait)
+	pipe := pipeline.New(loader, dispatch.New(targets, loader.Key), apply.New(r.rdb, "eventhost:deadletter", 0), m, logger, maxOrders, batchWait())
 	src := source.NewPubSub(r.rdb, []string{channel}, logger, m)
 	subscribed := make(chan struct{})
 	src.OnSubscribed = func(reconnect bool) {
@@ -605,6 +603,17 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[int(float64(len(s)-1)*q)]
+}
+
+// batchWait is max_wait for eventhost and the reference: BENCH_MAX_WAIT,
+// or eventhost's default, 0 (a batch goes out as soon as the pipeline can
+// take it). BENCH_MAX_WAIT=2ms is how batches were cut before.
+func batchWait() time.Duration {
+	d, err := time.ParseDuration(os.Getenv("BENCH_MAX_WAIT"))
+	if err != nil {
+		return config.DefaultMaxWait
+	}
+	return d
 }
 
 func envInt(name string, def int) int {
