@@ -6,11 +6,11 @@
 -- below checks everything else Redis could refuse, so the second phase,
 -- which writes, cannot fail half way: Redis scripts do not roll back.
 --
--- KEYS[1] is the dead-letter stream, KEYS[2] the source stream to
--- acknowledge (KEYS[1] again when there is none); other KEYS are order
--- hashes and the keys effects write.
+-- KEYS[1] is the dead-letter stream, then come the source streams to
+-- acknowledge entries on; other KEYS are order hashes and the keys effects
+-- write.
 -- ARGV:
---   now_us, dl_maxlen, group,
+--   now_us, dl_maxlen, group, #ack_streams, key_idx*
 --   #marker_sets, (#names, name*)*           done-marker fields, shared by orders
 --   #orders, (key_idx, set_idx)*             each order's hash and its markers
 --   #types, (key_idx, type)*                 every key written, with the type it needs
@@ -20,7 +20,7 @@
 --                                            (field ''), 'p' a HyperLogLog
 --   #ops, (command, key_idx, argc, arg*)*    the coalesced effects
 --   #dead_letters, (order_key_idx or 0, marker, #fields, field*)*
---   #deletes, dead-letter id*, #acks, source entry id*
+--   #deletes, dead-letter id*, (#acks, source entry id*) per ack stream
 -- Returns {1} once everything is written, or {0, problem*} with nothing
 -- written, where a problem is one of
 --   'done <order> <name>'   the order's marker <name> (1-based) is set already
@@ -32,7 +32,9 @@
 local now = ARGV[1]
 local dl_maxlen = tonumber(ARGV[2])
 local group = ARGV[3]
-local i = 4
+local ack_keys = {}
+for s = 1, tonumber(ARGV[4]) do ack_keys[s] = KEYS[tonumber(ARGV[4 + s])] end
+local i = 5 + #ack_keys
 local problems = {}
 
 local function note(p) problems[#problems + 1] = p end
@@ -177,8 +179,10 @@ end
 if not redis.acl_check_cmd('XADD', KEYS[1], '*', 'f', 'v') or not redis.acl_check_cmd('XDEL', KEYS[1], '0-1') then
   return deny('XADD and XDEL', KEYS[1])
 end
-if group ~= '' and not redis.acl_check_cmd('XACK', KEYS[2], group, '0-1') then
-  return deny('XACK', KEYS[2])
+for _, key in ipairs(ack_keys) do
+  if not redis.acl_check_cmd('XACK', key, group, '0-1') then
+    return deny('XACK', key)
+  end
 end
 -- Once per command: Redis checked every key already, as part of KEYS.
 local nops = tonumber(ARGV[i]); i = i + 1
@@ -246,7 +250,10 @@ i = i + ndel
 
 -- Source stream entries are acknowledged in the same step as their effects:
 -- a host dying before this leaves them pending, to be claimed again.
-local nack = tonumber(ARGV[i]); i = i + 1
-chunked('XACK', KEYS[2], group, i, nack)
+for _, key in ipairs(ack_keys) do
+  local nack = tonumber(ARGV[i]); i = i + 1
+  chunked('XACK', key, group, i, nack)
+  i = i + nack
+end
 
 return { 1 }
