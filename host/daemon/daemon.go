@@ -139,6 +139,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		routes := catchup.NewRoutes(d.cfg.Source.Channels, d.cfg.Source.IDPrefixes)
 		runner := catchup.NewRunner(scanner, catchup.NewRegistry(rdb, scanner), routes, d.logger.Named("catchup"), d.metrics)
 		src := source.NewPubSub(rdb, d.cfg.Source.Channels, d.logger.Named("source"), d.metrics)
+		src.Sharded = d.cfg.Source.Sharded
 		// Whatever was published while we were not subscribed is found in
 		// the order hashes. The host is ready once subscribed and caught up.
 		src.OnSubscribed = func(bool) { runner.Trigger() }
