@@ -218,6 +218,10 @@ func (s Stream) KeyFor(id string) string {
 	return ShardKey(s.Key, int(h.Sum32()%uint32(s.Shards)))
 }
 
+// StreamIDField is the field of a source stream entry that holds the order
+// id: what `eventhost publish` writes and the stream source reads.
+const StreamIDField = "id"
+
 // MaxStreamShards bounds shards: every shard holds one connection of each
 // host blocked in XREADGROUP on a cluster, out of a pool of 10 per CPU.
 const MaxStreamShards = 16

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/config"
 )
 
 // Defaults the shop uses.
@@ -32,7 +34,7 @@ type Publisher struct {
 }
 
 // StreamIDField is the field of a stream entry that holds the order id.
-const StreamIDField = "id"
+const StreamIDField = config.StreamIDField
 
 // NewPublisher returns a Publisher that stores order id in the hash
 // keyPrefix+id and publishes id on channel. It does no I/O.
