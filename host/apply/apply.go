@@ -333,17 +333,8 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 			argv = append(argv, n)
 		}
 	}
-	argv = append(argv, strconv.Itoa(len(p.orders)))
-	for _, o := range p.orders {
-		argv = append(argv, strconv.Itoa(o.key), strconv.Itoa(o.set))
-	}
-	argv = append(argv, strconv.Itoa(len(p.own)+len(p.accs)))
-	for _, k := range p.own {
-		argv = append(argv, strconv.Itoa(k), "stream")
-	}
-	for _, acc := range p.accs {
-		argv = append(argv, strconv.Itoa(acc.idx), acc.typ)
-	}
+	argv = appendOrders(argv, p)
+	argv = appendTypes(argv, p)
 	var checks []any
 	nchecks := 0
 	for _, acc := range p.accs {
@@ -354,17 +345,7 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 	}
 	argv = append(argv, strconv.Itoa(nchecks))
 	argv = append(argv, checks...)
-	var ops []op
-	for _, acc := range p.accs {
-		ops = append(ops, acc.ops()...)
-	}
-	argv = append(argv, strconv.Itoa(len(ops)))
-	for _, o := range ops {
-		argv = append(argv, o.cmd, strconv.Itoa(o.key), strconv.Itoa(len(o.args)))
-		for _, s := range o.args {
-			argv = append(argv, s)
-		}
-	}
+	argv = appendOps(argv, p)
 	argv = append(argv, strconv.Itoa(len(dead)))
 	nowMS := strconv.FormatInt(now.UnixMilli(), 10)
 	for _, d := range dead {
@@ -407,4 +388,82 @@ func decode(raw any) ([]string, error) {
 		return nil, errors.New("apply script refused the batch without saying why")
 	}
 	return problems, nil
+}
+
+// appendOrders lays out the orders: their hashes are consecutive KEYS from
+// the first one's, and their marker sets come as runs of (count, set).
+func appendOrders(argv []any, p *plan) []any {
+	first := 0
+	if len(p.orders) > 0 {
+		first = p.orders[0].key
+	}
+	argv = append(argv, strconv.Itoa(len(p.orders)), strconv.Itoa(first))
+	runsAt := len(argv)
+	argv = append(argv, "")
+	runs := 0
+	for i := 0; i < len(p.orders); {
+		j := i + 1
+		for j < len(p.orders) && p.orders[j].set == p.orders[i].set {
+			j++
+		}
+		argv = append(argv, strconv.Itoa(j-i), strconv.Itoa(p.orders[i].set))
+		runs++
+		i = j
+	}
+	argv[runsAt] = strconv.Itoa(runs)
+	return argv
+}
+
+// appendTypes lays out the type each written key must have, as groups of
+// keys that need one type.
+func appendTypes(argv []any, p *plan) []any {
+	groups := map[string][]int{"stream": p.own}
+	order := []string{"stream"}
+	for _, acc := range p.accs {
+		if _, ok := groups[acc.typ]; !ok {
+			order = append(order, acc.typ)
+		}
+		groups[acc.typ] = append(groups[acc.typ], acc.idx)
+	}
+	argv = append(argv, strconv.Itoa(len(order)))
+	for _, typ := range order {
+		keys := groups[typ]
+		argv = append(argv, typ, strconv.Itoa(len(keys)))
+		for _, k := range keys {
+			argv = append(argv, strconv.Itoa(k))
+		}
+	}
+	return argv
+}
+
+// appendOps lays out the coalesced commands as runs of one command.
+func appendOps(argv []any, p *plan) []any {
+	runsAt := len(argv)
+	argv = append(argv, "")
+	runs := 0
+	countAt := 0
+	count := 0
+	prev := ""
+	for _, acc := range p.accs {
+		for _, o := range acc.ops() {
+			if o.cmd != prev {
+				if runs > 0 {
+					argv[countAt] = strconv.Itoa(count)
+				}
+				argv = append(argv, o.cmd, "")
+				countAt, count, prev = len(argv)-1, 0, o.cmd
+				runs++
+			}
+			argv = append(argv, strconv.Itoa(o.key), strconv.Itoa(len(o.args)))
+			for _, s := range o.args {
+				argv = append(argv, s)
+			}
+			count++
+		}
+	}
+	if runs > 0 {
+		argv[countAt] = strconv.Itoa(count)
+	}
+	argv[runsAt] = strconv.Itoa(runs)
+	return argv
 }
