@@ -415,7 +415,8 @@ func appendOrders(argv []any, p *plan) []any {
 }
 
 // appendTypes lays out the type each written key must have, as groups of
-// keys that need one type.
+// keys that need one type, each a list of ranges of consecutive KEYS
+// (layOut numbers keys of one type one after the other).
 func appendTypes(argv []any, p *plan) []any {
 	groups := map[string][]int{"stream": p.own}
 	order := []string{"stream"}
@@ -428,33 +429,40 @@ func appendTypes(argv []any, p *plan) []any {
 	argv = append(argv, strconv.Itoa(len(order)))
 	for _, typ := range order {
 		keys := groups[typ]
-		argv = append(argv, typ, strconv.Itoa(len(keys)))
-		for _, k := range keys {
-			argv = append(argv, strconv.Itoa(k))
+		argv = append(argv, typ, "")
+		at, ranges := len(argv)-1, 0
+		for i := 0; i < len(keys); {
+			j := i + 1
+			for j < len(keys) && keys[j] == keys[j-1]+1 {
+				j++
+			}
+			argv = append(argv, strconv.Itoa(keys[i]), strconv.Itoa(j-i))
+			ranges++
+			i = j
 		}
+		argv[at] = strconv.Itoa(ranges)
 	}
 	return argv
 }
 
-// appendOps lays out the coalesced commands as runs of one command.
+// appendOps lays out the coalesced commands as runs of one command with
+// one number of arguments.
 func appendOps(argv []any, p *plan) []any {
 	runsAt := len(argv)
 	argv = append(argv, "")
-	runs := 0
-	countAt := 0
-	count := 0
-	prev := ""
+	runs, countAt, count := 0, 0, 0
+	prev, prevArgc := "", -1
 	for _, acc := range p.accs {
 		for _, o := range acc.ops() {
-			if o.cmd != prev {
+			if o.cmd != prev || len(o.args) != prevArgc {
 				if runs > 0 {
 					argv[countAt] = strconv.Itoa(count)
 				}
-				argv = append(argv, o.cmd, "")
-				countAt, count, prev = len(argv)-1, 0, o.cmd
+				argv = append(argv, o.cmd, strconv.Itoa(len(o.args)), "")
+				countAt, count, prev, prevArgc = len(argv)-1, 0, o.cmd, len(o.args)
 				runs++
 			}
-			argv = append(argv, strconv.Itoa(o.key), strconv.Itoa(len(o.args)))
+			argv = append(argv, strconv.Itoa(o.key))
 			for _, s := range o.args {
 				argv = append(argv, s)
 			}

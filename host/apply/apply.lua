@@ -16,14 +16,15 @@
 --   #orders, first_key_idx, #runs, (count, set_idx)*
 --                                            the order hashes are KEYS[first_key_idx]
 --                                            on; runs of orders share a marker set
---   #type_groups, (type, #keys, key_idx*)*   every key written, by the type it needs
+--   #type_groups, (type, #ranges, (first_key_idx, #keys)*)*
+--                                            every key written, by the type it needs
 --   #checks, (key_idx, kind, #fields, (field, #steps, (step, value)*)*)*
 --                                            values the writes will read: kind 'h'
 --                                            is hash fields, 's' the string itself
 --                                            (field ''), 'p' a HyperLogLog
---   #op_runs, (command, #ops, (key_idx, argc, arg*)*)*
+--   #op_runs, (command, argc, #ops, (key_idx, arg*)*)*
 --                                            the coalesced effects, by runs of
---                                            one command
+--                                            one command and argument count
 --   #dead_letters, (order_key_idx or 0, marker, #fields, field*)*
 --   #deletes, dead-letter id*, #acks, source entry id*
 -- Returns {1} once everything is written, or {0, problem*} with nothing
@@ -100,29 +101,39 @@ end
 -- another type), TYPE finds out which; so it does for an ACL user without
 -- the command (asked first: a refused call would fill the ACL log).
 local bulk = { set = 'SINTERCARD', zset = 'ZINTERCARD' }
-local function bulk_ok(cmd, from, n)
+local function bulk_ok(cmd, ranges)
   if not redis.acl_check_cmd(cmd, '1', KEYS[3]) then return false end
-  for c = from, from + n - 1, 1000 do
-    local last = math.min(c + 999, from + n - 1)
-    local ks = { KEYS[3] }
-    for j = c, last do ks[#ks + 1] = KEYS[tonumber(ARGV[j])] end
+  local ks = { KEYS[3] }
+  local function flush()
     local r = redis.pcall(cmd, #ks, unpack(ks))
-    if type(r) == 'table' and r.err then return false end
+    ks = { KEYS[3] }
+    return not (type(r) == 'table' and r.err)
   end
-  return true
+  for _, r in ipairs(ranges) do
+    for k = r[1], r[1] + r[2] - 1 do
+      ks[#ks + 1] = KEYS[k]
+      if #ks > 1000 and not flush() then return false end
+    end
+  end
+  return #ks == 1 or flush()
 end
 local ngroups = tonumber(ARGV[i]); i = i + 1
 for _ = 1, ngroups do
   local want, n = ARGV[i], tonumber(ARGV[i + 1])
   i = i + 2
-  if not (bulk[want] and bulk_ok(bulk[want], i, n)) then
-    for j = i, i + n - 1 do
-      local k = tonumber(ARGV[j])
-      local have = redis.call('TYPE', KEYS[k])['ok']
-      if have ~= 'none' and have ~= want then note('type ' .. k .. ' ' .. have) end
+  local ranges = {}
+  for r = 1, n do
+    ranges[r] = { tonumber(ARGV[i]), tonumber(ARGV[i + 1]) }
+    i = i + 2
+  end
+  if not (bulk[want] and bulk_ok(bulk[want], ranges)) then
+    for _, r in ipairs(ranges) do
+      for k = r[1], r[1] + r[2] - 1 do
+        local have = redis.call('TYPE', KEYS[k])['ok']
+        if have ~= 'none' and have ~= want then note('type ' .. k .. ' ' .. have) end
+      end
     end
   end
-  i = i + n
 end
 
 -- 4. Values: replay each field's steps on its current value.
@@ -219,18 +230,15 @@ local nops = tonumber(ARGV[i]); i = i + 1
 local ops_at = i
 local allowed = {}
 for _ = 1, nops do
-  local cmd, n = ARGV[i], tonumber(ARGV[i + 1])
-  i = i + 2
-  for _ = 1, n do
-    local argc = tonumber(ARGV[i + 1])
-    if not allowed[cmd] then
-      if not redis.acl_check_cmd(cmd, KEYS[tonumber(ARGV[i])], unpack(ARGV, i + 2, i + 1 + argc)) then
-        return deny(cmd, KEYS[tonumber(ARGV[i])])
-      end
-      allowed[cmd] = true
+  local cmd, argc, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  i = i + 3
+  if not allowed[cmd] then
+    if not redis.acl_check_cmd(cmd, KEYS[tonumber(ARGV[i])], unpack(ARGV, i + 1, i + argc)) then
+      return deny(cmd, KEYS[tonumber(ARGV[i])])
     end
-    i = i + 2 + argc
+    allowed[cmd] = true
   end
+  i = i + n * (1 + argc)
 end
 
 -- Phase 2: write. Nothing below can be refused.
@@ -247,12 +255,11 @@ end
 
 i = ops_at
 for _ = 1, nops do
-  local cmd, n = ARGV[i], tonumber(ARGV[i + 1])
-  i = i + 2
+  local cmd, argc, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  i = i + 3
   for _ = 1, n do
-    local argc = tonumber(ARGV[i + 1])
-    redis.call(cmd, KEYS[tonumber(ARGV[i])], unpack(ARGV, i + 2, i + 1 + argc))
-    i = i + 2 + argc
+    redis.call(cmd, KEYS[tonumber(ARGV[i])], unpack(ARGV, i + 1, i + argc))
+    i = i + 1 + argc
   end
 end
 

@@ -171,9 +171,10 @@ func newPlan(writes []Write, live []int, dlStream, ackStream string, refused map
 
 // layOut gives the order hashes consecutive KEYS, so that the script
 // finds them by position, then numbers the written keys. Keys are grouped
-// by the command family that writes them (their relative order is free:
-// commands on different keys commute), so that the script runs each
-// command over a run of keys.
+// by type, then by the command family that writes them (their relative
+// order is free: commands on different keys commute), so that the script
+// checks each type over a range of keys and runs each command over a run
+// of them.
 func (p *plan) layOut() {
 	for i := range p.orders {
 		// Appended even if named before (it never is: the streams and
@@ -185,7 +186,10 @@ func (p *plan) layOut() {
 		}
 		p.orders[i].key = len(p.keys)
 	}
-	sort.SliceStable(p.accs, func(i, j int) bool { return p.accs[i].family < p.accs[j].family })
+	sort.SliceStable(p.accs, func(i, j int) bool {
+		a, b := p.accs[i], p.accs[j]
+		return a.typ < b.typ || a.typ == b.typ && a.family < b.family
+	})
 	for _, acc := range p.accs {
 		acc.idx = p.key(acc.key)
 	}
