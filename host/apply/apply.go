@@ -42,7 +42,27 @@ type Batch struct {
 	// dead-letter stream with the batch.
 	Replayed []string
 	// Acks are source stream entries every plugin has finished with.
-	Acks []string
+	Acks []Ack
+}
+
+// Ack is one source stream entry to acknowledge: a stream source may read
+// several stream keys, and an entry id means something in its own only.
+type Ack struct {
+	Stream, ID string
+}
+
+// ackStreams returns the streams acks name, in first-seen order, and each
+// one's entry ids.
+func ackStreams(acks []Ack) ([]string, map[string][]string) {
+	var streams []string
+	ids := map[string][]string{}
+	for _, a := range acks {
+		if _, ok := ids[a.Stream]; !ok {
+			streams = append(streams, a.Stream)
+		}
+		ids[a.Stream] = append(ids[a.Stream], a.ID)
+	}
+	return streams, ids
 }
 
 func (b Batch) empty() bool {
@@ -91,13 +111,12 @@ func (e *OwnKeyError) Error() string {
 
 // Applier applies batches. Set its fields before the first Apply.
 type Applier struct {
-	rdb       redis.UniversalClient
-	script    *redis.Script
-	dlStream  string
-	dlMaxLen  int64
-	ackStream string
-	ackGroup  string
-	now       func() time.Time
+	rdb      redis.UniversalClient
+	script   *redis.Script
+	dlStream string
+	dlMaxLen int64
+	ackGroup string
+	now      func() time.Time
 
 	// MaxArgs bounds the arguments of one script run, so that one batch
 	// cannot block Redis for long: a larger batch is applied in several
@@ -111,9 +130,10 @@ func New(rdb redis.UniversalClient, stream string, maxLen int64) *Applier {
 	return &Applier{rdb: rdb, script: redis.NewScript(applyLua), dlStream: stream, dlMaxLen: maxLen, now: time.Now, MaxArgs: 200_000}
 }
 
-// AckTo makes the applier acknowledge a batch's Acks on stream for group.
-func (a *Applier) AckTo(stream, group string) *Applier {
-	a.ackStream, a.ackGroup = stream, group
+// AckTo makes the applier acknowledge a batch's Acks for consumer group
+// group, each on the stream it names.
+func (a *Applier) AckTo(group string) *Applier {
+	a.ackGroup = group
 	return a
 }
 
@@ -128,8 +148,8 @@ func (a *Applier) Apply(ctx context.Context, b Batch) (Result, error) {
 	if b.empty() {
 		return res, nil
 	}
-	if len(b.Acks) > 0 && a.ackStream == "" {
-		return res, errors.New("apply: batch acknowledges stream entries, but no stream was set with AckTo")
+	if len(b.Acks) > 0 && a.ackGroup == "" {
+		return res, errors.New("apply: batch acknowledges stream entries, but no group was set with AckTo")
 	}
 	// A pair twice in one batch (an id delivered twice) is applied once.
 	live := make([]int, 0, len(b.Writes))
@@ -189,13 +209,10 @@ func (a *Applier) split(writes []Write, live []int) [][]int {
 // does. It returns the dead letters written.
 func (a *Applier) applyPart(ctx context.Context, writes []Write, live []int, tail Batch, res *Result) ([]deadletter.Entry, error) {
 	dead := tail.DeadLetters
-	ack := ""
-	if len(tail.Acks) > 0 {
-		ack = a.ackStream
-	}
+	acks, _ := ackStreams(tail.Acks)
 	for {
 		refused := map[int]leftOut{}
-		p := newPlan(writes, live, a.dlStream, ack, refused)
+		p := newPlan(writes, live, a.dlStream, acks, refused)
 		if len(refused) == 0 {
 			argv := a.encode(p, dead, tail)
 			raw, err := a.script.Run(ctx, a.rdb, p.keys, argv...).Result()
@@ -326,6 +343,10 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 		group = a.ackGroup
 	}
 	argv = append(argv, strconv.FormatInt(now.UnixMicro(), 10), strconv.FormatInt(a.dlMaxLen, 10), group)
+	argv = append(argv, strconv.Itoa(len(p.acks)))
+	for _, k := range p.acks {
+		argv = append(argv, strconv.Itoa(k))
+	}
 	argv = append(argv, strconv.Itoa(len(p.sets)))
 	for _, names := range p.sets {
 		argv = append(argv, strconv.Itoa(len(names)))
@@ -363,9 +384,12 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 	for _, id := range tail.Replayed {
 		argv = append(argv, id)
 	}
-	argv = append(argv, strconv.Itoa(len(tail.Acks)))
-	for _, id := range tail.Acks {
-		argv = append(argv, id)
+	streams, ids := ackStreams(tail.Acks)
+	for _, st := range streams {
+		argv = append(argv, strconv.Itoa(len(ids[st])))
+		for _, id := range ids[st] {
+			argv = append(argv, id)
+		}
 	}
 	return argv
 }

@@ -6,12 +6,12 @@
 -- below checks everything else Redis could refuse, so the second phase,
 -- which writes, cannot fail half way: Redis scripts do not roll back.
 --
--- KEYS[1] is the dead-letter stream, KEYS[2] the source stream to
--- acknowledge (KEYS[1] again when there is none), KEYS[3] a key that does
--- not exist (see the type checks); the order hashes follow, one after the
--- other, then the keys effects write.
+-- KEYS[1] is the dead-letter stream, KEYS[2] a key that does not exist
+-- (see the type checks), then come the source streams to acknowledge
+-- entries on, the order hashes one after the other, and the keys effects
+-- write.
 -- ARGV:
---   now_us, dl_maxlen, group,
+--   now_us, dl_maxlen, group, #ack_streams, key_idx*
 --   #marker_sets, (#names, name*)*           done-marker fields, shared by orders
 --   #orders, first_key_idx, #runs, (count, set_idx)*
 --                                            the order hashes are KEYS[first_key_idx]
@@ -26,7 +26,7 @@
 --                                            the coalesced effects, by runs of
 --                                            one command and argument count
 --   #dead_letters, (order_key_idx or 0, marker, #fields, field*)*
---   #deletes, dead-letter id*, #acks, source entry id*
+--   #deletes, dead-letter id*, (#acks, source entry id*) per ack stream
 -- Returns {1} once everything is written, or {0, problem*} with nothing
 -- written, where a problem is one of
 --   'done <order> <name>'   the order's marker <name> (1-based) is set already
@@ -38,7 +38,9 @@
 local now = ARGV[1]
 local dl_maxlen = tonumber(ARGV[2])
 local group = ARGV[3]
-local i = 4
+local ack_keys = {}
+for s = 1, tonumber(ARGV[4]) do ack_keys[s] = KEYS[tonumber(ARGV[4 + s])] end
+local i = 5 + #ack_keys
 local problems = {}
 
 local function note(p) problems[#problems + 1] = p end
@@ -97,16 +99,16 @@ end
 
 -- 3. Key types. Sets and sorted sets are checked in bulk: SINTERCARD and
 -- ZINTERCARD check every key's type before they compute anything, and the
--- empty KEYS[3] makes them stop right after. Should that fail (a key of
+-- empty KEYS[2] makes them stop right after. Should that fail (a key of
 -- another type), TYPE finds out which; so it does for an ACL user without
 -- the command (asked first: a refused call would fill the ACL log).
 local bulk = { set = 'SINTERCARD', zset = 'ZINTERCARD' }
 local function bulk_ok(cmd, ranges)
-  if not redis.acl_check_cmd(cmd, '1', KEYS[3]) then return false end
-  local ks = { KEYS[3] }
+  if not redis.acl_check_cmd(cmd, '1', KEYS[2]) then return false end
+  local ks = { KEYS[2] }
   local function flush()
     local r = redis.pcall(cmd, #ks, unpack(ks))
-    ks = { KEYS[3] }
+    ks = { KEYS[2] }
     return not (type(r) == 'table' and r.err)
   end
   for _, r in ipairs(ranges) do
@@ -222,8 +224,10 @@ end
 if not redis.acl_check_cmd('XADD', KEYS[1], '*', 'f', 'v') or not redis.acl_check_cmd('XDEL', KEYS[1], '0-1') then
   return deny('XADD and XDEL', KEYS[1])
 end
-if group ~= '' and not redis.acl_check_cmd('XACK', KEYS[2], group, '0-1') then
-  return deny('XACK', KEYS[2])
+for _, key in ipairs(ack_keys) do
+  if not redis.acl_check_cmd('XACK', key, group, '0-1') then
+    return deny('XACK', key)
+  end
 end
 -- Once per command: Redis checked every key already, as part of KEYS.
 local nops = tonumber(ARGV[i]); i = i + 1
@@ -300,7 +304,10 @@ i = i + ndel
 
 -- Source stream entries are acknowledged in the same step as their effects:
 -- a host dying before this leaves them pending, to be claimed again.
-local nack = tonumber(ARGV[i]); i = i + 1
-chunked('XACK', KEYS[2], group, i, nack)
+for _, key in ipairs(ack_keys) do
+  local nack = tonumber(ARGV[i]); i = i + 1
+  chunked('XACK', key, group, i, nack)
+  i = i + nack
+end
 
 return { 1 }

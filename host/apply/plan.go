@@ -23,13 +23,14 @@ import (
 // one sign under SAT, kept one by one under FAIL or when counters overlap.
 // XADD entries are kept, in order.
 type plan struct {
-	// keys are the script's KEYS: the dead-letter stream, the ack stream
-	// (the dead-letter stream again when there is none), emptyKey, the
-	// order hashes in order, then the keys effects write (and, appended
-	// by encode, order hashes of dead letters).
+	// keys are the script's KEYS: the dead-letter stream, emptyKey, the
+	// streams to acknowledge entries on, the order hashes in order, then
+	// the keys effects write (and, appended by encode, order hashes of
+	// dead letters).
 	keys  []string
 	index map[string]int // key → 1-based position in keys
 	own   []int          // eventhost's own streams among keys
+	acks  []int          // the streams to acknowledge on, in keys
 
 	sets     [][]string
 	setIndex map[string]int
@@ -111,16 +112,17 @@ func family(cmd string) string {
 }
 
 // newPlan coalesces the writes listed in live (indexes into writes), for a
-// run that dead-letters to dlStream and acknowledges on ackStream ("" for
-// none). refused
+// run that dead-letters to dlStream and acknowledges on ackStreams. refused
 // gets, per write that cannot be part of the batch, the reason: a key
 // written with two types or families within the batch.
-func newPlan(writes []Write, live []int, dlStream, ackStream string, refused map[int]leftOut) *plan {
-	p := &plan{keys: []string{dlStream, dlStream, emptyKey}, index: map[string]int{dlStream: 1, emptyKey: 3}, setIndex: map[string]int{}, own: []int{1}}
-	if ackStream != "" && ackStream != dlStream {
-		p.keys[1] = ackStream
-		p.index[ackStream] = 2
-		p.own = append(p.own, 2)
+func newPlan(writes []Write, live []int, dlStream string, ackStreams []string, refused map[int]leftOut) *plan {
+	p := &plan{keys: []string{dlStream, emptyKey}, index: map[string]int{dlStream: 1, emptyKey: 2}, setIndex: map[string]int{}, own: []int{1}}
+	for _, st := range ackStreams {
+		k := p.key(st)
+		if k != 1 {
+			p.own = append(p.own, k)
+		}
+		p.acks = append(p.acks, k)
 	}
 	accs := map[string]*keyAcc{}
 	orderOf := map[string]int{}

@@ -127,7 +127,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var pluginsAdded func()
 	switch d.cfg.Source.Kind {
 	case "stream":
-		eng.Applier.AckTo(d.cfg.Source.Stream.Key, d.cfg.Source.Stream.Group)
+		eng.Applier.AckTo(d.cfg.Source.Stream.Group)
 		src := source.NewStream(rdb, *d.cfg.Source.Stream, d.cfg.Batch.MaxOrders, d.logger.Named("source"), d.metrics)
 		// The group's pending entries are the record of unfinished work:
 		// no catch-up scan is needed.

@@ -327,7 +327,7 @@ func (s *Stream) deliveries(ctx context.Context, msgs []redis.XMessage) (map[str
 func (s *Stream) emit(ctx context.Context, out chan<- orders.Ref, msgs []redis.XMessage, deliveries map[string]int64) error {
 	now := time.Now()
 	for _, m := range msgs {
-		ref := orders.Ref{Channel: s.cfg.Key, StreamID: m.ID, Received: now}
+		ref := orders.Ref{Channel: s.cfg.Key, Stream: s.cfg.Key, StreamID: m.ID, Received: now}
 		ref.ID, _ = m.Values[StreamIDField].(string)
 		if ref.ID == "" {
 			ref.Poison = fmt.Sprintf("stream entry %s has no %q field holding an order id", m.ID, StreamIDField)
