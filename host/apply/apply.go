@@ -354,17 +354,8 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 			argv = append(argv, n)
 		}
 	}
-	argv = append(argv, strconv.Itoa(len(p.orders)))
-	for _, o := range p.orders {
-		argv = append(argv, strconv.Itoa(o.key), strconv.Itoa(o.set))
-	}
-	argv = append(argv, strconv.Itoa(len(p.own)+len(p.accs)))
-	for _, k := range p.own {
-		argv = append(argv, strconv.Itoa(k), "stream")
-	}
-	for _, acc := range p.accs {
-		argv = append(argv, strconv.Itoa(acc.idx), acc.typ)
-	}
+	argv = appendOrders(argv, p)
+	argv = appendTypes(argv, p)
 	var checks []any
 	nchecks := 0
 	for _, acc := range p.accs {
@@ -375,17 +366,7 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 	}
 	argv = append(argv, strconv.Itoa(nchecks))
 	argv = append(argv, checks...)
-	var ops []op
-	for _, acc := range p.accs {
-		ops = append(ops, acc.ops()...)
-	}
-	argv = append(argv, strconv.Itoa(len(ops)))
-	for _, o := range ops {
-		argv = append(argv, o.cmd, strconv.Itoa(o.key), strconv.Itoa(len(o.args)))
-		for _, s := range o.args {
-			argv = append(argv, s)
-		}
-	}
+	argv = appendOps(argv, p)
 	argv = append(argv, strconv.Itoa(len(dead)))
 	nowMS := strconv.FormatInt(now.UnixMilli(), 10)
 	for _, d := range dead {
@@ -431,4 +412,90 @@ func decode(raw any) ([]string, error) {
 		return nil, errors.New("apply script refused the batch without saying why")
 	}
 	return problems, nil
+}
+
+// appendOrders lays out the orders: their hashes are consecutive KEYS from
+// the first one's, and their marker sets come as runs of (count, set).
+func appendOrders(argv []any, p *plan) []any {
+	first := 0
+	if len(p.orders) > 0 {
+		first = p.orders[0].key
+	}
+	argv = append(argv, strconv.Itoa(len(p.orders)), strconv.Itoa(first))
+	runsAt := len(argv)
+	argv = append(argv, "")
+	runs := 0
+	for i := 0; i < len(p.orders); {
+		j := i + 1
+		for j < len(p.orders) && p.orders[j].set == p.orders[i].set {
+			j++
+		}
+		argv = append(argv, strconv.Itoa(j-i), strconv.Itoa(p.orders[i].set))
+		runs++
+		i = j
+	}
+	argv[runsAt] = strconv.Itoa(runs)
+	return argv
+}
+
+// appendTypes lays out the type each written key must have, as groups of
+// keys that need one type, each a list of ranges of consecutive KEYS
+// (layOut numbers keys of one type one after the other).
+func appendTypes(argv []any, p *plan) []any {
+	groups := map[string][]int{"stream": p.own}
+	order := []string{"stream"}
+	for _, acc := range p.accs {
+		if _, ok := groups[acc.typ]; !ok {
+			order = append(order, acc.typ)
+		}
+		groups[acc.typ] = append(groups[acc.typ], acc.idx)
+	}
+	argv = append(argv, strconv.Itoa(len(order)))
+	for _, typ := range order {
+		keys := groups[typ]
+		argv = append(argv, typ, "")
+		at, ranges := len(argv)-1, 0
+		for i := 0; i < len(keys); {
+			j := i + 1
+			for j < len(keys) && keys[j] == keys[j-1]+1 {
+				j++
+			}
+			argv = append(argv, strconv.Itoa(keys[i]), strconv.Itoa(j-i))
+			ranges++
+			i = j
+		}
+		argv[at] = strconv.Itoa(ranges)
+	}
+	return argv
+}
+
+// appendOps lays out the coalesced commands as runs of one command with
+// one number of arguments.
+func appendOps(argv []any, p *plan) []any {
+	runsAt := len(argv)
+	argv = append(argv, "")
+	runs, countAt, count := 0, 0, 0
+	prev, prevArgc := "", -1
+	for _, acc := range p.accs {
+		for _, o := range acc.ops() {
+			if o.cmd != prev || len(o.args) != prevArgc {
+				if runs > 0 {
+					argv[countAt] = strconv.Itoa(count)
+				}
+				argv = append(argv, o.cmd, strconv.Itoa(len(o.args)), "")
+				countAt, count, prev, prevArgc = len(argv)-1, 0, o.cmd, len(o.args)
+				runs++
+			}
+			argv = append(argv, strconv.Itoa(o.key))
+			for _, s := range o.args {
+				argv = append(argv, s)
+			}
+			count++
+		}
+	}
+	if runs > 0 {
+		argv[countAt] = strconv.Itoa(count)
+	}
+	argv[runsAt] = strconv.Itoa(runs)
+	return argv
 }
