@@ -219,6 +219,37 @@ func checkShardedStream(t *testing.T, rdb redis.UniversalClient, nodes []*redis.
 		}
 	})
 
+	// A shard whose group is deleted under the running source gets it back,
+	// from the shard's start (a skipped entry would be lost, a second look
+	// is harmless); the other shards go on where they were.
+	t.Run("group deleted on one shard", func(t *testing.T) {
+		cfg := shardedConfig("regroup", "c1")
+		first := addOrders(t, rdb, cfg, ids("e", 30)...)
+		out := make(chan orders.Ref, 1000)
+		runStream(t, rdb, cfg, out)
+		ack(t, rdb, take(t, cfg, out, len(first)))
+		lost := cfg.Keys()[1]
+		if err := rdb.XGroupDestroy(t.Context(), lost, group).Err(); err != nil {
+			t.Fatal(err)
+		}
+		more := addOrders(t, rdb, cfg, ids("f", 30)...)
+		want := more
+		for _, e := range first {
+			if e.stream == lost {
+				want = append(want, e)
+			}
+		}
+		sortAdded(want)
+		got := take(t, cfg, out, len(want))
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("after the group of %s was deleted handed on %v, want %v", lost, got, want)
+		}
+		ack(t, rdb, got)
+		if p := pendingPerKey(t, rdb, cfg); len(p) != 0 {
+			t.Errorf("pending after every ack: %v, want none", p)
+		}
+	})
+
 	// A host restarted under its consumer name hands on what it had read
 	// and not acknowledged, on every shard.
 	t.Run("own pending on every shard", func(t *testing.T) {
