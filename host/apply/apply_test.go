@@ -273,8 +273,10 @@ func TestApplyRefusesWhatRedisWouldRefuse(t *testing.T) {
 		},
 		{
 			// A BITFIELD can write a string that only starts like one.
-			name:   "PFADD to a string that starts like a HyperLogLog but is not one",
-			before: func(ctx context.Context, rdb *redis.Client) error { return rdb.Set(ctx, "hll", "HYLL-not-really", 0).Err() },
+			name: "PFADD to a string that starts like a HyperLogLog but is not one",
+			before: func(ctx context.Context, rdb *redis.Client) error {
+				return rdb.Set(ctx, "hll", "HYLL-not-really", 0).Err()
+			},
 			writes: []apply.Write{write("1", "a", eff("PFADD", "hll", "x")), write("2", "b", eff("SADD", "ok", "2"))},
 			want:   []apply.Status{apply.Refused, apply.Applied},
 			reason: "refused effect: key hll is not a HyperLogLog",
