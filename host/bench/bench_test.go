@@ -53,60 +53,96 @@ var plugins = []string{"sales-histogram", "events-summary", "customer-invoices"}
 var histogramConfig = map[string]any{"counter": "u32", "overflow": "sat", "timezone": "UTC"}
 
 // runner is one way of processing orders: start it, and stop it after.
+// pids are its processes other than the benchmark's own, the host first
+// (none when it runs in process), whose CPU time the benchmark reads.
 type runner interface {
 	start(b *testing.B, addr string)
 	stop(b *testing.B)
+	pids() []int
 }
 
+// usage is what one round cost: the rate, and CPU time per order in µs.
+type usage struct {
+	rate float64
+	// redis, bench, host and plugins are the CPU µs per order of Redis, of
+	// the benchmark's process (the producer, and the in-process runners),
+	// of the host process and of its plugin processes together.
+	redis, bench, host, plugins float64
+}
+
+// total is the CPU µs per order of everything the round ran.
+func (u usage) total() float64 { return u.redis + u.bench + u.host + u.plugins }
+
 // BenchmarkThroughput publishes orders as fast as possible and times publish
-// → every plugin's effects applied, through eventhost and through the
-// in-process reference, alternating on one Redis so both see the same
-// machine. It reports both rates and their ratio.
+// → every plugin's effects applied, through eventhost, through the
+// in-process reference and through the naive program, alternating on one
+// Redis so all three see the same machine. It reports the rates, their
+// ratios, and where the CPU went per order.
 func BenchmarkThroughput(b *testing.B) {
 	n := envInt("BENCH_ORDERS", 50000)
 	rounds := envInt("BENCH_ROUNDS", 3)
 	srv := redistest.Start(b)
 	rdb := srv.Client()
-	var hostRates, refRates, naiveRates, hostUs, refUs, naiveUs []float64
+	var host, ref, nv []usage
+	var batches []float64
 	var peakRSS, pluginRSS int64
 	for i := 0; i < b.N*rounds; i++ {
-		for _, r := range []runner{&naive{}, &inProcess{}, &subprocess{}} {
-			rate, us := measure(b, rdb, srv.Addr, r, n, int64(i))
+		for _, r := range []runner{&naive{}, &inProcess{}, &subprocess{metrics: freeAddr(b)}} {
+			u := measure(b, rdb, srv.Addr, r, n, int64(i), true)
 			switch r := r.(type) {
 			case *subprocess:
-				hostRates, hostUs = append(hostRates, rate), append(hostUs, us)
+				host = append(host, u)
+				batches = append(batches, r.batch)
 				peakRSS, pluginRSS = max(peakRSS, r.peakRSS), max(pluginRSS, r.pluginRSS)
 			case *inProcess:
-				refRates, refUs = append(refRates, rate), append(refUs, us)
+				ref = append(ref, u)
 			default:
-				naiveRates, naiveUs = append(naiveRates, rate), append(naiveUs, us)
+				nv = append(nv, u)
 			}
 		}
 	}
-	host, ref, nv := median(hostRates), median(refRates), median(naiveRates)
-	b.ReportMetric(host, "eventhost-orders/s")
-	b.ReportMetric(ref, "reference-orders/s")
-	b.ReportMetric(nv, "naive-orders/s")
-	b.ReportMetric(host/ref, "ratio")
-	b.ReportMetric(host/nv, "ratio-naive")
-	b.ReportMetric(median(hostUs), "eventhost-redis-cpu-us/order")
-	b.ReportMetric(median(naiveUs), "naive-redis-cpu-us/order")
+	h, rf, nm := medianUsage(host), medianUsage(ref), medianUsage(nv)
+	b.ReportMetric(h.rate, "eventhost-orders/s")
+	b.ReportMetric(rf.rate, "reference-orders/s")
+	b.ReportMetric(nm.rate, "naive-orders/s")
+	b.ReportMetric(h.rate/rf.rate, "ratio")
+	b.ReportMetric(h.rate/nm.rate, "ratio-naive")
+	b.ReportMetric(h.redis, "eventhost-redis-cpu-us/order")
+	b.ReportMetric(nm.redis, "naive-redis-cpu-us/order")
+	b.ReportMetric(h.host, "eventhost-host-cpu-us/order")
+	b.ReportMetric(h.plugins, "eventhost-plugins-cpu-us/order")
 	b.ReportMetric(float64(peakRSS)/(1<<20), "host-peak-RSS-MiB")
 	b.ReportMetric(float64(pluginRSS)/(1<<20), "plugin-peak-RSS-MiB")
 	fmt.Printf("throughput (%d orders, median of %d rounds, each round all three on one Redis):\n", n, rounds)
-	fmt.Printf("  %-38s %10s %9s %16s\n", "", "orders/s", "ratio", "redis CPU µs/order")
-	fmt.Printf("  %-38s %10.0f %9.2f %16.1f\n", "eventhost (3 plugin processes)", host, 1.0, median(hostUs))
-	fmt.Printf("  %-38s %10.0f %9.2f %16.1f\n", "in-process reference (same pipeline)", ref, ref/host, median(refUs))
-	fmt.Printf("  %-38s %10.0f %9.2f %16.1f\n", "naive program (6 commands/order)", nv, nv/host, median(naiveUs))
-	fmt.Printf("  eventhost / naive = %.2f (per round: %s); peak RSS: host %.1f MiB, largest plugin %.1f MiB\n",
-		host/nv, ratios(hostRates, naiveRates), float64(peakRSS)/(1<<20), float64(pluginRSS)/(1<<20))
+	fmt.Printf("  %-38s %9s %11s   %s\n", "", "orders/s", "eventhost/", "CPU µs per order: Redis + benchmark process + host + plugins = total")
+	row := func(name string, u usage, ratio string) {
+		fmt.Printf("  %-38s %9.0f %11s   %s\n", name, u.rate, ratio, u.cpu())
+	}
+	row("eventhost (3 plugin processes)", h, "")
+	row("in-process reference (same pipeline)", rf, fmt.Sprintf("%.2f", h.rate/rf.rate))
+	row("naive program (6 commands/order)", nm, fmt.Sprintf("%.2f", h.rate/nm.rate))
+	fmt.Printf("  eventhost / naive per round: %s; eventhost / reference per round: %s\n", ratios(host, nv), ratios(host, ref))
+	fmt.Printf("  peak RSS: host %.1f MiB, largest plugin %.1f MiB; eventhost's mean batch %.0f orders; the benchmark process publishes (the producer) in every row\n",
+		float64(peakRSS)/(1<<20), float64(pluginRSS)/(1<<20), median(batches))
 }
 
-// ratios formats a[i]/b[i] for each round.
-func ratios(a, b []float64) string {
+// cpu formats where the CPU went per order.
+func (u usage) cpu() string {
+	return fmt.Sprintf("%5.1f + %5.1f + %5.1f + %5.1f = %5.1f", u.redis, u.bench, u.host, u.plugins, u.total())
+}
+
+// medianUsage is the round with the median rate.
+func medianUsage(us []usage) usage {
+	s := append([]usage(nil), us...)
+	sort.Slice(s, func(i, j int) bool { return s[i].rate < s[j].rate })
+	return s[len(s)/2]
+}
+
+// ratios formats a[i].rate/b[i].rate for each round.
+func ratios(a, b []usage) string {
 	var parts []string
 	for i := range a {
-		parts = append(parts, fmt.Sprintf("%.2f", a[i]/b[i]))
+		parts = append(parts, fmt.Sprintf("%.2f", a[i].rate/b[i].rate))
 	}
 	return strings.Join(parts, " ")
 }
@@ -207,21 +243,33 @@ func BenchmarkLatency(b *testing.B) {
 	}
 }
 
-// measure returns r's throughput in orders/s and the CPU time Redis spent
-// per order, in µs, producer included (the same for every runner): INFO
-// cpu, not commandstats, whose wall-clock times grow whenever a busy
-// 2-core machine deschedules Redis. BENCH_STATS=1 prints commandstats too.
-func measure(b *testing.B, rdb *redis.Client, addr string, r runner, n int, seed int64) (float64, float64) {
+// measure returns r's throughput in orders/s and the CPU time spent per
+// order, in µs, by Redis (producer included: the same for every runner;
+// INFO cpu, not commandstats, whose wall-clock times grow whenever a busy
+// 2-core machine deschedules Redis), by the benchmark's process and by r's
+// processes. BENCH_STATS=1 prints commandstats too. flush empties Redis
+// first.
+func measure(b *testing.B, rdb *redis.Client, addr string, r runner, n int, seed int64, flush bool) usage {
 	ctx := context.Background()
-	if err := rdb.FlushAll(ctx).Err(); err != nil {
-		b.Fatal(err)
+	if flush {
+		if err := rdb.FlushAll(ctx).Err(); err != nil {
+			b.Fatal(err)
+		}
 	}
 	r.start(b, addr)
 	defer r.stop(b)
 	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
 		b.Fatal(err)
 	}
-	cpuBefore := redisCPU(b, rdb)
+	pids := r.pids()
+	cpu := func() [4]float64 {
+		c := [4]float64{redisCPU(b, rdb), cpuSeconds(os.Getpid())}
+		for i, pid := range pids {
+			c[min(i, 1)+2] += cpuSeconds(pid)
+		}
+		return c
+	}
+	before := cpu()
 	pub := publish.NewPublisher(rdb, channel, orderPrefix)
 	start := time.Now()
 	published, err := pub.PublishMany(ctx, publish.NewGenerator(seed+1), n, 0, nil)
@@ -233,17 +281,38 @@ func measure(b *testing.B, rdb *redis.Client, addr string, r runner, n int, seed
 	} else {
 		waitApplied(b, rdb, published[len(published)-1].ID)
 	}
-	rate := float64(n) / time.Since(start).Seconds()
-	cpu := redisCPU(b, rdb) - cpuBefore
-	us, per := consumerMicros(b, rdb)
+	u := usage{rate: float64(n) / time.Since(start).Seconds()}
+	after := cpu()
+	perOrder := func(i int) float64 { return (after[i] - before[i]) * 1e6 / float64(n) }
+	u.redis, u.bench, u.host, u.plugins = perOrder(0), perOrder(1), perOrder(2), perOrder(3)
 	if os.Getenv("BENCH_STATS") != "" {
+		us, per := consumerMicros(b, rdb)
 		fmt.Printf("%T: Redis µs per order by command:", r)
 		for name, v := range per {
 			fmt.Printf(" %s=%.2f", name, v/float64(n))
 		}
 		fmt.Printf(" (commandstats, consumer only: %.2f µs/order)\n", us/float64(n))
 	}
-	return rate, cpu * 1e6 / float64(n)
+	return u
+}
+
+// cpuSeconds is the user and system CPU time process pid has used, in
+// seconds (/proc/<pid>/stat, in clock ticks of 10 ms); 0 when unknown.
+func cpuSeconds(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields count
+	// from after its closing one. utime and stime are fields 14 and 15.
+	_, rest, ok := strings.Cut(string(data), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
 }
 
 func measureLatency(b *testing.B, rdb *redis.Client, addr string, r runner, rate, seconds int, seed int64) []time.Duration {
@@ -313,8 +382,13 @@ type subprocess struct {
 	peakRSS int64
 	// pluginRSS is the largest peak RSS of the host's plugin processes.
 	pluginRSS int64
+	// batch is the mean batch size, read from the metrics when served.
+	batch float64
 	// metrics, when set, is the host's metrics listen address.
 	metrics string
+	// waitReady makes start wait until the host is ready (/readyz, on
+	// metrics): its first catch-up is over.
+	waitReady bool
 }
 
 // metricsBlock is the config's metrics block for listen; none when "".
@@ -358,6 +432,9 @@ plugin "customer-invoices" {}
 	}
 	waitSubscribed(b, addr)
 	waitRegistered(b, addr)
+	if s.waitReady {
+		waitReady(b, s.metrics)
+	}
 }
 
 // waitRegistered waits until the host registered every plugin: its first
@@ -384,7 +461,15 @@ func waitRegistered(b *testing.B, addr string) {
 	}
 }
 
+// pids are the host's and its plugins'.
+func (s *subprocess) pids() []int {
+	return append([]int{s.cmd.Process.Pid}, children(s.cmd.Process.Pid)...)
+}
+
 func (s *subprocess) stop(b *testing.B) {
+	if s.metrics != "" {
+		s.batch = metric(b, s.metrics, "eventhost_batch_orders_sum") / max(1, metric(b, s.metrics, "eventhost_batch_orders_count"))
+	}
 	s.peakRSS = peakRSS(s.cmd.Process.Pid)
 	for _, child := range children(s.cmd.Process.Pid) {
 		s.pluginRSS = max(s.pluginRSS, peakRSS(child))
@@ -465,6 +550,8 @@ func (r *inProcess) start(b *testing.B, addr string) {
 	go func() { defer close(r.done); _ = pipe.Run(context.Background(), ids) }()
 	<-subscribed
 }
+
+func (r *inProcess) pids() []int { return nil }
 
 func (r *inProcess) stop(*testing.B) {
 	r.cancel()
