@@ -248,9 +248,9 @@ func packResults(p Plugin, orders []Order) []byte {
 // held in one slice each.
 func unpackResults(data []byte, n int) []Result {
 	results := make([]Result, n)
-	effects, args := countEffects(data)
-	u := effectsUnpacker{effects: make([]Effect, 0, effects), args: make([]string, 0, args), spans: make([]span, 0, effects)}
 	d := decoder{s: string(data)}
+	effects, args := countEffects(d.s)
+	u := effectsUnpacker{effects: make([]Effect, 0, effects), args: make([]string, 0, args), spans: make([]span, 0, effects)}
 	// effectSpans[i] is results[i]'s window of u.effects.
 	effectSpans := make([]span, n)
 	i := 0
@@ -292,8 +292,8 @@ func unpackResults(data []byte, n int) []Result {
 // results at the start of data hold, so that unpackResults allocates its
 // slices once. It is a hint: the count stops at the first malformed result,
 // and is capped at what data could hold.
-func countEffects(data []byte) (effects, args int) {
-	d := decoder{s: string(data)} // no copy: the conversion does not escape
+func countEffects(data string) (effects, args int) {
+	d := decoder{s: data}
 	for !d.done() {
 		size := d.uvarint()
 		if d.err != nil || size > uint64(len(d.s)) {
