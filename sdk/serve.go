@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -99,6 +100,9 @@ const pluginGCPercent = 400
 const pluginMemoryLimit = 12 << 20
 
 func tuneGC() {
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+		runtime.GOMAXPROCS(1)
+	}
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(pluginGCPercent)
 	}
