@@ -396,7 +396,9 @@ func metricsBlock(listen string) string {
 	if listen == "" {
 		return ""
 	}
-	return fmt.Sprintf("metrics { listen = %q }", listen)
+	// BENCH_PPROF=1 serves the host's profiler there too, for profiling
+	// a round by hand (go tool pprof http://<listen>/debug/pprof/profile).
+	return fmt.Sprintf("metrics {\n  listen = %q\n  pprof = %v\n}", listen, os.Getenv("BENCH_PPROF") != "")
 }
 
 func (s *subprocess) start(b *testing.B, addr string) {
