@@ -68,6 +68,10 @@ type usage struct {
 	// the benchmark's process (the producer, and the in-process runners),
 	// of the host process and of its plugin processes together.
 	redis, bench, host, plugins float64
+	// hostAlloc is the bytes the host allocated per order, and hostGCs its
+	// garbage collections per 10,000 orders (its Go metrics; 0 when the
+	// runner is not the host, or serves no metrics).
+	hostAlloc, hostGCs float64
 }
 
 // total is the CPU µs per order of everything the round ran.
@@ -111,6 +115,7 @@ func BenchmarkThroughput(b *testing.B) {
 	b.ReportMetric(nm.redis, "naive-redis-cpu-us/order")
 	b.ReportMetric(h.host, "eventhost-host-cpu-us/order")
 	b.ReportMetric(h.plugins, "eventhost-plugins-cpu-us/order")
+	b.ReportMetric(h.hostAlloc, "host-alloc-B/order")
 	b.ReportMetric(float64(peakRSS)/(1<<20), "host-peak-RSS-MiB")
 	b.ReportMetric(float64(pluginRSS)/(1<<20), "plugin-peak-RSS-MiB")
 	fmt.Printf("throughput (%d orders, median of %d rounds, each round all three on one Redis):\n", n, rounds)
@@ -122,8 +127,9 @@ func BenchmarkThroughput(b *testing.B) {
 	row("in-process reference (same pipeline)", rf, fmt.Sprintf("%.2f", h.rate/rf.rate))
 	row("naive program (6 commands/order)", nm, fmt.Sprintf("%.2f", h.rate/nm.rate))
 	fmt.Printf("  eventhost / naive per round: %s; eventhost / reference per round: %s\n", ratios(host, nv), ratios(host, ref))
-	fmt.Printf("  peak RSS: host %.1f MiB, largest plugin %.1f MiB; eventhost's mean batch %.0f orders; the benchmark process publishes (the producer) in every row\n",
-		float64(peakRSS)/(1<<20), float64(pluginRSS)/(1<<20), median(batches))
+	fmt.Printf("  peak RSS: host %.1f MiB, largest plugin %.1f MiB; eventhost's mean batch %.0f orders; host allocates %.1f KB/order, %.1f GCs per 10,000 orders\n",
+		float64(peakRSS)/(1<<20), float64(pluginRSS)/(1<<20), median(batches), h.hostAlloc/1000, h.hostGCs)
+	fmt.Println("  (the benchmark process publishes: it is the producer in every row)")
 }
 
 // cpu formats where the CPU went per order.
@@ -270,6 +276,7 @@ func measure(b *testing.B, rdb *redis.Client, addr string, r runner, n int, seed
 		return c
 	}
 	before := cpu()
+	allocBefore, gcsBefore := hostGC(b, r)
 	pub := publish.NewPublisher(rdb, channel, orderPrefix)
 	start := time.Now()
 	published, err := pub.PublishMany(ctx, publish.NewGenerator(seed+1), n, 0, nil)
@@ -283,6 +290,8 @@ func measure(b *testing.B, rdb *redis.Client, addr string, r runner, n int, seed
 	}
 	u := usage{rate: float64(n) / time.Since(start).Seconds()}
 	after := cpu()
+	allocAfter, gcsAfter := hostGC(b, r)
+	u.hostAlloc, u.hostGCs = (allocAfter-allocBefore)/float64(n), (gcsAfter-gcsBefore)*10000/float64(n)
 	perOrder := func(i int) float64 { return (after[i] - before[i]) * 1e6 / float64(n) }
 	u.redis, u.bench, u.host, u.plugins = perOrder(0), perOrder(1), perOrder(2), perOrder(3)
 	if os.Getenv("BENCH_STATS") != "" {
@@ -294,6 +303,16 @@ func measure(b *testing.B, rdb *redis.Client, addr string, r runner, n int, seed
 		fmt.Printf(" (commandstats, consumer only: %.2f µs/order)\n", us/float64(n))
 	}
 	return u
+}
+
+// hostGC returns the bytes the host has allocated so far and its count of
+// garbage collections, when r is the host serving metrics.
+func hostGC(b *testing.B, r runner) (alloc, gcs float64) {
+	s, ok := r.(*subprocess)
+	if !ok || s.metrics == "" {
+		return 0, 0
+	}
+	return metric(b, s.metrics, "go_memstats_alloc_bytes_total"), metric(b, s.metrics, "go_gc_duration_seconds_count")
 }
 
 // cpuSeconds is the user and system CPU time process pid has used, in
