@@ -10,7 +10,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 
+	"github.com/eventhost/eventhost/sdk/internal/bufpool"
 	"github.com/eventhost/eventhost/sdk/proto/pluginv1"
 )
 
@@ -74,12 +76,17 @@ func Serve(p Plugin) {
 	}
 	go exitWhenOrphaned(logger)
 	tuneRuntime()
+	// Message buffers sized for batches (see bufpool: gRPC's own pool
+	// gives each batch 1 MiB), for the codec and the server's transport.
+	buffers := bufpool.New()
+	experimental.SetDefaultBufferPool(buffers)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake(),
 		Plugins:         plugin.PluginSet{PluginKey: &GRPCPlugin{Impl: p}},
 		Logger:          logger,
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))
+			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes),
+				experimental.BufferPool(buffers))
 			return grpc.NewServer(opts...)
 		},
 	})
