@@ -13,7 +13,9 @@ import (
 // round (BENCH_ROUNDS, default 3) on two redis-servers started alike. Each
 // host start waits until the host is ready, so the start's catch-up scan of
 // the history is not timed (BenchmarkCatchUpHistory times it); what is
-// timed is what an order costs once history is there.
+// timed is what an order costs once history is there. The naive program
+// runs on both too: what it loses is what Redis itself loses to a bigger
+// keyspace.
 func BenchmarkThroughputWithHistory(b *testing.B) {
 	n := envInt("BENCH_ORDERS", 50000)
 	stored := envInt("BENCH_HISTORY", 1000000)
@@ -21,20 +23,29 @@ func BenchmarkThroughputWithHistory(b *testing.B) {
 	empty, full := redistest.Start(b), redistest.Start(b)
 	emptyDB, fullDB := empty.Client(), full.Client()
 	storeHistory(b, fullDB, stored)
-	var onEmpty, onFull []usage
+	var onEmpty, onFull, naiveEmpty, naiveFull []usage
 	for i := 0; i < b.N*rounds; i++ {
-		onEmpty = append(onEmpty, measure(b, emptyDB, empty.Addr, &subprocess{metrics: freeAddr(b), waitReady: true}, n, int64(i), true))
-		// Each round adds its n orders to the history: round i runs on
-		// stored + i·n orders.
-		onFull = append(onFull, measure(b, fullDB, full.Addr, &subprocess{metrics: freeAddr(b), waitReady: true}, n, int64(i)+1000, false))
+		// Each round adds its orders to the history: round i runs on
+		// stored + 2·i·n orders.
+		naiveEmpty = append(naiveEmpty, measure(b, emptyDB, empty.Addr, &naive{}, n, int64(i), true))
+		naiveFull = append(naiveFull, measure(b, fullDB, full.Addr, &naive{}, n, int64(i)+1000, false))
+		onEmpty = append(onEmpty, measure(b, emptyDB, empty.Addr, &subprocess{metrics: freeAddr(b), waitReady: true}, n, int64(i)+2000, true))
+		onFull = append(onFull, measure(b, fullDB, full.Addr, &subprocess{metrics: freeAddr(b), waitReady: true}, n, int64(i)+3000, false))
 	}
 	e, f := medianUsage(onEmpty), medianUsage(onFull)
+	ne, nf := medianUsage(naiveEmpty), medianUsage(naiveFull)
 	b.ReportMetric(e.rate, "empty-orders/s")
 	b.ReportMetric(f.rate, "history-orders/s")
 	b.ReportMetric(f.rate/e.rate, "ratio")
-	fmt.Printf("throughput with history (%d orders, median of %d rounds, eventhost on two Redis servers in turn):\n", n, rounds)
+	b.ReportMetric(nf.rate/ne.rate, "naive-ratio")
+	fmt.Printf("throughput with history (%d orders, median of %d rounds, on two Redis servers in turn):\n", n, rounds)
 	fmt.Printf("  %-38s %9s %9s   %s\n", "", "orders/s", "ratio", "CPU µs per order: Redis + benchmark process + host + plugins = total")
-	fmt.Printf("  %-38s %9.0f %9s   %s\n", "empty Redis", e.rate, "", e.cpu())
-	fmt.Printf("  %-38s %9.0f %9.2f   %s\n", fmt.Sprintf("%d counted orders stored", stored), f.rate, f.rate/e.rate, f.cpu())
-	fmt.Printf("  history / empty per round: %s\n", ratios(onFull, onEmpty))
+	row := func(name string, u usage, ratio string) {
+		fmt.Printf("  %-38s %9.0f %9s   %s\n", name, u.rate, ratio, u.cpu())
+	}
+	row("eventhost, empty Redis", e, "")
+	row(fmt.Sprintf("eventhost, %d counted orders stored", stored), f, fmt.Sprintf("%.2f", f.rate/e.rate))
+	row("naive program, empty Redis", ne, "")
+	row(fmt.Sprintf("naive program, %d orders stored", stored), nf, fmt.Sprintf("%.2f", nf.rate/ne.rate))
+	fmt.Printf("  history / empty per round: eventhost %s; naive %s\n", ratios(onFull, onEmpty), ratios(naiveFull, naiveEmpty))
 }
