@@ -129,6 +129,13 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 	}
 	nt := len(d.targets)
 	answers := make([]answer, nt)
+	// names and markers are the targets' plugin names and done markers,
+	// looked up once: a Local asks its plugin for its description.
+	names, markers := make([]string, nt), make([]string, nt)
+	for ti, t := range d.targets {
+		names[ti] = t.Processor.Name()
+		markers[ti] = orders.DoneField(names[ti])
+	}
 	out := Outcome{Skipped: map[string]int{}}
 	// all holds every loaded order, made once: a target that gets them all
 	// (the usual case) is sent it rather than a copy of its own. Plugins
@@ -136,7 +143,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 	var all []sdk.Order
 	var wg sync.WaitGroup
 	for ti, t := range d.targets {
-		name := t.Processor.Name()
+		name := names[ti]
 		idx := make([]int, 0, len(loaded))
 		for i, l := range loaded {
 			if !l.Ref.For(name, t.wants) {
@@ -183,7 +190,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 	written := make([]int32, len(loaded)*nt)
 	writes := 0
 	for ti, a := range answers {
-		name := d.targets[ti].Processor.Name()
+		name := names[ti]
 		for k, i := range a.idx {
 			l := loaded[i]
 			if a.err != nil {
@@ -207,10 +214,6 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 			writes++
 		}
 	}
-	markers := make([]string, nt)
-	for ti, t := range d.targets {
-		markers[ti] = orders.DoneField(t.Processor.Name())
-	}
 	out.Writes = make([]apply.Write, 0, writes)
 	for i, l := range loaded {
 		key := ""
@@ -224,7 +227,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 			}
 			out.Writes = append(out.Writes, apply.Write{
 				OrderKey: key, Marker: markers[ti], Effects: answers[ti].results[k-1].Effects,
-				Plugin: d.targets[ti].Processor.Name(), OrderID: l.Order.ID, Channel: l.Order.Channel,
+				Plugin: names[ti], OrderID: l.Order.ID, Channel: l.Order.Channel,
 			})
 		}
 	}
