@@ -405,9 +405,9 @@ type subprocess struct {
 	batch float64
 	// metrics, when set, is the host's metrics listen address.
 	metrics string
-	// waitReady makes start wait until the host is ready (/readyz, on
-	// metrics): its first catch-up is over.
-	waitReady bool
+	// caughtUp makes start wait until the host's first catch-up is over
+	// (its metrics say so).
+	caughtUp bool
 }
 
 // metricsBlock is the config's metrics block for listen; none when "".
@@ -453,8 +453,14 @@ plugin "customer-invoices" {}
 	}
 	waitSubscribed(b, addr)
 	waitRegistered(b, addr)
-	if s.waitReady {
-		waitReady(b, s.metrics)
+	if s.caughtUp {
+		deadline := time.Now().Add(5 * time.Minute)
+		for catchUpRuns(b, s.metrics) < 1 {
+			if time.Now().After(deadline) {
+				b.Fatal("eventhost's first catch-up did not finish within 5 minutes")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }
 
