@@ -109,7 +109,7 @@ func (s *PubSub) Run(ctx context.Context, out chan<- orders.Ref) error {
 			}
 			everSubscribed = true
 		case *redis.Message:
-			ref := orders.Ref{ID: m.Payload, Channel: m.Channel, Received: time.Now()}
+			ref := orders.Ref{ID: m.Payload, Channel: s.channelName(m.Channel), Received: time.Now()}
 			select {
 			case out <- ref:
 			default:
@@ -120,6 +120,18 @@ func (s *PubSub) Run(ctx context.Context, out chan<- orders.Ref) error {
 			return nil
 		}
 	}
+}
+
+// channelName returns the configured string equal to channel, so that the
+// ids waiting in the intake share it instead of each keeping the copy
+// go-redis read; channel itself if none is.
+func (s *PubSub) channelName(channel string) string {
+	for _, c := range s.channels {
+		if c == channel {
+			return c
+		}
+	}
+	return channel
 }
 
 // drop counts an id that found the intake full (the pipeline is paused, or
