@@ -2,7 +2,7 @@ package bench
 
 import (
 	"fmt"
-	"os"
+	"strings"
 	"testing"
 
 	"github.com/eventhost/eventhost/host/internal/redistest"
@@ -35,18 +35,20 @@ func BenchmarkThroughputWithHistory(b *testing.B) {
 	}
 	e, f := medianUsage(onEmpty), medianUsage(onFull)
 	ne, nf := medianUsage(naiveEmpty), medianUsage(naiveFull)
+	var table strings.Builder
 	b.ReportMetric(e.rate, "empty-orders/s")
 	b.ReportMetric(f.rate, "history-orders/s")
 	b.ReportMetric(f.rate/e.rate, "ratio")
 	b.ReportMetric(nf.rate/ne.rate, "naive-ratio")
-	fmt.Fprintf(os.Stderr, "throughput with history (%d orders, median of %d rounds, on two Redis servers in turn):\n", n, rounds)
-	fmt.Fprintf(os.Stderr, "  %-38s %9s %9s   %s\n", "", "orders/s", "ratio", "CPU µs per order: Redis + benchmark process + host + plugins = total")
+	fmt.Fprintf(&table, "throughput with history (%d orders, median of %d rounds, on two Redis servers in turn):\n", n, rounds)
+	fmt.Fprintf(&table, "  %-38s %9s %9s   %s\n", "", "orders/s", "ratio", "CPU µs per order: Redis + benchmark process + host + plugins = total")
 	row := func(name string, u usage, ratio string) {
-		fmt.Fprintf(os.Stderr, "  %-38s %9.0f %9s   %s\n", name, u.rate, ratio, u.cpu())
+		fmt.Fprintf(&table, "  %-38s %9.0f %9s   %s\n", name, u.rate, ratio, u.cpu())
 	}
 	row("eventhost, empty Redis", e, "")
 	row(fmt.Sprintf("eventhost, %d counted orders stored", stored), f, fmt.Sprintf("%.2f", f.rate/e.rate))
 	row("naive program, empty Redis", ne, "")
 	row(fmt.Sprintf("naive program, %d orders stored", stored), nf, fmt.Sprintf("%.2f", nf.rate/ne.rate))
-	fmt.Fprintf(os.Stderr, "  history / empty per round: eventhost %s; naive %s\n", ratios(onFull, onEmpty), ratios(naiveFull, naiveEmpty))
+	fmt.Fprintf(&table, "  history / empty per round: eventhost %s; naive %s\n", ratios(onFull, onEmpty), ratios(naiveFull, naiveEmpty))
+	b.Log(strings.TrimSuffix(table.String(), "\n"))
 }
