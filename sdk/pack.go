@@ -69,7 +69,7 @@ func packOrders(orders []Order) []byte {
 // unpackOrders is the inverse of packOrders.
 func unpackOrders(data []byte) ([]Order, error) {
 	d := decoder{s: string(data)}
-	var out []Order
+	out := make([]Order, 0, countOrders(d.s))
 	for !d.done() {
 		var o Order
 		o.ID = d.str()
@@ -95,6 +95,30 @@ func unpackOrders(data []byte) ([]Order, error) {
 		out = append(out, o)
 	}
 	return out, nil
+}
+
+// countOrders returns how many well-formed orders the start of s holds, so
+// that unpackOrders allocates its slice once.
+func countOrders(s string) int {
+	d := decoder{s: s}
+	n := 0
+	for !d.done() {
+		d.str()
+		d.str()
+		d.uvarint()
+		d.uvarint()
+		d.fixed64()
+		d.str()
+		d.str()
+		for extra := d.uvarint(); extra > 0 && d.err == nil; extra-- {
+			d.str()
+			d.str()
+		}
+		if d.err == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // packEffects encodes effects: for each, the number of strings (command,
