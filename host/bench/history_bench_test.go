@@ -41,9 +41,9 @@ func BenchmarkThroughputWithHistory(b *testing.B) {
 	b.ReportMetric(f.rate/e.rate, "ratio")
 	b.ReportMetric(nf.rate/ne.rate, "naive-ratio")
 	fmt.Fprintf(&table, "throughput with history (%d orders, median of %d rounds, on two Redis servers in turn):\n", n, rounds)
-	fmt.Fprintf(&table, "  %-38s %9s %9s   %s\n", "", "orders/s", "ratio", "CPU µs per order: Redis + benchmark process + host + plugins = total")
+	fmt.Fprintf(&table, "  %-44s %9s %9s   %s\n", "", "orders/s", "ratio", "CPU µs per order: Redis + benchmark process + host + plugins = total")
 	row := func(name string, u usage, ratio string) {
-		fmt.Fprintf(&table, "  %-38s %9.0f %9s   %s\n", name, u.rate, ratio, u.cpu())
+		fmt.Fprintf(&table, "  %-44s %9.0f %9s   %s\n", name, u.rate, ratio, u.cpu())
 	}
 	row("eventhost, empty Redis", e, "")
 	row(fmt.Sprintf("eventhost, %d counted orders stored", stored), f, fmt.Sprintf("%.2f", f.rate/e.rate))
