@@ -14,6 +14,7 @@ redis {
 # is subscribed are found again by catch-up on start and after each reconnect.
 source "pubsub" {
   channels = ["purchase_orders"]
+  # sharded = true # SSUBSCRIBE/SPUBLISH: on a Redis Cluster, one master per channel
 }
 
 # Or a Redis Stream with a consumer group (`eventhost publish -stream` writes
@@ -23,6 +24,7 @@ source "pubsub" {
 #   group          = "eventhost"
 #   claim_idle     = "30s" # take over a dead host's pending entries after this long
 #   max_deliveries = 5     # then dead-letter an entry that keeps failing
+#   # shards       = 3     # read purchase_orders:{0} … {2}, spread over a cluster's masters
 # }
 
 # Order hashes are <order_key_prefix><id>, as the tutorial's producer writes them.
@@ -33,7 +35,7 @@ plugin_dir = "bin/plugins"
 
 batch {
   max_orders = 512   # ids per batch: one HGETALL pipeline, one RPC per plugin, one atomic apply
-  max_wait   = "2ms" # how long the first id of a batch waits for company
+  max_wait   = "0s"  # how long the first id of a batch waits for company: 0, go as soon as the pipeline is free
 }
 
 dead_letter {
