@@ -90,6 +90,8 @@ func (r *naive) start(b *testing.B, addr string) {
 	}()
 }
 
+func (r *naive) pids() []int { return nil }
+
 func (r *naive) stop(*testing.B) {
 	r.cancel()
 	<-r.done
