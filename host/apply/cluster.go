@@ -1,0 +1,894 @@
+package apply
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/deadletter"
+	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/sdk"
+)
+
+// On a Redis Cluster one script may only touch keys of one hash slot, so a
+// batch lands slot by slot (docs/design.md, "Redis topologies"):
+//
+//  1. read each order's markers (pairs done already are left out);
+//  2. check every slot's share with cluster.lua, writing nothing: a pair
+//     Redis would refuse in one slot is refused in all of them, so a pair
+//     lands wholly or not at all;
+//  3. write every slot's share with cluster.lua, which also records, in the
+//     slot's own idempotency record, the pairs it applied, and skips pairs
+//     recorded there already (a redo after a crash, or another host);
+//     then WAIT for the nodes' replicas;
+//  4. write dead letters, then set the orders' markers (mark.lua), then
+//     delete replayed dead letters and acknowledge stream entries.
+//
+// A pair's record entries are deleted recordKeep after its marker is set.
+// Until then a host that read the markers before they were set may still
+// be writing the pair; the record makes it skip. Such a late attempt cannot
+// write after attemptWindow: cluster.lua refuses a write once Redis' clock
+// passes the attempt's deadline.
+
+//go:embed cluster.lua
+var clusterLua string
+
+//go:embed mark.lua
+var markLua string
+
+const (
+	// attemptWindow bounds one cluster apply attempt, from reading the
+	// markers to the last slot write; past it the attempt stops and the
+	// batch is retried from the markers.
+	attemptWindow = 5 * time.Second
+	// recordKeep is how long a pair's record entries outlive its marker:
+	// attemptWindow plus what the clocks of hosts and Redis nodes may
+	// disagree by.
+	recordKeep = 2 * attemptWindow
+	// RecordPrefix starts the name of every slot's idempotency record.
+	RecordPrefix = "eventhost:applied:"
+)
+
+// recordKey is the name of the idempotency record of the slot tag names.
+func recordKey(tag string) string { return RecordPrefix + "{" + tag + "}" }
+
+// pairField is the record field of one (order, plugin) pair.
+func pairField(w Write) string { return w.Marker + " " + w.OrderKey }
+
+// errLate is an attempt that ran past attemptWindow: retried from scratch.
+var errLate = errors.New("cluster apply attempt ran past its time window; retrying from the done markers")
+
+// clusterApply is the Applier's state on a Redis Cluster.
+type clusterApply struct {
+	cc     *redis.ClusterClient
+	tags   []string
+	script *redis.Script
+	mark   *redis.Script
+
+	// crashAt, in tests, ends attempts as a host dying would: "write"
+	// after writing the first half of the slots, "dead", "mark", "settle"
+	// or "cleanup" before that step.
+	crashAt string
+
+	mu       sync.Mutex
+	cleanups []cleanup
+	replicas map[string]replicaCount // node address → its connected replicas
+}
+
+// cleanup is record entries to delete once due.
+type cleanup struct {
+	due    time.Time
+	key    string
+	fields []string
+}
+
+type replicaCount struct {
+	n    int
+	seen time.Time
+}
+
+func newClusterApply(cc *redis.ClusterClient) *clusterApply {
+	return &clusterApply{cc: cc, tags: slotTags(), script: redis.NewScript(clusterLua), mark: redis.NewScript(markLua),
+		replicas: map[string]replicaCount{}}
+}
+
+// slotShare is one hash slot's share of a batch.
+type slotShare struct {
+	record  string
+	writes  []int                // writes with effects in the slot, in batch order
+	effects map[int][]sdk.Effect // each write's effects in the slot
+	done    map[int]bool         // writes recorded in the slot already
+	// Set while the share is run: the plan and which write each of the
+	// plan's writes is.
+	plan *plan
+	of   []int
+}
+
+// clusterRun is one attempt to apply a batch on a cluster.
+type clusterRun struct {
+	a        *Applier
+	c        *clusterApply
+	writes   []Write
+	now      time.Time
+	deadline time.Time
+	shares   map[int]*slotShare
+	slotsOf  map[int][]int // write → the slots of its effects
+	landed   map[int]bool
+	refused  map[int]leftOut
+}
+
+func (a *Applier) applyCluster(ctx context.Context, b Batch, live []int, res Result) (Result, error) {
+	c := a.cluster
+	now := a.now()
+	r := &clusterRun{a: a, c: c, writes: b.Writes, now: now, deadline: now.Add(attemptWindow),
+		shares: map[int]*slotShare{}, slotsOf: map[int][]int{}, landed: map[int]bool{}, refused: map[int]leftOut{}}
+
+	live, err := r.readMarkers(ctx, live, &res)
+	if err != nil {
+		return Result{}, err
+	}
+	r.share(live)
+	if err := r.check(ctx); err != nil {
+		return Result{}, err
+	}
+	if err := r.write(ctx); err != nil {
+		return Result{}, err
+	}
+	if err := r.crash("dead"); err != nil {
+		return Result{}, err
+	}
+
+	dead := append([]deadletter.Entry(nil), b.DeadLetters...)
+	for _, w := range live {
+		out, ok := r.refused[w]
+		if !ok {
+			res.Statuses[w] = Applied
+			continue
+		}
+		if r.landed[w] {
+			out.reason = "partly applied, " + out.reason + "; the effects in other hash slots landed and replaying applies the rest once"
+		}
+		res.Statuses[w], res.Reasons[w] = out.status, out.reason
+		wr := b.Writes[w]
+		dead = append(dead, deadletter.Entry{OrderID: wr.OrderID, Channel: wr.Channel, Plugin: wr.Plugin, Reason: out.reason, Attempts: 1, OrderKey: wr.OrderKey})
+	}
+	for w, st := range res.Statuses {
+		if st == Vanished {
+			wr := b.Writes[w]
+			dead = append(dead, deadletter.Entry{OrderID: wr.OrderID, Channel: wr.Channel, Plugin: wr.Plugin, Reason: res.Reasons[w], Attempts: 1, OrderKey: wr.OrderKey})
+		}
+	}
+	// Dead letters before the markers: a host dying between the two
+	// writes a dead letter twice, never a dead marker without its letter.
+	if err := r.deadLetters(ctx, dead); err != nil {
+		return Result{}, err
+	}
+	if err := r.crash("mark"); err != nil {
+		return Result{}, err
+	}
+	if err := r.markOrders(ctx, live, dead, &res); err != nil {
+		return Result{}, err
+	}
+	if err := r.crash("settle"); err != nil {
+		return Result{}, err
+	}
+	if err := r.settle(ctx, b); err != nil {
+		return Result{}, err
+	}
+	if err := r.crash("cleanup"); err != nil {
+		return Result{}, err
+	}
+	r.scheduleCleanups(live, res)
+	res.DeadLetters = dead
+	return res, nil
+}
+
+// errCrash is a simulated host crash (clusterApply.crashAt).
+var errCrash = errors.New("simulated crash")
+
+func (r *clusterRun) crash(stage string) error {
+	if r.c.crashAt == stage {
+		return fmt.Errorf("before %s: %w", stage, errCrash)
+	}
+	return nil
+}
+
+// readMarkers leaves out of live the writes whose marker is set (AlreadyDone)
+// or whose order hash is gone (Vanished), and deletes the record entries
+// that are due.
+func (r *clusterRun) readMarkers(ctx context.Context, live []int, res *Result) ([]int, error) {
+	type order struct {
+		key    string
+		writes []int
+		cmd    *redis.SliceCmd
+	}
+	var os []*order
+	byKey := map[string]*order{}
+	for _, w := range live {
+		k := r.writes[w].OrderKey
+		o := byKey[k]
+		if o == nil {
+			o = &order{key: k}
+			byKey[k] = o
+			os = append(os, o)
+		}
+		o.writes = append(o.writes, w)
+	}
+	pipe := r.c.cc.Pipeline()
+	for _, o := range os {
+		fields := []string{"ts"}
+		for _, w := range o.writes {
+			fields = append(fields, r.writes[w].Marker)
+		}
+		o.cmd = pipe.HMGet(ctx, o.key, fields...)
+	}
+	due := r.c.dueCleanups(r.now)
+	for _, cl := range due {
+		pipe.HDel(ctx, cl.key, cl.fields...)
+	}
+	if pipe.Len() == 0 {
+		return live, nil
+	}
+	cmds, err := pipe.Exec(ctx)
+	if err := orders.RoundTripError(cmds); err != nil {
+		r.c.requeue(due)
+		return nil, fmt.Errorf("read done markers of %d orders: %w", len(os), err)
+	}
+	_ = err // a WRONGTYPE order hash is a vanished order, below
+	kept := live[:0:0]
+	for _, o := range os {
+		vals, err := o.cmd.Result()
+		if err != nil || vals[0] == nil {
+			for _, w := range o.writes {
+				res.Statuses[w], res.Reasons[w] = Vanished, "order hash was deleted before its effects were applied"
+			}
+			continue
+		}
+		for i, w := range o.writes {
+			if vals[i+1] != nil {
+				res.Statuses[w] = AlreadyDone
+				continue
+			}
+			kept = append(kept, w)
+		}
+	}
+	slices.Sort(kept)
+	return kept, nil
+}
+
+// share splits the live writes' effects by hash slot.
+func (r *clusterRun) share(live []int) {
+	for _, w := range live {
+		for _, e := range r.writes[w].Effects {
+			s := slotOf(e.Key)
+			sh := r.shares[s]
+			if sh == nil {
+				sh = &slotShare{record: recordKey(r.c.tags[s]), effects: map[int][]sdk.Effect{}, done: map[int]bool{}}
+				r.shares[s] = sh
+			}
+			if n := len(sh.writes); n == 0 || sh.writes[n-1] != w {
+				sh.writes = append(sh.writes, w)
+				r.slotsOf[w] = append(r.slotsOf[w], s)
+			}
+			sh.effects[w] = append(sh.effects[w], e)
+		}
+	}
+}
+
+// plan plans each share without its refused writes and those recorded in
+// it already, and returns the slots with something to apply. A write that
+// conflicts with itself or another within its slot is refused everywhere.
+func (r *clusterRun) plan() []int {
+	for {
+		var slots []int
+		changed := false
+		for s, sh := range r.shares {
+			sh.plan, sh.of = nil, nil
+			var sub []Write
+			for _, w := range sh.writes {
+				if _, out := r.refused[w]; out || sh.done[w] {
+					continue
+				}
+				wr := r.writes[w]
+				sub = append(sub, Write{OrderKey: sh.record, Marker: pairField(wr), Effects: sh.effects[w]})
+				sh.of = append(sh.of, w)
+			}
+			if len(sub) == 0 {
+				continue
+			}
+			refused := map[int]leftOut{}
+			all := make([]int, len(sub))
+			for i := range all {
+				all[i] = i
+			}
+			sh.plan = newPlan(sub, all, sh.record, "", refused)
+			for i, out := range refused {
+				r.refused[sh.of[i]] = out
+				changed = true
+			}
+			slots = append(slots, s)
+		}
+		if !changed {
+			slices.Sort(slots)
+			return slots
+		}
+	}
+}
+
+// check runs every share's checks until no slot finds a problem: a write
+// refused in one slot is then left out of all of them.
+func (r *clusterRun) check(ctx context.Context) error {
+	for {
+		slots := r.plan()
+		if len(slots) == 0 {
+			return nil
+		}
+		problems, err := r.runShares(ctx, slots, "check")
+		if err != nil {
+			return err
+		}
+		if !r.takeProblems(slots, problems) {
+			return nil
+		}
+	}
+}
+
+// write writes every share, re-planning the slots that found a pair
+// recorded already (another host applied it meanwhile) or, rarely, a value
+// or type changed since the check.
+func (r *clusterRun) write(ctx context.Context) error {
+	slots := r.plan()
+	for len(slots) > 0 {
+		if r.a.now().After(r.deadline) {
+			return errLate
+		}
+		crash := r.c.crashAt == "write" && len(slots) > 1
+		if crash {
+			slots = slots[:len(slots)/2]
+		}
+		problems, err := r.runShares(ctx, slots, "write")
+		if err == nil && crash {
+			err = r.crash("write")
+		}
+		if err != nil {
+			return err
+		}
+		var again []int
+		for i, s := range slots {
+			if problems[i] == nil {
+				sh := r.shares[s]
+				for _, w := range sh.of {
+					sh.done[w] = true
+					r.landed[w] = true
+				}
+				continue
+			}
+			again = append(again, s)
+		}
+		r.takeProblems(again, problemsOf(slots, again, problems))
+		planned := map[int]bool{}
+		for _, s := range r.plan() {
+			planned[s] = true
+		}
+		slots = slots[:0:0]
+		for _, s := range again {
+			if planned[s] {
+				slots = append(slots, s)
+			}
+		}
+	}
+	return nil
+}
+
+func problemsOf(slots, pick []int, problems [][]string) [][]string {
+	out := make([][]string, 0, len(pick))
+	for _, s := range pick {
+		out = append(out, problems[slices.Index(slots, s)])
+	}
+	return out
+}
+
+// takeProblems applies the scripts' problems of slots and reports whether
+// there were any.
+func (r *clusterRun) takeProblems(slots []int, problems [][]string) bool {
+	any := false
+	for i, s := range slots {
+		if problems[i] == nil {
+			continue
+		}
+		any = true
+		sh := r.shares[s]
+		out := map[int]leftOut{}
+		// leaveOut cannot fail here: runShares checked the problems.
+		_ = r.a.leaveOut(sh.plan, problems[i], out)
+		for j, lo := range out {
+			w := sh.of[j]
+			if lo.status == AlreadyDone {
+				sh.done[w] = true
+				r.landed[w] = true
+				continue
+			}
+			if _, ok := r.refused[w]; !ok {
+				r.refused[w] = lo
+			}
+		}
+	}
+	return any
+}
+
+// runShares runs cluster.lua over the planned shares of slots, each on its
+// slot's master, and returns each one's problems (nil when it passed).
+func (r *clusterRun) runShares(ctx context.Context, slots []int, mode string) ([][]string, error) {
+	nowUS := strconv.FormatInt(r.now.UnixMicro(), 10)
+	deadlineUS := strconv.FormatInt(r.deadline.UnixMicro(), 10)
+	cmds := make([]nodeCmd, len(slots))
+	for i, s := range slots {
+		sh := r.shares[s]
+		cmds[i] = nodeCmd{key: sh.record, script: r.c.script, keys: sh.plan.keys, argv: encodeShare(sh.plan, mode, nowUS, deadlineUS)}
+	}
+	wait := 0
+	if mode == "write" {
+		wait = r.a.WaitReplicas
+	}
+	if err := r.c.run(ctx, cmds, wait, r.a.WaitTimeout); err != nil {
+		return nil, fmt.Errorf("%s %d hash slots' share of the batch: %w", mode, len(slots), err)
+	}
+	out := make([][]string, len(slots))
+	for i, cmd := range cmds {
+		problems, err := decode(cmd.cmd.Val())
+		if err != nil {
+			return nil, err
+		}
+		if len(problems) == 1 && problems[0] == "late" {
+			return nil, errLate
+		}
+		// Check the problems now, so that takeProblems cannot meet a
+		// malformed one.
+		if problems != nil {
+			sh := r.shares[slots[i]]
+			if err := r.a.leaveOut(sh.plan, problems, map[int]leftOut{}); err != nil {
+				return nil, fmt.Errorf("slot of %s: %w", sh.record, err)
+			}
+		}
+		out[i] = problems
+	}
+	return out, nil
+}
+
+// encodeShare lays a share's plan out for cluster.lua. The plan's one
+// "order" is the record, and its markers are the pairs' record fields.
+func encodeShare(p *plan, mode, nowUS, deadlineUS string) []any {
+	argv := []any{mode, nowUS, deadlineUS}
+	var names []string
+	if len(p.orders) > 0 {
+		names = p.sets[p.orders[0].set-1]
+	}
+	argv = append(argv, strconv.Itoa(len(names)))
+	for _, n := range names {
+		argv = append(argv, n)
+	}
+	idx := strconv.Itoa
+	argv = append(argv, strconv.Itoa(len(p.accs)))
+	for _, acc := range p.accs {
+		argv = append(argv, idx(acc.idx), acc.typ)
+	}
+	var checks []any
+	nchecks := 0
+	for _, acc := range p.accs {
+		if c := p.checks(acc); c != nil {
+			checks = append(checks, c...)
+			nchecks++
+		}
+	}
+	argv = append(argv, strconv.Itoa(nchecks))
+	argv = append(argv, checks...)
+	var ops []op
+	for _, acc := range p.accs {
+		ops = append(ops, acc.ops()...)
+	}
+	argv = append(argv, strconv.Itoa(len(ops)))
+	for _, o := range ops {
+		argv = append(argv, o.cmd, idx(o.key), strconv.Itoa(len(o.args)))
+		for _, s := range o.args {
+			argv = append(argv, s)
+		}
+	}
+	return argv
+}
+
+// deadLetters appends dead to the dead-letter stream.
+func (r *clusterRun) deadLetters(ctx context.Context, dead []deadletter.Entry) error {
+	if len(dead) == 0 {
+		return nil
+	}
+	nowMS := strconv.FormatInt(r.now.UnixMilli(), 10)
+	cmds := make([]nodeCmd, len(dead))
+	for i, d := range dead {
+		f := append(d.Fields(), "time_ms", nowMS)
+		values := make([]any, len(f))
+		for j, s := range f {
+			values[j] = s
+		}
+		args := &redis.XAddArgs{Stream: r.a.dlStream, Values: values}
+		if r.a.dlMaxLen > 0 {
+			args.MaxLen, args.Approx = r.a.dlMaxLen, true
+		}
+		cmds[i] = nodeCmd{key: r.a.dlStream, xadd: args}
+	}
+	if err := r.c.run(ctx, cmds, r.a.WaitReplicas, r.a.WaitTimeout); err != nil {
+		return fmt.Errorf("write %d dead letters: %w", len(dead), err)
+	}
+	return nil
+}
+
+// markOrders sets the done markers of the applied writes and the dead
+// markers of the dead letters, in each order hash's own slot. A done marker
+// another host set first makes its write AlreadyDone.
+func (r *clusterRun) markOrders(ctx context.Context, live []int, dead []deadletter.Entry, res *Result) error {
+	type order struct {
+		key    string
+		fields []string
+		writes []int // per field, the write it marks done, or -1
+	}
+	var os []*order
+	byKey := map[string]*order{}
+	add := func(key, field string, w int) {
+		o := byKey[key]
+		if o == nil {
+			o = &order{key: key}
+			byKey[key] = o
+			os = append(os, o)
+		}
+		o.fields = append(o.fields, field)
+		o.writes = append(o.writes, w)
+	}
+	for _, w := range live {
+		if res.Statuses[w] == Applied {
+			add(r.writes[w].OrderKey, r.writes[w].Marker, w)
+		}
+	}
+	for _, d := range dead {
+		if d.OrderKey != "" {
+			add(d.OrderKey, orders.DeadField(d.Plugin), -1)
+		}
+	}
+	if len(os) == 0 {
+		return nil
+	}
+	nowUS := strconv.FormatInt(r.a.now().UnixMicro(), 10)
+	cmds := make([]nodeCmd, len(os))
+	for i, o := range os {
+		argv := []any{nowUS, strconv.Itoa(len(o.fields))}
+		for _, f := range o.fields {
+			argv = append(argv, f)
+		}
+		cmds[i] = nodeCmd{key: o.key, script: r.c.mark, keys: []string{o.key}, argv: argv}
+	}
+	if err := r.c.run(ctx, cmds, r.a.WaitReplicas, r.a.WaitTimeout); err != nil {
+		return fmt.Errorf("set the markers of %d orders: %w", len(os), err)
+	}
+	for i, o := range os {
+		set, err := cmds[i].cmd.Int64Slice()
+		if err != nil || len(set) != len(o.fields) {
+			return fmt.Errorf("mark script for %s returned %v, want %d flags", o.key, cmds[i].cmd.Val(), len(o.fields))
+		}
+		for j, w := range o.writes {
+			if w >= 0 && set[j] == 0 {
+				res.Statuses[w] = AlreadyDone
+			}
+		}
+	}
+	return nil
+}
+
+// settle deletes the replayed dead letters and acknowledges the stream
+// entries, once everything else landed.
+func (r *clusterRun) settle(ctx context.Context, b Batch) error {
+	if len(b.Replayed) == 0 && len(b.Acks) == 0 {
+		return nil
+	}
+	pipe := r.c.cc.Pipeline()
+	for ids := b.Replayed; len(ids) > 0; {
+		n := min(len(ids), chunk)
+		pipe.XDel(ctx, r.a.dlStream, ids[:n]...)
+		ids = ids[n:]
+	}
+	for ids := b.Acks; len(ids) > 0; {
+		n := min(len(ids), chunk)
+		pipe.XAck(ctx, r.a.ackStream, r.a.ackGroup, ids[:n]...)
+		ids = ids[n:]
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("delete %d replayed dead letters and acknowledge %d entries: %w", len(b.Replayed), len(b.Acks), err)
+	}
+	return nil
+}
+
+// scheduleCleanups queues the record entries of the writes now marked done
+// (by this host or another) for deletion once recordKeep has passed.
+func (r *clusterRun) scheduleCleanups(live []int, res Result) {
+	byKey := map[string][]string{}
+	var keys []string
+	for _, w := range live {
+		if st := res.Statuses[w]; st != Applied && st != AlreadyDone {
+			continue
+		}
+		for _, s := range r.slotsOf[w] {
+			k := recordKey(r.c.tags[s])
+			if _, ok := byKey[k]; !ok {
+				keys = append(keys, k)
+			}
+			byKey[k] = append(byKey[k], pairField(r.writes[w]))
+		}
+	}
+	due := r.a.now().Add(recordKeep)
+	var cls []cleanup
+	for _, k := range keys {
+		cls = append(cls, cleanup{due: due, key: k, fields: byKey[k]})
+	}
+	r.c.requeue(cls)
+}
+
+// dueCleanups takes the cleanups due at now.
+func (c *clusterApply) dueCleanups(now time.Time) []cleanup {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for n < len(c.cleanups) && !c.cleanups[n].due.After(now) {
+		n++
+	}
+	due := slices.Clone(c.cleanups[:n])
+	c.cleanups = slices.Delete(c.cleanups, 0, n)
+	return due
+}
+
+// requeue puts cleanups back in due order.
+func (c *clusterApply) requeue(cls []cleanup) {
+	if len(cls) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cleanups = append(c.cleanups, cls...)
+	slices.SortStableFunc(c.cleanups, func(a, b cleanup) int { return a.due.Compare(b.due) })
+}
+
+// nodeCmd is one command run on the master of key's slot: a script (keys,
+// argv) or an XADD.
+type nodeCmd struct {
+	key    string
+	script *redis.Script
+	keys   []string
+	argv   []any
+	xadd   *redis.XAddArgs
+
+	cmd  *redis.Cmd
+	xcmd *redis.StringCmd
+}
+
+// run runs cmds on the masters of their slots, each master's in one
+// pipeline, the masters in parallel. With wait > 0 each pipeline ends with
+// WAIT, so that run returns once each master's writes reached wait of its
+// replicas (or all it has, when it has fewer). A redirect (MOVED, ASK: a
+// slot moved) refreshes the client's slot map and fails the call; the
+// caller's retry is exact thanks to the records.
+func (c *clusterApply) run(ctx context.Context, cmds []nodeCmd, wait int, waitTimeout time.Duration) error {
+	type group struct {
+		node *redis.Client
+		cmds []*nodeCmd
+	}
+	var groups []*group
+	byAddr := map[string]*group{}
+	for i := range cmds {
+		node, err := c.cc.MasterForKey(ctx, cmds[i].key)
+		if err != nil {
+			return fmt.Errorf("find the master of %s: %w", cmds[i].key, err)
+		}
+		g := byAddr[node.Options().Addr]
+		if g == nil {
+			g = &group{node: node}
+			byAddr[node.Options().Addr] = g
+			groups = append(groups, g)
+		}
+		g.cmds = append(g.cmds, &cmds[i])
+	}
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.runOn(ctx, g.node, g.cmds, wait, waitTimeout)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		c.cc.ReloadState(ctx)
+		return err
+	}
+	return nil
+}
+
+// runOn runs cmds on one master, loading a script it lacks (a promoted
+// replica may) and running again the commands that needed it.
+func (c *clusterApply) runOn(ctx context.Context, node *redis.Client, cmds []*nodeCmd, wait int, waitTimeout time.Duration) error {
+	addr := node.Options().Addr
+	for try := 0; ; try++ {
+		pipe := node.Pipeline()
+		for _, nc := range cmds {
+			if nc.xadd != nil {
+				nc.xcmd = pipe.XAdd(ctx, nc.xadd)
+			} else {
+				nc.cmd = nc.script.EvalSha(ctx, pipe, nc.keys, nc.argv...)
+			}
+		}
+		want := 0
+		var waitCmd *redis.Cmd
+		if wait > 0 {
+			want = min(wait, c.replicaCount(ctx, node, wait))
+			if want > 0 {
+				waitCmd = pipe.Do(ctx, "WAIT", want, waitTimeout.Milliseconds())
+			}
+		}
+		_, _ = pipe.Exec(ctx)
+		var missing []*nodeCmd
+		for _, nc := range cmds {
+			var err error
+			if nc.xcmd != nil {
+				err = nc.xcmd.Err()
+			} else {
+				err = nc.cmd.Err()
+			}
+			switch {
+			case err == nil:
+			case redis.HasErrorPrefix(err, "NOSCRIPT") && try == 0:
+				missing = append(missing, nc)
+			default:
+				return fmt.Errorf("on %s: %w", addr, err)
+			}
+		}
+		if len(missing) > 0 {
+			for _, s := range []*redis.Script{c.script, c.mark} {
+				if err := s.Load(ctx, node).Err(); err != nil {
+					return fmt.Errorf("load script on %s: %w", addr, err)
+				}
+			}
+			cmds = missing
+			continue
+		}
+		if waitCmd == nil {
+			return nil
+		}
+		got, err := waitCmd.Int64()
+		if err != nil {
+			return fmt.Errorf("WAIT on %s: %w", addr, err)
+		}
+		if int(got) < want {
+			// The master may have lost a replica meanwhile: ask again
+			// next time, and retry.
+			c.forgetReplicas(addr)
+			return fmt.Errorf("writes on %s reached %d of %d replicas within %s (redis.cluster.wait_timeout); retrying", addr, got, want, waitTimeout)
+		}
+		return nil
+	}
+}
+
+// replicaCountTTL is how long a master's replica count is trusted.
+const replicaCountTTL = 2 * time.Second
+
+// replicaCount returns how many replicas node has connected, asking at most
+// every replicaCountTTL; on error it assumes want.
+func (c *clusterApply) replicaCount(ctx context.Context, node *redis.Client, want int) int {
+	addr := node.Options().Addr
+	c.mu.Lock()
+	rc, ok := c.replicas[addr]
+	c.mu.Unlock()
+	if ok && time.Since(rc.seen) < replicaCountTTL {
+		return rc.n
+	}
+	info, err := node.Info(ctx, "replication").Result()
+	if err != nil {
+		return want
+	}
+	n := want
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
+			n, _ = strconv.Atoi(v)
+		}
+	}
+	c.mu.Lock()
+	c.replicas[addr] = replicaCount{n: n, seen: time.Now()}
+	c.mu.Unlock()
+	return n
+}
+
+func (c *clusterApply) forgetReplicas(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.replicas, addr)
+}
+
+// SweepRecords deletes, on a Redis Cluster, the idempotency record entries
+// a host lost track of by dying before it deleted them: those of pairs
+// marked done more than recordKeep ago, and of orders deleted since. It
+// returns how many entries it deleted and how many are left. Elsewhere it
+// does nothing.
+func (a *Applier) SweepRecords(ctx context.Context) (deleted, left int, err error) {
+	if a.cluster == nil {
+		return 0, 0, nil
+	}
+	c := a.cluster
+	keys := make([]string, len(c.tags))
+	for s, tag := range c.tags {
+		keys[s] = recordKey(tag)
+	}
+	pipe := c.cc.Pipeline()
+	lens := make([]*redis.IntCmd, len(keys))
+	for i, k := range keys {
+		lens[i] = pipe.HLen(ctx, k)
+	}
+	if cmds, _ := pipe.Exec(ctx); orders.RoundTripError(cmds) != nil {
+		return 0, 0, fmt.Errorf("sweep records: %w", orders.RoundTripError(cmds))
+	}
+	now := a.now()
+	for i, k := range keys {
+		if lens[i].Val() == 0 {
+			continue
+		}
+		entries, err := c.cc.HGetAll(ctx, k).Result()
+		if err != nil {
+			return deleted, left, fmt.Errorf("sweep record %s: %w", k, err)
+		}
+		type entry struct {
+			field string
+			at    int64
+			cmd   *redis.SliceCmd
+		}
+		var es []entry
+		pipe := c.cc.Pipeline()
+		for f, v := range entries {
+			marker, order, ok := strings.Cut(f, " ")
+			at, _ := strconv.ParseInt(v, 10, 64)
+			if !ok {
+				continue
+			}
+			es = append(es, entry{field: f, at: at, cmd: pipe.HMGet(ctx, order, "ts", marker)})
+		}
+		if cmds, _ := pipe.Exec(ctx); orders.RoundTripError(cmds) != nil {
+			return deleted, left, fmt.Errorf("sweep record %s: %w", k, orders.RoundTripError(cmds))
+		}
+		cut := now.Add(-recordKeep).UnixMicro()
+		var drop []string
+		for _, e := range es {
+			vals, err := e.cmd.Result()
+			switch {
+			case err != nil || vals[0] == nil:
+				// The order is gone; so is any attempt that read it
+				// before it went, once recordKeep has passed.
+				if e.at < cut {
+					drop = append(drop, e.field)
+				}
+			case vals[1] != nil:
+				if at, _ := strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64); at < cut {
+					drop = append(drop, e.field)
+				}
+			}
+		}
+		left += len(entries) - len(drop)
+		if len(drop) > 0 {
+			if err := c.cc.HDel(ctx, k, drop...).Err(); err != nil {
+				return deleted, left, fmt.Errorf("sweep record %s: %w", k, err)
+			}
+			deleted += len(drop)
+		}
+	}
+	return deleted, left, nil
+}
