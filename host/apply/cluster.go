@@ -892,3 +892,27 @@ func (a *Applier) SweepRecords(ctx context.Context) (deleted, left int, err erro
 	}
 	return deleted, left, nil
 }
+
+// FlushRecordCleanups deletes the idempotency record entries whose time has
+// come (recordKeep after their pairs were marked done), as every Apply does
+// first: a host with no batch to apply calls it now and then, so that the
+// records shrink when the orders stop. Elsewhere it does nothing.
+func (a *Applier) FlushRecordCleanups(ctx context.Context) error {
+	if a.cluster == nil {
+		return nil
+	}
+	due := a.cluster.dueCleanups(a.now())
+	if len(due) == 0 {
+		return nil
+	}
+	pipe := a.cluster.cc.Pipeline()
+	for _, cl := range due {
+		pipe.HDel(ctx, cl.key, cl.fields...)
+	}
+	cmds, _ := pipe.Exec(ctx)
+	if err := orders.RoundTripError(cmds); err != nil {
+		a.cluster.requeue(due)
+		return fmt.Errorf("delete record entries: %w", err)
+	}
+	return nil
+}

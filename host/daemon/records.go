@@ -9,20 +9,28 @@ import (
 )
 
 // recordSweepEvery is how often a host on a Redis Cluster sweeps the
-// idempotency records (apply.Applier.SweepRecords) besides at start.
-const recordSweepEvery = time.Minute
+// idempotency records (apply.Applier.SweepRecords) besides at start, and
+// recordFlushEvery how often it deletes its own due entries while no batch
+// does it (apply.Applier.FlushRecordCleanups).
+const (
+	recordSweepEvery = time.Minute
+	recordFlushEvery = time.Second
+)
 
 // sweepRecords deletes, at start and then every recordSweepEvery, the
-// idempotency record entries that hosts which died left behind, so that
-// the records stay bounded. It returns a function that stops it.
+// idempotency record entries that hosts which died left behind, and every
+// recordFlushEvery the host's own due entries, so that the records stay
+// bounded. It returns a function that stops it.
 func (d *Daemon) sweepRecords(ctx context.Context, a *apply.Applier) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(recordSweepEvery)
-		defer tick.Stop()
+		sweep := time.NewTicker(recordSweepEvery)
+		defer sweep.Stop()
+		flush := time.NewTicker(recordFlushEvery)
+		defer flush.Stop()
 		for {
 			deleted, left, err := a.SweepRecords(ctx)
 			switch {
@@ -31,10 +39,17 @@ func (d *Daemon) sweepRecords(ctx context.Context, a *apply.Applier) (stop func(
 			case err == nil:
 				d.logger.Debug("swept the idempotency records", "deleted", deleted, "left", left)
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
+			for swept := false; !swept; {
+				select {
+				case <-ctx.Done():
+					return
+				case <-flush.C:
+					if err := a.FlushRecordCleanups(ctx); err != nil && ctx.Err() == nil {
+						d.logger.Warn("deleting idempotency record entries failed; trying again later", "error", err)
+					}
+				case <-sweep.C:
+					swept = true
+				}
 			}
 		}
 	}()
