@@ -32,7 +32,7 @@ import (
 //  4. write dead letters, then set the orders' markers (mark.lua), then
 //     delete replayed dead letters and acknowledge stream entries.
 //
-// A pair's record entries are deleted recordKeep after its marker is set.
+// A pair's record entries are deleted RecordKeep after its marker is set.
 // Until then a host that read the markers before they were set may still
 // be writing the pair; the record makes it skip. Such a late attempt cannot
 // write after attemptWindow: cluster.lua refuses a write once Redis' clock
@@ -49,10 +49,10 @@ const (
 	// markers to the last slot write; past it the attempt stops and the
 	// batch is retried from the markers.
 	attemptWindow = 5 * time.Second
-	// recordKeep is how long a pair's record entries outlive its marker:
-	// attemptWindow plus what the clocks of hosts and Redis nodes may
-	// disagree by.
-	recordKeep = 2 * attemptWindow
+	// RecordKeep is how long a pair's record entries outlive its marker
+	// on a Redis Cluster: attemptWindow plus what the clocks of hosts and
+	// Redis nodes may disagree by.
+	RecordKeep = 2 * attemptWindow
 	// RecordPrefix starts the name of every slot's idempotency record.
 	RecordPrefix = "eventhost:applied:"
 )
@@ -613,7 +613,7 @@ func (r *clusterRun) settle(ctx context.Context, b Batch) error {
 }
 
 // scheduleCleanups queues the record entries of the writes now marked done
-// (by this host or another) for deletion once recordKeep has passed.
+// (by this host or another) for deletion once RecordKeep has passed.
 func (r *clusterRun) scheduleCleanups(live []int, res Result) {
 	byKey := map[string][]string{}
 	var keys []string
@@ -629,7 +629,7 @@ func (r *clusterRun) scheduleCleanups(live []int, res Result) {
 			byKey[k] = append(byKey[k], pairField(r.writes[w]))
 		}
 	}
-	due := r.a.now().Add(recordKeep)
+	due := r.a.now().Add(RecordKeep)
 	var cls []cleanup
 	for _, k := range keys {
 		cls = append(cls, cleanup{due: due, key: k, fields: byKey[k]})
@@ -775,11 +775,21 @@ func (c *clusterApply) runOn(ctx context.Context, node *redis.Client, cmds []*no
 			// The master may have lost a replica meanwhile: ask again
 			// next time, and retry.
 			c.forgetReplicas(addr)
-			return fmt.Errorf("writes on %s reached %d of %d replicas within %s (redis.cluster.wait_timeout); retrying", addr, got, want, waitTimeout)
+			return replicaShortfall(fmt.Sprintf("NOREPLICAS writes on %s reached %d of %d replicas within %s (redis.cluster.wait_timeout); retrying", addr, got, want, waitTimeout))
 		}
 		return nil
 	}
 }
+
+// replicaShortfall is a WAIT that fewer replicas acknowledged than asked
+// for: a Redis reply in all but name, classified (rediserr) like the
+// NOREPLICAS error a master with min-replicas-to-write gives.
+type replicaShortfall string
+
+func (e replicaShortfall) Error() string { return string(e) }
+
+// RedisError marks it as a reply from Redis (redis.Error).
+func (replicaShortfall) RedisError() {}
 
 // replicaCountTTL is how long a master's replica count is trusted.
 const replicaCountTTL = 2 * time.Second
@@ -798,10 +808,12 @@ func (c *clusterApply) replicaCount(ctx context.Context, node *redis.Client, wan
 	if err != nil {
 		return want
 	}
-	n := want
+	// A replica still loading its first copy is connected but does not
+	// acknowledge: count those online only.
+	n := 0
 	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
-			n, _ = strconv.Atoi(v)
+		if strings.HasPrefix(line, "slave") && strings.Contains(line, "state=online") {
+			n++
 		}
 	}
 	c.mu.Lock()
@@ -818,7 +830,7 @@ func (c *clusterApply) forgetReplicas(addr string) {
 
 // SweepRecords deletes, on a Redis Cluster, the idempotency record entries
 // a host lost track of by dying before it deleted them: those of pairs
-// marked done more than recordKeep ago, and of orders deleted since. It
+// marked done more than RecordKeep ago, and of orders deleted since. It
 // returns how many entries it deleted and how many are left. Elsewhere it
 // does nothing.
 func (a *Applier) SweepRecords(ctx context.Context) (deleted, left int, err error) {
@@ -865,14 +877,14 @@ func (a *Applier) SweepRecords(ctx context.Context) (deleted, left int, err erro
 		if cmds, _ := pipe.Exec(ctx); orders.RoundTripError(cmds) != nil {
 			return deleted, left, fmt.Errorf("sweep record %s: %w", k, orders.RoundTripError(cmds))
 		}
-		cut := now.Add(-recordKeep).UnixMicro()
+		cut := now.Add(-RecordKeep).UnixMicro()
 		var drop []string
 		for _, e := range es {
 			vals, err := e.cmd.Result()
 			switch {
 			case err != nil || vals[0] == nil:
 				// The order is gone; so is any attempt that read it
-				// before it went, once recordKeep has passed.
+				// before it went, once RecordKeep has passed.
 				if e.at < cut {
 					drop = append(drop, e.field)
 				}
@@ -894,7 +906,7 @@ func (a *Applier) SweepRecords(ctx context.Context) (deleted, left int, err erro
 }
 
 // FlushRecordCleanups deletes the idempotency record entries whose time has
-// come (recordKeep after their pairs were marked done), as every Apply does
+// come (RecordKeep after their pairs were marked done), as every Apply does
 // first: a host with no batch to apply calls it now and then, so that the
 // records shrink when the orders stop. Elsewhere it does nothing.
 func (a *Applier) FlushRecordCleanups(ctx context.Context) error {

@@ -17,6 +17,7 @@ import (
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/redisconn"
+	"github.com/eventhost/eventhost/host/rediserr"
 	"github.com/eventhost/eventhost/sdk"
 )
 
@@ -220,7 +221,7 @@ func TestCluster(t *testing.T) {
 		var offset time.Duration
 		a.now = func() time.Time { return time.Now().Add(offset) }
 		rng := rand.New(rand.NewPCG(7, 8))
-		step := recordKeep / 4
+		step := RecordKeep / 4
 		var history []map[string]int // per batch: record field → slots
 		for round := range 12 {
 			prefix := fmt.Sprintf("bound%d:", round)
@@ -230,7 +231,7 @@ func TestCluster(t *testing.T) {
 				t.Fatal(err)
 			}
 			history = append(history, pairsOf(b))
-			// Batches applied less than recordKeep ago keep their entries;
+			// Batches applied less than RecordKeep ago keep their entries;
 			// older ones were deleted at the start of this batch.
 			want := 0
 			for j := max(0, round-3); j <= round; j++ {
@@ -244,14 +245,14 @@ func TestCluster(t *testing.T) {
 			offset += step
 		}
 		// A host that died before its cleanups leaves entries: the sweep
-		// deletes those older than recordKeep, and no other.
+		// deletes those older than RecordKeep, and no other.
 		a2 := newApplier()
-		a2.now = func() time.Time { return time.Now().Add(offset + recordKeep) }
+		a2.now = func() time.Time { return time.Now().Add(offset + RecordKeep) }
 		if _, _, err := a2.SweepRecords(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if got := recordEntries(t, ctx, cl.Client(), " bound"); got != 0 {
-			t.Errorf("after a sweep %s later: %d record entries, want 0", recordKeep, got)
+			t.Errorf("after a sweep %s later: %d record entries, want 0", RecordKeep, got)
 		}
 	})
 
@@ -269,6 +270,19 @@ func TestCluster(t *testing.T) {
 			t.Errorf("after a late attempt: %d keys, want only the %d order hashes", len(got), len(uniqueOrders(b)))
 		}
 	})
+}
+
+// A WAIT short of replicas pauses the pipeline with its own reason.
+func TestReplicaShortfallPauses(t *testing.T) {
+	err := fmt.Errorf("write 3 hash slots' share of the batch: %w", replicaShortfall("NOREPLICAS writes on n:1 reached 0 of 1 replicas"))
+	if class, reason := rediserr.Classify(err); class != rediserr.Paused || reason != "redis has too few replicas (NOREPLICAS)" {
+		t.Errorf("Classify = %v %q, want Paused for too few replicas", class, reason)
+	}
+	for _, reply := range []string{"MOVED 7405 127.0.0.1:7001", "ASK 7405 127.0.0.1:7001"} {
+		if class, reason := rediserr.Classify(replicaShortfall(reply)); class != rediserr.Paused || !strings.Contains(reason, reply[:strings.Index(reply, " ")]) {
+			t.Errorf("Classify(%s) = %v %q, want Paused naming it", reply, class, reason)
+		}
+	}
 }
 
 func btoi(b bool) int {
