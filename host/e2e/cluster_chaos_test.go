@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +44,7 @@ func TestClusterChaos(t *testing.T) {
 	cc := cl.Client()
 	cfg := clusterConfig(t, cl, true, "")
 	hosts := []*host{startHost(t, nil, cfg), startHost(t, nil, cfg)}
+	started := append([]*host(nil), hosts...)
 
 	const n, rate = 16000, 800.0
 	gen := publish.NewGenerator(1111)
@@ -135,6 +137,7 @@ func TestClusterChaos(t *testing.T) {
 	hosts[1].removeSocketDirs()
 	time.Sleep(2 * time.Second)
 	hosts[1] = startHost(t, nil, cfg)
+	started = append(started, hosts[1])
 	note("host 2 started again")
 
 	if err := <-produced; err != nil {
@@ -166,7 +169,19 @@ func TestClusterChaos(t *testing.T) {
 	t.Logf("records: %d entries when the hosts stopped (%d orders × 3 plugins × their slots = %d if none were deleted), %d swept %s later, %d left",
 		records, n, 5*n, deleted, apply.RecordKeep, left)
 	t.Logf("timeline:\n%s", strings.Join(timeline, "\n"))
+	// What the hosts went through (timing decides how much of it each
+	// run meets, so it is reported, not asserted).
+	pauses := map[string]int{}
+	for _, h := range started {
+		for _, m := range pausedLine.FindAllStringSubmatch(h.log.String(), -1) {
+			pauses[m[1]]++
+		}
+	}
+	t.Logf("hosts paused (pauses and retries by reason): %v", pauses)
 }
+
+// pausedLine is the pipeline's log line for a refused apply, with its reason.
+var pausedLine = regexp.MustCompile(`redis refused the batch; paused, retrying: op=apply reason="([^"]+)"`)
 
 // durableChunk stores os on the masters of their hashes, each node's share
 // in one pipeline ending with WAIT 1, then appends their ids to the stream
@@ -291,6 +306,8 @@ func slotsAround(t *testing.T, ctx context.Context, cc *redis.ClusterClient, mas
 // moveSlots migrates slots from one master to another the way redis-cli
 // --cluster reshard does: IMPORTING/MIGRATING, MIGRATE of the keys a few
 // at a time, then SETSLOT NODE on every master. It returns the keys moved.
+// The first slot moves one key every 300 ms, so that the hosts' scripts
+// meet it half moved (ASK, TRYAGAIN).
 func moveSlots(t *testing.T, ctx context.Context, cl *redistest.Cluster, from, to string, slots []int) int {
 	t.Helper()
 	fromID, toID := nodeID(t, ctx, from), nodeID(t, ctx, to)
@@ -305,11 +322,15 @@ func moveSlots(t *testing.T, ctx context.Context, cl *redistest.Cluster, from, t
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
-	for _, s := range slots {
+	for i, s := range slots {
+		batch, pause := 5, 2*time.Millisecond
+		if i == 0 {
+			batch, pause = 1, 300*time.Millisecond
+		}
 		must(dst.Do(ctx, "CLUSTER", "SETSLOT", s, "IMPORTING", fromID).Err(), "setslot importing")
 		must(src.Do(ctx, "CLUSTER", "SETSLOT", s, "MIGRATING", toID).Err(), "setslot migrating")
 		for {
-			keys, err := src.ClusterGetKeysInSlot(ctx, s, 5).Result()
+			keys, err := src.ClusterGetKeysInSlot(ctx, s, batch).Result()
 			must(err, "getkeysinslot")
 			if len(keys) == 0 {
 				break
@@ -320,7 +341,7 @@ func moveSlots(t *testing.T, ctx context.Context, cl *redistest.Cluster, from, t
 			}
 			must(src.Do(ctx, args...).Err(), "migrate")
 			moved += len(keys)
-			time.Sleep(2 * time.Millisecond) // keys of one slot on both nodes for a while
+			time.Sleep(pause) // keys of one slot on both nodes for a while
 		}
 		must(dst.Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", toID).Err(), "setslot node on the target")
 		must(src.Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", toID).Err(), "setslot node on the source")
