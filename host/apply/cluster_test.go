@@ -142,6 +142,14 @@ func TestCluster(t *testing.T) {
 		if n := recordEntries(t, ctx, cl.Client(), pairField(w1)); n != 0 {
 			t.Errorf("the refused pair has %d record entries, want none", n)
 		}
+		// A pair within one slot is not checked first: its write script
+		// refuses it whole.
+		w0 := Write{OrderKey: p + "o0", Marker: orders.DoneField("one"), Plugin: "one", OrderID: "o0", Channel: "c",
+			Effects: []sdk.Effect{{Command: "HINCRBY", Key: badKey, Args: []string{"n", "1"}}}}
+		createOrders(t, ctx, cl.Client(), nil, Batch{Writes: []Write{w0}})
+		if res, err := a.Apply(ctx, Batch{Writes: []Write{w0}}); err != nil || res.Statuses[0] != Refused || res.Reasons[0] != want {
+			t.Errorf("single-slot pair on a key of another type: %v %v %v, want Refused: %s", res.Statuses, res.Reasons, err, want)
+		}
 		m := cl.Client().HMGet(ctx, w1.OrderKey, w1.Marker, orders.DeadField("inv")).Val()
 		if m[0] != nil || m[1] == nil {
 			t.Errorf("order o1 markers done=%v dead=%v, want no done marker and a dead marker", m[0], m[1])

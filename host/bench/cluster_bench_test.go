@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -146,8 +147,23 @@ func measureOn(b *testing.B, rdb redis.UniversalClient, redisBlock string, n int
 	waitAppliedOn(b, rdb, last)
 	rate := float64(n) / time.Since(start).Seconds()
 	per := make([]float64, len(nodes))
+	byCmd := map[string]float64{}
 	for i, c := range nodes {
 		per[i] = (redisCPU(b, c) - before[i]) * 1e6 / float64(n)
+		_, cmds := consumerMicros(b, c)
+		for name, us := range cmds {
+			byCmd[name] += us / float64(n)
+		}
+	}
+	if os.Getenv("BENCH_STATS") != "" {
+		var parts []string
+		for name, us := range byCmd {
+			if us >= 0.05 {
+				parts = append(parts, fmt.Sprintf("%s=%.2f", name, us))
+			}
+		}
+		sort.Strings(parts)
+		fmt.Printf("%d masters: Redis µs per order by command, all masters (commandstats): %s\n", len(nodes), strings.Join(parts, " "))
 	}
 	return rate, per
 }
