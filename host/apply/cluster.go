@@ -121,6 +121,7 @@ type clusterRun struct {
 	deadline time.Time
 	shares   map[int]*slotShare
 	slotsOf  map[int][]int // write → the slots of its effects
+	recorded map[int][]int // write → the slots whose record holds it
 	landed   map[int]bool
 	refused  map[int]leftOut
 }
@@ -129,7 +130,7 @@ func (a *Applier) applyCluster(ctx context.Context, b Batch, live []int, res Res
 	c := a.cluster
 	now := a.now()
 	r := &clusterRun{a: a, c: c, writes: b.Writes, now: now, deadline: now.Add(attemptWindow),
-		shares: map[int]*slotShare{}, slotsOf: map[int][]int{}, landed: map[int]bool{}, refused: map[int]leftOut{}}
+		shares: map[int]*slotShare{}, slotsOf: map[int][]int{}, recorded: map[int][]int{}, landed: map[int]bool{}, refused: map[int]leftOut{}}
 
 	live, err := r.readMarkers(ctx, live, &res)
 	if err != nil {
@@ -378,6 +379,9 @@ func (r *clusterRun) write(ctx context.Context) error {
 				for _, w := range sh.of {
 					sh.done[w] = true
 					r.landed[w] = true
+					if !plainShare(sh.plan) {
+						r.recorded[w] = append(r.recorded[w], s)
+					}
 				}
 				continue
 			}
@@ -424,6 +428,7 @@ func (r *clusterRun) takeProblems(slots []int, problems [][]string) bool {
 			if lo.status == AlreadyDone {
 				sh.done[w] = true
 				r.landed[w] = true
+				r.recorded[w] = append(r.recorded[w], s)
 				continue
 			}
 			if _, ok := r.refused[w]; !ok {
@@ -439,10 +444,22 @@ func (r *clusterRun) takeProblems(slots []int, problems [][]string) bool {
 func (r *clusterRun) runShares(ctx context.Context, slots []int, mode string) ([][]string, error) {
 	nowUS := strconv.FormatInt(r.now.UnixMicro(), 10)
 	deadlineUS := strconv.FormatInt(r.deadline.UnixMicro(), 10)
-	cmds := make([]nodeCmd, len(slots))
+	var cmds []nodeCmd
+	first := make([]int, len(slots)) // each slot's first command in cmds
 	for i, s := range slots {
 		sh := r.shares[s]
-		cmds[i] = nodeCmd{key: sh.record, script: r.c.script, keys: sh.plan.keys, argv: encodeShare(sh.plan, mode, nowUS, deadlineUS)}
+		first[i] = len(cmds)
+		if mode == "write" && plainShare(sh.plan) {
+			for _, o := range sh.plan.accs[0].ops() {
+				args := []any{o.cmd, sh.plan.keys[o.key-1]}
+				for _, a := range o.args {
+					args = append(args, a)
+				}
+				cmds = append(cmds, nodeCmd{key: sh.record, args: args, acc: sh.plan.accOf(sh.plan.keys[o.key-1])})
+			}
+			continue
+		}
+		cmds = append(cmds, nodeCmd{key: sh.record, script: r.c.script, keys: sh.plan.keys, argv: encodeShare(sh.plan, mode, nowUS, deadlineUS)})
 	}
 	wait := 0
 	if mode == "write" {
@@ -452,18 +469,38 @@ func (r *clusterRun) runShares(ctx context.Context, slots []int, mode string) ([
 		return nil, fmt.Errorf("%s %d hash slots' share of the batch: %w", mode, len(slots), err)
 	}
 	out := make([][]string, len(slots))
-	for i, cmd := range cmds {
-		problems, err := decode(cmd.cmd.Val())
-		if err != nil {
-			return nil, err
+	for i, s := range slots {
+		sh := r.shares[s]
+		end := len(cmds)
+		if i+1 < len(slots) {
+			end = first[i+1]
 		}
-		if len(problems) == 1 && problems[0] == "late" {
-			return nil, errLate
+		var problems []string
+		for _, nc := range cmds[first[i]:end] {
+			if nc.script == nil {
+				// A plain write: only WRONGTYPE comes back (run failed
+				// on anything else).
+				if nc.cmd.Err() != nil {
+					have, err := r.c.cc.Type(ctx, nc.acc.key).Result()
+					if err != nil {
+						return nil, fmt.Errorf("type of %s: %w", nc.acc.key, err)
+					}
+					problems = append(problems, fmt.Sprintf("type %d %s", nc.acc.idx, have))
+				}
+				continue
+			}
+			ps, err := decode(nc.cmd.Val())
+			if err != nil {
+				return nil, err
+			}
+			if len(ps) == 1 && ps[0] == "late" {
+				return nil, errLate
+			}
+			problems = ps
 		}
 		// Check the problems now, so that takeProblems cannot meet a
 		// malformed one.
 		if problems != nil {
-			sh := r.shares[slots[i]]
 			if err := r.a.leaveOut(sh.plan, problems, map[int]leftOut{}); err != nil {
 				return nil, fmt.Errorf("slot of %s: %w", sh.record, err)
 			}
@@ -471,6 +508,14 @@ func (r *clusterRun) runShares(ctx context.Context, slots []int, mode string) ([
 		out[i] = problems
 	}
 	return out, nil
+}
+
+// plainShare reports whether a share writes only set members to one key,
+// which Redis adds once however often they are sent: it is written with
+// plain SADDs, without the script and without a record, and a redo adds
+// nothing twice.
+func plainShare(p *plan) bool {
+	return len(p.accs) == 1 && p.accs[0].family == "set"
 }
 
 // encodeShare lays a share's plan out for cluster.lua. The plan's one
@@ -631,7 +676,7 @@ func (r *clusterRun) scheduleCleanups(live []int, res Result) {
 		if st := res.Statuses[w]; st != Applied && st != AlreadyDone {
 			continue
 		}
-		for _, s := range r.slotsOf[w] {
+		for _, s := range r.recorded[w] {
 			k := recordKey(r.c.tags[s])
 			if _, ok := byKey[k]; !ok {
 				keys = append(keys, k)
@@ -679,6 +724,10 @@ type nodeCmd struct {
 	keys   []string
 	argv   []any
 	xadd   *redis.XAddArgs
+	// args is a plain command; a WRONGTYPE reply to it is the caller's
+	// (acc is the key it writes).
+	args []any
+	acc  *keyAcc
 
 	cmd  *redis.Cmd
 	xcmd *redis.StringCmd
@@ -734,9 +783,12 @@ func (c *clusterApply) runOn(ctx context.Context, node *redis.Client, cmds []*no
 	for try := 0; ; try++ {
 		pipe := node.Pipeline()
 		for _, nc := range cmds {
-			if nc.xadd != nil {
+			switch {
+			case nc.xadd != nil:
 				nc.xcmd = pipe.XAdd(ctx, nc.xadd)
-			} else {
+			case nc.args != nil:
+				nc.cmd = pipe.Do(ctx, nc.args...)
+			default:
 				nc.cmd = nc.script.EvalSha(ctx, pipe, nc.keys, nc.argv...)
 			}
 		}
@@ -759,6 +811,7 @@ func (c *clusterApply) runOn(ctx context.Context, node *redis.Client, cmds []*no
 			}
 			switch {
 			case err == nil:
+			case nc.args != nil && redis.HasErrorPrefix(err, "WRONGTYPE"):
 			case redis.HasErrorPrefix(err, "NOSCRIPT") && try == 0:
 				missing = append(missing, nc)
 			default:
