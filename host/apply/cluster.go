@@ -71,7 +71,11 @@ type clusterApply struct {
 	cc     *redis.ClusterClient
 	tags   []string
 	script *redis.Script
-	mark   *redis.Script
+	// check is cluster.lua declared read-only, for the check phase: it
+	// runs on a master that refuses writes (min-replicas-to-write, OOM),
+	// so such a master fails the write phase of its slots alone.
+	check *redis.Script
+	mark  *redis.Script
 
 	// crashAt, in tests, ends attempts as a host dying would: "write"
 	// after writing the first half of the slots, "dead", "mark", "settle"
@@ -97,6 +101,7 @@ type replicaCount struct {
 
 func newClusterApply(cc *redis.ClusterClient) *clusterApply {
 	return &clusterApply{cc: cc, tags: slotTags(), script: redis.NewScript(clusterLua), mark: redis.NewScript(markLua),
+		check: redis.NewScript(strings.Replace(clusterLua, "#!lua\n", "#!lua flags=no-writes\n", 1)),
 		replicas: map[string]replicaCount{}}
 }
 
@@ -459,7 +464,11 @@ func (r *clusterRun) runShares(ctx context.Context, slots []int, mode string) ([
 			}
 			continue
 		}
-		cmds = append(cmds, nodeCmd{key: sh.record, script: r.c.script, keys: sh.plan.keys, argv: encodeShare(sh.plan, mode, nowUS, deadlineUS)})
+		script := r.c.script
+		if mode == "check" {
+			script = r.c.check
+		}
+		cmds = append(cmds, nodeCmd{key: sh.record, script: script, keys: sh.plan.keys, argv: encodeShare(sh.plan, mode, nowUS, deadlineUS)})
 	}
 	wait := 0
 	if mode == "write" {
@@ -819,7 +828,7 @@ func (c *clusterApply) runOn(ctx context.Context, node *redis.Client, cmds []*no
 			}
 		}
 		if len(missing) > 0 {
-			for _, s := range []*redis.Script{c.script, c.mark} {
+			for _, s := range []*redis.Script{c.script, c.check, c.mark} {
 				if err := s.Load(ctx, node).Err(); err != nil {
 					return fmt.Errorf("load script on %s: %w", addr, err)
 				}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +21,8 @@ import (
 // TestClusterChaos is issue 11's proof of exactly-once on a Redis Cluster
 // (3 masters, 3 replicas): orders flow through the stream source to two
 // hosts while
+//   - the histogram's master refuses writes for 2 s (NOREPLICAS) while the
+//     others take them, so batches land partly and are retried;
 //   - the master holding sales_summary (written by every order) is killed
 //     with SIGKILL, its replica takes over, and it comes back as a replica;
 //   - 200 slots, among them that of the histogram every order writes, are
@@ -46,7 +49,9 @@ func TestClusterChaos(t *testing.T) {
 	hosts := []*host{startHost(t, nil, cfg), startHost(t, nil, cfg)}
 	started := append([]*host(nil), hosts...)
 
-	const n, rate = 16000, 800.0
+	// The first backlog orders go out at once, so that the hosts are busy
+	// when the first fault comes; the rest at rate.
+	const n, backlog, rate = 16000, 6000, 800.0
 	gen := publish.NewGenerator(1111)
 	all := make([]publish.Order, n)
 	for i := range all {
@@ -70,10 +75,11 @@ func TestClusterChaos(t *testing.T) {
 	}()
 
 	produced := make(chan error, 1)
+	var stored atomic.Int64
 	go func() {
 		const chunk = 40
 		for i := 0; i < n; i += chunk {
-			due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+			due := start.Add(time.Duration(float64(max(i-backlog, 0)) / rate * float64(time.Second)))
 			time.Sleep(time.Until(due))
 			part := all[i:min(i+chunk, n)]
 			for try := 0; ; try++ {
@@ -94,13 +100,31 @@ func TestClusterChaos(t *testing.T) {
 				cc.ReloadState(ctx)
 				time.Sleep(100 * time.Millisecond)
 			}
+			stored.Store(int64(i + len(part)))
 		}
 		produced <- nil
 	}()
 
+	// 0. One master refuses writes for 2 s (NOREPLICAS) while the others
+	// take them: every batch's slots there fail after its slots elsewhere
+	// landed, and each retry must skip those (the records).
+	waitFor(t, time.Minute, "the backlog to be stored", func() bool { return stored.Load() >= backlog })
+	refusing := masterAddr(t, ctx, cc, "sales_histogram:time_of_day")
+	rc := redis.NewClient(&redis.Options{Addr: refusing})
+	defer rc.Close()
+	note("master %s (the histogram's) refuses writes: min-replicas-to-write 5", refusing)
+	if err := rc.ConfigSet(ctx, "min-replicas-to-write", "5").Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if err := rc.ConfigSet(ctx, "min-replicas-to-write", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	note("master %s takes writes again", refusing)
+
 	// 1. Kill the master of the hot key; its replica takes over; it
 	// comes back as a replica.
-	time.Sleep(3 * time.Second)
+	time.Sleep(time.Second)
 	victim := masterAddr(t, ctx, cc, "sales_summary")
 	replica := replicaOf(t, ctx, cl, victim)
 	note("SIGKILL master %s (sales_summary, stream on %s); its replica is %s", victim, masterAddr(t, ctx, cc, channel), replica)
@@ -178,6 +202,9 @@ func TestClusterChaos(t *testing.T) {
 		}
 	}
 	t.Logf("hosts paused (pauses and retries by reason): %v", pauses)
+	if pauses["redis has too few replicas (NOREPLICAS)"] == 0 {
+		t.Errorf("no host met the master refusing writes: the fault did not hit")
+	}
 }
 
 // pausedLine is the pipeline's log line for a refused apply, with its reason.
