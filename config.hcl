@@ -14,6 +14,7 @@ redis {
 # is subscribed are found again by catch-up on start and after each reconnect.
 source "pubsub" {
   channels = ["purchase_orders"]
+  # sharded = true # SSUBSCRIBE/SPUBLISH: on a Redis Cluster, one master per channel
 }
 
 # Or a Redis Stream with a consumer group (`eventhost publish -stream` writes
@@ -23,6 +24,7 @@ source "pubsub" {
 #   group          = "eventhost"
 #   claim_idle     = "30s" # take over a dead host's pending entries after this long
 #   max_deliveries = 5     # then dead-letter an entry that keeps failing
+#   # shards       = 3     # read purchase_orders:{0} … {2}, spread over a cluster's masters
 # }
 
 # Order hashes are <order_key_prefix><id>, as the tutorial's producer writes them.

@@ -42,7 +42,27 @@ type Batch struct {
 	// dead-letter stream with the batch.
 	Replayed []string
 	// Acks are source stream entries every plugin has finished with.
-	Acks []string
+	Acks []Ack
+}
+
+// Ack is one source stream entry to acknowledge: a stream source may read
+// several stream keys, and an entry id means something in its own only.
+type Ack struct {
+	Stream, ID string
+}
+
+// ackStreams returns the streams acks name, in first-seen order, and each
+// one's entry ids.
+func ackStreams(acks []Ack) ([]string, map[string][]string) {
+	var streams []string
+	ids := map[string][]string{}
+	for _, a := range acks {
+		if _, ok := ids[a.Stream]; !ok {
+			streams = append(streams, a.Stream)
+		}
+		ids[a.Stream] = append(ids[a.Stream], a.ID)
+	}
+	return streams, ids
 }
 
 func (b Batch) empty() bool {
@@ -91,13 +111,12 @@ func (e *OwnKeyError) Error() string {
 
 // Applier applies batches. Set its fields before the first Apply.
 type Applier struct {
-	rdb       redis.UniversalClient
-	script    *redis.Script
-	dlStream  string
-	dlMaxLen  int64
-	ackStream string
-	ackGroup  string
-	now       func() time.Time
+	rdb      redis.UniversalClient
+	script   *redis.Script
+	dlStream string
+	dlMaxLen int64
+	ackGroup string
+	now      func() time.Time
 
 	// MaxArgs bounds the arguments of one script run, so that one batch
 	// cannot block Redis for long: a larger batch is applied in several
@@ -126,9 +145,10 @@ func New(rdb redis.UniversalClient, stream string, maxLen int64) *Applier {
 	return a
 }
 
-// AckTo makes the applier acknowledge a batch's Acks on stream for group.
-func (a *Applier) AckTo(stream, group string) *Applier {
-	a.ackStream, a.ackGroup = stream, group
+// AckTo makes the applier acknowledge a batch's Acks for consumer group
+// group, each on the stream it names.
+func (a *Applier) AckTo(group string) *Applier {
+	a.ackGroup = group
 	return a
 }
 
@@ -143,8 +163,8 @@ func (a *Applier) Apply(ctx context.Context, b Batch) (Result, error) {
 	if b.empty() {
 		return res, nil
 	}
-	if len(b.Acks) > 0 && a.ackStream == "" {
-		return res, errors.New("apply: batch acknowledges stream entries, but no stream was set with AckTo")
+	if len(b.Acks) > 0 && a.ackGroup == "" {
+		return res, errors.New("apply: batch acknowledges stream entries, but no group was set with AckTo")
 	}
 	// A pair twice in one batch (an id delivered twice) is applied once.
 	live := make([]int, 0, len(b.Writes))
@@ -207,13 +227,10 @@ func (a *Applier) split(writes []Write, live []int) [][]int {
 // does. It returns the dead letters written.
 func (a *Applier) applyPart(ctx context.Context, writes []Write, live []int, tail Batch, res *Result) ([]deadletter.Entry, error) {
 	dead := tail.DeadLetters
-	ack := ""
-	if len(tail.Acks) > 0 {
-		ack = a.ackStream
-	}
+	acks, _ := ackStreams(tail.Acks)
 	for {
 		refused := map[int]leftOut{}
-		p := newPlan(writes, live, a.dlStream, ack, refused)
+		p := newPlan(writes, live, a.dlStream, acks, refused)
 		if len(refused) == 0 {
 			argv := a.encode(p, dead, tail)
 			raw, err := a.script.Run(ctx, a.rdb, p.keys, argv...).Result()
@@ -344,6 +361,10 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 		group = a.ackGroup
 	}
 	argv = append(argv, strconv.FormatInt(now.UnixMicro(), 10), strconv.FormatInt(a.dlMaxLen, 10), group)
+	argv = append(argv, strconv.Itoa(len(p.acks)))
+	for _, k := range p.acks {
+		argv = append(argv, strconv.Itoa(k))
+	}
 	argv = append(argv, strconv.Itoa(len(p.sets)))
 	for _, names := range p.sets {
 		argv = append(argv, strconv.Itoa(len(names)))
@@ -351,17 +372,8 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 			argv = append(argv, n)
 		}
 	}
-	argv = append(argv, strconv.Itoa(len(p.orders)))
-	for _, o := range p.orders {
-		argv = append(argv, strconv.Itoa(o.key), strconv.Itoa(o.set))
-	}
-	argv = append(argv, strconv.Itoa(len(p.own)+len(p.accs)))
-	for _, k := range p.own {
-		argv = append(argv, strconv.Itoa(k), "stream")
-	}
-	for _, acc := range p.accs {
-		argv = append(argv, strconv.Itoa(acc.idx), acc.typ)
-	}
+	argv = appendOrders(argv, p)
+	argv = appendTypes(argv, p)
 	var checks []any
 	nchecks := 0
 	for _, acc := range p.accs {
@@ -372,17 +384,7 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 	}
 	argv = append(argv, strconv.Itoa(nchecks))
 	argv = append(argv, checks...)
-	var ops []op
-	for _, acc := range p.accs {
-		ops = append(ops, acc.ops()...)
-	}
-	argv = append(argv, strconv.Itoa(len(ops)))
-	for _, o := range ops {
-		argv = append(argv, o.cmd, strconv.Itoa(o.key), strconv.Itoa(len(o.args)))
-		for _, s := range o.args {
-			argv = append(argv, s)
-		}
-	}
+	argv = appendOps(argv, p)
 	argv = append(argv, strconv.Itoa(len(dead)))
 	nowMS := strconv.FormatInt(now.UnixMilli(), 10)
 	for _, d := range dead {
@@ -400,9 +402,12 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 	for _, id := range tail.Replayed {
 		argv = append(argv, id)
 	}
-	argv = append(argv, strconv.Itoa(len(tail.Acks)))
-	for _, id := range tail.Acks {
-		argv = append(argv, id)
+	streams, ids := ackStreams(tail.Acks)
+	for _, st := range streams {
+		argv = append(argv, strconv.Itoa(len(ids[st])))
+		for _, id := range ids[st] {
+			argv = append(argv, id)
+		}
 	}
 	return argv
 }
@@ -425,4 +430,90 @@ func decode(raw any) ([]string, error) {
 		return nil, errors.New("apply script refused the batch without saying why")
 	}
 	return problems, nil
+}
+
+// appendOrders lays out the orders: their hashes are consecutive KEYS from
+// the first one's, and their marker sets come as runs of (count, set).
+func appendOrders(argv []any, p *plan) []any {
+	first := 0
+	if len(p.orders) > 0 {
+		first = p.orders[0].key
+	}
+	argv = append(argv, strconv.Itoa(len(p.orders)), strconv.Itoa(first))
+	runsAt := len(argv)
+	argv = append(argv, "")
+	runs := 0
+	for i := 0; i < len(p.orders); {
+		j := i + 1
+		for j < len(p.orders) && p.orders[j].set == p.orders[i].set {
+			j++
+		}
+		argv = append(argv, strconv.Itoa(j-i), strconv.Itoa(p.orders[i].set))
+		runs++
+		i = j
+	}
+	argv[runsAt] = strconv.Itoa(runs)
+	return argv
+}
+
+// appendTypes lays out the type each written key must have, as groups of
+// keys that need one type, each a list of ranges of consecutive KEYS
+// (layOut numbers keys of one type one after the other).
+func appendTypes(argv []any, p *plan) []any {
+	groups := map[string][]int{"stream": p.own}
+	order := []string{"stream"}
+	for _, acc := range p.accs {
+		if _, ok := groups[acc.typ]; !ok {
+			order = append(order, acc.typ)
+		}
+		groups[acc.typ] = append(groups[acc.typ], acc.idx)
+	}
+	argv = append(argv, strconv.Itoa(len(order)))
+	for _, typ := range order {
+		keys := groups[typ]
+		argv = append(argv, typ, "")
+		at, ranges := len(argv)-1, 0
+		for i := 0; i < len(keys); {
+			j := i + 1
+			for j < len(keys) && keys[j] == keys[j-1]+1 {
+				j++
+			}
+			argv = append(argv, strconv.Itoa(keys[i]), strconv.Itoa(j-i))
+			ranges++
+			i = j
+		}
+		argv[at] = strconv.Itoa(ranges)
+	}
+	return argv
+}
+
+// appendOps lays out the coalesced commands as runs of one command with
+// one number of arguments.
+func appendOps(argv []any, p *plan) []any {
+	runsAt := len(argv)
+	argv = append(argv, "")
+	runs, countAt, count := 0, 0, 0
+	prev, prevArgc := "", -1
+	for _, acc := range p.accs {
+		for _, o := range acc.ops() {
+			if o.cmd != prev || len(o.args) != prevArgc {
+				if runs > 0 {
+					argv[countAt] = strconv.Itoa(count)
+				}
+				argv = append(argv, o.cmd, strconv.Itoa(len(o.args)), "")
+				countAt, count, prev, prevArgc = len(argv)-1, 0, o.cmd, len(o.args)
+				runs++
+			}
+			argv = append(argv, strconv.Itoa(o.key))
+			for _, s := range o.args {
+				argv = append(argv, s)
+			}
+			count++
+		}
+	}
+	if runs > 0 {
+		argv[countAt] = strconv.Itoa(count)
+	}
+	argv[runsAt] = strconv.Itoa(runs)
+	return argv
 }

@@ -6,21 +6,27 @@
 -- below checks everything else Redis could refuse, so the second phase,
 -- which writes, cannot fail half way: Redis scripts do not roll back.
 --
--- KEYS[1] is the dead-letter stream, KEYS[2] the source stream to
--- acknowledge (KEYS[1] again when there is none); other KEYS are order
--- hashes and the keys effects write.
+-- KEYS[1] is the dead-letter stream, KEYS[2] a key that does not exist
+-- (see the type checks), then come the source streams to acknowledge
+-- entries on, the order hashes one after the other, and the keys effects
+-- write.
 -- ARGV:
---   now_us, dl_maxlen, group,
+--   now_us, dl_maxlen, group, #ack_streams, key_idx*
 --   #marker_sets, (#names, name*)*           done-marker fields, shared by orders
---   #orders, (key_idx, set_idx)*             each order's hash and its markers
---   #types, (key_idx, type)*                 every key written, with the type it needs
+--   #orders, first_key_idx, #runs, (count, set_idx)*
+--                                            the order hashes are KEYS[first_key_idx]
+--                                            on; runs of orders share a marker set
+--   #type_groups, (type, #ranges, (first_key_idx, #keys)*)*
+--                                            every key written, by the type it needs
 --   #checks, (key_idx, kind, #fields, (field, #steps, (step, value)*)*)*
 --                                            values the writes will read: kind 'h'
 --                                            is hash fields, 's' the string itself
 --                                            (field ''), 'p' a HyperLogLog
---   #ops, (command, key_idx, argc, arg*)*    the coalesced effects
+--   #op_runs, (command, argc, #ops, (key_idx, arg*)*)*
+--                                            the coalesced effects, by runs of
+--                                            one command and argument count
 --   #dead_letters, (order_key_idx or 0, marker, #fields, field*)*
---   #deletes, dead-letter id*, #acks, source entry id*
+--   #deletes, dead-letter id*, (#acks, source entry id*) per ack stream
 -- Returns {1} once everything is written, or {0, problem*} with nothing
 -- written, where a problem is one of
 --   'done <order> <name>'   the order's marker <name> (1-based) is set already
@@ -32,7 +38,9 @@
 local now = ARGV[1]
 local dl_maxlen = tonumber(ARGV[2])
 local group = ARGV[3]
-local i = 4
+local ack_keys = {}
+for s = 1, tonumber(ARGV[4]) do ack_keys[s] = KEYS[tonumber(ARGV[4 + s])] end
+local i = 5 + #ack_keys
 local problems = {}
 
 local function note(p) problems[#problems + 1] = p end
@@ -67,28 +75,67 @@ for s = 1, nsets do
 end
 
 -- 2. Orders: the hash still exists and no marker is set yet.
-local norders = tonumber(ARGV[i]); i = i + 1
-local orders_at = i
-for o = 1, norders do
-  local names = set_names[tonumber(ARGV[i + 1])]
-  local r = redis.pcall('HMGET', KEYS[tonumber(ARGV[i])], 'ts', unpack(names))
-  if r.err or not r[1] then
-    note('gone ' .. o)
-  else
-    for k = 1, #names do
-      if r[k + 1] then note('done ' .. o .. ' ' .. k) end
+local norders = tonumber(ARGV[i])
+local first_order = tonumber(ARGV[i + 1])
+local nruns = tonumber(ARGV[i + 2])
+i = i + 3
+local runs_at = i
+local o = 0
+for _ = 1, nruns do
+  local count, names = tonumber(ARGV[i]), set_names[tonumber(ARGV[i + 1])]
+  for _ = 1, count do
+    o = o + 1
+    local r = redis.pcall('HMGET', KEYS[first_order + o - 1], 'ts', unpack(names))
+    if r.err or not r[1] then
+      note('gone ' .. o)
+    else
+      for k = 1, #names do
+        if r[k + 1] then note('done ' .. o .. ' ' .. k) end
+      end
     end
   end
   i = i + 2
 end
 
--- 3. Key types.
-local ntypes = tonumber(ARGV[i]); i = i + 1
-for _ = 1, ntypes do
-  local k = tonumber(ARGV[i])
-  local have = redis.call('TYPE', KEYS[k])['ok']
-  if have ~= 'none' and have ~= ARGV[i + 1] then note('type ' .. k .. ' ' .. have) end
+-- 3. Key types. Sets and sorted sets are checked in bulk: SINTERCARD and
+-- ZINTERCARD check every key's type before they compute anything, and the
+-- empty KEYS[2] makes them stop right after. Should that fail (a key of
+-- another type), TYPE finds out which; so it does for an ACL user without
+-- the command (asked first: a refused call would fill the ACL log).
+local bulk = { set = 'SINTERCARD', zset = 'ZINTERCARD' }
+local function bulk_ok(cmd, ranges)
+  if not redis.acl_check_cmd(cmd, '1', KEYS[2]) then return false end
+  local ks = { KEYS[2] }
+  local function flush()
+    local r = redis.pcall(cmd, #ks, unpack(ks))
+    ks = { KEYS[2] }
+    return not (type(r) == 'table' and r.err)
+  end
+  for _, r in ipairs(ranges) do
+    for k = r[1], r[1] + r[2] - 1 do
+      ks[#ks + 1] = KEYS[k]
+      if #ks > 1000 and not flush() then return false end
+    end
+  end
+  return #ks == 1 or flush()
+end
+local ngroups = tonumber(ARGV[i]); i = i + 1
+for _ = 1, ngroups do
+  local want, n = ARGV[i], tonumber(ARGV[i + 1])
   i = i + 2
+  local ranges = {}
+  for r = 1, n do
+    ranges[r] = { tonumber(ARGV[i]), tonumber(ARGV[i + 1]) }
+    i = i + 2
+  end
+  if not (bulk[want] and bulk_ok(bulk[want], ranges)) then
+    for _, r in ipairs(ranges) do
+      for k = r[1], r[1] + r[2] - 1 do
+        local have = redis.call('TYPE', KEYS[k])['ok']
+        if have ~= 'none' and have ~= want then note('type ' .. k .. ' ' .. have) end
+      end
+    end
+  end
 end
 
 -- 4. Values: replay each field's steps on its current value.
@@ -171,42 +218,53 @@ end
 local function deny(cmd, key)
   return redis.error_reply('NOPERM this user may not run ' .. cmd .. ' on ' .. key)
 end
-if norders > 0 and not redis.acl_check_cmd('HSET', KEYS[tonumber(ARGV[orders_at])], 'f', 'v') then
-  return deny('HSET', KEYS[tonumber(ARGV[orders_at])])
+if norders > 0 and not redis.acl_check_cmd('HSET', KEYS[first_order], 'f', 'v') then
+  return deny('HSET', KEYS[first_order])
 end
 if not redis.acl_check_cmd('XADD', KEYS[1], '*', 'f', 'v') or not redis.acl_check_cmd('XDEL', KEYS[1], '0-1') then
   return deny('XADD and XDEL', KEYS[1])
 end
-if group ~= '' and not redis.acl_check_cmd('XACK', KEYS[2], group, '0-1') then
-  return deny('XACK', KEYS[2])
+for _, key in ipairs(ack_keys) do
+  if not redis.acl_check_cmd('XACK', key, group, '0-1') then
+    return deny('XACK', key)
+  end
 end
 -- Once per command: Redis checked every key already, as part of KEYS.
 local nops = tonumber(ARGV[i]); i = i + 1
 local ops_at = i
 local allowed = {}
 for _ = 1, nops do
-  local cmd, argc = ARGV[i], tonumber(ARGV[i + 2])
+  local cmd, argc, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  i = i + 3
   if not allowed[cmd] then
-    if not redis.acl_check_cmd(cmd, KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + argc)) then
-      return deny(cmd, KEYS[tonumber(ARGV[i + 1])])
+    if not redis.acl_check_cmd(cmd, KEYS[tonumber(ARGV[i])], unpack(ARGV, i + 1, i + argc)) then
+      return deny(cmd, KEYS[tonumber(ARGV[i])])
     end
     allowed[cmd] = true
   end
-  i = i + 3 + argc
+  i = i + n * (1 + argc)
 end
 
 -- Phase 2: write. Nothing below can be refused.
-local o_i = orders_at
-for _ = 1, norders do
-  redis.call('HSET', KEYS[tonumber(ARGV[o_i])], unpack(set_pairs[tonumber(ARGV[o_i + 1])]))
-  o_i = o_i + 2
+i = runs_at
+o = first_order
+for _ = 1, nruns do
+  local count, pairs = tonumber(ARGV[i]), set_pairs[tonumber(ARGV[i + 1])]
+  for _ = 1, count do
+    redis.call('HSET', KEYS[o], unpack(pairs))
+    o = o + 1
+  end
+  i = i + 2
 end
 
 i = ops_at
 for _ = 1, nops do
-  local argc = tonumber(ARGV[i + 2])
-  redis.call(ARGV[i], KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + argc))
-  i = i + 3 + argc
+  local cmd, argc, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  i = i + 3
+  for _ = 1, n do
+    redis.call(cmd, KEYS[tonumber(ARGV[i])], unpack(ARGV, i + 1, i + argc))
+    i = i + 1 + argc
+  end
 end
 
 local ndead = tonumber(ARGV[i]); i = i + 1
@@ -246,7 +304,10 @@ i = i + ndel
 
 -- Source stream entries are acknowledged in the same step as their effects:
 -- a host dying before this leaves them pending, to be claimed again.
-local nack = tonumber(ARGV[i]); i = i + 1
-chunked('XACK', KEYS[2], group, i, nack)
+for _, key in ipairs(ack_keys) do
+  local nack = tonumber(ARGV[i]); i = i + 1
+  chunked('XACK', key, group, i, nack)
+  i = i + nack
+end
 
 return { 1 }

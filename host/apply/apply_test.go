@@ -405,27 +405,30 @@ func TestApplyEmptyBatch(t *testing.T) {
 }
 
 // Dead letters mark their order's hash (never creating one), replayed dead
-// letters are deleted, and stream entries are acknowledged, all in the
-// batch's one script.
+// letters are deleted, and stream entries are acknowledged, each on its own
+// stream (a sharded source reads several), all in the batch's one script.
 func TestApplyMarksReplaysAndAcks(t *testing.T) {
 	ctx, rdb, a := setup(t, 0)
-	const stream, group = "purchase_orders", "eventhost"
-	a.AckTo(stream, group)
+	const group = "eventhost"
+	streams := []string{"purchase_orders:{0}", "purchase_orders:{1}"}
+	a.AckTo(group)
 	createOrder(t, ctx, rdb, "1")
 	createOrder(t, ctx, rdb, "2")
-	if err := rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err(); err != nil {
-		t.Fatal(err)
-	}
-	var entries []string
-	for _, id := range []string{"1", "2", "3"} {
-		e, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"id", id}}).Result()
-		if err != nil {
+	var entries []apply.Ack
+	for _, stream := range streams {
+		if err := rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err(); err != nil {
 			t.Fatal(err)
 		}
-		entries = append(entries, e)
-	}
-	if err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: "c", Streams: []string{stream, ">"}}).Err(); err != nil {
-		t.Fatal(err)
+		for _, id := range []string{"1", "2", "3"} {
+			e, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"id", id}}).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries = append(entries, apply.Ack{Stream: stream, ID: e})
+		}
+		if err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: "c", Streams: []string{stream, ">"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	old, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: dlStream, Values: []any{"order_id", "2", "plugin", "p"}}).Result()
 	if err != nil {
@@ -439,7 +442,8 @@ func TestApplyMarksReplaysAndAcks(t *testing.T) {
 			{OrderID: "3", Reason: "order hash purchase_order_details:3 does not exist", Attempts: 1, OrderKey: orderKey("3")},
 		},
 		Replayed: []string{old},
-		Acks:     entries[:2],
+		// Entry ids of the two streams may be equal: each ack names its own.
+		Acks: []apply.Ack{entries[0], entries[4], entries[1]},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -464,19 +468,29 @@ func TestApplyMarksReplaysAndAcks(t *testing.T) {
 	if want := []string{"2/p/3", "3//1"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("dead letters = %v, want %v (the replayed one deleted)", got, want)
 	}
-	pending, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: group, Start: "-", End: "+", Count: 10}).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(pending) != 1 || pending[0].ID != entries[2] {
-		t.Errorf("pending = %+v, want only %s (the other two acknowledged)", pending, entries[2])
+	for s, stream := range streams {
+		pending, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: group, Start: "-", End: "+", Count: 10}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, p := range pending {
+			ids = append(ids, p.ID)
+		}
+		want := []string{entries[2].ID} // entries 0 and 1 acknowledged
+		if s == 1 {
+			want = []string{entries[3].ID, entries[5].ID} // entry 4 acknowledged
+		}
+		if !reflect.DeepEqual(ids, want) {
+			t.Errorf("pending on %s = %v, want %v", stream, ids, want)
+		}
 	}
 }
 
 func TestApplyAcksNeedAStream(t *testing.T) {
 	ctx, _, a := setup(t, 0)
-	if _, err := a.Apply(ctx, apply.Batch{Acks: []string{"1-1"}}); err == nil || !strings.Contains(err.Error(), "AckTo") {
-		t.Errorf("Apply with acks and no stream: err = %v, want one naming AckTo", err)
+	if _, err := a.Apply(ctx, apply.Batch{Acks: []apply.Ack{{Stream: "s", ID: "1-1"}}}); err == nil || !strings.Contains(err.Error(), "AckTo") {
+		t.Errorf("Apply with acks and no group: err = %v, want one naming AckTo", err)
 	}
 }
 

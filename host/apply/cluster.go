@@ -315,7 +315,7 @@ func (r *clusterRun) plan() []int {
 			for i := range all {
 				all[i] = i
 			}
-			sh.plan = newPlan(sub, all, sh.record, "", refused)
+			sh.plan = newPlan(sub, all, sh.record, nil, refused)
 			for i, out := range refused {
 				r.refused[sh.of[i]] = out
 				changed = true
@@ -468,7 +468,11 @@ func (r *clusterRun) runShares(ctx context.Context, slots []int, mode string) ([
 		if mode == "check" {
 			script = r.c.check
 		}
-		cmds = append(cmds, nodeCmd{key: sh.record, script: script, keys: sh.plan.keys, argv: encodeShare(sh.plan, mode, nowUS, deadlineUS)})
+		// The plan's second key (emptyKey, for apply.lua's type checks)
+		// is in another slot: cluster.lua takes the record in its place.
+		keys := slices.Clone(sh.plan.keys)
+		keys[1] = sh.record
+		cmds = append(cmds, nodeCmd{key: sh.record, script: script, keys: keys, argv: encodeShare(sh.plan, mode, nowUS, deadlineUS)})
 	}
 	wait := 0
 	if mode == "write" {
@@ -665,10 +669,13 @@ func (r *clusterRun) settle(ctx context.Context, b Batch) error {
 		pipe.XDel(ctx, r.a.dlStream, ids[:n]...)
 		ids = ids[n:]
 	}
-	for ids := b.Acks; len(ids) > 0; {
-		n := min(len(ids), chunk)
-		pipe.XAck(ctx, r.a.ackStream, r.a.ackGroup, ids[:n]...)
-		ids = ids[n:]
+	streams, acks := ackStreams(b.Acks)
+	for _, st := range streams {
+		for ids := acks[st]; len(ids) > 0; {
+			n := min(len(ids), chunk)
+			pipe.XAck(ctx, st, r.a.ackGroup, ids[:n]...)
+			ids = ids[n:]
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("delete %d replayed dead letters and acknowledge %d entries: %w", len(b.Replayed), len(b.Acks), err)

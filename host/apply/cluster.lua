@@ -4,9 +4,9 @@
 --
 -- KEYS[1] is the slot's idempotency record, a hash whose fields name the
 -- (order, plugin) pairs whose effects already landed in this slot (value:
--- the time they landed, in microseconds); KEYS[2] is the record again (the
--- plan numbers keys as apply.lua's). Other KEYS are the keys the effects
--- write, all in the same slot.
+-- the time they landed, in microseconds); KEYS[2] and KEYS[3] are the
+-- record again (the plan numbers keys as apply.lua's). Other KEYS are the
+-- keys the effects write, all in the same slot.
 -- ARGV:
 --   mode ('check' or 'write'), now_us, deadline_us,
 --   #pairs, pair*                            the pairs whose effects are in the ops

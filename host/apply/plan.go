@@ -2,9 +2,11 @@ package apply
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/policy"
 	"github.com/eventhost/eventhost/sdk"
 )
@@ -21,11 +23,14 @@ import (
 // one sign under SAT, kept one by one under FAIL or when counters overlap.
 // XADD entries are kept, in order.
 type plan struct {
-	// keys are the script's KEYS: the dead-letter stream, the ack stream
-	// (the dead-letter stream again when there is none), then the rest.
+	// keys are the script's KEYS: the dead-letter stream, emptyKey, the
+	// streams to acknowledge entries on, the order hashes in order, then
+	// the keys effects write (and, appended by encode, order hashes of
+	// dead letters).
 	keys  []string
 	index map[string]int // key → 1-based position in keys
 	own   []int          // eventhost's own streams among keys
+	acks  []int          // the streams to acknowledge on, in keys
 
 	sets     [][]string
 	setIndex map[string]int
@@ -38,10 +43,18 @@ type plan struct {
 }
 
 type planOrder struct {
+	name   string // the order hash
 	key    int
 	set    int
 	writes []int
 }
+
+// emptyKey is a key eventhost never writes (plugins may not: it is under
+// the reserved prefix). The script checks the types of a batch's set and
+// sorted-set keys with one SINTERCARD/ZINTERCARD that includes it: Redis
+// checks every key's type first, and an empty key then ends the command at
+// once. Should it exist after all, the check is slower, never wrong.
+const emptyKey = orders.MarkerPrefix + "empty"
 
 type fieldRef struct {
 	acc   *keyAcc
@@ -99,16 +112,17 @@ func family(cmd string) string {
 }
 
 // newPlan coalesces the writes listed in live (indexes into writes), for a
-// run that dead-letters to dlStream and acknowledges on ackStream ("" for
-// none). refused
+// run that dead-letters to dlStream and acknowledges on ackStreams. refused
 // gets, per write that cannot be part of the batch, the reason: a key
 // written with two types or families within the batch.
-func newPlan(writes []Write, live []int, dlStream, ackStream string, refused map[int]leftOut) *plan {
-	p := &plan{keys: []string{dlStream, dlStream}, index: map[string]int{dlStream: 1}, setIndex: map[string]int{}, own: []int{1}}
-	if ackStream != "" && ackStream != dlStream {
-		p.keys[1] = ackStream
-		p.index[ackStream] = 2
-		p.own = append(p.own, 2)
+func newPlan(writes []Write, live []int, dlStream string, ackStreams []string, refused map[int]leftOut) *plan {
+	p := &plan{keys: []string{dlStream, emptyKey}, index: map[string]int{dlStream: 1, emptyKey: 2}, setIndex: map[string]int{}, own: []int{1}}
+	for _, st := range ackStreams {
+		k := p.key(st)
+		if k != 1 {
+			p.own = append(p.own, k)
+		}
+		p.acks = append(p.acks, k)
 	}
 	accs := map[string]*keyAcc{}
 	orderOf := map[string]int{}
@@ -122,13 +136,13 @@ func newPlan(writes []Write, live []int, dlStream, ackStream string, refused map
 		if !ok {
 			o = len(p.orders)
 			orderOf[wr.OrderKey] = o
-			p.orders = append(p.orders, planOrder{key: p.key(wr.OrderKey)})
+			p.orders = append(p.orders, planOrder{name: wr.OrderKey})
 		}
 		p.orders[o].writes = append(p.orders[o].writes, w)
 		for _, e := range wr.Effects {
 			acc := accs[e.Key]
 			if acc == nil {
-				acc = &keyAcc{key: e.Key, idx: p.key(e.Key), typ: policy.KeyType(e.Command), family: family(e.Command), fieldWrites: map[string][]int{}}
+				acc = &keyAcc{key: e.Key, typ: policy.KeyType(e.Command), family: family(e.Command), fieldWrites: map[string][]int{}}
 				accs[e.Key] = acc
 				p.accs = append(p.accs, acc)
 			}
@@ -138,6 +152,7 @@ func newPlan(writes []Write, live []int, dlStream, ackStream string, refused map
 			acc.add(w, e)
 		}
 	}
+	p.layOut()
 	for i := range p.orders {
 		o := &p.orders[i]
 		names := make([]string, 0, len(o.writes))
@@ -154,6 +169,32 @@ func newPlan(writes []Write, live []int, dlStream, ackStream string, refused map
 		o.set = s
 	}
 	return p
+}
+
+// layOut gives the order hashes consecutive KEYS, so that the script
+// finds them by position, then numbers the written keys. Keys are grouped
+// by type, then by the command family that writes them (their relative
+// order is free: commands on different keys commute), so that the script
+// checks each type over a range of keys and runs each command over a run
+// of them.
+func (p *plan) layOut() {
+	for i := range p.orders {
+		// Appended even if named before (it never is: the streams and
+		// emptyKey are not order hashes), so that positions stay consecutive.
+		name := p.orders[i].name
+		p.keys = append(p.keys, name)
+		if _, ok := p.index[name]; !ok {
+			p.index[name] = len(p.keys)
+		}
+		p.orders[i].key = len(p.keys)
+	}
+	sort.SliceStable(p.accs, func(i, j int) bool {
+		a, b := p.accs[i], p.accs[j]
+		return a.typ < b.typ || a.typ == b.typ && a.family < b.family
+	})
+	for _, acc := range p.accs {
+		acc.idx = p.key(acc.key)
+	}
 }
 
 func (p *plan) key(k string) int {

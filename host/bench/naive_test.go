@@ -113,6 +113,7 @@ var scriptCommands = map[string]bool{
 	"hset": true, "hmget": true, "hget": true, "type": true, "get": true, "getrange": true,
 	"hincrby": true, "hincrbyfloat": true, "sadd": true, "zincrby": true, "pfadd": true,
 	"bitfield": true, "incrby": true, "xadd": true, "xack": true, "xdel": true,
+	"sintercard": true, "zintercard": true,
 }
 
 // consumerMicros reads INFO commandstats and returns the Redis time spent

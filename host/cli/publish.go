@@ -21,7 +21,7 @@ func publishCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	seed := fs.Int64("seed", 1, "seed of the synthetic orders; the same seed gives the same orders")
 	rate := fs.Float64("rate", 0, "orders per second (0: as fast as possible)")
 	wait := fs.Duration("wait", 0, "after publishing, wait up to this long until every configured plugin applied the last order")
-	toStream := fs.Bool("stream", false, "append ids to the Redis Stream (XADD) instead of publishing them; the default when the config's source is \"stream\"")
+	toStream := fs.Bool("stream", false, "append ids to the Redis Stream (XADD, to the shard each id hashes to when the stream source has shards) instead of publishing them; the default when the config's source is \"stream\"")
 	one := publish.Order{}
 	fs.StringVar(&one.ID, "id", "", "order id (single order)")
 	fs.Int64Var(&one.TS, "ts", 0, "unix time in seconds (single order; default now)")
@@ -42,10 +42,14 @@ func publishCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer rdb.Close()
 	pub := publish.NewPublisher(rdb, cfg.Source.Channels[0], cfg.OrderKeyPrefix)
+	pub.Sharded = cfg.Source.Sharded
 	if *toStream || cfg.Source.Stream != nil {
-		// Channels[0] is the stream's key for a stream source, and the
+		// Channels[0] is the stream's name for a stream source, and the
 		// default stream name (the channel's) otherwise.
 		pub = publish.NewStreamPublisher(rdb, cfg.Source.Channels[0], cfg.OrderKeyPrefix)
+		if cfg.Source.Stream != nil {
+			pub.Shards = cfg.Source.Stream.Shards
+		}
 	}
 
 	var last string

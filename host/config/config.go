@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net"
 	"os"
 	"path/filepath"
@@ -168,6 +169,10 @@ type Source struct {
 	// channel of a stored order, and give it to the plugins that listen
 	// on that channel only. Nil when not set.
 	IDPrefixes map[string]string
+	// Sharded subscribes with SSUBSCRIBE (sharded Pub/Sub) instead of
+	// SUBSCRIBE: on a cluster a sharded channel lives on the node that owns
+	// its hash slot, rather than every message going to every node.
+	Sharded bool
 	// Stream is set for a stream source.
 	Stream *Stream
 }
@@ -175,7 +180,13 @@ type Source struct {
 // Stream configures the Redis Stream source: a consumer group shared by
 // every host reading the stream.
 type Stream struct {
-	Key      string
+	// Key is the stream's key, or with Shards the name the shards' keys
+	// are made of (see Keys). It is also the channel plugins listen on.
+	Key string
+	// Shards, when not 0, spreads the stream over that many keys,
+	// Key:{0} … Key:{Shards-1}, whose hash tags put them on different
+	// slots, so that a cluster spreads them over its masters.
+	Shards   int
 	Group    string
 	Consumer string
 	// ClaimIdle is how long an entry may stay pending with a consumer
@@ -192,6 +203,42 @@ type Stream struct {
 	// dead-lettered (unmarked, for a replay once the hash exists).
 	MissingHashWait time.Duration
 }
+
+// Keys returns the stream keys the source reads: Key alone, or one key per
+// shard. `eventhost publish` appends an order to KeyFor(id).
+func (s Stream) Keys() []string {
+	if s.Shards == 0 {
+		return []string{s.Key}
+	}
+	keys := make([]string, s.Shards)
+	for i := range keys {
+		keys[i] = ShardKey(s.Key, i)
+	}
+	return keys
+}
+
+// ShardKey is the key of shard i of the stream named key.
+func ShardKey(key string, i int) string { return fmt.Sprintf("%s:{%d}", key, i) }
+
+// KeyFor returns the stream key that order id goes to: always the same one
+// for one id (FNV-1a of the id, modulo Shards), so that a republished id
+// lands beside its first entry.
+func (s Stream) KeyFor(id string) string {
+	if s.Shards == 0 {
+		return s.Key
+	}
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return ShardKey(s.Key, int(h.Sum32()%uint32(s.Shards)))
+}
+
+// StreamIDField is the field of a source stream entry that holds the order
+// id: what `eventhost publish` writes and the stream source reads.
+const StreamIDField = "id"
+
+// MaxStreamShards bounds shards: every shard holds one connection of each
+// host blocked in XREADGROUP on a cluster, out of a pool of 10 per CPU.
+const MaxStreamShards = 16
 
 // Stream source defaults.
 const (
@@ -335,8 +382,10 @@ type sourceSchema struct {
 	Kind       string            `hcl:"kind,label"`
 	Channels   []string          `hcl:"channels,optional"`
 	IDPrefixes map[string]string `hcl:"id_prefixes,optional"`
+	Sharded    *bool             `hcl:"sharded,optional"`
 	// Stream source settings.
 	Stream          *string   `hcl:"stream,optional"`
+	Shards          *int      `hcl:"shards,optional"`
 	Group           *string   `hcl:"group,optional"`
 	Consumer        *string   `hcl:"consumer,optional"`
 	ClaimIdle       *string   `hcl:"claim_idle,optional"`
@@ -647,7 +696,7 @@ func buildSource(diags *hcl.Diagnostics, s *sourceSchema) Source {
 	}{
 		{"stream", s.Stream != nil}, {"group", s.Group != nil}, {"consumer", s.Consumer != nil},
 		{"claim_idle", s.ClaimIdle != nil}, {"max_deliveries", s.MaxDeliveries != nil}, {"start", s.Start != nil},
-		{"missing_hash_wait", s.MissingHashWait != nil},
+		{"missing_hash_wait", s.MissingHashWait != nil}, {"shards", s.Shards != nil},
 	}
 	switch s.Kind {
 	case "pubsub":
@@ -657,7 +706,7 @@ func buildSource(diags *hcl.Diagnostics, s *sourceSchema) Source {
 					fmt.Sprintf("%s is a setting of source \"stream\", not of source \"pubsub\".", f.name)))
 			}
 		}
-		src := Source{Kind: "pubsub", Channels: s.Channels}
+		src := Source{Kind: "pubsub", Channels: s.Channels, Sharded: deref(s.Sharded, false)}
 		if len(src.Channels) == 0 {
 			src.Channels = []string{DefaultChannel}
 		}
@@ -669,14 +718,19 @@ func buildSource(diags *hcl.Diagnostics, s *sourceSchema) Source {
 	case "stream":
 		if s.Channels != nil {
 			*diags = append(*diags, errorAt(attrRange(s.Body, "channels"), "Setting of another source kind",
-				"channels is a setting of source \"pubsub\"; a stream source reads one stream, named by stream."))
+				"channels is a setting of source \"pubsub\"; a stream source reads the stream named by stream (or its shards)."))
 		}
 		if s.IDPrefixes != nil {
 			*diags = append(*diags, errorAt(attrRange(s.Body, "id_prefixes"), "Setting of another source kind",
 				"id_prefixes is a setting of source \"pubsub\"; a stream entry names its stream."))
 		}
+		if s.Sharded != nil {
+			*diags = append(*diags, errorAt(attrRange(s.Body, "sharded"), "Setting of another source kind",
+				"sharded is a setting of source \"pubsub\"; to spread a stream over a cluster's nodes, set shards."))
+		}
 		st := &Stream{
 			Key:             deref(s.Stream, DefaultChannel),
+			Shards:          deref(s.Shards, 0),
 			Group:           deref(s.Group, DefaultStreamGroup),
 			Consumer:        deref(s.Consumer, ""),
 			ClaimIdle:       duration(diags, s.Body, "claim_idle", s.ClaimIdle, DefaultClaimIdle),
@@ -690,6 +744,7 @@ func buildSource(diags *hcl.Diagnostics, s *sourceSchema) Source {
 		if st.Key == "" || st.Group == "" {
 			*diags = append(*diags, errorAt(&s.Range, "Empty stream or group", "stream and group must not be empty."))
 		}
+		checkShards(diags, s, st)
 		if st.Consumer == "" {
 			// Unique per process: a restarted host is a new consumer, and
 			// what the old one left pending is claimed after claim_idle.
@@ -711,6 +766,23 @@ func buildSource(diags *hcl.Diagnostics, s *sourceSchema) Source {
 		*diags = append(*diags, errorAt(&s.Range, "Unknown source kind",
 			fmt.Sprintf("source %q is not a known kind; use source \"pubsub\" or source \"stream\".", s.Kind)))
 		return Source{Kind: s.Kind, Channels: []string{DefaultChannel}}
+	}
+}
+
+// checkShards checks a stream's shards: within bounds, and a stream name
+// without braces, since the first {…} of a key is its hash tag and would
+// put every shard in one slot.
+func checkShards(diags *hcl.Diagnostics, s *sourceSchema, st *Stream) {
+	if s.Shards == nil {
+		return
+	}
+	if st.Shards < 1 || st.Shards > MaxStreamShards {
+		*diags = append(*diags, errorAt(attrRange(s.Body, "shards"), "Invalid shards",
+			fmt.Sprintf("shards = %d: give 1 to %d stream keys (each is read by a blocked connection of every host), or remove shards for one key.", st.Shards, MaxStreamShards)))
+	}
+	if strings.ContainsAny(st.Key, "{}") {
+		*diags = append(*diags, errorAt(attrRange(s.Body, "stream"), "Hash tag in a sharded stream's name",
+			fmt.Sprintf("stream %q holds { or }: a key's first {…} is its hash tag, so the shards %s… would not get their own slots. Remove the braces.", st.Key, ShardKey(st.Key, 0))))
 	}
 }
 

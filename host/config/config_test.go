@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,6 +116,21 @@ plugin "x" {}`,
 			want: []any{"stream", []string{"orders"},
 				config.Stream{Key: "orders", Group: "g", Consumer: "c1", ClaimIdle: 2 * time.Second, MaxDeliveries: 7, Start: "0", MissingHashWait: 5 * time.Second},
 				[]string{"orders"}},
+		},
+		{
+			name: "sharded pubsub",
+			src:  "source \"pubsub\" {\n  channels = [\"a\", \"b\"]\n  sharded = true\n}\nplugin \"x\" {}",
+			get:  func(c *config.Config) any { return []any{c.Source.Kind, c.Source.Channels, c.Source.Sharded} },
+			want: []any{"pubsub", []string{"a", "b"}, true},
+		},
+		{
+			name: "sharded stream",
+			src:  "source \"stream\" {\n  stream = \"po\"\n  shards = 3\n}\nplugin \"x\" {}",
+			get: func(c *config.Config) any {
+				s := *c.Source.Stream
+				return []any{c.Source.Channels, s.Key, s.Shards, s.Keys(), c.Plugins[0].Channels}
+			},
+			want: []any{[]string{"po"}, "po", 3, []string{"po:{0}", "po:{1}", "po:{2}"}, []string{"po"}},
 		},
 		{
 			name: "ui",
@@ -315,6 +331,31 @@ func TestParseErrors(t *testing.T) {
 			name:     "channels in a stream source",
 			src:      "source \"stream\" {\n  channels = [\"a\"]\n}\nplugin \"x\" {}",
 			wantLine: 2, want: `channels is a setting of source "pubsub"`,
+		},
+		{
+			name:     "sharded in a stream source",
+			src:      "source \"stream\" {\n\n  sharded = true\n}\nplugin \"x\" {}",
+			wantLine: 3, want: `sharded is a setting of source "pubsub"`,
+		},
+		{
+			name:     "shards in a pubsub source",
+			src:      "source \"pubsub\" {\n  shards = 2\n}\nplugin \"x\" {}",
+			wantLine: 2, want: `shards is a setting of source "stream", not of source "pubsub"`,
+		},
+		{
+			name:     "no shards",
+			src:      "source \"stream\" {\n  shards = 0\n}\nplugin \"x\" {}",
+			wantLine: 2, want: "shards = 0: give 1 to 16 stream keys",
+		},
+		{
+			name:     "too many shards",
+			src:      "source \"stream\" {\n\n  shards = 17\n}\nplugin \"x\" {}",
+			wantLine: 3, want: "shards = 17: give 1 to 16 stream keys",
+		},
+		{
+			name:     "hash tag in a sharded stream's name",
+			src:      "source \"stream\" {\n  stream = \"po{x}\"\n  shards = 2\n}\nplugin \"x\" {}",
+			wantLine: 2, want: `stream "po{x}" holds { or }: a key's first {…} is its hash tag, so the shards po{x}:{0}… would not get their own slots`,
 		},
 		{
 			name:     "bad stream start",
@@ -941,5 +982,27 @@ func TestParseEffectLimits(t *testing.T) {
 	_, diags = config.Parse("/etc/eventhost/config.hcl", []byte("limits {\n  max_effects_per_order = 5\n  max_bitfield_bits = 10\n}\nplugin \"x\" {}"))
 	if !diags.HasErrors() || diags[0].Subject == nil || diags[0].Subject.Start.Line != 3 || !strings.Contains(diags.Error(), "limits.max_bitfield_bits = 10 must be between 64 and 4294967296") {
 		t.Errorf("diags = %v, want an error at line 3 about max_bitfield_bits", diags)
+	}
+}
+
+// One order id always goes to one shard, and the ids spread over them all.
+func TestStreamKeyFor(t *testing.T) {
+	s := config.Stream{Key: "po", Shards: 4}
+	seen := map[string]int{}
+	for i := range 400 {
+		id := fmt.Sprintf("2021-%07d", i)
+		k := s.KeyFor(id)
+		if k != s.KeyFor(id) || !slices.Contains(s.Keys(), k) {
+			t.Fatalf("KeyFor(%s) = %s, not one fixed key of %q", id, k, s.Keys())
+		}
+		seen[k]++
+	}
+	for _, k := range s.Keys() {
+		if seen[k] < 50 {
+			t.Errorf("%d of 400 ids went to %s; want about 100 per shard (%v)", seen[k], k, seen)
+		}
+	}
+	if k := (config.Stream{Key: "po"}).KeyFor("1"); k != "po" {
+		t.Errorf("unsharded KeyFor = %s, want po", k)
 	}
 }

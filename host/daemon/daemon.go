@@ -125,7 +125,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var pluginsAdded func()
 	switch d.cfg.Source.Kind {
 	case "stream":
-		eng.Applier.AckTo(d.cfg.Source.Stream.Key, d.cfg.Source.Stream.Group)
+		eng.Applier.AckTo(d.cfg.Source.Stream.Group)
 		src := source.NewStream(rdb, *d.cfg.Source.Stream, d.cfg.Batch.MaxOrders, d.logger.Named("source"), d.metrics)
 		// The group's pending entries are the record of unfinished work:
 		// no catch-up scan is needed.
@@ -137,6 +137,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		routes := catchup.NewRoutes(d.cfg.Source.Channels, d.cfg.Source.IDPrefixes)
 		runner := catchup.NewRunner(scanner, catchup.NewRegistry(rdb, scanner), routes, d.logger.Named("catchup"), d.metrics)
 		src := source.NewPubSub(rdb, d.cfg.Source.Channels, d.logger.Named("source"), d.metrics)
+		src.Sharded = d.cfg.Source.Sharded
 		// Whatever was published while we were not subscribed is found in
 		// the order hashes. The host is ready once subscribed and caught up.
 		src.OnSubscribed = func(bool) { runner.Trigger() }

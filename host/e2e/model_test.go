@@ -91,7 +91,7 @@ func dedupe(sorted []string) []string {
 
 // replayTutorial runs the tutorial's three listeners, command for command,
 // over os in order against rdb (another database of the same server).
-func replayTutorial(t *testing.T, rdb *redis.Client, os []publish.Order, counter string) {
+func replayTutorial(t *testing.T, rdb redis.Cmdable, os []publish.Order, counter string) {
 	t.Helper()
 	ctx := context.Background()
 	bits, _ := strconv.Atoi(counter[1:])

@@ -57,6 +57,9 @@ type Ref struct {
 	// StreamID is the source stream entry to acknowledge once every plugin
 	// has finished with the order; empty for Pub/Sub.
 	StreamID string
+	// Stream is the key of the source stream StreamID is in: a sharded
+	// stream source reads several (Channel names them all).
+	Stream string
 	// Only, when not nil, limits the order to these plugins (a retry, a
 	// catch-up, a backfill or a replay); nil means every plugin that
 	// listens on Channel.

@@ -351,7 +351,7 @@ func (p *Pipeline) putBatch(refs []orders.Ref) {
 // letter it replays deleted, atomically with its effects.
 func settle(b *apply.Batch, r orders.Ref) {
 	if r.StreamID != "" {
-		b.Acks = append(b.Acks, r.StreamID)
+		b.Acks = append(b.Acks, apply.Ack{Stream: r.Stream, ID: r.StreamID})
 	}
 	if r.Replays != "" {
 		b.Replayed = append(b.Replayed, r.Replays)

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/config"
+	"github.com/eventhost/eventhost/host/redisconn"
 )
 
 // Defaults the shop uses.
@@ -21,7 +24,8 @@ const (
 // chunkSize bounds how many orders go in one pipeline round trip.
 const chunkSize = 256
 
-// Publisher writes orders and announces them.
+// Publisher writes orders and announces them. Set its fields before the
+// first Publish.
 type Publisher struct {
 	rdb     redis.UniversalClient
 	channel string
@@ -29,10 +33,16 @@ type Publisher struct {
 	// stream announces ids by XADD to the stream named channel instead of
 	// PUBLISH.
 	stream bool
+
+	// Sharded announces with SPUBLISH (sharded Pub/Sub) instead of PUBLISH.
+	Sharded bool
+	// Shards, for a stream, spreads the entries over the stream's shard
+	// keys (config.Stream.Keys): each order id always to the same one.
+	Shards int
 }
 
 // StreamIDField is the field of a stream entry that holds the order id.
-const StreamIDField = "id"
+const StreamIDField = config.StreamIDField
 
 // NewPublisher returns a Publisher that stores order id in the hash
 // keyPrefix+id and publishes id on channel. It does no I/O.
@@ -50,9 +60,9 @@ func NewStreamPublisher(rdb redis.UniversalClient, key, keyPrefix string) *Publi
 // Key is the hash key of order id.
 func (p *Publisher) Key(id string) string { return p.prefix + id }
 
-// Publish stores o and then publishes its id, in one round trip. The hash is
-// written before the id is announced, so a subscriber never sees an id whose
-// hash is missing.
+// Publish stores o and then publishes its id, in one round trip (two on a
+// cluster). The hash is written before the id is announced, so a subscriber
+// never sees an id whose hash is missing.
 func (p *Publisher) Publish(ctx context.Context, o Order) error {
 	if err := p.publishBatch(ctx, []Order{o}); err != nil {
 		return fmt.Errorf("publish order %s: %w", o.ID, err)
@@ -105,23 +115,48 @@ func (p *Publisher) PublishMany(ctx context.Context, gen *Generator, n int, rate
 	return out, nil
 }
 
-// publishBatch sends HSET, PUBLISH (or XADD) for every order, in order, in one
-// pipeline. It is not a transaction: like post_purchases, a failure midway
-// can leave a stored order that was never announced.
+// publishBatch sends HSET, then PUBLISH (or SPUBLISH, or XADD) for every
+// order, in order, in one pipeline. It is not a transaction: like
+// post_purchases, a failure midway can leave a stored order that was never
+// announced.
+//
+// On a cluster the client splits a pipeline per node and sends the parts at
+// once, so an order's HSET (on its hash's node) could land after its
+// announcement (on another node): there the HSETs go first, and the
+// announcements only once every HSET is acknowledged.
 func (p *Publisher) publishBatch(ctx context.Context, orders []Order) error {
 	pipe := p.rdb.Pipeline()
 	for _, o := range orders {
 		pipe.HSet(ctx, p.Key(o.ID), o.Fields()...)
-		if p.stream {
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.channel, Values: []any{StreamIDField, o.ID}})
-		} else {
-			pipe.Publish(ctx, p.channel, o.ID)
+		if !redisconn.Cluster(p.rdb) {
+			p.announce(ctx, pipe, o.ID)
+		}
+	}
+	if redisconn.Cluster(p.rdb) {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("store %d orders: %w", len(orders), err)
+		}
+		for _, o := range orders {
+			p.announce(ctx, pipe, o.ID)
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("pipeline of %d orders: %w", len(orders), err)
 	}
 	return nil
+}
+
+// announce queues the announcement of id on pipe.
+func (p *Publisher) announce(ctx context.Context, pipe redis.Pipeliner, id string) {
+	switch {
+	case p.stream:
+		key := config.Stream{Key: p.channel, Shards: p.Shards}.KeyFor(id)
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []any{StreamIDField, id}})
+	case p.Sharded:
+		pipe.SPublish(ctx, p.channel, id)
+	default:
+		pipe.Publish(ctx, p.channel, id)
+	}
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {

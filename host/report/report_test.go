@@ -1,6 +1,7 @@
 package report
 
 import (
+	"context"
 	"math/rand/v2"
 	"reflect"
 	"strconv"
@@ -172,10 +173,27 @@ func tutorialViews(typ string) []Plugin {
 
 func TestReadIntegration(t *testing.T) {
 	rdb := startRedis(t)
+	checkRead(t, rdb, func() error { return rdb.FlushAll(t.Context()).Err() })
+}
+
+// On a cluster the keys of one view are spread over the masters: the
+// report scans each (SCAN covers one node) and reads across slots.
+func TestReadIntegrationCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	t.Parallel()
+	rdb := redistest.StartCluster(t, 3).Client()
+	checkRead(t, rdb, func() error {
+		return rdb.ForEachMaster(t.Context(), func(ctx context.Context, c *redis.Client) error { return c.FlushAll(ctx).Err() })
+	})
+}
+
+func checkRead(t *testing.T, rdb redis.UniversalClient, flush func() error) {
 	ctx := t.Context()
 	for _, typ := range []string{"u8", "u5", "i16", "u32", "i64", "u63"} {
 		t.Run(typ, func(t *testing.T) {
-			if err := rdb.FlushAll(ctx).Err(); err != nil {
+			if err := flush(); err != nil {
 				t.Fatalf("flushall: %v", err)
 			}
 			bits, signed, err := counterType(typ)

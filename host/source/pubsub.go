@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,8 +25,14 @@ type PubSub struct {
 	channels []string
 	logger   hclog.Logger
 	metrics  *metrics.Metrics
-	// OnSubscribed, when set, is called each time every channel is
-	// (re)subscribed; reconnect is false the first time.
+	// Sharded subscribes with SSUBSCRIBE, each channel on a connection of
+	// its own: on a cluster a sharded channel lives on the master that owns
+	// its slot, and one SSUBSCRIBE may only name channels of one slot.
+	Sharded bool
+	// OnSubscribed, when set, is called once every channel is subscribed
+	// (reconnect false), then each time a channel is subscribed again after
+	// its connection was lost or, sharded, its slot moved (reconnect true).
+	// It may be called from several goroutines.
 	OnSubscribed func(reconnect bool)
 	// OnDrained, when set, is called once the intake has room again after
 	// the source dropped ids because it was full (a catch-up then finds
@@ -49,12 +56,76 @@ const healthEvery = 5 * time.Second
 // Run sends every id published on the channels to out until ctx ends. It
 // reconnects and resubscribes by itself, forever.
 func (s *PubSub) Run(ctx context.Context, out chan<- orders.Ref) error {
-	ps := s.rdb.Subscribe(ctx, s.channels...)
-	defer ps.Close()
+	if !s.Sharded {
+		s.receive(ctx, out, s.channels, s.OnSubscribed)
+		return nil
+	}
+	// One subscription per channel; the first OnSubscribed waits for all.
+	var mu sync.Mutex
+	first := 0
+	subscribed := func(reconnect bool) {
+		mu.Lock()
+		if !reconnect {
+			first++
+		}
+		all := first == len(s.channels)
+		mu.Unlock()
+		switch {
+		case s.OnSubscribed == nil:
+		case !reconnect && all:
+			s.OnSubscribed(false)
+		case reconnect && all:
+			s.OnSubscribed(true)
+		}
+		// A channel lost before all were subscribed once needs no call of
+		// its own: the first call's catch-up comes after it.
+	}
+	var wg sync.WaitGroup
+	for _, ch := range s.channels {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.receive(ctx, out, []string{ch}, subscribed)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// subscribe starts a subscription to channels: sharded (SSUBSCRIBE) or not.
+// It does not wait for Redis' confirmation, which receive reads.
+func (s *PubSub) subscribe(ctx context.Context, channels []string) (*redis.PubSub, string) {
+	if s.Sharded {
+		return s.rdb.SSubscribe(ctx, channels...), "ssubscribe"
+	}
+	return s.rdb.Subscribe(ctx, channels...), "subscribe"
+}
+
+// receive reads one subscription to channels until ctx ends, subscribing
+// again (with backoff) after its connection was lost or Redis dropped it.
+func (s *PubSub) receive(ctx context.Context, out chan<- orders.Ref, channels []string, onSubscribed func(reconnect bool)) {
+	ps, kind := s.subscribe(ctx, channels)
+	// Closed through the variable: a moved slot replaces the subscription.
+	defer func() { _ = ps.Close() }()
 	// go-redis does not interrupt a blocked read when ctx ends; closing the
 	// subscription does, so shutdown is immediate rather than after healthEvery.
-	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	var mu sync.Mutex
+	stop := context.AfterFunc(ctx, func() { mu.Lock(); _ = ps.Close(); mu.Unlock() })
 	defer stop()
+	// renew replaces the subscription by a new one. On a cluster the client
+	// first learns where slots are now: a subscription goes to the node its
+	// channel's slot was on when the client last looked.
+	renew := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = ps.Close()
+		if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+			cc.ReloadState(ctx)
+		}
+		if ctx.Err() == nil {
+			ps, _ = s.subscribe(ctx, channels)
+		}
+	}
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 50 * time.Millisecond
 	b.MaxInterval = 2 * time.Second
@@ -65,7 +136,7 @@ func (s *PubSub) Run(ctx context.Context, out chan<- orders.Ref) error {
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, healthEvery)
 		if err != nil && ctx.Err() != nil {
-			return nil
+			return
 		}
 		if err != nil {
 			var nerr net.Error
@@ -83,29 +154,48 @@ func (s *PubSub) Run(ctx context.Context, out chan<- orders.Ref) error {
 			select {
 			case <-time.After(b.NextBackOff()):
 			case <-ctx.Done():
-				return nil
+				return
+			}
+			var reply redis.Error
+			if errors.As(err, &reply) {
+				// Redis refused the subscription (a MOVED after a slot
+				// moved): go-redis reconnects after a broken connection
+				// only, so subscribe anew.
+				renew()
 			}
 			continue
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind != "subscribe" {
+			if m.Kind == "sunsubscribe" {
+				// We never unsubscribe: Redis dropped the channel because
+				// its slot moved to another master. A new subscription
+				// finds the slot's owner; the catch-up after it finds
+				// what was published meanwhile.
+				s.logger.Warn("sharded channel's slot moved; subscribing again", "channel", m.Channel)
+				s.metrics.RedisErrors.WithLabelValues("subscribe").Inc()
+				clear(subscribed)
+				down = true
+				renew()
+				continue
+			}
+			if m.Kind != kind {
 				continue
 			}
 			subscribed[m.Channel] = true
-			if len(subscribed) < len(s.channels) {
+			if len(subscribed) < len(channels) {
 				continue
 			}
 			b.Reset()
 			down = false
 			if everSubscribed {
 				s.metrics.Reconnects.Inc()
-				s.logger.Info("resubscribed after reconnect", "channels", s.channels)
+				s.logger.Info("resubscribed after reconnect", "channels", channels)
 			} else {
-				s.logger.Info("subscribed", "channels", s.channels)
+				s.logger.Info("subscribed", "channels", channels)
 			}
-			if s.OnSubscribed != nil {
-				s.OnSubscribed(everSubscribed)
+			if onSubscribed != nil {
+				onSubscribed(everSubscribed)
 			}
 			everSubscribed = true
 		case *redis.Message:
@@ -117,7 +207,7 @@ func (s *PubSub) Run(ctx context.Context, out chan<- orders.Ref) error {
 			}
 		}
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 	}
 }

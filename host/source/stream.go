@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -13,38 +16,49 @@ import (
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
-	"github.com/eventhost/eventhost/host/publish"
+	"github.com/eventhost/eventhost/host/redisconn"
 )
 
 // StreamIDField is the entry field that holds the order id; eventhost
 // publish -stream writes it.
-const StreamIDField = publish.StreamIDField
+const StreamIDField = config.StreamIDField
 
 // Stream reads order ids from a Redis Stream as one consumer of a group.
 // An entry stays pending until the pipeline acknowledges it in the same
 // atomic step that applies its effects; entries left pending by a consumer
 // that stopped renewing them (a dead host) are claimed after claim_idle.
+//
+// A sharded stream is several stream keys, each with its own group of the
+// same name: the source reads them all, claims and renews on each, and
+// names each entry's key in the Ref, for the ack.
 type Stream struct {
 	rdb     redis.UniversalClient
 	cfg     config.Stream
 	count   int64
 	logger  hclog.Logger
 	metrics *metrics.Metrics
-	// OnReady, when set, is called once the group exists and the entries
-	// this consumer had pending are handed on.
+	// OnReady, when set, is called once the group exists on every key and
+	// the entries this consumer had pending are handed on.
 	OnReady func()
 	// Block is how long one read waits for new entries; shutdown waits at
 	// most this long for the read in flight.
 	Block time.Duration
 
+	keys []*streamKey
+}
+
+// streamKey is the source's state for one stream key. Only the reader of
+// the key touches it, but for the gauges.
+type streamKey struct {
+	key string
 	// handedOn holds the entries this consumer handed to the pipeline and
 	// has not seen acknowledged yet. An entry pending with this consumer
 	// but not in it was delivered in a reply that never arrived (Redis
 	// died after sending it): renewing it would hide it forever.
 	handedOn map[string]struct{}
-	// recreate makes ensureGroup start a new group at "0" rather than at
-	// the configured start: the old one vanished under a running host.
-	recreate bool
+	ready    bool
+	// pending and lag are the group's, for the gauges (summed over keys).
+	pending, lag atomic.Int64
 }
 
 // NewStream returns a stream source reading up to count entries at a time.
@@ -52,41 +66,87 @@ func NewStream(rdb redis.UniversalClient, cfg config.Stream, count int, logger h
 	// A read blocks at most a third of claim_idle, so that renewing this
 	// consumer's leases is never late.
 	block := min(500*time.Millisecond, max(cfg.ClaimIdle/3, 10*time.Millisecond))
-	return &Stream{rdb: rdb, cfg: cfg, count: int64(count), logger: logger, metrics: m, Block: block,
-		handedOn: map[string]struct{}{}}
+	s := &Stream{rdb: rdb, cfg: cfg, count: int64(count), logger: logger, metrics: m, Block: block}
+	for _, k := range cfg.Keys() {
+		s.keys = append(s.keys, &streamKey{key: k, handedOn: map[string]struct{}{}})
+	}
+	return s
 }
 
 // Run hands entries to out until ctx ends. Redis failures are retried with
 // backoff, forever.
 func (s *Stream) Run(ctx context.Context, out chan<- orders.Ref) error {
+	var waiting atomic.Int32
+	ready := func() {
+		if waiting.Add(-1) == 0 && s.OnReady != nil {
+			s.OnReady()
+		}
+	}
+	if !redisconn.Cluster(s.rdb) {
+		// One node holds every key: one read waits on them all.
+		waiting.Store(1)
+		s.read(ctx, out, s.keys, ready)
+		return nil
+	}
+	// On a cluster one command may only name keys of one slot, and every
+	// shard has its own: a reader per key, each on the key's master.
+	waiting.Store(int32(len(s.keys)))
+	var wg sync.WaitGroup
+	for _, k := range s.keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.read(ctx, out, []*streamKey{k}, ready)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// read is one reader of keys: it creates their groups, hands on what this
+// consumer had pending, then reads new entries and does the chores, calling
+// ready once all keys are ready, until ctx ends.
+func (s *Stream) read(ctx context.Context, out chan<- orders.Ref, keys []*streamKey, ready func()) {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 50 * time.Millisecond
 	b.MaxInterval = 2 * time.Second
 	b.MaxElapsedTime = 0
 	b.Reset() // the constructor already fixed the first interval at its default
-	ready := false
+	allReady, regroup := false, false
 	// Keep the pipeline's backlog short: unread entries wait in the stream,
 	// where any host of the group can take them.
 	highWater := max(4*int(s.count), 64)
 	var nextChores time.Time
 	for ctx.Err() == nil {
 		err := func() error {
-			if !ready {
-				if err := s.ensureGroup(ctx); err != nil {
+			if regroup {
+				if err := s.regroup(ctx, keys); err != nil {
 					return err
 				}
-				if err := s.readOwnPending(ctx, out); err != nil {
+				regroup = false
+			}
+			for _, k := range keys {
+				if k.ready {
+					continue
+				}
+				if _, err := s.ensureGroup(ctx, k, s.cfg.Start); err != nil {
 					return err
 				}
-				ready = true
-				s.logger.Info("reading stream", "stream", s.cfg.Key, "group", s.cfg.Group, "consumer", s.cfg.Consumer)
-				if s.OnReady != nil {
-					s.OnReady()
+				if err := s.readOwnPending(ctx, out, k); err != nil {
+					return err
 				}
+				k.ready = true
+				s.logger.Info("reading stream", "stream", k.key, "group", s.cfg.Group, "consumer", s.cfg.Consumer)
+			}
+			if !allReady {
+				allReady = true
+				ready()
 			}
 			if now := time.Now(); now.After(nextChores) {
-				if err := s.chores(ctx, out); err != nil {
-					return err
+				for _, k := range keys {
+					if err := s.chores(ctx, out, k); err != nil {
+						return err
+					}
 				}
 				nextChores = now.Add(s.choreEvery())
 			}
@@ -97,7 +157,7 @@ func (s *Stream) Run(ctx context.Context, out chan<- orders.Ref) error {
 				}
 				return nil
 			}
-			return s.readNew(ctx, out)
+			return s.readNew(ctx, out, keys)
 		}()
 		if err == nil {
 			b.Reset()
@@ -107,19 +167,41 @@ func (s *Stream) Run(ctx context.Context, out chan<- orders.Ref) error {
 			break
 		}
 		if redis.HasErrorPrefix(err, "NOGROUP") {
-			// The stream or the group was deleted. Whatever the new stream
+			// A stream or its group was deleted. Whatever the new stream
 			// holds is read from its start: done markers make a second
 			// look at an entry harmless, a skipped one would be lost.
-			s.logger.Warn("consumer group is gone; creating it again from the stream's start", "stream", s.cfg.Key, "group", s.cfg.Group)
-			s.recreate = true
-			ready = false
+			s.logger.Warn("consumer group is gone; creating it again from the stream's start", "streams", streamNames(keys), "group", s.cfg.Group)
+			regroup = true
 		}
 		s.metrics.RedisErrors.WithLabelValues("stream").Inc()
 		wait := b.NextBackOff()
-		s.logger.Error("reading the stream failed; retrying", "stream", s.cfg.Key, "error", err, "retry_in", wait)
+		s.logger.Error("reading the stream failed; retrying", "streams", streamNames(keys), "error", err, "retry_in", wait)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
+		}
+	}
+}
+
+func streamNames(keys []*streamKey) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k.key
+	}
+	return out
+}
+
+// regroup creates the group again, from the stream's start, on each of
+// keys that lost it. What this consumer handed on from a lost group will
+// never be acknowledged there.
+func (s *Stream) regroup(ctx context.Context, keys []*streamKey) error {
+	for _, k := range keys {
+		created, err := s.ensureGroup(ctx, k, "0")
+		if err != nil {
+			return err
+		}
+		if created {
+			clear(k.handedOn)
 		}
 	}
 	return nil
@@ -131,54 +213,67 @@ func (s *Stream) choreEvery() time.Duration {
 	return max(s.cfg.ClaimIdle/3, 50*time.Millisecond)
 }
 
-func (s *Stream) ensureGroup(ctx context.Context) error {
-	start := s.cfg.Start
-	if s.recreate {
-		start = "0"
+// ensureGroup creates the group on k, starting at start, unless it exists;
+// it reports whether it created it.
+func (s *Stream) ensureGroup(ctx context.Context, k *streamKey, start string) (bool, error) {
+	err := s.rdb.XGroupCreateMkStream(ctx, k.key, s.cfg.Group, start).Err()
+	if redis.HasErrorPrefix(err, "BUSYGROUP") {
+		return false, nil
 	}
-	err := s.rdb.XGroupCreateMkStream(ctx, s.cfg.Key, s.cfg.Group, start).Err()
-	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
-		return fmt.Errorf("create consumer group %s on %s: %w", s.cfg.Group, s.cfg.Key, err)
+	if err != nil {
+		return false, fmt.Errorf("create consumer group %s on %s: %w", s.cfg.Group, k.key, err)
 	}
-	return nil
+	return true, nil
 }
 
 // readOwnPending hands on what this consumer read before and did not
 // acknowledge (a host restarted under a fixed consumer name).
-func (s *Stream) readOwnPending(ctx context.Context, out chan<- orders.Ref) error {
+func (s *Stream) readOwnPending(ctx context.Context, out chan<- orders.Ref, k *streamKey) error {
 	start := "0"
 	for {
 		res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-			Group: s.cfg.Group, Consumer: s.cfg.Consumer, Streams: []string{s.cfg.Key, start}, Count: s.count,
+			Group: s.cfg.Group, Consumer: s.cfg.Consumer, Streams: []string{k.key, start}, Count: s.count,
 		}).Result()
 		if err != nil && err != redis.Nil {
-			return fmt.Errorf("read own pending entries of %s: %w", s.cfg.Key, err)
+			return fmt.Errorf("read own pending entries of %s: %w", k.key, err)
 		}
 		if len(res) == 0 || len(res[0].Messages) == 0 {
 			return nil
 		}
 		msgs := res[0].Messages
-		if err := s.emit(ctx, out, msgs, nil); err != nil {
+		if err := s.emit(ctx, out, k, msgs, nil); err != nil {
 			return err
 		}
 		start = msgs[len(msgs)-1].ID
 	}
 }
 
-func (s *Stream) readNew(ctx context.Context, out chan<- orders.Ref) error {
+// readNew reads entries never delivered from keys, waiting up to Block.
+func (s *Stream) readNew(ctx context.Context, out chan<- orders.Ref, keys []*streamKey) error {
+	streams := make([]string, 0, 2*len(keys))
+	for _, k := range keys {
+		streams = append(streams, k.key)
+	}
+	for range keys {
+		streams = append(streams, ">")
+	}
 	res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group: s.cfg.Group, Consumer: s.cfg.Consumer, Streams: []string{s.cfg.Key, ">"},
+		Group: s.cfg.Group, Consumer: s.cfg.Consumer, Streams: streams,
 		Count: s.count, Block: s.Block,
 	}).Result()
 	if err == redis.Nil || (err != nil && ctx.Err() != nil) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("read %s: %w", s.cfg.Key, err)
+		return fmt.Errorf("read %s: %w", strings.Join(streams[:len(keys)], ", "), err)
 	}
 	for _, st := range res {
-		if err := s.emit(ctx, out, st.Messages, nil); err != nil {
-			return err
+		for _, k := range keys {
+			if k.key == st.Stream {
+				if err := s.emit(ctx, out, k, st.Messages, nil); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil
@@ -186,23 +281,30 @@ func (s *Stream) readNew(ctx context.Context, out chan<- orders.Ref) error {
 
 // chores renews this consumer's leases, claims entries dead consumers left
 // pending, and updates the pending and lag gauges.
-func (s *Stream) chores(ctx context.Context, out chan<- orders.Ref) error {
-	if err := s.renew(ctx, out); err != nil {
+func (s *Stream) chores(ctx context.Context, out chan<- orders.Ref, k *streamKey) error {
+	if err := s.renew(ctx, out, k); err != nil {
 		return err
 	}
-	if err := s.claim(ctx, out); err != nil {
+	if err := s.claim(ctx, out, k); err != nil {
 		return err
 	}
-	groups, err := s.rdb.XInfoGroups(ctx, s.cfg.Key).Result()
+	groups, err := s.rdb.XInfoGroups(ctx, k.key).Result()
 	if err != nil {
-		return fmt.Errorf("read the state of group %s: %w", s.cfg.Group, err)
+		return fmt.Errorf("read the state of group %s on %s: %w", s.cfg.Group, k.key, err)
 	}
 	for _, g := range groups {
 		if g.Name == s.cfg.Group {
-			s.metrics.StreamPending.Set(float64(g.Pending))
-			s.metrics.StreamLag.Set(float64(g.Lag))
+			k.pending.Store(g.Pending)
+			k.lag.Store(g.Lag)
 		}
 	}
+	var pending, lag int64
+	for _, k := range s.keys {
+		pending += k.pending.Load()
+		lag += k.lag.Load()
+	}
+	s.metrics.StreamPending.Set(float64(pending))
+	s.metrics.StreamLag.Set(float64(lag))
 	return nil
 }
 
@@ -213,20 +315,20 @@ func (s *Stream) chores(ctx context.Context, out chan<- orders.Ref) error {
 // consumer that it never handed on (the reply that delivered it was lost) is
 // claimed again in full and handed on now. Entries no longer pending were
 // acknowledged and are forgotten.
-func (s *Stream) renew(ctx context.Context, out chan<- orders.Ref) error {
+func (s *Stream) renew(ctx context.Context, out chan<- orders.Ref, k *streamKey) error {
 	pending := map[string]struct{}{}
 	var known, lost []string
 	start := "-"
 	for {
 		page, err := s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
-			Stream: s.cfg.Key, Group: s.cfg.Group, Consumer: s.cfg.Consumer, Start: start, End: "+", Count: 1000,
+			Stream: k.key, Group: s.cfg.Group, Consumer: s.cfg.Consumer, Start: start, End: "+", Count: 1000,
 		}).Result()
 		if err != nil {
-			return fmt.Errorf("list own pending entries of %s: %w", s.cfg.Key, err)
+			return fmt.Errorf("list own pending entries of %s: %w", k.key, err)
 		}
 		for _, p := range page {
 			pending[p.ID] = struct{}{}
-			if _, ok := s.handedOn[p.ID]; ok {
+			if _, ok := k.handedOn[p.ID]; ok {
 				known = append(known, p.ID)
 			} else {
 				lost = append(lost, p.ID)
@@ -237,39 +339,39 @@ func (s *Stream) renew(ctx context.Context, out chan<- orders.Ref) error {
 		}
 		start = "(" + page[len(page)-1].ID
 	}
-	for id := range s.handedOn {
+	for id := range k.handedOn {
 		if _, ok := pending[id]; !ok {
-			delete(s.handedOn, id)
+			delete(k.handedOn, id)
 		}
 	}
 	for len(known) > 0 {
 		chunk := known[:min(len(known), 1000)]
 		known = known[len(chunk):]
 		err := s.rdb.XClaimJustID(ctx, &redis.XClaimArgs{
-			Stream: s.cfg.Key, Group: s.cfg.Group, Consumer: s.cfg.Consumer, MinIdle: 0, Messages: chunk,
+			Stream: k.key, Group: s.cfg.Group, Consumer: s.cfg.Consumer, MinIdle: 0, Messages: chunk,
 		}).Err()
 		if err != nil {
-			return fmt.Errorf("renew own pending entries of %s: %w", s.cfg.Key, err)
+			return fmt.Errorf("renew own pending entries of %s: %w", k.key, err)
 		}
 	}
 	for len(lost) > 0 {
 		chunk := lost[:min(len(lost), 1000)]
 		lost = lost[len(chunk):]
 		msgs, err := s.rdb.XClaim(ctx, &redis.XClaimArgs{
-			Stream: s.cfg.Key, Group: s.cfg.Group, Consumer: s.cfg.Consumer, MinIdle: 0, Messages: chunk,
+			Stream: k.key, Group: s.cfg.Group, Consumer: s.cfg.Consumer, MinIdle: 0, Messages: chunk,
 		}).Result()
 		if err != nil {
-			return fmt.Errorf("take back own pending entries of %s: %w", s.cfg.Key, err)
+			return fmt.Errorf("take back own pending entries of %s: %w", k.key, err)
 		}
 		if len(msgs) == 0 {
 			continue
 		}
-		s.logger.Warn("taking back pending entries whose delivery never arrived", "stream", s.cfg.Key, "entries", len(msgs), "first", msgs[0].ID)
-		deliveries, err := s.deliveries(ctx, msgs)
+		s.logger.Warn("taking back pending entries whose delivery never arrived", "stream", k.key, "entries", len(msgs), "first", msgs[0].ID)
+		deliveries, err := s.deliveries(ctx, k, msgs)
 		if err != nil {
 			return err
 		}
-		if err := s.emit(ctx, out, msgs, deliveries); err != nil {
+		if err := s.emit(ctx, out, k, msgs, deliveries); err != nil {
 			return err
 		}
 	}
@@ -279,24 +381,24 @@ func (s *Stream) renew(ctx context.Context, out chan<- orders.Ref) error {
 // claim takes over entries idle for claim_idle (XAUTOCLAIM). An entry
 // delivered more than max_deliveries times is handed on as poison: the
 // pipeline dead-letters and acknowledges it.
-func (s *Stream) claim(ctx context.Context, out chan<- orders.Ref) error {
+func (s *Stream) claim(ctx context.Context, out chan<- orders.Ref, k *streamKey) error {
 	start := "0-0"
 	for {
 		msgs, next, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-			Stream: s.cfg.Key, Group: s.cfg.Group, Consumer: s.cfg.Consumer,
+			Stream: k.key, Group: s.cfg.Group, Consumer: s.cfg.Consumer,
 			MinIdle: s.cfg.ClaimIdle, Start: start, Count: s.count,
 		}).Result()
 		if err != nil {
-			return fmt.Errorf("claim idle entries of %s: %w", s.cfg.Key, err)
+			return fmt.Errorf("claim idle entries of %s: %w", k.key, err)
 		}
 		if len(msgs) > 0 {
-			deliveries, err := s.deliveries(ctx, msgs)
+			deliveries, err := s.deliveries(ctx, k, msgs)
 			if err != nil {
 				return err
 			}
 			s.metrics.StreamClaimed.Add(float64(len(msgs)))
-			s.logger.Warn("claimed entries another consumer left pending", "stream", s.cfg.Key, "entries", len(msgs), "first", msgs[0].ID)
-			if err := s.emit(ctx, out, msgs, deliveries); err != nil {
+			s.logger.Warn("claimed entries another consumer left pending", "stream", k.key, "entries", len(msgs), "first", msgs[0].ID)
+			if err := s.emit(ctx, out, k, msgs, deliveries); err != nil {
 				return err
 			}
 		}
@@ -309,13 +411,13 @@ func (s *Stream) claim(ctx context.Context, out chan<- orders.Ref) error {
 
 // deliveries returns how often each of msgs (just claimed by this consumer)
 // has been delivered.
-func (s *Stream) deliveries(ctx context.Context, msgs []redis.XMessage) (map[string]int64, error) {
+func (s *Stream) deliveries(ctx context.Context, k *streamKey, msgs []redis.XMessage) (map[string]int64, error) {
 	pending, err := s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
-		Stream: s.cfg.Key, Group: s.cfg.Group, Consumer: s.cfg.Consumer,
+		Stream: k.key, Group: s.cfg.Group, Consumer: s.cfg.Consumer,
 		Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: int64(len(msgs)) + 1000,
 	}).Result()
 	if err != nil {
-		return nil, fmt.Errorf("read delivery counts of %s: %w", s.cfg.Key, err)
+		return nil, fmt.Errorf("read delivery counts of %s: %w", k.key, err)
 	}
 	out := make(map[string]int64, len(pending))
 	for _, p := range pending {
@@ -324,10 +426,10 @@ func (s *Stream) deliveries(ctx context.Context, msgs []redis.XMessage) (map[str
 	return out, nil
 }
 
-func (s *Stream) emit(ctx context.Context, out chan<- orders.Ref, msgs []redis.XMessage, deliveries map[string]int64) error {
+func (s *Stream) emit(ctx context.Context, out chan<- orders.Ref, k *streamKey, msgs []redis.XMessage, deliveries map[string]int64) error {
 	now := time.Now()
 	for _, m := range msgs {
-		ref := orders.Ref{Channel: s.cfg.Key, StreamID: m.ID, Received: now}
+		ref := orders.Ref{Channel: s.cfg.Key, Stream: k.key, StreamID: m.ID, Received: now}
 		ref.ID, _ = m.Values[StreamIDField].(string)
 		if ref.ID == "" {
 			ref.Poison = fmt.Sprintf("stream entry %s has no %q field holding an order id", m.ID, StreamIDField)
@@ -338,7 +440,7 @@ func (s *Stream) emit(ctx context.Context, out chan<- orders.Ref, msgs []redis.X
 		}
 		select {
 		case out <- ref:
-			s.handedOn[m.ID] = struct{}{}
+			k.handedOn[m.ID] = struct{}{}
 		case <-ctx.Done():
 			return errors.New("stopped with entries not handed on; they stay pending")
 		}
