@@ -29,12 +29,12 @@ func TestClusterTutorialEquivalence(t *testing.T) {
 	ctx := context.Background()
 	h := startHost(t, nil, clusterConfig(t, cl, false, ""))
 
-	gen := publish.NewGenerator(2020)
-	published := make([]publish.Order, 20000)
-	for i := range published {
-		published[i] = gen.Next()
+	// eventhost's publisher stores a chunk's hashes before it announces
+	// their ids: a pipeline across nodes keeps no order between them.
+	published, err := publish.NewPublisher(cc, channel, orderPrefix).PublishMany(ctx, publish.NewGenerator(2020), 20000, 0, nil)
+	if err != nil {
+		t.Fatalf("publish: %v", err)
 	}
-	publishOnCluster(t, ctx, cc, published, false)
 	waitApplied(t, cc, ids(published), bundled, 3*time.Minute)
 	if code := h.stop(t); code != 0 {
 		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
@@ -47,9 +47,7 @@ func TestClusterTutorialEquivalence(t *testing.T) {
 func clusterConfig(t *testing.T, cl *redistest.Cluster, stream bool, extra string) string {
 	t.Helper()
 	placeholder := &redistest.Server{Addr: "cluster.invalid:1"}
-	path := writeConfig(t, placeholder, "u8", extra)
-	path = replaceInConfig(t, path, fmt.Sprintf("redis { address = %q }", placeholder.Addr),
-		fmt.Sprintf("redis {\n  cluster { addresses = [%s] }\n}", quoteList(cl.Addrs())))
+	path := onCluster(t, writeConfig(t, placeholder, "u8", extra), placeholder, cl)
 	if stream {
 		path = replaceInConfig(t, path, fmt.Sprintf("source \"pubsub\" { channels = [%q] }", channel),
 			fmt.Sprintf(`source "stream" {
@@ -60,41 +58,6 @@ func clusterConfig(t *testing.T, cl *redistest.Cluster, stream bool, extra strin
 }`, channel, streamGroup))
 	}
 	return path
-}
-
-// publishOnCluster stores os and announces them (PUBLISH, or XADD to the
-// stream), 200 at a time: every hash of a chunk is stored, on whichever
-// node holds it, before any of its ids is announced (a pipeline across
-// nodes keeps no order between them).
-func publishOnCluster(t *testing.T, ctx context.Context, cc *redis.ClusterClient, os []publish.Order, stream bool) {
-	t.Helper()
-	for start := 0; start < len(os); start += 200 {
-		if err := announceChunk(ctx, cc, os[start:min(start+200, len(os))], stream); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func announceChunk(ctx context.Context, cc *redis.ClusterClient, chunk []publish.Order, stream bool) error {
-	pipe := cc.Pipeline()
-	for _, o := range chunk {
-		pipe.HSet(ctx, orderPrefix+o.ID, o.Fields()...)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("store orders: %w", err)
-	}
-	pipe = cc.Pipeline()
-	for _, o := range chunk {
-		if stream {
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: channel, Values: []any{publish.StreamIDField, o.ID}})
-		} else {
-			pipe.Publish(ctx, channel, o.ID)
-		}
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("announce orders: %w", err)
-	}
-	return nil
 }
 
 // dumpCluster reads every key of every master.
