@@ -145,6 +145,9 @@ func (a *Applier) applyCluster(ctx context.Context, b Batch, live []int, res Res
 	if err := r.check(ctx); err != nil {
 		return Result{}, err
 	}
+	if err := r.findLanded(ctx); err != nil {
+		return Result{}, err
+	}
 	if err := r.write(ctx); err != nil {
 		return Result{}, err
 	}
@@ -357,6 +360,39 @@ func (r *clusterRun) check(ctx context.Context) error {
 	}
 }
 
+// findLanded looks up, for each pair the check phase refused that has
+// effects in other slots, whether an earlier attempt landed it in one of
+// them (it is then partly applied). Refusals are rare: this costs nothing
+// on the common path.
+func (r *clusterRun) findLanded(ctx context.Context) error {
+	type probe struct {
+		w   int
+		cmd *redis.BoolCmd
+	}
+	var probes []probe
+	pipe := r.c.cc.Pipeline()
+	for w := range r.refused {
+		if len(r.slotsOf[w]) < 2 {
+			continue
+		}
+		for _, s := range r.slotsOf[w] {
+			probes = append(probes, probe{w, pipe.HExists(ctx, r.shares[s].record, pairField(r.writes[w]))})
+		}
+	}
+	if len(probes) == 0 {
+		return nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("read the records of %d refused pairs: %w", len(r.refused), err)
+	}
+	for _, p := range probes {
+		if p.cmd.Val() {
+			r.landed[p.w] = true
+		}
+	}
+	return nil
+}
+
 // write writes every share, re-planning the slots that found a pair
 // recorded already (another host applied it meanwhile) or, rarely, a value
 // or type changed since the check.
@@ -535,8 +571,10 @@ func plainShare(p *plan) bool {
 // "order" is the record, and its markers are the pairs' record fields.
 func encodeShare(p *plan, mode, nowUS, deadlineUS string) []any {
 	argv := []any{mode, nowUS, deadlineUS}
+	// The check phase does not read the record: the write phase does, in
+	// the same script as the write, and that is the read that counts.
 	var names []string
-	if len(p.orders) > 0 {
+	if len(p.orders) > 0 && mode == "write" {
 		names = p.sets[p.orders[0].set-1]
 	}
 	argv = append(argv, strconv.Itoa(len(names)))

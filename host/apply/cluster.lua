@@ -10,6 +10,7 @@
 -- ARGV:
 --   mode ('check' or 'write'), now_us, deadline_us,
 --   #pairs, pair*                            the pairs whose effects are in the ops
+--                                            (none in mode 'check': the write reads the record)
 --   #types, (key_idx, type)*                 every key written, with the type it needs
 --   #checks, (key_idx, kind, #fields, (field, #steps, (step, value)*)*)*
 --                                            as in apply.lua
