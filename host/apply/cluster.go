@@ -84,6 +84,10 @@ type clusterApply struct {
 
 	mu       sync.Mutex
 	cleanups []cleanup
+	// deadWritten holds the dead letters written by attempts of the batch
+	// being applied, so that a retry (the pipeline retries a batch until
+	// it lands) does not write them twice; cleared once a batch lands.
+	deadWritten map[string]bool
 	replicas map[string]replicaCount // node address → its connected replicas
 }
 
@@ -102,7 +106,7 @@ type replicaCount struct {
 func newClusterApply(cc *redis.ClusterClient) *clusterApply {
 	return &clusterApply{cc: cc, tags: slotTags(), script: redis.NewScript(clusterLua), mark: redis.NewScript(markLua),
 		check: redis.NewScript(strings.Replace(clusterLua, "#!lua\n", "#!lua flags=no-writes\n", 1)),
-		replicas: map[string]replicaCount{}}
+		replicas: map[string]replicaCount{}, deadWritten: map[string]bool{}}
 }
 
 // slotShare is one hash slot's share of a batch.
@@ -196,6 +200,9 @@ func (a *Applier) applyCluster(ctx context.Context, b Batch, live []int, res Res
 		return Result{}, err
 	}
 	r.scheduleCleanups(live, res)
+	c.mu.Lock()
+	clear(c.deadWritten)
+	c.mu.Unlock()
 	res.DeadLetters = dead
 	return res, nil
 }
@@ -616,8 +623,22 @@ func (r *clusterRun) deadLetters(ctx context.Context, dead []deadletter.Entry) e
 		return nil
 	}
 	nowMS := strconv.FormatInt(r.now.UnixMilli(), 10)
-	cmds := make([]nodeCmd, len(dead))
-	for i, d := range dead {
+	ident := func(d deadletter.Entry) string {
+		return strings.Join([]string{d.OrderKey, d.OrderID, d.Channel, d.Plugin, d.Reason}, "\x00")
+	}
+	r.c.mu.Lock()
+	var todo []deadletter.Entry
+	for _, d := range dead {
+		if !r.c.deadWritten[ident(d)] {
+			todo = append(todo, d)
+		}
+	}
+	r.c.mu.Unlock()
+	if len(todo) == 0 {
+		return nil
+	}
+	cmds := make([]nodeCmd, len(todo))
+	for i, d := range todo {
 		f := append(d.Fields(), "time_ms", nowMS)
 		values := make([]any, len(f))
 		for j, s := range f {
@@ -629,8 +650,16 @@ func (r *clusterRun) deadLetters(ctx context.Context, dead []deadletter.Entry) e
 		}
 		cmds[i] = nodeCmd{key: r.a.dlStream, xadd: args}
 	}
-	if err := r.c.run(ctx, cmds, r.a.WaitReplicas, r.a.WaitTimeout); err != nil {
-		return fmt.Errorf("write %d dead letters: %w", len(dead), err)
+	err := r.c.run(ctx, cmds, r.a.WaitReplicas, r.a.WaitTimeout)
+	r.c.mu.Lock()
+	for i, nc := range cmds {
+		if nc.xcmd != nil && nc.xcmd.Err() == nil {
+			r.c.deadWritten[ident(todo[i])] = true
+		}
+	}
+	r.c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("write %d dead letters: %w", len(todo), err)
 	}
 	return nil
 }
