@@ -36,6 +36,13 @@ func TestClusterTutorialEquivalence(t *testing.T) {
 		t.Fatalf("publish: %v", err)
 	}
 	waitApplied(t, cc, ids(published), bundled, 3*time.Minute)
+	// The records shrink by themselves: the host deletes its entries
+	// RecordKeep after their markers, idle or not.
+	idle := time.Now()
+	waitFor(t, apply.RecordKeep+10*time.Second, "the running host to delete its record entries", func() bool {
+		return recordEntries(t, ctx, cc) == 0
+	})
+	t.Logf("the idle host deleted every record entry %s after the last order was applied", time.Since(idle).Round(100*time.Millisecond))
 	if code := h.stop(t); code != 0 {
 		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
 	}
@@ -58,6 +65,26 @@ func clusterConfig(t *testing.T, cl *redistest.Cluster, stream bool, extra strin
 }`, channel, streamGroup))
 	}
 	return path
+}
+
+// recordEntries counts the fields of every idempotency record.
+func recordEntries(t *testing.T, ctx context.Context, cc *redis.ClusterClient) int {
+	t.Helper()
+	n := 0
+	err := redisconn.ForEachMaster(ctx, cc, func(ctx context.Context, node redis.UniversalClient) error {
+		keys, err := node.Keys(ctx, apply.RecordPrefix+"*").Result()
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			n += int(node.HLen(ctx, k).Val())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // dumpCluster reads every key of every master.
