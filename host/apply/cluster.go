@@ -88,7 +88,7 @@ type clusterApply struct {
 	// being applied, so that a retry (the pipeline retries a batch until
 	// it lands) does not write them twice; cleared once a batch lands.
 	deadWritten map[string]bool
-	replicas map[string]replicaCount // node address → its connected replicas
+	replicas    map[string]replicaCount // node address → its connected replicas
 }
 
 // cleanup is record entries to delete once due.
@@ -105,7 +105,7 @@ type replicaCount struct {
 
 func newClusterApply(cc *redis.ClusterClient) *clusterApply {
 	return &clusterApply{cc: cc, tags: slotTags(), script: redis.NewScript(clusterLua), mark: redis.NewScript(markLua),
-		check: redis.NewScript(strings.Replace(clusterLua, "#!lua\n", "#!lua flags=no-writes\n", 1)),
+		check:    redis.NewScript(strings.Replace(clusterLua, "#!lua\n", "#!lua flags=no-writes\n", 1)),
 		replicas: map[string]replicaCount{}, deadWritten: map[string]bool{}}
 }
 
