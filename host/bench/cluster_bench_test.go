@@ -190,7 +190,7 @@ plugin "sales-histogram" {
 }
 plugin "events-summary" {}
 plugin "customer-invoices" {}
-`, redisBlock, channel, testbin.PluginDir(b), maxOrders, maxWait.String(),
+`, redisBlock, channel, testbin.PluginDir(b), maxOrders, batchWait().String(),
 		histogramConfig["counter"], histogramConfig["overflow"], histogramConfig["timezone"])
 	path := filepath.Join(b.TempDir(), "bench.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
