@@ -1,7 +1,9 @@
 // Package apply writes the outcome of one batch to Redis in a single atomic
 // step: every plugin's effects for every order, each (plugin, order) pair's
 // done marker, and the batch's dead letters. A pair whose marker is already
-// set is skipped, which makes redelivered orders harmless.
+// set is skipped, which makes redelivered orders harmless. On a Redis
+// Cluster, where one script may only touch one hash slot, a batch lands
+// slot by slot instead, each pair still exactly once (cluster.go).
 package apply
 
 import (
@@ -126,7 +128,7 @@ type Applier struct {
 	// WaitReplicas, on a Redis Cluster, is how many replicas each master's
 	// share of a batch must reach (WAIT) before the orders are marked done,
 	// so that a failover cannot lose effects whose markers survive; 0 waits
-	// for none. A master with fewer replicas connected is waited for all it
+	// for none. A master with fewer replicas online is waited for all it
 	// has. WaitTimeout bounds each WAIT; past it the batch is retried.
 	WaitReplicas int
 	WaitTimeout  time.Duration
