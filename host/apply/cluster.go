@@ -116,9 +116,11 @@ type slotShare struct {
 	effects map[int][]sdk.Effect // each write's effects in the slot
 	done    map[int]bool         // writes recorded in the slot already
 	// Set while the share is run: the plan and which write each of the
-	// plan's writes is.
-	plan *plan
-	of   []int
+	// plan's writes is; fresh while they reflect the refused and done
+	// writes (planning every slot of a batch is the host's main cost).
+	plan  *plan
+	of    []int
+	fresh bool
 }
 
 // clusterRun is one attempt to apply a batch on a cluster.
@@ -307,7 +309,13 @@ func (r *clusterRun) plan() []int {
 		var slots []int
 		changed := false
 		for s, sh := range r.shares {
-			sh.plan, sh.of = nil, nil
+			if sh.fresh {
+				if sh.plan != nil {
+					slots = append(slots, s)
+				}
+				continue
+			}
+			sh.plan, sh.of, sh.fresh = nil, nil, true
 			var sub []Write
 			for _, w := range sh.writes {
 				if _, out := r.refused[w]; out || sh.done[w] {
@@ -327,7 +335,7 @@ func (r *clusterRun) plan() []int {
 			}
 			sh.plan = newPlan(sub, all, sh.record, nil, refused)
 			for i, out := range refused {
-				r.refused[sh.of[i]] = out
+				r.refuse(sh.of[i], out)
 				changed = true
 			}
 			slots = append(slots, s)
@@ -336,6 +344,14 @@ func (r *clusterRun) plan() []int {
 			slices.Sort(slots)
 			return slots
 		}
+	}
+}
+
+// refuse leaves w out of every slot.
+func (r *clusterRun) refuse(w int, out leftOut) {
+	r.refused[w] = out
+	for _, s := range r.slotsOf[w] {
+		r.shares[s].fresh = false
 	}
 }
 
@@ -424,6 +440,7 @@ func (r *clusterRun) write(ctx context.Context) error {
 		for i, s := range slots {
 			if problems[i] == nil {
 				sh := r.shares[s]
+				sh.fresh = false
 				for _, w := range sh.of {
 					sh.done[w] = true
 					r.landed[w] = true
@@ -474,13 +491,14 @@ func (r *clusterRun) takeProblems(slots []int, problems [][]string) bool {
 		for j, lo := range out {
 			w := sh.of[j]
 			if lo.status == AlreadyDone {
+				sh.fresh = false
 				sh.done[w] = true
 				r.landed[w] = true
 				r.recorded[w] = append(r.recorded[w], s)
 				continue
 			}
 			if _, ok := r.refused[w]; !ok {
-				r.refused[w] = lo
+				r.refuse(w, lo)
 			}
 		}
 	}
