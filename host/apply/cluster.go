@@ -121,6 +121,12 @@ type slotShare struct {
 	plan  *plan
 	of    []int
 	fresh bool
+	// plainKey is set when every effect in the slot adds set members to
+	// this one key: Redis adds a member once however often it is sent, so
+	// the share is written with plain SADDs of members, without plan,
+	// script or record, and a redo is exact without one.
+	plainKey string
+	members  []string
 }
 
 // clusterRun is one attempt to apply a batch on a cluster.
@@ -299,6 +305,21 @@ func (r *clusterRun) share(live []int) {
 			sh.effects[w] = append(sh.effects[w], e)
 		}
 	}
+	for _, sh := range r.shares {
+		key := ""
+		for _, es := range sh.effects {
+			for _, e := range es {
+				if e.Command != "SADD" || key != "" && e.Key != key {
+					key = "\x00"
+					break
+				}
+				key = e.Key
+			}
+		}
+		if key != "\x00" {
+			sh.plainKey = key
+		}
+	}
 }
 
 // plan plans each share without its refused writes and those recorded in
@@ -310,12 +331,27 @@ func (r *clusterRun) plan() []int {
 		changed := false
 		for s, sh := range r.shares {
 			if sh.fresh {
-				if sh.plan != nil {
+				if len(sh.of) > 0 {
 					slots = append(slots, s)
 				}
 				continue
 			}
-			sh.plan, sh.of, sh.fresh = nil, nil, true
+			sh.plan, sh.of, sh.members, sh.fresh = nil, nil, nil, true
+			if sh.plainKey != "" {
+				for _, w := range sh.writes {
+					if _, out := r.refused[w]; out || sh.done[w] {
+						continue
+					}
+					sh.of = append(sh.of, w)
+					for _, e := range sh.effects[w] {
+						sh.members = append(sh.members, e.Args...)
+					}
+				}
+				if len(sh.of) > 0 {
+					slots = append(slots, s)
+				}
+				continue
+			}
 			var sub []Write
 			for _, w := range sh.writes {
 				if _, out := r.refused[w]; out || sh.done[w] {
@@ -444,7 +480,7 @@ func (r *clusterRun) write(ctx context.Context) error {
 				for _, w := range sh.of {
 					sh.done[w] = true
 					r.landed[w] = true
-					if !plainShare(sh.plan) {
+					if sh.plainKey == "" {
 						r.recorded[w] = append(r.recorded[w], s)
 					}
 				}
@@ -485,6 +521,17 @@ func (r *clusterRun) takeProblems(slots []int, problems [][]string) bool {
 		}
 		any = true
 		sh := r.shares[s]
+		if sh.plainKey != "" {
+			// One problem: the key is not a set ("plain <type>").
+			have := strings.TrimPrefix(problems[i][0], "plain ")
+			reason := fmt.Sprintf("refused effect: key %s holds a %s, but its effects need a set", sh.plainKey, have)
+			for _, w := range sh.of {
+				if _, ok := r.refused[w]; !ok {
+					r.refuse(w, leftOut{Refused, reason})
+				}
+			}
+			continue
+		}
 		out := map[int]leftOut{}
 		// leaveOut cannot fail here: runShares checked the problems.
 		_ = r.a.leaveOut(sh.plan, problems[i], out)
@@ -515,13 +562,20 @@ func (r *clusterRun) runShares(ctx context.Context, slots []int, mode string) ([
 	for i, s := range slots {
 		sh := r.shares[s]
 		first[i] = len(cmds)
-		if mode == "write" && plainShare(sh.plan) {
-			for _, o := range sh.plan.accs[0].ops() {
-				args := []any{o.cmd, sh.plan.keys[o.key-1]}
-				for _, a := range o.args {
+		if sh.plainKey != "" {
+			if mode == "check" {
+				// All Redis could refuse is the key's type.
+				cmds = append(cmds, nodeCmd{key: sh.record, args: []any{"TYPE", sh.plainKey}})
+				continue
+			}
+			for m := sh.members; len(m) > 0; {
+				n := min(len(m), chunk)
+				args := []any{"SADD", sh.plainKey}
+				for _, a := range m[:n] {
 					args = append(args, a)
 				}
-				cmds = append(cmds, nodeCmd{key: sh.record, args: args, acc: sh.plan.accOf(sh.plan.keys[o.key-1])})
+				cmds = append(cmds, nodeCmd{key: sh.record, args: args})
+				m = m[n:]
 			}
 			continue
 		}
@@ -552,14 +606,24 @@ func (r *clusterRun) runShares(ctx context.Context, slots []int, mode string) ([
 		var problems []string
 		for _, nc := range cmds[first[i]:end] {
 			if nc.script == nil {
-				// A plain write: only WRONGTYPE comes back (run failed
-				// on anything else).
-				if nc.cmd.Err() != nil {
-					have, err := r.c.cc.Type(ctx, nc.acc.key).Result()
-					if err != nil {
-						return nil, fmt.Errorf("type of %s: %w", nc.acc.key, err)
+				// A plain command: TYPE in the check, SADD in the write,
+				// whose only error here is WRONGTYPE (run failed on
+				// anything else).
+				have := ""
+				switch {
+				case mode == "check":
+					if t := nc.cmd.Val(); t != "none" && t != "set" {
+						have, _ = t.(string)
 					}
-					problems = append(problems, fmt.Sprintf("type %d %s", nc.acc.idx, have))
+				case nc.cmd.Err() != nil:
+					t, err := r.c.cc.Type(ctx, sh.plainKey).Result()
+					if err != nil {
+						return nil, fmt.Errorf("type of %s: %w", sh.plainKey, err)
+					}
+					have = t
+				}
+				if have != "" && problems == nil {
+					problems = []string{"plain " + have}
 				}
 				continue
 			}
@@ -574,7 +638,7 @@ func (r *clusterRun) runShares(ctx context.Context, slots []int, mode string) ([
 		}
 		// Check the problems now, so that takeProblems cannot meet a
 		// malformed one.
-		if problems != nil {
+		if problems != nil && sh.plainKey == "" {
 			if err := r.a.leaveOut(sh.plan, problems, map[int]leftOut{}); err != nil {
 				return nil, fmt.Errorf("slot of %s: %w", sh.record, err)
 			}
@@ -582,14 +646,6 @@ func (r *clusterRun) runShares(ctx context.Context, slots []int, mode string) ([
 		out[i] = problems
 	}
 	return out, nil
-}
-
-// plainShare reports whether a share writes only set members to one key,
-// which Redis adds once however often they are sent: it is written with
-// plain SADDs, without the script and without a record, and a redo adds
-// nothing twice.
-func plainShare(p *plan) bool {
-	return len(p.accs) == 1 && p.accs[0].family == "set"
 }
 
 // encodeShare lays a share's plan out for cluster.lua. The plan's one
@@ -825,10 +881,8 @@ type nodeCmd struct {
 	keys   []string
 	argv   []any
 	xadd   *redis.XAddArgs
-	// args is a plain command; a WRONGTYPE reply to it is the caller's
-	// (acc is the key it writes).
+	// args is a plain command; a WRONGTYPE reply to it is the caller's.
 	args []any
-	acc  *keyAcc
 
 	cmd  *redis.Cmd
 	xcmd *redis.StringCmd

@@ -159,6 +159,33 @@ func TestCluster(t *testing.T) {
 		if res, err := a.Apply(ctx, Batch{Writes: []Write{w0}}); err != nil || res.Statuses[0] != Refused || res.Reasons[0] != want {
 			t.Errorf("single-slot pair on a key of another type: %v %v %v, want Refused: %s", res.Statuses, res.Reasons, err, want)
 		}
+		// A set key of another type, written with plain SADDs: refused in
+		// the check (the pair's hash in another slot stays untouched) and,
+		// for a pair within one slot, by the write itself.
+		strKey, hashKey := p+"notaset", p+"tally"
+		if slotOf(strKey) == slotOf(hashKey) {
+			t.Fatal("test keys share a slot")
+		}
+		cl.Client().Set(ctx, strKey, "x", 0)
+		w5 := Write{OrderKey: p + "o5", Marker: orders.DoneField("inv"), Plugin: "inv", OrderID: "o5", Channel: "c",
+			Effects: []sdk.Effect{{Command: "SADD", Key: strKey, Args: []string{"o5"}}, {Command: "HINCRBY", Key: hashKey, Args: []string{"n", "1"}}}}
+		w6 := Write{OrderKey: p + "o6", Marker: orders.DoneField("one"), Plugin: "one", OrderID: "o6", Channel: "c",
+			Effects: []sdk.Effect{{Command: "SADD", Key: strKey, Args: []string{"o6"}}}}
+		createOrders(t, ctx, cl.Client(), nil, Batch{Writes: []Write{w5, w6}})
+		setWant := "refused effect: key refuse:notaset holds a string, but its effects need a set"
+		for _, w := range []Write{w5, w6} {
+			res, err := a.Apply(ctx, Batch{Writes: []Write{w}})
+			if err != nil || res.Statuses[0] != Refused || res.Reasons[0] != setWant {
+				t.Errorf("%s: %v %v %v, want Refused: %s", w.OrderID, res.Statuses, res.Reasons, err, setWant)
+			}
+		}
+		if n := cl.Client().Exists(ctx, hashKey).Val(); n != 0 {
+			t.Errorf("%s exists: the refused pair's effect in another slot landed", hashKey)
+		}
+		if got := cl.Client().Get(ctx, strKey).Val(); got != "x" {
+			t.Errorf("%s = %q, want it untouched", strKey, got)
+		}
+
 		m := cl.Client().HMGet(ctx, w1.OrderKey, w1.Marker, orders.DeadField("inv")).Val()
 		if m[0] != nil || m[1] == nil {
 			t.Errorf("order o1 markers done=%v dead=%v, want no done marker and a dead marker", m[0], m[1])
