@@ -3,7 +3,6 @@ package apply
 import (
 	"context"
 	_ "embed"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -23,12 +22,14 @@ import (
 // batch lands slot by slot (docs/design.md, "Redis topologies"):
 //
 //  1. read each order's markers (pairs done already are left out);
-//  2. check every slot's share with cluster.lua, writing nothing: a pair
-//     Redis would refuse in one slot is refused in all of them, so a pair
-//     lands wholly or not at all;
+//  2. check, writing nothing, every slot holding a pair whose effects span
+//     several slots (cluster.lua declared read-only): a pair Redis would
+//     refuse in one slot is refused in all of them, so a pair lands wholly
+//     or not at all;
 //  3. write every slot's share with cluster.lua, which also records, in the
 //     slot's own idempotency record, the pairs it applied, and skips pairs
-//     recorded there already (a redo after a crash, or another host);
+//     recorded there already (a redo after a crash, or another host); a
+//     slot that only adds members to one set gets plain SADDs instead;
 //     then WAIT for the nodes' replicas;
 //  4. write dead letters, then set the orders' markers (mark.lua), then
 //     delete replayed dead letters and acknowledge stream entries.
@@ -38,6 +39,9 @@ import (
 // be writing the pair; the record makes it skip. Such a late attempt cannot
 // write after attemptWindow: cluster.lua refuses a write once Redis' clock
 // passes the attempt's deadline.
+//
+// cluster_nodes.go runs the commands on the masters (and WAITs);
+// cluster_records.go keeps the records bounded.
 
 //go:embed cluster.lua
 var clusterLua string
@@ -90,47 +94,6 @@ type clusterApply struct {
 	// it lands) does not write them twice; cleared once a batch lands.
 	deadWritten map[string]bool
 	replicas    map[string]replicaCount // node address → its connected replicas
-}
-
-// cleanup is record entries to delete once due.
-type cleanup struct {
-	due time.Time
-	key string
-	// fields are the record fields, packed (packFields): a host keeps
-	// RecordKeep's worth of them, and a byte slice is one object the
-	// garbage collector need not scan, where strings are one pointer each.
-	fields []byte
-}
-
-// packFields packs fields into one byte slice: each as a uvarint length
-// and its bytes.
-func packFields(fields []string) []byte {
-	n := 0
-	for _, f := range fields {
-		n += binary.MaxVarintLen64 + len(f)
-	}
-	b := make([]byte, 0, n)
-	for _, f := range fields {
-		b = binary.AppendUvarint(b, uint64(len(f)))
-		b = append(b, f...)
-	}
-	return b
-}
-
-// unpackFields returns the fields packFields packed.
-func unpackFields(b []byte) []string {
-	var out []string
-	for len(b) > 0 {
-		n, k := binary.Uvarint(b)
-		out = append(out, string(b[k:k+int(n)]))
-		b = b[k+int(n):]
-	}
-	return out
-}
-
-type replicaCount struct {
-	n    int
-	seen time.Time
 }
 
 func newClusterApply(cc *redis.ClusterClient) *clusterApply {
@@ -850,329 +813,6 @@ func (r *clusterRun) settle(ctx context.Context, b Batch) error {
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("delete %d replayed dead letters and acknowledge %d entries: %w", len(b.Replayed), len(b.Acks), err)
-	}
-	return nil
-}
-
-// scheduleCleanups queues the record entries of the writes now marked done
-// (by this host or another) for deletion once RecordKeep has passed.
-func (r *clusterRun) scheduleCleanups(live []int, res Result) {
-	byKey := map[string][]string{}
-	var keys []string
-	for _, w := range live {
-		if st := res.Statuses[w]; st != Applied && st != AlreadyDone {
-			continue
-		}
-		for _, s := range r.recorded[w] {
-			k := recordKey(r.c.tags[s])
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], pairField(r.writes[w]))
-		}
-	}
-	due := r.a.now().Add(RecordKeep)
-	var cls []cleanup
-	for _, k := range keys {
-		cls = append(cls, cleanup{due: due, key: k, fields: packFields(byKey[k])})
-	}
-	r.c.requeue(cls)
-}
-
-// dueCleanups takes the cleanups due at now.
-func (c *clusterApply) dueCleanups(now time.Time) []cleanup {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for n < len(c.cleanups) && !c.cleanups[n].due.After(now) {
-		n++
-	}
-	due := slices.Clone(c.cleanups[:n])
-	c.cleanups = slices.Delete(c.cleanups, 0, n)
-	return due
-}
-
-// requeue puts cleanups back in due order.
-func (c *clusterApply) requeue(cls []cleanup) {
-	if len(cls) == 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.cleanups = append(c.cleanups, cls...)
-	slices.SortStableFunc(c.cleanups, func(a, b cleanup) int { return a.due.Compare(b.due) })
-}
-
-// nodeCmd is one command run on the master of key's slot: a script (keys,
-// argv) or an XADD.
-type nodeCmd struct {
-	key    string
-	script *redis.Script
-	keys   []string
-	argv   []any
-	xadd   *redis.XAddArgs
-	// args is a plain command; a WRONGTYPE reply to it is the caller's.
-	args []any
-
-	cmd  *redis.Cmd
-	xcmd *redis.StringCmd
-}
-
-// run runs cmds on the masters of their slots, each master's in one
-// pipeline, the masters in parallel. With wait > 0 each pipeline ends with
-// WAIT, so that run returns once each master's writes reached wait of its
-// replicas (or all it has, when it has fewer). A redirect (MOVED, ASK: a
-// slot moved) refreshes the client's slot map and fails the call; the
-// caller's retry is exact thanks to the records.
-func (c *clusterApply) run(ctx context.Context, cmds []nodeCmd, wait int, waitTimeout time.Duration) error {
-	type group struct {
-		node *redis.Client
-		cmds []*nodeCmd
-	}
-	var groups []*group
-	byAddr := map[string]*group{}
-	for i := range cmds {
-		node, err := c.cc.MasterForKey(ctx, cmds[i].key)
-		if err != nil {
-			return fmt.Errorf("find the master of %s: %w", cmds[i].key, err)
-		}
-		g := byAddr[node.Options().Addr]
-		if g == nil {
-			g = &group{node: node}
-			byAddr[node.Options().Addr] = g
-			groups = append(groups, g)
-		}
-		g.cmds = append(g.cmds, &cmds[i])
-	}
-	errs := make([]error, len(groups))
-	var wg sync.WaitGroup
-	for i, g := range groups {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = c.runOn(ctx, g.node, g.cmds, wait, waitTimeout)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		c.cc.ReloadState(ctx)
-		return err
-	}
-	return nil
-}
-
-// runOn runs cmds on one master, loading a script it lacks (a promoted
-// replica may) and running again the commands that needed it.
-func (c *clusterApply) runOn(ctx context.Context, node *redis.Client, cmds []*nodeCmd, wait int, waitTimeout time.Duration) error {
-	addr := node.Options().Addr
-	for try := 0; ; try++ {
-		pipe := node.Pipeline()
-		for _, nc := range cmds {
-			switch {
-			case nc.xadd != nil:
-				nc.xcmd = pipe.XAdd(ctx, nc.xadd)
-			case nc.args != nil:
-				nc.cmd = pipe.Do(ctx, nc.args...)
-			default:
-				nc.cmd = nc.script.EvalSha(ctx, pipe, nc.keys, nc.argv...)
-			}
-		}
-		want := 0
-		var waitCmd *redis.Cmd
-		if wait > 0 {
-			want = min(wait, c.replicaCount(ctx, node, wait))
-			if want > 0 {
-				waitCmd = pipe.Do(ctx, "WAIT", want, waitTimeout.Milliseconds())
-			}
-		}
-		_, _ = pipe.Exec(ctx)
-		var missing []*nodeCmd
-		for _, nc := range cmds {
-			var err error
-			if nc.xcmd != nil {
-				err = nc.xcmd.Err()
-			} else {
-				err = nc.cmd.Err()
-			}
-			switch {
-			case err == nil:
-			case nc.args != nil && redis.HasErrorPrefix(err, "WRONGTYPE"):
-			case redis.HasErrorPrefix(err, "NOSCRIPT") && try == 0:
-				missing = append(missing, nc)
-			default:
-				return fmt.Errorf("on %s: %w", addr, err)
-			}
-		}
-		if len(missing) > 0 {
-			for _, s := range []*redis.Script{c.script, c.check, c.mark} {
-				if err := s.Load(ctx, node).Err(); err != nil {
-					return fmt.Errorf("load script on %s: %w", addr, err)
-				}
-			}
-			cmds = missing
-			continue
-		}
-		if waitCmd == nil {
-			return nil
-		}
-		got, err := waitCmd.Int64()
-		if err != nil {
-			return fmt.Errorf("WAIT on %s: %w", addr, err)
-		}
-		if int(got) < want {
-			// The master may have lost a replica meanwhile: ask again
-			// next time, and retry.
-			c.forgetReplicas(addr)
-			return replicaShortfall(fmt.Sprintf("NOREPLICAS writes on %s reached %d of %d replicas within %s (redis.cluster.wait_timeout); retrying", addr, got, want, waitTimeout))
-		}
-		return nil
-	}
-}
-
-// replicaShortfall is a WAIT that fewer replicas acknowledged than asked
-// for: a Redis reply in all but name, classified (rediserr) like the
-// NOREPLICAS error a master with min-replicas-to-write gives.
-type replicaShortfall string
-
-func (e replicaShortfall) Error() string { return string(e) }
-
-// RedisError marks it as a reply from Redis (redis.Error).
-func (replicaShortfall) RedisError() {}
-
-// replicaCountTTL is how long a master's replica count is trusted.
-const replicaCountTTL = 2 * time.Second
-
-// replicaCount returns how many replicas node has connected, asking at most
-// every replicaCountTTL; on error it assumes want.
-func (c *clusterApply) replicaCount(ctx context.Context, node *redis.Client, want int) int {
-	addr := node.Options().Addr
-	c.mu.Lock()
-	rc, ok := c.replicas[addr]
-	c.mu.Unlock()
-	if ok && time.Since(rc.seen) < replicaCountTTL {
-		return rc.n
-	}
-	info, err := node.Info(ctx, "replication").Result()
-	if err != nil {
-		return want
-	}
-	// A replica still loading its first copy is connected but does not
-	// acknowledge: count those online only.
-	n := 0
-	for _, line := range strings.Split(info, "\n") {
-		if strings.HasPrefix(line, "slave") && strings.Contains(line, "state=online") {
-			n++
-		}
-	}
-	c.mu.Lock()
-	c.replicas[addr] = replicaCount{n: n, seen: time.Now()}
-	c.mu.Unlock()
-	return n
-}
-
-func (c *clusterApply) forgetReplicas(addr string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.replicas, addr)
-}
-
-// SweepRecords deletes, on a Redis Cluster, the idempotency record entries
-// a host lost track of by dying before it deleted them: those of pairs
-// marked done more than RecordKeep ago, and of orders deleted since. It
-// returns how many entries it deleted and how many are left. Elsewhere it
-// does nothing.
-func (a *Applier) SweepRecords(ctx context.Context) (deleted, left int, err error) {
-	if a.cluster == nil {
-		return 0, 0, nil
-	}
-	c := a.cluster
-	keys := make([]string, len(c.tags))
-	for s, tag := range c.tags {
-		keys[s] = recordKey(tag)
-	}
-	pipe := c.cc.Pipeline()
-	lens := make([]*redis.IntCmd, len(keys))
-	for i, k := range keys {
-		lens[i] = pipe.HLen(ctx, k)
-	}
-	if cmds, _ := pipe.Exec(ctx); orders.RoundTripError(cmds) != nil {
-		return 0, 0, fmt.Errorf("sweep records: %w", orders.RoundTripError(cmds))
-	}
-	now := a.now()
-	for i, k := range keys {
-		if lens[i].Val() == 0 {
-			continue
-		}
-		entries, err := c.cc.HGetAll(ctx, k).Result()
-		if err != nil {
-			return deleted, left, fmt.Errorf("sweep record %s: %w", k, err)
-		}
-		type entry struct {
-			field string
-			at    int64
-			cmd   *redis.SliceCmd
-		}
-		var es []entry
-		pipe := c.cc.Pipeline()
-		for f, v := range entries {
-			marker, order, ok := strings.Cut(f, " ")
-			at, _ := strconv.ParseInt(v, 10, 64)
-			if !ok {
-				continue
-			}
-			es = append(es, entry{field: f, at: at, cmd: pipe.HMGet(ctx, order, "ts", marker)})
-		}
-		if cmds, _ := pipe.Exec(ctx); orders.RoundTripError(cmds) != nil {
-			return deleted, left, fmt.Errorf("sweep record %s: %w", k, orders.RoundTripError(cmds))
-		}
-		cut := now.Add(-RecordKeep).UnixMicro()
-		var drop []string
-		for _, e := range es {
-			vals, err := e.cmd.Result()
-			switch {
-			case err != nil || vals[0] == nil:
-				// The order is gone; so is any attempt that read it
-				// before it went, once RecordKeep has passed.
-				if e.at < cut {
-					drop = append(drop, e.field)
-				}
-			case vals[1] != nil:
-				if at, _ := strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64); at < cut {
-					drop = append(drop, e.field)
-				}
-			}
-		}
-		left += len(entries) - len(drop)
-		if len(drop) > 0 {
-			if err := c.cc.HDel(ctx, k, drop...).Err(); err != nil {
-				return deleted, left, fmt.Errorf("sweep record %s: %w", k, err)
-			}
-			deleted += len(drop)
-		}
-	}
-	return deleted, left, nil
-}
-
-// FlushRecordCleanups deletes the idempotency record entries whose time has
-// come (RecordKeep after their pairs were marked done), as every Apply does
-// first: a host with no batch to apply calls it now and then, so that the
-// records shrink when the orders stop. Elsewhere it does nothing.
-func (a *Applier) FlushRecordCleanups(ctx context.Context) error {
-	if a.cluster == nil {
-		return nil
-	}
-	due := a.cluster.dueCleanups(a.now())
-	if len(due) == 0 {
-		return nil
-	}
-	pipe := a.cluster.cc.Pipeline()
-	for _, cl := range due {
-		pipe.HDel(ctx, cl.key, unpackFields(cl.fields)...)
-	}
-	cmds, _ := pipe.Exec(ctx)
-	if err := orders.RoundTripError(cmds); err != nil {
-		a.cluster.requeue(due)
-		return fmt.Errorf("delete record entries: %w", err)
 	}
 	return nil
 }
