@@ -76,12 +76,6 @@ func New(cfg *config.Config, logger hclog.Logger, m *metrics.Metrics) *Daemon {
 // Run runs the host until ctx ends, then drains and returns nil; an error
 // means it could not start or could not go on.
 func (d *Daemon) Run(ctx context.Context) error {
-	if d.cfg.Redis.Cluster != nil {
-		// One apply script writes a whole batch; a cluster refuses keys of
-		// several hash slots in one script (CROSSSLOT). Refuse at start
-		// rather than pause for ever on the first batch.
-		return fmt.Errorf("redis cluster: eventhost run cannot yet apply a batch across hash slots exactly once (see docs/design.md, Redis topologies); use a single node or Sentinel")
-	}
 	d.Notifier.Status("connecting to Redis at %s", d.cfg.Redis.Where())
 	rdb, err := redisconn.New(d.cfg.Redis)
 	if err != nil {
@@ -105,6 +99,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if d.cfg.UI.Listen != "" {
 		defer d.serveDashboard(ctx, rdb, eng)()
+	}
+
+	if d.cfg.Redis.Cluster != nil {
+		defer d.sweepRecords(ctx, eng.Applier)()
 	}
 
 	// The intake channel has several producers (the source, catch-up); it
