@@ -115,12 +115,17 @@ func ratios(a, b []float64) string {
 
 // BenchmarkCatchUp stores orders no plugin has seen (published while the
 // host was down) and times a host start until every plugin applied all of
-// them: plugin launch, the catch-up scan and the processing.
+// them: plugin launch, the catch-up scan and the processing. Meanwhile live
+// orders are published at BENCH_LIVE_RATE (2,000/s) from the moment the host
+// is ready, and their latency is reported (see measureLatency): they must
+// not queue behind the catch-up.
 func BenchmarkCatchUp(b *testing.B) {
 	n := envInt("BENCH_CATCHUP_ORDERS", 100000)
+	liveRate := envInt("BENCH_LIVE_RATE", 2000)
 	srv := redistest.Start(b)
 	rdb := srv.Client()
 	ctx := context.Background()
+	testbin.Dir(b) // built now, not while a start is timed
 	for i := 0; i < b.N; i++ {
 		if err := rdb.FlushAll(ctx).Err(); err != nil {
 			b.Fatal(err)
@@ -141,21 +146,38 @@ func BenchmarkCatchUp(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		if err := rdb.ConfigSet(ctx, "notify-keyspace-events", "Kh").Err(); err != nil {
+			b.Fatal(err)
+		}
+		obs := watchApplied(b, rdb)
 		metricsAddr := freeAddr(b)
 		host := &subprocess{metrics: metricsAddr}
 		start := time.Now()
 		host.start(b, srv.Addr)
-		for processed(b, metricsAddr) < float64(n*len(plugins)) {
+		waitReady(b, metricsAddr)
+		ready := time.Since(start)
+		pub := &livePublisher{rdb: rdb, gen: publish.NewGenerator(int64(i) + 900), rate: liveRate}
+		pub.run(b, func() bool {
 			if time.Since(start) > 5*time.Minute {
 				b.Fatal("catch-up did not finish within 5 minutes")
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return processed(b, metricsAddr) >= float64((n+len(pub.sent))*len(plugins))
+		})
 		took := time.Since(start)
+		waitApplied(b, rdb, pub.sent[len(pub.sent)-1].id)
 		host.stop(b)
+		at := obs.wait(b, pub.ids())
+		rdb.ConfigSet(ctx, "notify-keyspace-events", "")
+		var lat []time.Duration
+		for _, o := range pub.sent {
+			lat = append(lat, at[o.id].Sub(o.published))
+		}
+		p50, p99 := percentile(lat, 0.5), percentile(lat, 0.99)
 		b.ReportMetric(took.Seconds(), "catchup-s")
 		b.ReportMetric(float64(n)/took.Seconds(), "catchup-orders/s")
-		fmt.Printf("catch-up of %d unfinished orders from host start: %s (%.0f orders/s)\n", n, took.Round(time.Millisecond), float64(n)/took.Seconds())
+		b.ReportMetric(ms(p99), "live-p99-ms")
+		fmt.Printf("catch-up of %d unfinished orders from host start: %s (%.0f orders/s), ready after %s; live orders at %d/s meanwhile: p50 %.2f ms, p99 %.2f ms (%d orders)\n",
+			n, took.Round(time.Millisecond), float64(n)/took.Seconds(), ready.Round(time.Millisecond), liveRate, ms(p50), ms(p99), len(lat))
 	}
 }
 
