@@ -74,7 +74,7 @@ plugin "customer-invoices" {}
 
 	// A backlog the host is still working through when the master dies.
 	gen := publish.NewGenerator(2031)
-	first := make([]publish.Order, 12000)
+	first := make([]publish.Order, 30000)
 	for i := range first {
 		first[i] = gen.Next()
 	}
