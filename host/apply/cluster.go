@@ -44,6 +44,9 @@ var clusterLua string
 //go:embed mark.lua
 var markLua string
 
+//go:embed touch.lua
+var touchLua string
+
 const (
 	// attemptWindow bounds one cluster apply attempt, from reading the
 	// markers to the last slot write; past it the attempt stops and the
@@ -76,6 +79,8 @@ type clusterApply struct {
 	// so such a master fails the write phase of its slots alone.
 	check *redis.Script
 	mark  *redis.Script
+	// touch runs before every WAIT (touch.lua).
+	touch *redis.Script
 
 	// crashAt, in tests, ends attempts as a host dying would: "write"
 	// after writing the first half of the slots, "dead", "mark", "settle"
@@ -104,7 +109,7 @@ type replicaCount struct {
 }
 
 func newClusterApply(cc *redis.ClusterClient) *clusterApply {
-	return &clusterApply{cc: cc, tags: slotTags(), script: redis.NewScript(clusterLua), mark: redis.NewScript(markLua),
+	return &clusterApply{cc: cc, tags: slotTags(), script: redis.NewScript(clusterLua), mark: redis.NewScript(markLua), touch: redis.NewScript(touchLua),
 		check:    redis.NewScript(strings.Replace(clusterLua, "#!lua\n", "#!lua flags=no-writes\n", 1)),
 		replicas: map[string]replicaCount{}, deadWritten: map[string]bool{}}
 }
@@ -935,6 +940,7 @@ func (c *clusterApply) run(ctx context.Context, cmds []nodeCmd, wait int, waitTi
 // replica may) and running again the commands that needed it.
 func (c *clusterApply) runOn(ctx context.Context, node *redis.Client, cmds []*nodeCmd, wait int, waitTimeout time.Duration) error {
 	addr := node.Options().Addr
+	touchKey := recordKey(c.tags[slotOf(cmds[0].key)])
 	for try := 0; ; try++ {
 		pipe := node.Pipeline()
 		for _, nc := range cmds {
@@ -948,10 +954,14 @@ func (c *clusterApply) runOn(ctx context.Context, node *redis.Client, cmds []*no
 			}
 		}
 		want := 0
-		var waitCmd *redis.Cmd
+		var waitCmd, touchCmd *redis.Cmd
 		if wait > 0 {
 			want = min(wait, c.replicaCount(ctx, node, wait))
 			if want > 0 {
+				// A write that propagates, so that the WAIT covers
+				// everything written on this master before it, other
+				// hosts' writes that this pipeline found done included.
+				touchCmd = c.touch.EvalSha(ctx, pipe, []string{touchKey})
 				waitCmd = pipe.Do(ctx, "WAIT", want, waitTimeout.Milliseconds())
 			}
 		}
@@ -973,8 +983,16 @@ func (c *clusterApply) runOn(ctx context.Context, node *redis.Client, cmds []*no
 				return fmt.Errorf("on %s: %w", addr, err)
 			}
 		}
-		if len(missing) > 0 {
-			for _, s := range []*redis.Script{c.script, c.check, c.mark} {
+		reload := len(missing) > 0
+		if touchCmd != nil {
+			if err := touchCmd.Err(); redis.HasErrorPrefix(err, "NOSCRIPT") && try == 0 {
+				reload = true
+			} else if err != nil {
+				return fmt.Errorf("on %s: %w", addr, err)
+			}
+		}
+		if reload {
+			for _, s := range []*redis.Script{c.script, c.check, c.mark, c.touch} {
 				if err := s.Load(ctx, node).Err(); err != nil {
 					return fmt.Errorf("load script on %s: %w", addr, err)
 				}
