@@ -275,15 +275,16 @@ func (r *clusterRun) readMarkers(ctx context.Context, live []int, res *Result) (
 	kept := live[:0:0]
 	for _, o := range os {
 		vals, err := o.cmd.Result()
-		if err != nil || vals[0] == nil {
-			for _, w := range o.writes {
-				res.Statuses[w], res.Reasons[w] = Vanished, "order hash was deleted before its effects were applied"
-			}
-			continue
-		}
+		gone := err != nil || vals[0] == nil
 		for i, w := range o.writes {
-			if vals[i+1] != nil {
+			// A gone order's hash may hold its markers alone, set as a
+			// tombstone (mark.lua): those pairs are done.
+			if err == nil && vals[i+1] != nil {
 				res.Statuses[w] = AlreadyDone
+				continue
+			}
+			if gone {
+				res.Statuses[w], res.Reasons[w] = Vanished, "order hash was deleted before its effects were applied"
 				continue
 			}
 			kept = append(kept, w)
@@ -795,8 +796,18 @@ func (r *clusterRun) markOrders(ctx context.Context, live []int, dead []deadlett
 			return fmt.Errorf("mark script for %s returned %v, want %d flags", o.key, cmds[i].cmd.Val(), len(o.fields))
 		}
 		for j, w := range o.writes {
-			if w >= 0 && set[j] == 0 {
+			if w < 0 {
+				continue
+			}
+			switch set[j] {
+			case 0:
 				res.Statuses[w] = AlreadyDone
+			case 2:
+				// Applied: its effects landed. The marker is a tombstone
+				// that makes a re-send of the order done already.
+				res.Reasons[w] = "order hash was gone when its effects had landed; its markers were set as a tombstone"
+			case 3:
+				res.Reasons[w] = "order key holds another type when its effects had landed; no marker was set"
 			}
 		}
 	}

@@ -445,6 +445,18 @@ func TestClusterReviewOrderLostBeforeMarkCountsOnce(t *testing.T) {
 	close(hook.release)
 	o := <-done
 	t.Logf("first apply: %v %v", o.res.Statuses, o.err)
+	if o.err != nil || o.res.Statuses[0] != Applied {
+		t.Fatalf("first apply: %v %v, want Applied (its effects landed)", o.res.Statuses, o.err)
+	}
+	// The markers stand in the lost hash's place, as a tombstone.
+	if h := cc.HGetAll(ctx, w.OrderKey).Val(); len(h) != 1 || h[w.Marker] == "" {
+		t.Errorf("order hash after the first apply = %v, want the done marker alone", h)
+	}
+	// A redo of the same batch (the stream entry came back before the
+	// re-send) finds the pair done in the tombstone, not Vanished.
+	if res, err := a.Apply(ctx, b); err != nil || res.Statuses[0] != AlreadyDone || len(res.DeadLetters) != 0 {
+		t.Errorf("redo over the tombstone: %v %v %v, want AlreadyDone and no dead letter", res.Statuses, res.DeadLetters, err)
+	}
 
 	// RecordKeep later the producer has re-sent the order.
 	offset = RecordKeep + time.Second
@@ -454,6 +466,9 @@ func TestClusterReviewOrderLostBeforeMarkCountsOnce(t *testing.T) {
 	createOrders(t, ctx, cc, nil, b)
 	res, err := a.Apply(ctx, b)
 	t.Logf("re-sent order: %v %v", res.Statuses, err)
+	if err != nil || res.Statuses[0] != AlreadyDone {
+		t.Errorf("re-sent order: %v %v, want AlreadyDone", res.Statuses, err)
+	}
 	for _, k := range []string{"lost:counts", "lost:other"} {
 		if n := cc.HGet(ctx, k, "n").Val(); n != "1" {
 			t.Errorf("%s n=%q, want 1: order o1 (lost once, re-sent once) counted %s times", k, n, n)

@@ -1,16 +1,25 @@
 #!lua
 -- Sets the done and dead markers of one order once every hash slot's share
--- of its effects landed (cluster.go). A marker set already keeps its time;
--- an order hash that is gone is not created again.
+-- of its effects landed (cluster.go). A marker set already keeps its time.
+-- An order hash that is gone (lost in a failover, or deleted, after the
+-- effects landed) gets the markers all the same, as a tombstone: a producer
+-- that re-sends the order stores its fields next to them, and the re-sent
+-- order is then done already, not counted again.
 -- KEYS[1] is the order hash; ARGV: now_us, #fields, field*.
--- Returns per field 1, or 0 when the marker was set already.
+-- Returns per field 1 when set, 0 when it was set already, 2 when set in a
+-- tombstone (the hash was gone), 3 when not set because the key holds
+-- another type.
 local out = {}
-local gone = redis.call('TYPE', KEYS[1])['ok'] ~= 'hash'
+local have = redis.call('TYPE', KEYS[1])['ok']
+local now = ARGV[1]
 for f = 3, 2 + tonumber(ARGV[2]) do
-  if gone then
-    out[#out + 1] = 1
+  if have == 'none' then
+    redis.call('HSET', KEYS[1], ARGV[f], now)
+    out[#out + 1] = 2
+  elseif have ~= 'hash' then
+    out[#out + 1] = 3
   else
-    out[#out + 1] = redis.call('HSETNX', KEYS[1], ARGV[f], ARGV[1])
+    out[#out + 1] = redis.call('HSETNX', KEYS[1], ARGV[f], now)
   end
 end
 return out
