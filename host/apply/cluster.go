@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	_ "embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -98,9 +99,38 @@ type clusterApply struct {
 
 // cleanup is record entries to delete once due.
 type cleanup struct {
-	due    time.Time
-	key    string
-	fields []string
+	due time.Time
+	key string
+	// fields are the record fields, packed (packFields): a host keeps
+	// RecordKeep's worth of them, and a byte slice is one object the
+	// garbage collector need not scan, where strings are one pointer each.
+	fields []byte
+}
+
+// packFields packs fields into one byte slice: each as a uvarint length
+// and its bytes.
+func packFields(fields []string) []byte {
+	n := 0
+	for _, f := range fields {
+		n += binary.MaxVarintLen64 + len(f)
+	}
+	b := make([]byte, 0, n)
+	for _, f := range fields {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+// unpackFields returns the fields packFields packed.
+func unpackFields(b []byte) []string {
+	var out []string
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		out = append(out, string(b[k:k+int(n)]))
+		b = b[k+int(n):]
+	}
+	return out
 }
 
 type replicaCount struct {
@@ -261,7 +291,7 @@ func (r *clusterRun) readMarkers(ctx context.Context, live []int, res *Result) (
 	}
 	due := r.c.dueCleanups(r.now)
 	for _, cl := range due {
-		pipe.HDel(ctx, cl.key, cl.fields...)
+		pipe.HDel(ctx, cl.key, unpackFields(cl.fields)...)
 	}
 	if pipe.Len() == 0 {
 		return live, nil
@@ -860,7 +890,7 @@ func (r *clusterRun) scheduleCleanups(live []int, res Result) {
 	due := r.a.now().Add(RecordKeep)
 	var cls []cleanup
 	for _, k := range keys {
-		cls = append(cls, cleanup{due: due, key: k, fields: byKey[k]})
+		cls = append(cls, cleanup{due: due, key: k, fields: packFields(byKey[k])})
 	}
 	r.c.requeue(cls)
 }
@@ -1166,7 +1196,7 @@ func (a *Applier) FlushRecordCleanups(ctx context.Context) error {
 	}
 	pipe := a.cluster.cc.Pipeline()
 	for _, cl := range due {
-		pipe.HDel(ctx, cl.key, cl.fields...)
+		pipe.HDel(ctx, cl.key, unpackFields(cl.fields)...)
 	}
 	cmds, _ := pipe.Exec(ctx)
 	if err := orders.RoundTripError(cmds); err != nil {

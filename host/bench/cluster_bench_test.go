@@ -76,7 +76,16 @@ func BenchmarkClusterThroughput(b *testing.B) {
 		b.ReportMetric(r, key+"-orders/s")
 		b.ReportMetric(sum, key+"-redis-cpu-us/order")
 	}
-	fmt.Printf("  per round, cluster(wait 1)/single: %s; cluster(wait 0)/single: %s\n", ratios(rates[1], rates[0]), ratios(rates[2], rates[0]))
+	fmt.Printf("  per round, cluster(wait 1)/single: %s; cluster(wait 0)/single: %s\n", rateRatios(rates[1], rates[0]), rateRatios(rates[2], rates[0]))
+}
+
+// rateRatios formats a[i]/b[i] for each round.
+func rateRatios(a, b []float64) string {
+	parts := make([]string, len(a))
+	for i := range a {
+		parts[i] = fmt.Sprintf("%.2f", a[i]/b[i])
+	}
+	return strings.Join(parts, " ")
 }
 
 // medianPerNode returns, per master, the median over rounds.
