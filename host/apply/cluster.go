@@ -37,7 +37,9 @@ import (
 // Until then a host that read the markers before they were set may still
 // be writing the pair; the record makes it skip. Such a late attempt cannot
 // write after attemptWindow: cluster.lua refuses a write once Redis' clock
-// passes the attempt's deadline.
+// passes the attempt's deadline. Every time compared is Redis' (TIME): the
+// deadline, the record's and the markers' times, and the sweep's now; the
+// hosts' clocks only measure durations (when to delete the entries).
 
 //go:embed cluster.lua
 var clusterLua string
@@ -54,8 +56,10 @@ const (
 	// batch is retried from the markers.
 	attemptWindow = 5 * time.Second
 	// RecordKeep is how long a pair's record entries outlive its marker
-	// on a Redis Cluster: attemptWindow plus what the clocks of hosts and
-	// Redis nodes may disagree by.
+	// on a Redis Cluster: attemptWindow plus what the Redis nodes' clocks
+	// may disagree by (the deadline is read on one node and checked on
+	// another; the sweep compares a marker's time on the order's node with
+	// the record's node).
 	RecordKeep = 2 * attemptWindow
 	// RecordPrefix starts the name of every slot's idempotency record.
 	RecordPrefix = "eventhost:applied:"
@@ -66,6 +70,27 @@ func recordKey(tag string) string { return RecordPrefix + "{" + tag + "}" }
 
 // pairField is the record field of one (order, plugin) pair.
 func pairField(w Write) string { return w.Marker + " " + w.OrderKey }
+
+// redisTimeLua reads Redis' clock on the master of KEYS[1]'s slot.
+const redisTimeLua = "#!lua flags=no-writes\nreturn redis.call('TIME')"
+
+// redisTime is the time a TIME reply (seconds, microseconds) says.
+func redisTime(reply any) (time.Time, error) {
+	parts, ok := reply.([]any)
+	if !ok || len(parts) != 2 {
+		return time.Time{}, fmt.Errorf("TIME returned %v", reply)
+	}
+	var n [2]int64
+	for i, p := range parts {
+		s, _ := p.(string)
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("TIME returned %v", reply)
+		}
+		n[i] = v
+	}
+	return time.Unix(n[0], n[1]*1000), nil
+}
 
 // errLate is an attempt that ran past attemptWindow: retried from scratch.
 var errLate = errors.New("cluster apply attempt ran past its time window; retrying from the done markers")
@@ -87,6 +112,9 @@ type clusterApply struct {
 	// after writing the first half of the slots, "dead", "mark", "settle"
 	// or "cleanup" before that step.
 	crashAt string
+	// clockShift, in tests, moves Redis' clock as the host reads it
+	// (TIME), to make an attempt late or a sweep later.
+	clockShift time.Duration
 
 	mu       sync.Mutex
 	cleanups []cleanup
@@ -169,8 +197,12 @@ type clusterRun struct {
 	a        *Applier
 	c        *clusterApply
 	writes   []Write
-	now      time.Time
+	now      time.Time // the host's clock: dead letters' time, due cleanups
+	// deadline is Redis' clock (TIME) when the markers were read, plus
+	// attemptWindow: cluster.lua refuses to write past it. stop is the
+	// same on the host's monotonic clock, to give up early.
 	deadline time.Time
+	stop     time.Time
 	shares   map[int]*slotShare
 	slotsOf  map[int][]int // write → the slots of its effects
 	recorded map[int][]int // write → the slots whose record holds it
@@ -181,7 +213,7 @@ type clusterRun struct {
 func (a *Applier) applyCluster(ctx context.Context, b Batch, live []int, res Result) (Result, error) {
 	c := a.cluster
 	now := a.now()
-	r := &clusterRun{a: a, c: c, writes: b.Writes, now: now, deadline: now.Add(attemptWindow),
+	r := &clusterRun{a: a, c: c, writes: b.Writes, now: now,
 		shares: map[int]*slotShare{}, slotsOf: map[int][]int{}, recorded: map[int][]int{}, landed: map[int]bool{}, refused: map[int]leftOut{}}
 
 	live, err := r.readMarkers(ctx, live, &res)
@@ -289,6 +321,11 @@ func (r *clusterRun) readMarkers(ctx context.Context, live []int, res *Result) (
 		}
 		o.cmd = pipe.HMGet(ctx, o.key, fields...)
 	}
+	// Redis' clock when the markers are read starts the attempt's window.
+	var clock *redis.Cmd
+	if len(os) > 0 {
+		clock = pipe.Eval(ctx, redisTimeLua, []string{os[0].key})
+	}
 	due := r.c.dueCleanups(r.now)
 	for _, cl := range due {
 		pipe.HDel(ctx, cl.key, unpackFields(cl.fields)...)
@@ -296,10 +333,22 @@ func (r *clusterRun) readMarkers(ctx context.Context, live []int, res *Result) (
 	if pipe.Len() == 0 {
 		return live, nil
 	}
+	sent := time.Now()
 	cmds, err := pipe.Exec(ctx)
 	if err := orders.RoundTripError(cmds); err != nil {
 		r.c.requeue(due)
 		return nil, fmt.Errorf("read done markers of %d orders: %w", len(os), err)
+	}
+	if clock != nil {
+		at, err := redisTime(clock.Val())
+		if err != nil {
+			return nil, fmt.Errorf("read done markers of %d orders: %w", len(os), err)
+		}
+		// Other masters may have read their markers up to a round trip
+		// before this one read its clock: the window starts that early.
+		rtt := time.Since(sent)
+		r.deadline = at.Add(r.c.clockShift - rtt + attemptWindow)
+		r.stop = sent.Add(attemptWindow)
 	}
 	_ = err // a WRONGTYPE order hash is a vanished order, below
 	kept := live[:0:0]
@@ -494,7 +543,7 @@ func (r *clusterRun) findLanded(ctx context.Context) error {
 func (r *clusterRun) write(ctx context.Context) error {
 	slots := r.plan()
 	for len(slots) > 0 {
-		if r.a.now().After(r.deadline) {
+		if time.Now().After(r.stop) {
 			return errLate
 		}
 		crash := r.c.crashAt == "write" && len(slots) > 1
@@ -808,10 +857,9 @@ func (r *clusterRun) markOrders(ctx context.Context, live []int, dead []deadlett
 	if len(os) == 0 {
 		return nil
 	}
-	nowUS := strconv.FormatInt(r.a.now().UnixMicro(), 10)
 	cmds := make([]nodeCmd, len(os))
 	for i, o := range os {
-		argv := []any{nowUS, strconv.Itoa(len(o.fields))}
+		argv := []any{strconv.Itoa(len(o.fields))}
 		for _, f := range o.fields {
 			argv = append(argv, f)
 		}
@@ -1127,7 +1175,6 @@ func (a *Applier) SweepRecords(ctx context.Context) (deleted, left int, err erro
 	if cmds, _ := pipe.Exec(ctx); orders.RoundTripError(cmds) != nil {
 		return 0, 0, fmt.Errorf("sweep records: %w", orders.RoundTripError(cmds))
 	}
-	now := a.now()
 	for i, k := range keys {
 		if lens[i].Val() == 0 {
 			continue
@@ -1143,6 +1190,9 @@ func (a *Applier) SweepRecords(ctx context.Context) (deleted, left int, err erro
 		}
 		var es []entry
 		pipe := c.cc.Pipeline()
+		// Now is Redis' clock, on the record's node: the entries' and the
+		// markers' times are Redis' too.
+		clock := pipe.Eval(ctx, redisTimeLua, []string{k})
 		for f, v := range entries {
 			marker, order, ok := strings.Cut(f, " ")
 			at, _ := strconv.ParseInt(v, 10, 64)
@@ -1154,19 +1204,24 @@ func (a *Applier) SweepRecords(ctx context.Context) (deleted, left int, err erro
 		if cmds, _ := pipe.Exec(ctx); orders.RoundTripError(cmds) != nil {
 			return deleted, left, fmt.Errorf("sweep record %s: %w", k, orders.RoundTripError(cmds))
 		}
-		cut := now.Add(-RecordKeep).UnixMicro()
+		now, err := redisTime(clock.Val())
+		if err != nil {
+			return deleted, left, fmt.Errorf("sweep record %s: %w", k, err)
+		}
+		cut := now.Add(c.clockShift - RecordKeep).UnixMicro()
 		var drop []string
 		for _, e := range es {
 			vals, err := e.cmd.Result()
 			switch {
+			case err == nil && vals[1] != nil:
+				// Marked (in the order, or in its tombstone).
+				if at, _ := strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64); at < cut {
+					drop = append(drop, e.field)
+				}
 			case err != nil || vals[0] == nil:
 				// The order is gone; so is any attempt that read it
 				// before it went, once RecordKeep has passed.
 				if e.at < cut {
-					drop = append(drop, e.field)
-				}
-			case vals[1] != nil:
-				if at, _ := strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64); at < cut {
 					drop = append(drop, e.field)
 				}
 			}

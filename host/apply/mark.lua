@@ -5,14 +5,16 @@
 -- effects landed) gets the markers all the same, as a tombstone: a producer
 -- that re-sends the order stores its fields next to them, and the re-sent
 -- order is then done already, not counted again.
--- KEYS[1] is the order hash; ARGV: now_us, #fields, field*.
+-- KEYS[1] is the order hash; ARGV: #fields, field*. The markers' time is
+-- Redis' own (TIME, in microseconds), which the sweep compares with Redis'.
 -- Returns per field 1 when set, 0 when it was set already, 2 when set in a
 -- tombstone (the hash was gone), 3 when not set because the key holds
 -- another type.
 local out = {}
 local have = redis.call('TYPE', KEYS[1])['ok']
-local now = ARGV[1]
-for f = 3, 2 + tonumber(ARGV[2]) do
+local t = redis.call('TIME')
+local now = t[1] .. string.format('%06d', tonumber(t[2]))
+for f = 2, 1 + tonumber(ARGV[1]) do
   if have == 'none' then
     redis.call('HSET', KEYS[1], ARGV[f], now)
     out[#out + 1] = 2
