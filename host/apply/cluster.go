@@ -194,10 +194,10 @@ type slotShare struct {
 
 // clusterRun is one attempt to apply a batch on a cluster.
 type clusterRun struct {
-	a        *Applier
-	c        *clusterApply
-	writes   []Write
-	now      time.Time // the host's clock: dead letters' time, due cleanups
+	a      *Applier
+	c      *clusterApply
+	writes []Write
+	now    time.Time // the host's clock: dead letters' time, due cleanups
 	// deadline is Redis' clock (TIME) when the markers were read, plus
 	// attemptWindow: cluster.lua refuses to write past it. stop is the
 	// same on the host's monotonic clock, to give up early.
