@@ -265,7 +265,7 @@ func TestClusterReviewACLCheckPerKey(t *testing.T) {
 // counted under both answers. On a single node the first attempt is atomic
 // with its marker, so exactly one answer lands.
 func TestClusterReviewRedoWithChangedEffects(t *testing.T) {
-	t.Skip("finding 7 (review-cluster.md): not fixed; docs/design.md says a plugin's answer must depend only on the order and its config")
+	t.Skip("review finding 7, not fixed: a redo whose plugin answers differently lands both answers; docs/design.md (Redis topologies) and docs/writing-plugins.md require a plugin to answer the same for the same order and config")
 	if testing.Short() {
 		t.Skip("integration test: runs in make test")
 	}
