@@ -2,8 +2,10 @@ package apply
 
 import (
 	"context"
+	"crypto/sha256"
 	_ "embed"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -49,6 +51,9 @@ var markLua string
 
 //go:embed touch.lua
 var touchLua string
+
+//go:embed intent.lua
+var intentLua string
 
 const (
 	// attemptWindow bounds one cluster apply attempt, from reading the
@@ -107,6 +112,8 @@ type clusterApply struct {
 	mark  *redis.Script
 	// touch runs before every WAIT (touch.lua).
 	touch *redis.Script
+	// intent reads an order's markers and stores its pairs' intents.
+	intent *redis.Script
 
 	// crashAt, in tests, ends attempts as a host dying would: "write"
 	// after writing the first half of the slots, "dead", "mark", "settle"
@@ -167,7 +174,7 @@ type replicaCount struct {
 }
 
 func newClusterApply(cc *redis.ClusterClient) *clusterApply {
-	return &clusterApply{cc: cc, tags: slotTags(), script: redis.NewScript(clusterLua), mark: redis.NewScript(markLua), touch: redis.NewScript(touchLua),
+	return &clusterApply{cc: cc, tags: slotTags(), script: redis.NewScript(clusterLua), mark: redis.NewScript(markLua), touch: redis.NewScript(touchLua), intent: redis.NewScript(intentLua),
 		check:    redis.NewScript(strings.Replace(clusterLua, "#!lua\n", "#!lua flags=no-writes\n", 1)),
 		replicas: map[string]replicaCount{}, deadWritten: map[string]bool{}}
 }
@@ -208,6 +215,37 @@ type clusterRun struct {
 	recorded map[int][]int // write → the slots whose record holds it
 	landed   map[int]bool
 	refused  map[int]leftOut
+	// differs holds the writes whose plugin answered otherwise than the
+	// intent stored first (intent.lua): refused everywhere.
+	differs map[int]string
+}
+
+// intentField is the order hash field that holds the intent of the pair
+// whose done marker is marker; mark.lua deletes it with the marker's set.
+func intentField(marker string) string {
+	return orders.MarkerPrefix + "intent:" + strings.TrimPrefix(marker, orders.DonePrefix)
+}
+
+// intentDigest is a digest of a pair's answer: the same effects in the same
+// order give the same digest on every host.
+func intentDigest(effects []sdk.Effect) string {
+	h := sha256.New()
+	var n [8]byte
+	put := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	for _, e := range effects {
+		put(e.Command)
+		put(e.Key)
+		binary.BigEndian.PutUint64(n[:], uint64(len(e.Args)))
+		h.Write(n[:])
+		for _, a := range e.Args {
+			put(a)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 func (a *Applier) applyCluster(ctx context.Context, b Batch, live []int, res Result) (Result, error) {
@@ -221,6 +259,9 @@ func (a *Applier) applyCluster(ctx context.Context, b Batch, live []int, res Res
 		return Result{}, err
 	}
 	r.share(live)
+	for w, reason := range r.differs {
+		r.refuse(w, leftOut{Refused, reason})
+	}
 	if err := r.check(ctx); err != nil {
 		return Result{}, err
 	}
@@ -296,30 +337,50 @@ func (r *clusterRun) crash(stage string) error {
 // or whose order hash is gone (Vanished), and deletes the record entries
 // that are due.
 func (r *clusterRun) readMarkers(ctx context.Context, live []int, res *Result) ([]int, error) {
-	type order struct {
-		key    string
-		writes []int
-		cmd    *redis.SliceCmd
-	}
-	var os []*order
-	byKey := map[string]*order{}
+	var os []*markerOrder
+	byKey := map[string]*markerOrder{}
 	for _, w := range live {
 		k := r.writes[w].OrderKey
 		o := byKey[k]
 		if o == nil {
-			o = &order{key: k}
+			o = &markerOrder{key: k}
 			byKey[k] = o
 			os = append(os, o)
 		}
 		o.writes = append(o.writes, w)
 	}
+	for try := 0; ; try++ {
+		live, err := r.readMarkersOnce(ctx, live, res, os)
+		if try == 0 && redis.HasErrorPrefix(errors.Unwrap(err), "NOSCRIPT") {
+			// A master new to this host (or promoted) lacks the script.
+			err := r.c.cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+				return r.c.intent.Load(ctx, node).Err()
+			})
+			if err != nil {
+				return nil, fmt.Errorf("load the intent script: %w", err)
+			}
+			continue
+		}
+		return live, err
+	}
+}
+
+// markerOrder is one order's writes, whose markers readMarkers reads.
+type markerOrder struct {
+	key    string
+	writes []int
+	cmd    *redis.Cmd
+}
+
+func (r *clusterRun) readMarkersOnce(ctx context.Context, live []int, res *Result, os []*markerOrder) ([]int, error) {
 	pipe := r.c.cc.Pipeline()
 	for _, o := range os {
-		fields := []string{"ts"}
+		argv := []any{len(o.writes)}
 		for _, w := range o.writes {
-			fields = append(fields, r.writes[w].Marker)
+			wr := r.writes[w]
+			argv = append(argv, wr.Marker, intentField(wr.Marker), intentDigest(wr.Effects))
 		}
-		o.cmd = pipe.HMGet(ctx, o.key, fields...)
+		o.cmd = r.c.intent.EvalSha(ctx, pipe, []string{o.key}, argv...)
 	}
 	// Redis' clock when the markers are read starts the attempt's window.
 	var clock *redis.Cmd
@@ -339,6 +400,12 @@ func (r *clusterRun) readMarkers(ctx context.Context, live []int, res *Result) (
 		r.c.requeue(due)
 		return nil, fmt.Errorf("read done markers of %d orders: %w", len(os), err)
 	}
+	for _, o := range os {
+		if err := o.cmd.Err(); redis.HasErrorPrefix(err, "NOSCRIPT") {
+			r.c.requeue(due)
+			return nil, fmt.Errorf("read done markers of %d orders: %w", len(os), err)
+		}
+	}
 	if clock != nil {
 		at, err := redisTime(clock.Val())
 		if err != nil {
@@ -353,18 +420,32 @@ func (r *clusterRun) readMarkers(ctx context.Context, live []int, res *Result) (
 	_ = err // a WRONGTYPE order hash is a vanished order, below
 	kept := live[:0:0]
 	for _, o := range os {
-		vals, err := o.cmd.Result()
-		gone := err != nil || vals[0] == nil
+		vals, err := o.cmd.StringSlice()
+		if err != nil || len(vals) != 1+len(o.writes) {
+			vals = nil // not a hash: a vanished order
+		}
 		for i, w := range o.writes {
-			// A gone order's hash may hold its markers alone, set as a
-			// tombstone (mark.lua): those pairs are done.
-			if err == nil && vals[i+1] != nil {
+			got := "gone"
+			if vals != nil {
+				got = vals[i+1]
+			}
+			switch got {
+			case "done":
+				// A gone order's hash may hold its markers alone, set
+				// as a tombstone (mark.lua): those pairs are done too.
 				res.Statuses[w] = AlreadyDone
 				continue
-			}
-			if gone {
+			case "gone":
 				res.Statuses[w], res.Reasons[w] = Vanished, "order hash was deleted before its effects were applied"
 				continue
+			case "ok":
+			default:
+				if r.differs == nil {
+					r.differs = map[int]string{}
+				}
+				r.differs[w] = "the plugin answered otherwise than when this pair was first applied (a redo after a crash, " +
+					"or another host running another version or config): the first answer's effects may have landed in part; " +
+					"check them before replaying"
 			}
 			kept = append(kept, w)
 		}

@@ -265,7 +265,6 @@ func TestClusterReviewACLCheckPerKey(t *testing.T) {
 // counted under both answers. On a single node the first attempt is atomic
 // with its marker, so exactly one answer lands.
 func TestClusterReviewRedoWithChangedEffects(t *testing.T) {
-	t.Skip("review finding 7, not fixed: a redo whose plugin answers differently lands both answers; docs/design.md (Redis topologies) and docs/writing-plugins.md require a plugin to answer the same for the same order and config")
 	if testing.Short() {
 		t.Skip("integration test: runs in make test")
 	}
@@ -291,12 +290,25 @@ func TestClusterReviewRedoWithChangedEffects(t *testing.T) {
 	}
 	b := New(cc, testDL, 0) // the restarted host, its plugin now answers k2
 	b.WaitReplicas, b.WaitTimeout = 1, 2*time.Second
-	if _, err := b.Apply(ctx, Batch{Writes: []Write{redo}}); err != nil {
+	res, err := b.Apply(ctx, Batch{Writes: []Write{redo}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	n1, n2 := cc.HGet(ctx, k1, "orders").Val(), cc.HGet(ctx, k2, "orders").Val()
 	if n1 != "" && n2 != "" {
 		t.Errorf("order o1 counted under both answers: %s orders=%s and %s orders=%s; a pair's effects must land once, from one answer", k1, n1, k2, n2)
+	}
+	// The first answer stands (it landed); the redo's is refused whole and
+	// dead-lettered, and the pair's intent goes with its dead marker.
+	if n1 != "1" || n2 != "" {
+		t.Errorf("%s orders=%q, %s orders=%q; want the first answer alone", k1, n1, k2, n2)
+	}
+	if res.Statuses[0] != Refused || len(res.DeadLetters) != 1 || !strings.Contains(res.DeadLetters[0].Reason, "answered otherwise") {
+		t.Errorf("redo: %v %v, want Refused with a dead letter saying the plugin answered otherwise", res.Statuses, res.DeadLetters)
+	}
+	h := cc.HGetAll(ctx, first.OrderKey).Val()
+	if len(h) != 3 || h["ts"] != "1700000000" || h["qty"] != "1" || h[orders.DeadField("hourly")] == "" {
+		t.Errorf("order hash = %v, want ts, qty and the dead marker (no intent left)", h)
 	}
 }
 

@@ -7,6 +7,8 @@
 -- order is then done already, not counted again.
 -- KEYS[1] is the order hash; ARGV: #fields, field*. The markers' time is
 -- Redis' own (TIME, in microseconds), which the sweep compares with Redis'.
+-- Setting a plugin's done or dead marker deletes its pair's intent
+-- (intent.lua): the pair is settled, and a replay may answer anew.
 -- Returns per field 1 when set, 0 when it was set already, 2 when set in a
 -- tombstone (the hash was gone), 3 when not set because the key holds
 -- another type.
@@ -22,6 +24,10 @@ for f = 2, 1 + tonumber(ARGV[1]) do
     out[#out + 1] = 3
   else
     out[#out + 1] = redis.call('HSETNX', KEYS[1], ARGV[f], now)
+    local plugin = string.match(ARGV[f], '^eventhost:done:(.*)$') or string.match(ARGV[f], '^eventhost:dead:(.*)$')
+    if plugin then
+      redis.call('HDEL', KEYS[1], 'eventhost:intent:' .. plugin)
+    end
   end
 end
 return out
