@@ -88,6 +88,15 @@ func TestClusterReviewRedoWaitsForWritesItFindsDone(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			// The replica must be online (synced) before it stops, or the
+			// hosts wait for no replica at all.
+			for !strings.Contains(infoField(master.Info(ctx, "replication").Val(), "slave0"), "state=online") {
+				select {
+				case <-ctx.Done():
+					t.Fatal(ctx.Err())
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
 			resume := stopReplicaOf(t, ctx, cl, maddr)
 			defer resume()
 
