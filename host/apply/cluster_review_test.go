@@ -496,3 +496,28 @@ func TestClusterReviewOrderLostBeforeMarkCountsOnce(t *testing.T) {
 		}
 	}
 }
+
+// An order deleted before its effects were applied is dead-lettered as
+// Vanished, and its dead marker is not written as a tombstone: nothing of
+// it landed, and a deleted order must not leave a hash behind.
+func TestClusterVanishedOrderLeavesNoHash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	t.Parallel()
+	cl := redistest.StartCluster(t, 3)
+	ctx := t.Context()
+	cc := cl.Client()
+	w := Write{OrderKey: "gone:order:o1", Marker: orders.DoneField("p"), Plugin: "p", OrderID: "o1", Channel: "c",
+		Effects: []sdk.Effect{{Command: "HINCRBY", Key: "gone:counts", Args: []string{"n", "1"}}}}
+	a := New(cc, testDL, 0)
+	res, err := a.Apply(ctx, Batch{Writes: []Write{w}}) // the order hash was never there, or deleted
+	if err != nil || res.Statuses[0] != Vanished || len(res.DeadLetters) != 1 {
+		t.Fatalf("Apply = %v %v %v, want Vanished with one dead letter", res.Statuses, res.DeadLetters, err)
+	}
+	for _, k := range []string{w.OrderKey, "gone:counts"} {
+		if n := cc.Exists(ctx, k).Val(); n != 0 {
+			t.Errorf("%s exists after a vanished order's apply: %v", k, cc.HGetAll(ctx, k).Val())
+		}
+	}
+}
