@@ -15,6 +15,7 @@
 -- gone), 0 when it was set already, 2 when set in a tombstone (the hash was
 -- gone), 3 when not set because the key holds another type.
 local out = {}
+local intents = {}
 local have = redis.call('TYPE', KEYS[1])['ok']
 local t = redis.call('TIME')
 local now = t[1] .. string.format('%06d', tonumber(t[2]))
@@ -30,8 +31,11 @@ for f = 2, 1 + tonumber(ARGV[1]) do
     out[#out + 1] = redis.call('HSETNX', KEYS[1], ARGV[f], now)
     local plugin = string.match(ARGV[f], '^eventhost:done:(.*)$') or string.match(ARGV[f], '^eventhost:dead:(.*)$')
     if plugin then
-      redis.call('HDEL', KEYS[1], 'eventhost:intent:' .. plugin)
+      intents[#intents + 1] = 'eventhost:intent:' .. plugin
     end
   end
+end
+if #intents > 0 then
+  redis.call('HDEL', KEYS[1], unpack(intents))
 end
 return out
