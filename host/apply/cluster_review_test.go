@@ -521,3 +521,75 @@ func TestClusterVanishedOrderLeavesNoHash(t *testing.T) {
 		}
 	}
 }
+
+// Two hosts running two versions of a plugin (a rolling deploy with
+// Pub/Sub: both receive every order) apply the same orders at once with
+// different answers; the old version's host stalls between storing its
+// intents and its first slot write. Each order lands under one answer only
+// (the intent stored first), and the other host dead-letters it.
+func TestClusterTwoAnswersAtOnceLandOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	t.Parallel()
+	cl := redistest.StartCluster(t, 3)
+	ctx := t.Context()
+	cc := cl.Client()
+	const n = 40
+	var old, new Batch
+	for i := range n {
+		w := Write{OrderKey: fmt.Sprintf("deploy:order:%d", i), Marker: orders.DoneField("hourly"), Plugin: "hourly", OrderID: strconv.Itoa(i), Channel: "c",
+			Effects: []sdk.Effect{{Command: "HINCRBY", Key: "deploy:v1:" + strconv.Itoa(i%7), Args: []string{"orders", "1"}}}}
+		old.Writes = append(old.Writes, w)
+		w.Effects = []sdk.Effect{{Command: "HINCRBY", Key: "deploy:v2:" + strconv.Itoa(i%5), Args: []string{"orders", "1"}}}
+		new.Writes = append(new.Writes, w)
+	}
+	createOrders(t, ctx, cc, nil, old)
+	// Host 0 (the old version) stores its intents, then stalls before its
+	// first slot write; host 1 (the new version) applies meanwhile.
+	hook := &stallHook{reached: make(chan struct{}), release: make(chan struct{})}
+	hc := cl.Client()
+	hc.OnNewNode(func(n *redis.Client) { n.AddHook(hook) })
+	hosts := []*Applier{New(hc, testDL, 0), New(cl.Client(), testDL, 0)}
+	hook.sha = hosts[0].cluster.script.Hash()
+	results := make([]Result, 2)
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		results[0], err = hosts[0].Apply(ctx, old)
+		done <- err
+	}()
+	<-hook.reached
+	var err error
+	if results[1], err = hosts[1].Apply(ctx, new); err != nil {
+		t.Errorf("host 1: %v", err)
+	}
+	close(hook.release)
+	if err := <-done; err != nil {
+		t.Errorf("host 0: %v", err)
+	}
+	total := 0
+	for _, prefix := range []string{"deploy:v1:", "deploy:v2:"} {
+		for i := range 7 {
+			v, _ := strconv.Atoi(cc.HGet(ctx, prefix+strconv.Itoa(i), "orders").Val())
+			total += v
+		}
+	}
+	if total != n {
+		t.Errorf("%d orders counted %d times in all, want each once", n, total)
+	}
+	for i := range n {
+		applied := 0
+		for _, res := range results {
+			if res.Statuses != nil && res.Statuses[i] == Applied {
+				applied++
+			}
+		}
+		if applied != 1 {
+			t.Errorf("order %d applied by %d hosts (%v, %v), want 1", i, applied, results[0].Statuses[i], results[1].Statuses[i])
+		}
+		if h := cc.HGetAll(ctx, old.Writes[i].OrderKey).Val(); h[intentField(old.Writes[i].Marker)] != "" || h[old.Writes[i].Marker] == "" {
+			t.Errorf("order %d hash = %v, want its done marker and no intent", i, h)
+		}
+	}
+}
