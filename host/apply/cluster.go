@@ -2,7 +2,10 @@ package apply
 
 import (
 	"context"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -38,7 +41,9 @@ import (
 // Until then a host that read the markers before they were set may still
 // be writing the pair; the record makes it skip. Such a late attempt cannot
 // write after attemptWindow: cluster.lua refuses a write once Redis' clock
-// passes the attempt's deadline.
+// passes the attempt's deadline. Every time compared is Redis' (TIME): the
+// deadline, the record's and the markers' times, and the sweep's now; the
+// hosts' clocks only measure durations (when to delete the entries).
 //
 // cluster_nodes.go runs the commands on the masters (and WAITs);
 // cluster_records.go keeps the records bounded.
@@ -49,14 +54,22 @@ var clusterLua string
 //go:embed mark.lua
 var markLua string
 
+//go:embed touch.lua
+var touchLua string
+
+//go:embed intent.lua
+var intentLua string
+
 const (
 	// attemptWindow bounds one cluster apply attempt, from reading the
 	// markers to the last slot write; past it the attempt stops and the
 	// batch is retried from the markers.
 	attemptWindow = 5 * time.Second
 	// RecordKeep is how long a pair's record entries outlive its marker
-	// on a Redis Cluster: attemptWindow plus what the clocks of hosts and
-	// Redis nodes may disagree by.
+	// on a Redis Cluster: attemptWindow plus what the Redis nodes' clocks
+	// may disagree by (the deadline is read on one node and checked on
+	// another; the sweep compares a marker's time on the order's node with
+	// the record's node).
 	RecordKeep = 2 * attemptWindow
 	// RecordPrefix starts the name of every slot's idempotency record.
 	RecordPrefix = "eventhost:applied:"
@@ -67,6 +80,27 @@ func recordKey(tag string) string { return RecordPrefix + "{" + tag + "}" }
 
 // pairField is the record field of one (order, plugin) pair.
 func pairField(w Write) string { return w.Marker + " " + w.OrderKey }
+
+// redisTimeLua reads Redis' clock on the master of KEYS[1]'s slot.
+const redisTimeLua = "#!lua flags=no-writes\nreturn redis.call('TIME')"
+
+// redisTime is the time a TIME reply (seconds, microseconds) says.
+func redisTime(reply any) (time.Time, error) {
+	parts, ok := reply.([]any)
+	if !ok || len(parts) != 2 {
+		return time.Time{}, fmt.Errorf("TIME returned %v", reply)
+	}
+	var n [2]int64
+	for i, p := range parts {
+		s, _ := p.(string)
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("TIME returned %v", reply)
+		}
+		n[i] = v
+	}
+	return time.Unix(n[0], n[1]*1000), nil
+}
 
 // errLate is an attempt that ran past attemptWindow: retried from scratch.
 var errLate = errors.New("cluster apply attempt ran past its time window; retrying from the done markers")
@@ -81,11 +115,18 @@ type clusterApply struct {
 	// so such a master fails the write phase of its slots alone.
 	check *redis.Script
 	mark  *redis.Script
+	// touch runs before every WAIT (touch.lua).
+	touch *redis.Script
+	// intent reads an order's markers and stores its pairs' intents.
+	intent *redis.Script
 
 	// crashAt, in tests, ends attempts as a host dying would: "write"
 	// after writing the first half of the slots, "dead", "mark", "settle"
 	// or "cleanup" before that step.
 	crashAt string
+	// clockShift, in tests, moves Redis' clock as the host reads it
+	// (TIME), to make an attempt late or a sweep later.
+	clockShift time.Duration
 
 	mu       sync.Mutex
 	cleanups []cleanup
@@ -97,7 +138,7 @@ type clusterApply struct {
 }
 
 func newClusterApply(cc *redis.ClusterClient) *clusterApply {
-	return &clusterApply{cc: cc, tags: slotTags(), script: redis.NewScript(clusterLua), mark: redis.NewScript(markLua),
+	return &clusterApply{cc: cc, tags: slotTags(), script: redis.NewScript(clusterLua), mark: redis.NewScript(markLua), touch: redis.NewScript(touchLua), intent: redis.NewScript(intentLua),
 		check:    redis.NewScript(strings.Replace(clusterLua, "#!lua\n", "#!lua flags=no-writes\n", 1)),
 		replicas: map[string]replicaCount{}, deadWritten: map[string]bool{}}
 }
@@ -124,22 +165,57 @@ type slotShare struct {
 
 // clusterRun is one attempt to apply a batch on a cluster.
 type clusterRun struct {
-	a        *Applier
-	c        *clusterApply
-	writes   []Write
-	now      time.Time
+	a      *Applier
+	c      *clusterApply
+	writes []Write
+	now    time.Time // the host's clock: dead letters' time, due cleanups
+	// deadline is Redis' clock (TIME) when the markers were read, plus
+	// attemptWindow: cluster.lua refuses to write past it. stop is the
+	// same on the host's monotonic clock, to give up early.
 	deadline time.Time
+	stop     time.Time
 	shares   map[int]*slotShare
 	slotsOf  map[int][]int // write → the slots of its effects
 	recorded map[int][]int // write → the slots whose record holds it
 	landed   map[int]bool
 	refused  map[int]leftOut
+	// differs holds the writes whose plugin answered otherwise than the
+	// intent stored first (intent.lua): refused everywhere.
+	differs map[int]string
+}
+
+// intentField is the order hash field that holds the intent of the pair
+// whose done marker is marker; mark.lua deletes it with the marker's set.
+func intentField(marker string) string {
+	return orders.MarkerPrefix + "intent:" + strings.TrimPrefix(marker, orders.DonePrefix)
+}
+
+// intentDigest is a digest of a pair's answer: the same effects in the same
+// order give the same digest on every host.
+func intentDigest(effects []sdk.Effect) string {
+	h := sha256.New()
+	var n [8]byte
+	put := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	for _, e := range effects {
+		put(e.Command)
+		put(e.Key)
+		binary.BigEndian.PutUint64(n[:], uint64(len(e.Args)))
+		h.Write(n[:])
+		for _, a := range e.Args {
+			put(a)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 func (a *Applier) applyCluster(ctx context.Context, b Batch, live []int, res Result) (Result, error) {
 	c := a.cluster
 	now := a.now()
-	r := &clusterRun{a: a, c: c, writes: b.Writes, now: now, deadline: now.Add(attemptWindow),
+	r := &clusterRun{a: a, c: c, writes: b.Writes, now: now,
 		shares: map[int]*slotShare{}, slotsOf: map[int][]int{}, recorded: map[int][]int{}, landed: map[int]bool{}, refused: map[int]leftOut{}}
 
 	live, err := r.readMarkers(ctx, live, &res)
@@ -147,6 +223,9 @@ func (a *Applier) applyCluster(ctx context.Context, b Batch, live []int, res Res
 		return Result{}, err
 	}
 	r.share(live)
+	for w, reason := range r.differs {
+		r.refuse(w, leftOut{Refused, reason})
+	}
 	if err := r.check(ctx); err != nil {
 		return Result{}, err
 	}
@@ -222,30 +301,55 @@ func (r *clusterRun) crash(stage string) error {
 // or whose order hash is gone (Vanished), and deletes the record entries
 // that are due.
 func (r *clusterRun) readMarkers(ctx context.Context, live []int, res *Result) ([]int, error) {
-	type order struct {
-		key    string
-		writes []int
-		cmd    *redis.SliceCmd
-	}
-	var os []*order
-	byKey := map[string]*order{}
+	var os []*markerOrder
+	byKey := map[string]*markerOrder{}
 	for _, w := range live {
 		k := r.writes[w].OrderKey
 		o := byKey[k]
 		if o == nil {
-			o = &order{key: k}
+			o = &markerOrder{key: k}
 			byKey[k] = o
 			os = append(os, o)
 		}
 		o.writes = append(o.writes, w)
 	}
+	for try := 0; ; try++ {
+		live, err := r.readMarkersOnce(ctx, live, res, os)
+		if try == 0 && redis.HasErrorPrefix(errors.Unwrap(err), "NOSCRIPT") {
+			// A master new to this host (or promoted) lacks the script.
+			err := r.c.cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+				return r.c.intent.Load(ctx, node).Err()
+			})
+			if err != nil {
+				return nil, fmt.Errorf("load the intent script: %w", err)
+			}
+			continue
+		}
+		return live, err
+	}
+}
+
+// markerOrder is one order's writes, whose markers readMarkers reads.
+type markerOrder struct {
+	key    string
+	writes []int
+	cmd    *redis.Cmd
+}
+
+func (r *clusterRun) readMarkersOnce(ctx context.Context, live []int, res *Result, os []*markerOrder) ([]int, error) {
 	pipe := r.c.cc.Pipeline()
 	for _, o := range os {
-		fields := []string{"ts"}
+		argv := []any{len(o.writes)}
 		for _, w := range o.writes {
-			fields = append(fields, r.writes[w].Marker)
+			wr := r.writes[w]
+			argv = append(argv, wr.Marker, intentField(wr.Marker), intentDigest(wr.Effects))
 		}
-		o.cmd = pipe.HMGet(ctx, o.key, fields...)
+		o.cmd = r.c.intent.EvalSha(ctx, pipe, []string{o.key}, argv...)
+	}
+	// Redis' clock when the markers are read starts the attempt's window.
+	var clock *redis.Cmd
+	if len(os) > 0 {
+		clock = pipe.Eval(ctx, redisTimeLua, []string{os[0].key})
 	}
 	due := r.c.dueCleanups(r.now)
 	for _, cl := range due {
@@ -254,25 +358,58 @@ func (r *clusterRun) readMarkers(ctx context.Context, live []int, res *Result) (
 	if pipe.Len() == 0 {
 		return live, nil
 	}
+	sent := time.Now()
 	cmds, err := pipe.Exec(ctx)
 	if err := orders.RoundTripError(cmds); err != nil {
 		r.c.requeue(due)
 		return nil, fmt.Errorf("read done markers of %d orders: %w", len(os), err)
 	}
+	for _, o := range os {
+		if err := o.cmd.Err(); redis.HasErrorPrefix(err, "NOSCRIPT") {
+			r.c.requeue(due)
+			return nil, fmt.Errorf("read done markers of %d orders: %w", len(os), err)
+		}
+	}
+	if clock != nil {
+		at, err := redisTime(clock.Val())
+		if err != nil {
+			return nil, fmt.Errorf("read done markers of %d orders: %w", len(os), err)
+		}
+		// Other masters may have read their markers up to a round trip
+		// before this one read its clock: the window starts that early.
+		rtt := time.Since(sent)
+		r.deadline = at.Add(r.c.clockShift - rtt + attemptWindow)
+		r.stop = sent.Add(attemptWindow)
+	}
 	_ = err // a WRONGTYPE order hash is a vanished order, below
 	kept := live[:0:0]
 	for _, o := range os {
-		vals, err := o.cmd.Result()
-		if err != nil || vals[0] == nil {
-			for _, w := range o.writes {
-				res.Statuses[w], res.Reasons[w] = Vanished, "order hash was deleted before its effects were applied"
-			}
-			continue
+		vals, err := o.cmd.StringSlice()
+		if err != nil || len(vals) != 1+len(o.writes) {
+			vals = nil // not a hash: a vanished order
 		}
 		for i, w := range o.writes {
-			if vals[i+1] != nil {
+			got := "gone"
+			if vals != nil {
+				got = vals[i+1]
+			}
+			switch got {
+			case "done":
+				// A gone order's hash may hold its markers alone, set
+				// as a tombstone (mark.lua): those pairs are done too.
 				res.Statuses[w] = AlreadyDone
 				continue
+			case "gone":
+				res.Statuses[w], res.Reasons[w] = Vanished, "order hash was deleted before its effects were applied"
+				continue
+			case "ok":
+			default:
+				if r.differs == nil {
+					r.differs = map[int]string{}
+				}
+				r.differs[w] = "the plugin answered otherwise than when this pair was first applied (a redo after a crash, " +
+					"or another host running another version or config): the first answer's effects may have landed in part; " +
+					"check them before replaying"
 			}
 			kept = append(kept, w)
 		}
@@ -451,7 +588,7 @@ func (r *clusterRun) findLanded(ctx context.Context) error {
 func (r *clusterRun) write(ctx context.Context) error {
 	slots := r.plan()
 	for len(slots) > 0 {
-		if r.a.now().After(r.deadline) {
+		if time.Now().After(r.stop) {
 			return errLate
 		}
 		crash := r.c.crashAt == "write" && len(slots) > 1
@@ -765,10 +902,9 @@ func (r *clusterRun) markOrders(ctx context.Context, live []int, dead []deadlett
 	if len(os) == 0 {
 		return nil
 	}
-	nowUS := strconv.FormatInt(r.a.now().UnixMicro(), 10)
 	cmds := make([]nodeCmd, len(os))
 	for i, o := range os {
-		argv := []any{nowUS, strconv.Itoa(len(o.fields))}
+		argv := []any{strconv.Itoa(len(o.fields))}
 		for _, f := range o.fields {
 			argv = append(argv, f)
 		}
@@ -783,8 +919,18 @@ func (r *clusterRun) markOrders(ctx context.Context, live []int, dead []deadlett
 			return fmt.Errorf("mark script for %s returned %v, want %d flags", o.key, cmds[i].cmd.Val(), len(o.fields))
 		}
 		for j, w := range o.writes {
-			if w >= 0 && set[j] == 0 {
+			if w < 0 {
+				continue
+			}
+			switch set[j] {
+			case 0:
 				res.Statuses[w] = AlreadyDone
+			case 2:
+				// Applied: its effects landed. The marker is a tombstone
+				// that makes a re-send of the order done already.
+				res.Reasons[w] = "order hash was gone when its effects had landed; its markers were set as a tombstone"
+			case 3:
+				res.Reasons[w] = "order key holds another type when its effects had landed; no marker was set"
 			}
 		}
 	}

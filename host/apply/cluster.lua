@@ -4,11 +4,12 @@
 --
 -- KEYS[1] is the slot's idempotency record, a hash whose fields name the
 -- (order, plugin) pairs whose effects already landed in this slot (value:
--- the time they landed, in microseconds); KEYS[2] and KEYS[3] are the
+-- the time they landed, in microseconds of Redis' clock); KEYS[2] and KEYS[3] are the
 -- record again (the plan numbers keys as apply.lua's). Other KEYS are the
 -- keys the effects write, all in the same slot.
 -- ARGV:
---   mode ('check' or 'write'), now_us, deadline_us,
+--   mode ('check' or 'write'), unused, deadline_us (Redis' clock, from
+--   the TIME the host read when it read the markers),
 --   #pairs, pair*                            the pairs whose effects are in the ops
 --                                            (none in mode 'check': the write reads the record)
 --   #types, (key_idx, type)*                 every key written, with the type it needs
@@ -25,7 +26,6 @@
 --                           up on this attempt, and a write now could land
 --                           after the host forgot the record (see cluster.go)
 local mode = ARGV[1]
-local now = ARGV[2]
 local i = 4
 local problems = {}
 
@@ -35,6 +35,9 @@ local t = redis.call('TIME')
 if tonumber(t[1]) * 1000000 + tonumber(t[2]) > tonumber(ARGV[3]) then
   return { 0, 'late' }
 end
+-- The record's times are Redis' own, so that only the Redis nodes' clocks
+-- matter (the sweep compares them with Redis' TIME).
+local now = t[1] .. string.format('%06d', tonumber(t[2]))
 
 local function redis_int(v)
   if v == '0' then return 0 end

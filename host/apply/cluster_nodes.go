@@ -81,6 +81,7 @@ func (c *clusterApply) run(ctx context.Context, cmds []nodeCmd, wait int, waitTi
 // replica may) and running again the commands that needed it.
 func (c *clusterApply) runOn(ctx context.Context, node *redis.Client, cmds []*nodeCmd, wait int, waitTimeout time.Duration) error {
 	addr := node.Options().Addr
+	touchKey := recordKey(c.tags[slotOf(cmds[0].key)])
 	for try := 0; ; try++ {
 		pipe := node.Pipeline()
 		for _, nc := range cmds {
@@ -94,10 +95,14 @@ func (c *clusterApply) runOn(ctx context.Context, node *redis.Client, cmds []*no
 			}
 		}
 		want := 0
-		var waitCmd *redis.Cmd
+		var waitCmd, touchCmd *redis.Cmd
 		if wait > 0 {
 			want = min(wait, c.replicaCount(ctx, node, wait))
 			if want > 0 {
+				// A write that propagates, so that the WAIT covers
+				// everything written on this master before it, other
+				// hosts' writes that this pipeline found done included.
+				touchCmd = c.touch.EvalSha(ctx, pipe, []string{touchKey})
 				waitCmd = pipe.Do(ctx, "WAIT", want, waitTimeout.Milliseconds())
 			}
 		}
@@ -119,8 +124,16 @@ func (c *clusterApply) runOn(ctx context.Context, node *redis.Client, cmds []*no
 				return fmt.Errorf("on %s: %w", addr, err)
 			}
 		}
-		if len(missing) > 0 {
-			for _, s := range []*redis.Script{c.script, c.check, c.mark} {
+		reload := len(missing) > 0
+		if touchCmd != nil {
+			if err := touchCmd.Err(); redis.HasErrorPrefix(err, "NOSCRIPT") && try == 0 {
+				reload = true
+			} else if err != nil {
+				return fmt.Errorf("on %s: %w", addr, err)
+			}
+		}
+		if reload {
+			for _, s := range []*redis.Script{c.script, c.check, c.mark, c.touch} {
 				if err := s.Load(ctx, node).Err(); err != nil {
 					return fmt.Errorf("load script on %s: %w", addr, err)
 				}

@@ -125,7 +125,6 @@ func (a *Applier) SweepRecords(ctx context.Context) (deleted, left int, err erro
 	if cmds, _ := pipe.Exec(ctx); orders.RoundTripError(cmds) != nil {
 		return 0, 0, fmt.Errorf("sweep records: %w", orders.RoundTripError(cmds))
 	}
-	now := a.now()
 	for i, k := range keys {
 		if lens[i].Val() == 0 {
 			continue
@@ -141,6 +140,9 @@ func (a *Applier) SweepRecords(ctx context.Context) (deleted, left int, err erro
 		}
 		var es []entry
 		pipe := c.cc.Pipeline()
+		// Now is Redis' clock, on the record's node: the entries' and the
+		// markers' times are Redis' too.
+		clock := pipe.Eval(ctx, redisTimeLua, []string{k})
 		for f, v := range entries {
 			marker, order, ok := strings.Cut(f, " ")
 			at, _ := strconv.ParseInt(v, 10, 64)
@@ -152,19 +154,24 @@ func (a *Applier) SweepRecords(ctx context.Context) (deleted, left int, err erro
 		if cmds, _ := pipe.Exec(ctx); orders.RoundTripError(cmds) != nil {
 			return deleted, left, fmt.Errorf("sweep record %s: %w", k, orders.RoundTripError(cmds))
 		}
-		cut := now.Add(-RecordKeep).UnixMicro()
+		now, err := redisTime(clock.Val())
+		if err != nil {
+			return deleted, left, fmt.Errorf("sweep record %s: %w", k, err)
+		}
+		cut := now.Add(c.clockShift - RecordKeep).UnixMicro()
 		var drop []string
 		for _, e := range es {
 			vals, err := e.cmd.Result()
 			switch {
+			case err == nil && vals[1] != nil:
+				// Marked (in the order, or in its tombstone).
+				if at, _ := strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64); at < cut {
+					drop = append(drop, e.field)
+				}
 			case err != nil || vals[0] == nil:
 				// The order is gone; so is any attempt that read it
 				// before it went, once RecordKeep has passed.
 				if e.at < cut {
-					drop = append(drop, e.field)
-				}
-			case vals[1] != nil:
-				if at, _ := strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64); at < cut {
 					drop = append(drop, e.field)
 				}
 			}

@@ -291,7 +291,7 @@ func TestCluster(t *testing.T) {
 		// A host that died before its cleanups leaves entries: the sweep
 		// deletes those older than RecordKeep, and no other.
 		a2 := newApplier()
-		a2.now = func() time.Time { return time.Now().Add(offset + RecordKeep) }
+		a2.cluster.clockShift = offset + RecordKeep
 		if _, _, err := a2.SweepRecords(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -302,9 +302,10 @@ func TestCluster(t *testing.T) {
 
 	t.Run("an attempt past its window writes nothing", func(t *testing.T) {
 		a := newApplier()
-		// The host's clock says the attempt started long ago: Redis' clock
-		// is past its deadline when the scripts run.
-		a.now = func() time.Time { return time.Now().Add(-2 * attemptWindow) }
+		// Redis' clock, as the host read it with the markers, says the
+		// attempt started long ago: it is past its deadline when the
+		// scripts run.
+		a.cluster.clockShift = -2 * attemptWindow
 		b := randomBatch(rand.New(rand.NewPCG(9, 10)), "late:", 10)
 		createOrders(t, ctx, cl.Client(), nil, b)
 		if _, err := a.Apply(ctx, b); !errors.Is(err, errLate) {

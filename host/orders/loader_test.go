@@ -24,8 +24,10 @@ func TestLoaderRejectsBadKeysOneByOne(t *testing.T) {
 	rdb.HSet(ctx, prefix+"ok", "ts", "1627000000", "qty", "2", "cost", "3.50", "event", "e", "who", "w", orders.DoneField("p"), "1")
 	rdb.Set(ctx, prefix+"a-string", "x", 0)
 	rdb.HSet(ctx, prefix+"no-qty", "ts", "1627000000", "cost", "3.50", "event", "e", "who", "w")
+	// A cluster's tombstone: an order lost after its effects landed.
+	rdb.HSet(ctx, prefix+"tombstone", orders.DoneField("p"), "1")
 
-	refs := []orders.Ref{{ID: "ok"}, {ID: "a-string"}, {ID: "missing"}, {ID: "no-qty"}}
+	refs := []orders.Ref{{ID: "ok"}, {ID: "a-string"}, {ID: "missing"}, {ID: "no-qty"}, {ID: "tombstone"}}
 	loaded, rejected, err := orders.NewLoader(rdb, prefix).Load(ctx, refs)
 	if err != nil {
 		t.Fatalf("Load: %v (a bad key must not fail the batch)", err)
@@ -34,9 +36,10 @@ func TestLoaderRejectsBadKeysOneByOne(t *testing.T) {
 		t.Errorf("loaded = %+v, want only order ok, done for p", loaded)
 	}
 	want := map[string]string{
-		"a-string": "WRONGTYPE",
-		"missing":  "does not exist",
-		"no-qty":   "field qty is missing",
+		"a-string":  "WRONGTYPE",
+		"missing":   "does not exist",
+		"no-qty":    "field qty is missing",
+		"tombstone": "holds only eventhost's markers",
 	}
 	if len(rejected) != len(want) {
 		t.Errorf("rejected = %+v, want %d", rejected, len(want))
@@ -45,10 +48,12 @@ func TestLoaderRejectsBadKeysOneByOne(t *testing.T) {
 		if !strings.Contains(r.Reason, want[r.ID]) || !strings.Contains(r.Reason, prefix+r.ID) {
 			t.Errorf("rejected %s: reason %q, want it to name the key and say %q", r.ID, r.Reason, want[r.ID])
 		}
-		// Only a missing hash is Missing: it may yet be stored, and then
-		// catch-up must not pass it over.
-		if r.Missing != (r.ID == "missing") {
-			t.Errorf("rejected %s: Missing = %v", r.ID, r.Missing)
+		// Only a missing hash, or one that holds markers alone, is
+		// Missing (and NotStored): it may yet be stored, and then catch-up
+		// must not pass it over.
+		stored := r.ID != "missing" && r.ID != "tombstone"
+		if r.Missing == stored || r.NotStored == stored {
+			t.Errorf("rejected %s: Missing = %v, NotStored = %v", r.ID, r.Missing, r.NotStored)
 		}
 	}
 }

@@ -174,13 +174,26 @@ func (l *Loader) Load(ctx context.Context, refs []Ref) (loaded []Loaded, rejecte
 		}
 		o, done, err := Parse(r, keys[i], cmds[i].Val(), l.Limits)
 		if err != nil {
-			none := len(cmds[i].Val()) == 0
+			none := !HoldsOrder(cmds[i].Val())
 			rejected = append(rejected, Rejected{Ref: r, Reason: err.Error(), Missing: none, NotStored: none})
 			continue
 		}
 		loaded = append(loaded, Loaded{Order: o, Ref: r, Done: done})
 	}
 	return loaded, rejected, nil
+}
+
+// HoldsOrder reports whether an order hash's fields hold anything but
+// eventhost's markers. On a Redis Cluster a hash lost after its effects
+// landed gets its markers all the same, as a tombstone, so that a re-send of
+// the order is done already: until then the order is not stored.
+func HoldsOrder(fields map[string]string) bool {
+	for k := range fields {
+		if !strings.HasPrefix(k, MarkerPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // RoundTripError returns the first error of a pipeline's commands that is
@@ -206,6 +219,9 @@ func Parse(ref Ref, key string, fields map[string]string, lim Limits) (sdk.Order
 	}
 	if len(fields) == 0 {
 		return sdk.Order{}, nil, fmt.Errorf("order hash %s does not exist", key)
+	}
+	if !HoldsOrder(fields) {
+		return sdk.Order{}, nil, fmt.Errorf("order hash %s holds only eventhost's markers, no order fields (on a Redis Cluster: the order was lost after its effects landed, and the markers wait for its re-send)", key)
 	}
 	o := sdk.Order{ID: ref.ID, Channel: ref.Channel}
 	var done map[string]bool

@@ -120,7 +120,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "event empty", ref: ref, fields: valid("event", ""), want: []string{key, "field event is missing or empty"}},
 		{name: "event missing", ref: ref, fields: valid("event", "<delete>"), want: []string{key, "field event is missing or empty"}},
 		{name: "who empty", ref: ref, fields: valid("who", ""), want: []string{key, "field who is missing or empty"}},
-		{name: "only markers", ref: ref, fields: map[string]string{"eventhost:done:x": "1"}, want: []string{key, "field ts is missing"}},
+		{name: "only markers", ref: ref, fields: map[string]string{"eventhost:done:x": "1"}, want: []string{key, "holds only eventhost's markers, no order fields"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,39 @@
+#!lua
+-- Reads one order's done markers and stores, for each pair not done yet,
+-- its intent: a digest of the plugin's answer (cluster.go). The first answer
+-- stored wins until the pair is marked (mark.lua deletes it), so that a redo
+-- or another host whose plugin answers differently is told, before it
+-- writes anything, instead of landing a second answer in other hash slots.
+-- It calls only HMGET and HSETNX, which the host's ACL allows.
+-- KEYS[1] is the order hash; ARGV: #pairs, (marker, intent_field, digest)*.
+-- Returns { '1' when the order hash holds the order (its ts), else '0', then
+-- per pair: 'done' (marker set), 'gone' (no order, nothing stored), 'ok'
+-- (the intent is this digest), or the other digest stored first }.
+local n = tonumber(ARGV[1])
+local fields = { 'ts' }
+for p = 0, n - 1 do
+  fields[#fields + 1] = ARGV[2 + 3 * p]
+  fields[#fields + 1] = ARGV[3 + 3 * p]
+end
+local v = redis.pcall('HMGET', KEYS[1], unpack(fields))
+if v.err then
+  return { '0' } -- not a hash: a vanished order
+end
+local present = v[1] ~= false
+local out = { present and '1' or '0' }
+for p = 0, n - 1 do
+  local done, first, digest = v[2 + 2 * p], v[3 + 2 * p], ARGV[4 + 3 * p]
+  if done then
+    out[#out + 1] = 'done'
+  elseif not present then
+    out[#out + 1] = 'gone'
+  elseif not first then
+    redis.call('HSETNX', KEYS[1], ARGV[3 + 3 * p], digest)
+    out[#out + 1] = 'ok'
+  elseif first == digest then
+    out[#out + 1] = 'ok'
+  else
+    out[#out + 1] = first
+  end
+end
+return out
