@@ -593,3 +593,132 @@ func TestClusterTwoAnswersAtOnceLandOnce(t *testing.T) {
 		}
 	}
 }
+
+// A value check the ACL user may not read (an INCRBY key's GET, without
+// +get) must fail the slot closed, before its record or any op: before,
+// the read's error passed as "no value", the write died on the INCRBY after
+// the record was written, and the retry skipped the slot's other pairs for
+// good. Once the operator grants the read, the refused pair is dead-lettered
+// and every other pair of the slot lands once.
+func TestClusterReviewCheckReadDeniedByACL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	t.Parallel()
+	cl := redistest.StartCluster(t, 3)
+	ctx := t.Context()
+	acl := []any{"ACL", "SETUSER", "eventhost", "on", ">pw", "resetkeys", "~*", "resetchannels", "&purchase_orders", "-@all",
+		"+ping", "+hello", "+subscribe", "+unsubscribe", "+hgetall", "+evalsha", "+eval", "+type", "+exists", "+hsetnx", "+xadd",
+		"+hget", "+hmget", "+scan", "+xdel", "+hincrby", "+hincrbyfloat", "+hset", "+sadd", "+zincrby", "+pfadd", "+bitfield", "+incrby",
+		"+cluster|slots", "+cluster|shards", "+readonly", "+script|load", "+time", "+wait", "+info", "+hdel", "+hlen", "+pfcount",
+		"+sintercard", "+zintercard"}
+	grant := func(rules ...any) {
+		for _, addr := range cl.Addrs() {
+			c := redis.NewClient(&redis.Options{Addr: addr})
+			if err := c.Do(ctx, rules...).Err(); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+		}
+	}
+	grant(acl...)
+	admin := cl.Client()
+	user := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), Username: "eventhost", Password: "pw"})
+	t.Cleanup(func() { _ = user.Close() })
+
+	count := "sales:{acl}:count"
+	admin.Set(ctx, count, "abc", 0)
+	p := Write{OrderKey: "acl:order:o0", Marker: orders.DoneField("counter"), Plugin: "counter", OrderID: "o0", Channel: "c",
+		Effects: []sdk.Effect{{Command: "INCRBY", Key: count, Args: []string{"1"}}}}
+	others := []sdk.Effect{
+		{Command: "HINCRBY", Key: "sales:{acl}:totals", Args: []string{"n", "7"}},
+		{Command: "ZINCRBY", Key: "sales:{acl}:rank", Args: []string{"2", "m"}},
+		{Command: "SADD", Key: "sales:{acl}:seen", Args: []string{"m"}},
+		{Command: "PFADD", Key: "sales:{acl}:uniq", Args: []string{"m"}},
+		{Command: "BITFIELD", Key: "sales:{acl}:bits", Args: []string{"INCRBY", "u8", "#0", "3"}},
+		{Command: "INCRBY", Key: "sales:{acl}:count2", Args: []string{"5"}},
+	}
+	b := Batch{Writes: []Write{p}}
+	for i, e := range others {
+		b.Writes = append(b.Writes, Write{OrderKey: fmt.Sprintf("acl:order:o%d", i+1), Marker: orders.DoneField("other"), Plugin: "other",
+			OrderID: fmt.Sprintf("o%d", i+1), Channel: "c", Effects: []sdk.Effect{e}})
+	}
+	createOrders(t, ctx, admin, nil, b)
+
+	a := New(user, testDL, 0)
+	a.WaitReplicas, a.WaitTimeout = 1, 2*time.Second
+	_, err := a.Apply(ctx, b)
+	if err == nil || !strings.Contains(err.Error(), "NOPERM cannot read "+count) {
+		t.Fatalf("Apply without +get = %v, want a NOPERM naming %s", err, count)
+	}
+	for _, e := range others {
+		if admin.Exists(ctx, e.Key).Val() != 0 {
+			t.Errorf("%s %s was written by a batch that failed closed", e.Command, e.Key)
+		}
+	}
+	if n := admin.Exists(ctx, recordKey(slotTags()[slotOf(count)])).Val(); n != 0 {
+		t.Errorf("the slot's record was written by a batch that failed closed")
+	}
+
+	grant("ACL", "SETUSER", "eventhost", "+get")
+	var res Result
+	for try := 0; try < 3; try++ { // the pipeline retries a failed apply
+		if res, err = a.Apply(ctx, b); err == nil {
+			break
+		}
+		t.Logf("apply %d: %v", try+1, err)
+	}
+	if err != nil {
+		t.Fatalf("Apply with +get kept failing: %v", err)
+	}
+	if res.Statuses[0] != Refused {
+		t.Errorf("pair o0 (INCRBY on %q) is %v, want Refused", admin.Get(ctx, count).Val(), res.Statuses[0])
+	}
+	for i, e := range others {
+		if res.Statuses[i+1] != Applied || admin.Exists(ctx, e.Key).Val() == 0 {
+			t.Errorf("pair o%d (%s %s) is %v, key exists %d: want applied", i+1, e.Command, e.Key, res.Statuses[i+1], admin.Exists(ctx, e.Key).Val())
+		}
+	}
+}
+
+// Redis reads a float into a 5,120-byte buffer: a longer stored value is
+// not a float to HINCRBYFLOAT, though Lua reads it. The check must refuse
+// the pair, not let the write die half way and the retry lose the slot's
+// other pairs.
+func TestClusterReviewFloatCheckAgreesWithRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	t.Parallel()
+	cl := redistest.StartCluster(t, 3)
+	ctx := t.Context()
+	cc := cl.Client()
+	floats, ints := "sales:{f}:a", "sales:{f}:b" // one slot
+	long := "0." + strings.Repeat("0", 5200) + "1"
+	cc.HSet(ctx, floats, "v", long)
+	p := Write{OrderKey: "float:order:o1", Marker: orders.DoneField("f"), Plugin: "f", OrderID: "o1", Channel: "c",
+		Effects: []sdk.Effect{{Command: "HINCRBYFLOAT", Key: floats, Args: []string{"v", "1.5"}}}}
+	q := Write{OrderKey: "float:order:o2", Marker: orders.DoneField("g"), Plugin: "g", OrderID: "o2", Channel: "c",
+		Effects: []sdk.Effect{{Command: "HINCRBY", Key: ints, Args: []string{"n", "7"}}}}
+	b := Batch{Writes: []Write{p, q}}
+	createOrders(t, ctx, cc, nil, b)
+	a := New(cc, testDL, 0)
+	a.WaitReplicas, a.WaitTimeout = 1, 2*time.Second
+	var res Result
+	var err error
+	for try := 0; try < 3; try++ { // the pipeline retries a failed apply
+		if res, err = a.Apply(ctx, b); err == nil {
+			break
+		}
+		t.Logf("apply %d: %v", try+1, err)
+	}
+	if err != nil {
+		t.Fatalf("Apply kept failing: %v", err)
+	}
+	if n := cc.HGet(ctx, ints, "n").Val(); res.Statuses[0] != Refused || res.Statuses[1] != Applied || n != "7" {
+		t.Errorf("Apply = %v %v; %s n=%q; want [Refused Applied] (the float field is not a float to Redis) and n=7", res.Statuses, res.Reasons, ints, n)
+	}
+	if v := cc.HGet(ctx, floats, "v").Val(); v != long {
+		t.Errorf("the long float field changed")
+	}
+}
