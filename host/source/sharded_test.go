@@ -3,9 +3,9 @@ package source_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
