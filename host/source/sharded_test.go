@@ -191,7 +191,7 @@ func TestPubSubOnCluster(t *testing.T) {
 		sharded := startPubSub(t, rdb, channels, true)
 		dead := masterOf(t, rdb, mustSlot(t, rdb, channels[1]))
 		// A replica takes over only once it has synced with its master.
-		waitFor(t, "the master's replica in sync", func() bool {
+		waitLong(t, "the master's replica in sync", func() bool {
 			for _, n := range nodes {
 				if n.Options().Addr == dead {
 					info, _ := n.Info(t.Context(), "replication").Result()
@@ -208,13 +208,9 @@ func TestPubSubOnCluster(t *testing.T) {
 		// Sharded: the dead master's channel only; plain: the one
 		// subscription, wherever it was (it reports a reconnect only
 		// if it was on the dead master).
-		deadline := time.Now().Add(30 * time.Second)
-		for len(sharded.onSubscribed()) < 2 {
-			if time.Now().After(deadline) {
-				t.Fatalf("sharded source not resubscribed 30s after its channel's master died")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitLong(t, "the sharded source resubscribed after its channel's master died", func() bool {
+			return len(sharded.onSubscribed()) == 2
+		})
 		waitFor(t, "a new master for the slot", func() bool {
 			rdb.ReloadState(t.Context())
 			return masterOf(t, rdb, mustSlot(t, rdb, channels[1])) != dead
@@ -353,4 +349,17 @@ func announceRetry(t *testing.T, rdb redis.UniversalClient, channels []string, i
 	}
 	slices.Sort(want)
 	return want
+}
+
+// waitLong is waitFor for what a cluster takes seconds to do (a replica's
+// first sync, a failover): up to 60s.
+func waitLong(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 60s waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
