@@ -35,7 +35,7 @@ plugin_dir = "bin/plugins"
 
 batch {
   max_orders = 512   # ids per batch: one HGETALL pipeline, one RPC per plugin, one atomic apply
-  max_wait   = "2ms" # how long the first id of a batch waits for company
+  max_wait   = "0s"  # how long the first id of a batch waits for company: 0, go as soon as the pipeline is free
 }
 
 dead_letter {

@@ -36,7 +36,7 @@ plugin_dir = "/usr/local/lib/eventhost/plugins"
 
 batch {
   max_orders = 512
-  max_wait   = "2ms"
+  max_wait   = "0s"
 }
 
 dead_letter {

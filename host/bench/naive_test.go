@@ -50,7 +50,7 @@ func (r *naive) start(b *testing.B, addr string) {
 			case <-ctx.Done():
 				return
 			}
-			timer := time.NewTimer(maxWait)
+			timer := time.NewTimer(naiveMaxWait)
 		fill:
 			for len(ids) < naiveBatch {
 				select {

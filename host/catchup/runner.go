@@ -28,6 +28,10 @@ type Runner struct {
 	trigger  chan struct{}
 	// RetryAfter is the wait before a failed run is tried again.
 	RetryAfter time.Duration
+	// OnRegistered, when set, is called in each run once every plugin is
+	// registered (the history of a new one marked), before the scan: from
+	// then on every order is counted, live or found by this scan.
+	OnRegistered func()
 	// OnDone, when set, is called after each successful run.
 	OnDone func()
 
@@ -98,6 +102,11 @@ func (r *Runner) Once(ctx context.Context, plugins []Plugin, emit func(context.C
 	if err != nil {
 		return err
 	}
+	if r.OnRegistered != nil {
+		r.OnRegistered()
+	}
+	r.metrics.CatchUpRunning.Set(1)
+	defer r.metrics.CatchUpRunning.Set(0)
 	for _, p := range plugins {
 		reg := regs[p.Name]
 		switch {

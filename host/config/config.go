@@ -35,7 +35,7 @@ const (
 	DefaultOrderKeyPrefix   = "purchase_order_details:"
 	DefaultDeadLetterStream = "eventhost:deadletter"
 	DefaultMaxOrders        = 512
-	DefaultMaxWait          = 2 * time.Millisecond
+	DefaultMaxWait          = 0 // a batch goes out as soon as the pipeline can take it
 	DefaultPluginTimeout    = 10 * time.Second
 	DefaultMaxAttempts      = 3
 	DefaultRestartLimit     = 5
@@ -234,8 +234,9 @@ const (
 	DefaultMissingHashWait = 30 * time.Second
 )
 
-// Batch bounds how many orders travel together and how long the first one
-// waits for company.
+// Batch bounds how many orders travel together. A batch goes out as soon as
+// the pipeline can take it; MaxWait > 0 makes its first id wait up to that
+// long for company.
 type Batch struct {
 	MaxOrders int
 	MaxWait   time.Duration
@@ -512,7 +513,7 @@ func build(filename, dir string, raw *fileSchema) (*Config, hcl.Diagnostics) {
 		if cfg.Batch.MaxOrders < 1 {
 			diags = append(diags, errorAt(attrRange(b.Body, "max_orders"), "Invalid batch size", "max_orders must be at least 1."))
 		}
-		cfg.Batch.MaxWait = duration(&diags, b.Body, "max_wait", b.MaxWait, cfg.Batch.MaxWait)
+		cfg.Batch.MaxWait = waitDuration(&diags, b.Body, "max_wait", b.MaxWait, cfg.Batch.MaxWait)
 	}
 	cfg.Limits = buildLimits(&diags, raw.Limits, cfg.Batch.MaxOrders, batchBody)
 	cfg.EffectLimits = buildEffectLimits(&diags, raw.Limits)
@@ -865,6 +866,20 @@ func duration(diags *hcl.Diagnostics, body hcl.Body, name string, v *string, def
 	if err != nil || d <= 0 {
 		*diags = append(*diags, errorAt(attrRange(body, name), "Invalid duration",
 			fmt.Sprintf("%s = %q is not a positive duration such as \"500ms\" or \"10s\".", name, *v)))
+		return def
+	}
+	return d
+}
+
+// waitDuration is duration, 0 allowed: "0s" means no waiting at all.
+func waitDuration(diags *hcl.Diagnostics, body hcl.Body, name string, v *string, def time.Duration) time.Duration {
+	if v == nil {
+		return def
+	}
+	d, err := time.ParseDuration(*v)
+	if err != nil || d < 0 {
+		*diags = append(*diags, errorAt(attrRange(body, name), "Invalid duration",
+			fmt.Sprintf("%s = %q is not a duration such as \"0s\" or \"2ms\".", name, *v)))
 		return def
 	}
 	return d

@@ -57,7 +57,7 @@ func TestParseDefaults(t *testing.T) {
 		{name: "redis dial timeout", got: cfg.Redis.DialTimeout, want: 5 * time.Second},
 		{name: "redis tls", got: cfg.Redis.TLS, want: (*config.TLS)(nil)},
 		{name: "source", got: cfg.Source, want: config.Source{Kind: "pubsub", Channels: []string{"purchase_orders"}}},
-		{name: "batch", got: cfg.Batch, want: config.Batch{MaxOrders: 512, MaxWait: 2 * time.Millisecond}},
+		{name: "batch", got: cfg.Batch, want: config.Batch{MaxOrders: 512, MaxWait: 0}},
 		{name: "dead letter", got: cfg.DeadLetter, want: config.DeadLetter{Stream: "eventhost:deadletter", MaxLen: 100000}},
 		{name: "limits", got: cfg.Limits, want: orders.DefaultLimits()},
 		{name: "log", got: cfg.Log, want: config.Log{Level: "info"}},
@@ -385,7 +385,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name:     "negative batch max_wait",
 			src:      "batch {\n max_wait = \"-1s\"\n}\nplugin \"x\" {}",
-			wantLine: 2, want: `max_wait = "-1s" is not a positive duration`,
+			wantLine: 2, want: `max_wait = "-1s" is not a duration such as "0s" or "2ms"`,
 		},
 		{
 			name:     "bad redis dial_timeout",

@@ -141,10 +141,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		src := source.NewPubSub(rdb, d.cfg.Source.Channels, d.logger.Named("source"), d.metrics)
 		src.Sharded = d.cfg.Source.Sharded
 		// Whatever was published while we were not subscribed is found in
-		// the order hashes. The host is ready once subscribed and caught up.
+		// the order hashes. The host is ready once subscribed with every
+		// plugin registered: from then on no order goes uncounted. The
+		// scan for what was missed runs meanwhile (on a large history it
+		// takes seconds); the done markers make its overlap with live
+		// orders harmless.
 		src.OnSubscribed = func(bool) { runner.Trigger() }
 		src.OnDrained = runner.Trigger // ids dropped while the intake was full
-		runner.OnDone = func() { d.subscribed(d.ready.Swap(true)) }
+		runner.OnRegistered = func() { d.subscribed(d.ready.Swap(true)) }
+		runner.OnDone = d.caughtUp
 		pluginsAdded = runner.Trigger
 		producers.Add(2)
 		go func() { defer producers.Done(); srcErr <- src.Run(intake, ids) }()
@@ -207,7 +212,8 @@ func (d *Daemon) catchUpPlugins(eng *engine.Engine) func() []catchup.Plugin {
 	}
 }
 
-// Ready reports whether the host is subscribed and its plugins are up.
+// Ready reports whether the host is subscribed (or reading the stream) with
+// its plugins registered; a catch-up scan may still run.
 func (d *Daemon) Ready() bool { return d.ready.Load() }
 
 // waitForRedis pings until Redis answers. Refused credentials or TLS
@@ -251,7 +257,7 @@ func (d *Daemon) serveHTTP(down func() []string, paused func() (string, time.Tim
 	// eventhost_ready gauge both read it.
 	notReady := func() string {
 		if !d.Ready() {
-			return "not yet subscribed and caught up"
+			return "not yet subscribed with every plugin registered"
 		}
 		if reason, since := paused(); reason != "" {
 			return fmt.Sprintf("paused for %s, holding received orders: %s", time.Since(since).Round(time.Second), reason)

@@ -12,18 +12,25 @@ import (
 	"github.com/eventhost/eventhost/host/pluginhost"
 )
 
-// subscribed tells systemd the host is ready. It is called after each
-// catch-up, which follows each (re)subscription; plugins answered their
-// launch before that. reconnect is false the first time.
+// subscribed tells systemd the host is ready. It is called once the host is
+// subscribed and its plugins registered, after each (re)subscription (with
+// Pub/Sub, before the catch-up scan); plugins answered their launch before
+// that. reconnect is false the first time.
 func (d *Daemon) subscribed(reconnect bool) {
 	cfg := d.config()
 	if reconnect {
 		// After a reconnect or a reload.
-		d.Notifier.Status("subscribed to %q and caught up; %d plugins", cfg.Source.Channels, len(cfg.Plugins))
+		d.Notifier.Status("subscribed to %q; %d plugins; catching up", cfg.Source.Channels, len(cfg.Plugins))
 		return
 	}
 	d.Notifier.Ready()
 	d.Notifier.Status("subscribed to %q; %d plugins", cfg.Source.Channels, len(cfg.Plugins))
+}
+
+// caughtUp tells systemd a catch-up scan is over.
+func (d *Daemon) caughtUp() {
+	cfg := d.config()
+	d.Notifier.Status("subscribed to %q and caught up; %d plugins", cfg.Source.Channels, len(cfg.Plugins))
 }
 
 // superviseSystemd keeps systemd informed while the pipeline runs: STOPPING=1

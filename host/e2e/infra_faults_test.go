@@ -749,6 +749,60 @@ func TestInfraReconnectCatchUp(t *testing.T) {
 	checkTutorialStateAnyOrder(t, rdb, all)
 }
 
+// TestReadyWhileCatchingUp: the host is ready (/readyz 200, READY=1) once it
+// is subscribed with its plugins registered, without waiting for the catch-up
+// scan, which on a large history takes seconds; the orders the scan finds and
+// those that arrive live meanwhile are all counted, once.
+func TestReadyWhileCatchingUp(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	// Registered an hour ago: the orders stored below are not history, and
+	// registering them again is a read, which the pause below lets through.
+	for _, p := range bundled {
+		if err := rdb.HSet(ctx, catchup.RegistryKey, p, time.Now().Add(-time.Hour).UnixMilli()).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gen := publish.NewGenerator(3737)
+	missed := storeOnly(t, rdb, gen, 100)
+	// Writes paused: the scan (a script without the no-writes flag) waits
+	// for the pause to end, the whole time the test looks.
+	unpause := pauseWrites(t, rdb)
+	h := startHostNotReady(t, rdb, writeConfig(t, srv, "u8", metricsBlock))
+	addr := h.metricsAddr(t)
+	waitFor(t, 30*time.Second, "/readyz to answer 200", func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	checkMetric(t, addr, "eventhost_catchup_running", 1)
+	if strings.Contains(h.log.String(), "catch-up done") {
+		t.Errorf("the catch-up finished while Redis held its scan: the test proves nothing")
+	}
+	if left := unapplied(rdb, ids(missed), bundled); len(left) != len(missed) {
+		t.Errorf("%d of %d stored orders applied while writes were paused", len(missed)-len(left), len(missed))
+	}
+	unpause()
+	live, err := publish.NewPublisher(rdb, channel, orderPrefix).PublishMany(ctx, gen, 20, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := append(missed, live...)
+	waitApplied(t, rdb, ids(all), bundled, 60*time.Second)
+	checkMetric(t, addr, `eventhost_catchup_runs_total{result="done"}`, 1)
+	checkMetric(t, addr, "eventhost_catchup_running", 0)
+	if code := h.stop(t); code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
+	checkOrderHashes(t, rdb, all, bundled)
+	checkNoDeadLetters(t, rdb)
+	checkTutorialStateAnyOrder(t, rdb, all)
+}
+
 // TestInfraDrainTimeout: a shutdown that cannot finish the orders it
 // received within the drain limit (here a plugin hanging on them, with
 // -drain-timeout 1s) gives up on them and exits 1, having applied none of

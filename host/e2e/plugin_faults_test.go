@@ -592,8 +592,9 @@ func TestPluginFaultCrashLoop(t *testing.T) {
 }
 
 // TestHealthEndpoints: /healthz answers while the process runs; /readyz
-// says 503 until the host is subscribed and caught up, 200 then with every
-// plugin up, and 503 again once a plugin is disabled, naming it.
+// says 503 until the host is subscribed with its plugins registered, 200
+// then with every plugin up, and 503 again once a plugin is disabled,
+// naming it. (TestReadyWhileCatchingUp: ready does not wait for the scan.)
 func TestHealthEndpoints(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs in make test")
@@ -603,7 +604,7 @@ func TestHealthEndpoints(t *testing.T) {
 	cfg := writeConfig(t, srv, "u8", "metrics {\n  listen = \"127.0.0.1:0\"\n  pprof  = true\n}\n"+
 		liarBlock(t, "  restart_limit = 1\n  max_attempts = 2", map[string]string{"mode": "crash"}))
 	// Writes paused: the first catch-up cannot register the plugins, so
-	// the host stays subscribed but not caught up until the pause ends.
+	// the host stays subscribed but not ready until the pause ends.
 	unpause := pauseWrites(t, rdb)
 	h := startHostNotReady(t, rdb, cfg)
 	addr := h.metricsAddr(t)
@@ -619,8 +620,9 @@ func TestHealthEndpoints(t *testing.T) {
 	if code, body := get("/healthz"); code != http.StatusOK || body != "ok" {
 		t.Errorf("/healthz = %d %q, want 200 ok", code, body)
 	}
-	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || body != "not ready: not yet subscribed and caught up" {
-		t.Errorf("/readyz before the first catch-up = %d %q, want 503 not ready: not yet subscribed and caught up", code, body)
+	code, body := get("/readyz")
+	if want := "not ready: not yet subscribed with every plugin registered"; code != http.StatusServiceUnavailable || body != want {
+		t.Errorf("/readyz before the plugins are registered = %d %q, want 503 %q", code, body, want)
 	}
 	unpause()
 	waitCaughtUp(t, h)
@@ -638,7 +640,7 @@ func TestHealthEndpoints(t *testing.T) {
 	waitFor(t, 30*time.Second, "liar to be disabled", func() bool {
 		return strings.Contains(h.log.String(), "PLUGIN DISABLED")
 	})
-	code, body := get("/readyz")
+	code, body = get("/readyz")
 	if want := "not ready: plugins down (relaunching or disabled): liar"; code != http.StatusServiceUnavailable || body != want {
 		t.Errorf("/readyz with liar disabled = %d %q, want 503 %q", code, body, want)
 	}

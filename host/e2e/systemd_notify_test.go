@@ -121,7 +121,7 @@ func TestSystemdNotify(t *testing.T) {
 	})
 	ready := early
 	if early.msg == "READY=1" {
-		t.Errorf("READY=1 came while the first catch-up waited for Redis: at subscription, before catching up")
+		t.Errorf("READY=1 came while the first catch-up waited for Redis: at subscription, before the plugins were registered")
 	} else {
 		unpause()
 		ready = await("READY=1", 30*time.Second, is("READY=1"))

@@ -30,6 +30,7 @@ type Metrics struct {
 	CatchUpRuns        *prometheus.CounterVec // result
 	CatchUpOrders      prometheus.Counter
 	CatchUpSeconds     prometheus.Histogram
+	CatchUpRunning     prometheus.Gauge
 	StreamPending      prometheus.Gauge
 	StreamLag          prometheus.Gauge
 	StreamClaimed      prometheus.Counter
@@ -138,6 +139,9 @@ func New() *Metrics {
 			Name: "eventhost_catchup_seconds", Help: "Duration of one catch-up scan.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 		}),
+		CatchUpRunning: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eventhost_catchup_running", Help: "1 while a catch-up scan runs (the host is ready meanwhile).",
+		}),
 		StreamPending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eventhost_stream_pending", Help: "Entries delivered to the consumer group but not yet acknowledged (all consumers).",
 		}),
@@ -155,7 +159,7 @@ func New() *Metrics {
 		Name: "eventhost_build_info", Help: "Always 1; the labels say which build of eventhost runs (eventhost version).",
 	}, []string{"version", "commit", "goversion"})
 	m.Ready = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "eventhost_ready", Help: "1 while the host is ready (/readyz answers 200): subscribed, caught up, not paused, every plugin up.",
+		Name: "eventhost_ready", Help: "1 while the host is ready (/readyz answers 200): subscribed with every plugin registered, not paused, every plugin up.",
 	}, func() float64 {
 		if f := m.readiness.Load(); f != nil && (*f)() {
 			return 1
@@ -170,7 +174,7 @@ func New() *Metrics {
 		m.OrdersReceived, m.OrdersDropped, m.OrdersLoaded, m.OrdersRejected, m.OrdersProcessed, m.OrdersDuplicate,
 		m.OrdersDeadLettered, m.BatchSize, m.BatchSeconds, m.PluginRPCSeconds, m.PluginErrors,
 		m.PluginRestarts, m.PluginUp, m.RedisErrors, m.Reconnects, m.OrdersRetried, m.OrderSeconds,
-		m.CatchUpRuns, m.CatchUpOrders, m.CatchUpSeconds, m.StreamPending, m.StreamLag, m.StreamClaimed,
+		m.CatchUpRuns, m.CatchUpOrders, m.CatchUpSeconds, m.CatchUpRunning, m.StreamPending, m.StreamLag, m.StreamClaimed,
 		m.Reloads, m.Paused, m.Pauses, m.SandboxProtection, m.BuildInfo, m.Ready,
 	)
 	return m

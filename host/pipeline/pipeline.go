@@ -56,8 +56,9 @@ type Pipeline struct {
 // its last try. "" when it runs.
 func (p *Pipeline) Paused() (reason string, since time.Time) { return p.pause.get() }
 
-// New wires a pipeline. maxOrders and maxWait bound a batch: it is sent when
-// it holds maxOrders ids or its first id has waited maxWait.
+// New wires a pipeline. A batch holds at most maxOrders ids. It is sent as
+// soon as the pipeline can take it, with the ids that arrived meanwhile;
+// maxWait > 0 makes it wait up to that long for more ids first.
 func New(l *orders.Loader, d *dispatch.Dispatcher, a *apply.Applier, m *metrics.Metrics, logger hclog.Logger, maxOrders int, maxWait time.Duration) *Pipeline {
 	return &Pipeline{
 		loader: l, dispatcher: d, applier: a, metrics: m, logger: logger, maxOrders: maxOrders, maxWait: maxWait,
@@ -81,12 +82,19 @@ func (p *Pipeline) SetMaxAttempts(plugin string, n int) {
 // atomically or not at all) and the retries not yet due (catch-up or the
 // stream's pending list brings them back).
 //
-// Two batches are in flight at once: while one is applied, the next is
+// At most two batches are in flight: while one is applied, the next is
 // loaded and dispatched, so Redis' script time and the plugins' RPC time
-// overlap. Batches are applied in the order they were gathered; an order in
-// both is applied once, by the done marker the script checks.
+// overlap. A batch is cut as soon as the stage before the plugins is free,
+// with every id that arrived meanwhile (see gather), so ids wait for work
+// ahead of them, never for a timer, and batches grow by themselves while
+// the stages are busy. Batches are applied in the order they were
+// gathered; an order in both is applied once, by the done marker the
+// script checks.
 func (p *Pipeline) Run(ctx context.Context, in <-chan orders.Ref) error {
-	ready := make(chan prepared, 1)
+	// Unbuffered: a prepared batch waiting for the applier holds the next
+	// one back, so ids arriving meanwhile join that next batch instead of
+	// queuing as a third, smaller one behind both.
+	ready := make(chan prepared)
 	settled := make(chan struct{}, 1) // a batch was applied: retries may be due
 	// applied is closed when the apply stage ends, with applyErr set: on
 	// ctx ending, or once ready is closed and drained.
@@ -168,21 +176,7 @@ func (p *Pipeline) gather(ctx context.Context, in <-chan orders.Ref, ready chan<
 				return ctx.Err()
 			}
 		}
-		fill.Reset(p.maxWait)
-	fill:
-		for len(batch) < p.maxOrders && in != nil {
-			select {
-			case ref, ok := <-in:
-				if !ok {
-					in = nil
-					break fill
-				}
-				batch = append(batch, ref)
-			case <-fill.C:
-				break fill
-			}
-		}
-		fill.Stop()
+		batch, in = p.fill(batch, in, fill)
 		pb, err := p.prepare(ctx, batch)
 		if err != nil {
 			return err
@@ -197,6 +191,42 @@ func (p *Pipeline) gather(ctx context.Context, in <-chan orders.Ref, ready chan<
 			return ctx.Err()
 		}
 	}
+}
+
+// fill adds to batch the ids that are already waiting in in, up to
+// maxOrders, without waiting for more; with maxWait set, it then waits up
+// to maxWait for more (a host that prefers fewer, larger batches to the
+// lowest latency). It returns nil for in once in is closed.
+func (p *Pipeline) fill(batch []orders.Ref, in <-chan orders.Ref, timer *time.Timer) ([]orders.Ref, <-chan orders.Ref) {
+	for len(batch) < p.maxOrders && in != nil {
+		select {
+		case ref, ok := <-in:
+			if !ok {
+				return batch, nil
+			}
+			batch = append(batch, ref)
+			continue
+		default:
+		}
+		break
+	}
+	if p.maxWait <= 0 || len(batch) >= p.maxOrders || in == nil {
+		return batch, in
+	}
+	timer.Reset(p.maxWait)
+	defer timer.Stop()
+	for len(batch) < p.maxOrders {
+		select {
+		case ref, ok := <-in:
+			if !ok {
+				return batch, nil
+			}
+			batch = append(batch, ref)
+		case <-timer.C:
+			return batch, in
+		}
+	}
+	return batch, in
 }
 
 // prepared is a batch loaded and dispatched, waiting to be applied.

@@ -30,8 +30,8 @@ const MaxViewers = 64
 
 // Health is the host's state as the dashboard shows it.
 type Health struct {
-	// Ready is /readyz's verdict: subscribed, caught up, not paused, every
-	// plugin up.
+	// Ready is /readyz's verdict: subscribed, plugins registered, not
+	// paused, every plugin up.
 	Ready bool `json:"ready"`
 	// Paused is why intake is paused (Redis out of memory, read-only, …),
 	// empty when it is not; PausedSince when it began.

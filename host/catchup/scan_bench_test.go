@@ -1,0 +1,113 @@
+package catchup_test
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/catchup"
+	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/host/orders"
+)
+
+// storeCounted stores n orders every plugin of ARGV[4:] has counted, in
+// one script call per 20,000.
+var storeCounted = redis.NewScript(`
+local from, n, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+for i = from, from + n - 1 do
+  local args = { prefix .. string.format('h%09d', i), 'ts', tostring(1627000000 + i % 1400000), 'qty', tostring(1 + i % 8),
+    'cost', '12.50', 'event', 'Judo', 'who', 'w' .. (i % 5000) }
+  for j = 4, #ARGV do
+    args[#args + 1] = ARGV[j]
+    args[#args + 1] = '1700000000000000'
+  end
+  redis.call('HSET', unpack(args))
+end
+return n`)
+
+// scanOnly walks the whole keyspace like scan.lua, with the same MATCH and
+// COUNT, but reads nothing per key: the floor under any server-side scan.
+var scanOnly = redis.NewScript(`
+local cursor, n = '0', 0
+repeat
+  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', ARGV[2])
+  cursor = page[1]
+  n = n + #page[2]
+until cursor == '0'
+return n`)
+
+// BenchmarkScanPerKey measures what a catch-up scan costs per stored order
+// when every plugin has counted every order (the common case: nothing to
+// find): Redis CPU time per key (INFO cpu), wall time per key, and the
+// longest script call; and, as the floor, the Redis CPU per key of SCAN
+// alone. BENCH_SCAN_KEYS orders (default 200,000) are stored.
+func BenchmarkScanPerKey(b *testing.B) {
+	n := 200000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_SCAN_KEYS")); err == nil && v > 0 {
+		n = v
+	}
+	ctx := context.Background()
+	rdb := redistest.Start(b).Client()
+	plugins := []string{"sales-histogram", "events-summary", "customer-invoices"}
+	args := []any{0, 0, prefix}
+	var wants []catchup.Want
+	for _, p := range plugins {
+		args = append(args, orders.DoneField(p))
+		wants = append(wants, catchup.Want{Plugin: p})
+	}
+	for from := 0; from < n; from += 20000 {
+		args[0], args[1] = from, min(20000, n-from)
+		if err := storeCounted.Run(ctx, rdb, nil, args...).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s := catchup.NewScanner(rdb, prefix)
+	var keys int
+	var longest, wall time.Duration
+	cpu := 0.0
+	for b.Loop() {
+		before := redisCPU(b, rdb)
+		start := time.Now()
+		st, err := s.Scan(ctx, wants, func([]catchup.Unfinished) error { return nil })
+		if err != nil {
+			b.Fatal(err)
+		}
+		wall += time.Since(start)
+		cpu += redisCPU(b, rdb) - before
+		if st.Keys != n || st.Unfinished != 0 {
+			b.Fatalf("scan saw %d keys, %d unfinished; want %d, 0", st.Keys, st.Unfinished, n)
+		}
+		keys += st.Keys
+		longest = max(longest, st.Longest)
+	}
+	before := redisCPU(b, rdb)
+	if err := scanOnly.Run(ctx, rdb, nil, prefix+"*", 1000).Err(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric((redisCPU(b, rdb)-before)*1e6/float64(n), "scan-only-redis-cpu-us/key")
+	b.ReportMetric(cpu*1e6/float64(keys), "redis-cpu-us/key")
+	b.ReportMetric(float64(wall.Microseconds())/float64(keys), "wall-us/key")
+	b.ReportMetric(float64(longest.Microseconds())/1000, "longest-call-ms")
+}
+
+// redisCPU is Redis' CPU time so far, user and system, in seconds.
+func redisCPU(b *testing.B, rdb *redis.Client) float64 {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, _ := strconv.ParseFloat(v, 64)
+			sum += f
+		}
+	}
+	return sum
+}

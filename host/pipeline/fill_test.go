@@ -1,0 +1,64 @@
+package pipeline
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/eventhost/eventhost/host/orders"
+)
+
+// A batch takes the ids already waiting, up to maxOrders, and goes: with
+// maxWait 0 it never waits for more (a wait here would hang the test, as no
+// more ids come). With maxWait set, it waits for company until the intake
+// closes or the batch is full.
+func TestFillTakesWhatIsWaiting(t *testing.T) {
+	refs := func(ids ...string) []orders.Ref {
+		out := make([]orders.Ref, len(ids))
+		for i, id := range ids {
+			out[i] = orders.Ref{ID: id}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name      string
+		maxOrders int
+		maxWait   time.Duration
+		waiting   []string
+		close     bool
+		first     []string // already in the batch
+		want      []string
+		wantOpen  bool
+		wantLeft  int
+	}{
+		{name: "all waiting ids", maxOrders: 10, waiting: []string{"b", "c"}, first: []string{"a"}, want: []string{"a", "b", "c"}, wantOpen: true},
+		{name: "nothing waiting: goes alone", maxOrders: 10, first: []string{"a"}, want: []string{"a"}, wantOpen: true},
+		{name: "at most max_orders", maxOrders: 2, waiting: []string{"b", "c"}, first: []string{"a"}, want: []string{"a", "b"}, wantOpen: true, wantLeft: 1},
+		{name: "intake closed", maxOrders: 10, waiting: []string{"b"}, close: true, first: []string{"a"}, want: []string{"a", "b"}},
+		{name: "max_wait waits until closed", maxOrders: 10, maxWait: time.Hour, waiting: []string{"b"}, close: true, first: []string{"a"}, want: []string{"a", "b"}},
+		{name: "max_wait waits until full", maxOrders: 3, maxWait: time.Hour, waiting: []string{"b", "c", "d"}, first: []string{"a"}, want: []string{"a", "b", "c"}, wantOpen: true, wantLeft: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Pipeline{maxOrders: tc.maxOrders, maxWait: tc.maxWait}
+			in := make(chan orders.Ref, 10)
+			for _, r := range refs(tc.waiting...) {
+				in <- r
+			}
+			if tc.close {
+				close(in)
+			}
+			timer := time.NewTimer(time.Hour)
+			timer.Stop()
+			got, open := p.fill(refs(tc.first...), in, timer)
+			if !reflect.DeepEqual(got, refs(tc.want...)) {
+				t.Errorf("batch = %v, want %v", got, refs(tc.want...))
+			}
+			if (open != nil) != tc.wantOpen {
+				t.Errorf("intake returned open = %v, want %v", open != nil, tc.wantOpen)
+			}
+			if !tc.close && len(in) != tc.wantLeft {
+				t.Errorf("%d ids left waiting, want %d", len(in), tc.wantLeft)
+			}
+		})
+	}
+}
