@@ -71,9 +71,28 @@ func ProcessBatch(p Plugin, orders []Order) []Result {
 			results[i] = Result{Err: fmt.Sprintf("answer for order %s: %v", orders[i].ID, err), Permanent: true}
 			continue
 		}
-		results[i].Effects = append([]Effect(nil), out.List()...)
+		results[i].Effects = keep(out.List())
 	}
 	return results
+}
+
+// keep copies effects, and their arguments, out of an Effects that is
+// about to be reset: two allocations for one order's answer.
+func keep(effects []Effect) []Effect {
+	kept := append([]Effect(nil), effects...)
+	n := 0
+	for _, e := range effects {
+		n += len(e.Args)
+	}
+	args := make([]string, 0, n)
+	for j, e := range kept {
+		if len(e.Args) > 0 {
+			from := len(args)
+			args = append(args, e.Args...)
+			kept[j].Args = args[from:len(args):len(args)]
+		}
+	}
+	return kept
 }
 
 func handleOne(p Plugin, o Order, out *Effects) (err error) {

@@ -98,8 +98,16 @@ func TestProcessBatch(t *testing.T) {
 // Effects of one order must not be overwritten by the next: ProcessBatch
 // reuses one Effects buffer.
 func TestProcessBatchResultsDoNotAlias(t *testing.T) {
-	results := sdk.ProcessBatch(touchy{}, []sdk.Order{{ID: "1", Event: "a", Qty: 1}, {ID: "2", Event: "b", Qty: 1}})
+	results := sdk.ProcessBatch(touchy{}, []sdk.Order{{ID: "1", Event: "a", Qty: 1}, {ID: "2", Event: "b", Qty: 5}})
 	if got := results[0].Effects[0].Key; got != "seen:a" {
 		t.Errorf("first order's first effect key = %q after the second order, want seen:a", got)
+	}
+	// Effects keeps every order's arguments in one reused slice: the
+	// results must hold copies.
+	if got := results[0].Effects[0].Args[0]; got != "1" {
+		t.Errorf("first order's first effect argument = %q after the second order, want 1", got)
+	}
+	if got := results[0].Effects[1].Args[0]; got != "1" {
+		t.Errorf("first order's INCRBY argument = %q after the second order, want 1", got)
 	}
 }

@@ -123,10 +123,11 @@ func OrderFromProto(p *pluginv1.Order) Order {
 }
 
 // ProcessRequestToProto converts a batch for the wire: in the compact
-// encoding when packed (the plugin said it reads it), else as messages.
+// encoding when packed (the plugin said it reads it), asking for the answer
+// in it too, else as messages.
 func ProcessRequestToProto(orders []Order, packed bool) *pluginv1.ProcessRequest {
 	if packed {
-		return &pluginv1.ProcessRequest{PackedOrders: packOrders(orders)}
+		return &pluginv1.ProcessRequest{PackedOrders: packOrders(orders), PackedAnswer: true}
 	}
 	req := &pluginv1.ProcessRequest{Orders: make([]*pluginv1.Order, len(orders))}
 	for i, o := range orders {
@@ -180,13 +181,17 @@ func ResultsToProto(results []Result, packed bool) *pluginv1.ProcessResponse {
 	return resp
 }
 
-// ResultsFromProto returns one Result per order of a request of n orders.
-// Whatever a plugin answers, it costs at most its own batch, never a call
-// error: an order it answered twice, did not answer, or whose effects are
-// malformed or over the bounds (MaxEffects, MaxEffectArgs, MaxArgBytes,
-// MaxAnswerBytes) fails alone, permanently; an answer for an order it was
-// not sent means the indices cannot be trusted, so every order fails.
+// ResultsFromProto returns one Result per order of a request of n orders,
+// from whichever encoding the plugin answered in. Whatever a plugin
+// answers, it costs at most its own batch, never a call error: an order it
+// answered twice, did not answer, or whose effects are malformed or over
+// the bounds (MaxEffects, MaxEffectArgs, MaxArgBytes, MaxAnswerBytes) fails
+// alone, permanently; an answer for an order it was not sent means the
+// indices cannot be trusted, so every order fails.
 func ResultsFromProto(resp *pluginv1.ProcessResponse, n int) []Result {
+	if packed := resp.GetPackedResults(); len(packed) > 0 {
+		return unpackResults(packed, n)
+	}
 	results := make([]Result, n)
 	seen := make([]bool, n)
 	for _, pr := range resp.GetResults() {

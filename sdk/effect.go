@@ -13,27 +13,38 @@ type Effect struct {
 // Effects collects the writes for one order. The zero value is ready to use.
 type Effects struct {
 	list []Effect
+	// args holds the arguments of every effect in list, each effect's Args
+	// a window of it: one slice, reused after Reset, instead of one per
+	// effect.
+	args []string
 }
 
-// List returns the effects added so far. The slice is only valid until the
-// next Reset.
+// List returns the effects added so far. The slice, and the effects' Args,
+// are only valid until the next Reset.
 func (e *Effects) List() []Effect { return e.list }
 
 // Reset empties e, keeping its storage.
-func (e *Effects) Reset() { e.list = e.list[:0] }
+func (e *Effects) Reset() { e.list, e.args = e.list[:0], e.args[:0] }
 
 // Add appends a raw effect. Prefer the typed helpers: the host rejects
 // commands outside its allowlist and malformed arguments. args is copied:
 // a plugin may reuse its slice for the next effect without rewriting this
 // one.
 func (e *Effects) Add(command, key string, args ...string) {
-	e.add(command, key, append([]string(nil), args...)...)
+	e.add(command, key, args...)
 }
 
-// add appends an effect that owns args: the helpers build a new slice for
-// every effect, so copying it again would only cost an allocation.
+// add appends an effect, copying args into e.args: the helpers' argument
+// slices then stay on the stack. When e.args grows, the windows already
+// handed out keep the old array, which nothing writes to any more.
 func (e *Effects) add(command, key string, args ...string) {
-	e.list = append(e.list, Effect{Command: command, Key: key, Args: args})
+	var window []string
+	if len(args) > 0 {
+		from := len(e.args)
+		e.args = append(e.args, args...)
+		window = e.args[from:len(e.args):len(e.args)]
+	}
+	e.list = append(e.list, Effect{Command: command, Key: key, Args: window})
 }
 
 // HIncrBy adds n to the integer in hash field key.field.
@@ -74,12 +85,13 @@ func (e *Effects) IncrBy(key string, n int64) {
 // XAdd appends an entry with the given field/value pairs to the stream at
 // key, trimming it to about maxLen entries when maxLen > 0.
 func (e *Effects) XAdd(key string, maxLen int64, fieldValues ...string) {
-	args := make([]string, 0, len(fieldValues)+4)
+	from := len(e.args)
 	if maxLen > 0 {
-		args = append(args, "MAXLEN", "~", strconv.FormatInt(maxLen, 10))
+		e.args = append(e.args, "MAXLEN", "~", strconv.FormatInt(maxLen, 10))
 	}
-	args = append(args, "*")
-	e.add("XADD", key, append(args, fieldValues...)...)
+	e.args = append(e.args, "*")
+	e.args = append(e.args, fieldValues...)
+	e.list = append(e.list, Effect{Command: "XADD", Key: key, Args: e.args[from:len(e.args):len(e.args)]})
 }
 
 // Overflow is a BITFIELD overflow mode.

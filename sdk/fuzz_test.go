@@ -111,7 +111,7 @@ func FuzzUnpackOrders(f *testing.F) {
 	})
 }
 
-// FuzzResultsFromProto feeds arbitrary ProcessResponse messages (either
+// FuzzResultsFromProto feeds arbitrary ProcessResponse messages (any
 // encoding) to the host's converter for a batch of n orders: it must return
 // exactly n results, each the plugin's answer within the bounds or a
 // permanent failure.
@@ -130,6 +130,16 @@ func FuzzResultsFromProto(f *testing.F) {
 		f.Add(b, uint8(len(results)))
 		f.Add(b, uint8(len(results)-1))
 	}
+	// The whole answer packed, as a current plugin sends it.
+	b, err := proto.Marshal(&pluginv1.ProcessResponse{PackedResults: packResults(moody{}, []Order{
+		{ID: "1", Event: "a", Qty: 2}, {ID: "boom"}, {ID: "no"}, {ID: "never"}, {ID: "bin"}, {ID: "none"},
+	})})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b, uint8(6))
+	f.Add(b, uint8(5))
+	f.Add(b, uint8(7))
 	f.Fuzz(func(t *testing.T, data []byte, n uint8) {
 		var resp pluginv1.ProcessResponse
 		if proto.Unmarshal(data, &resp) != nil {

@@ -7,23 +7,26 @@ import "strings"
 // Unlike path.Match, '/' and ':' are ordinary characters, as they are in
 // Redis keys.
 func MatchKey(pattern, key string) bool {
-	parts := strings.Split(pattern, "*")
-	if len(parts) == 1 {
+	// The host checks every effect's key: this allocates nothing.
+	first, rest, found := strings.Cut(pattern, "*")
+	if !found {
 		return pattern == key
 	}
-	if !strings.HasPrefix(key, parts[0]) {
+	if !strings.HasPrefix(key, first) {
 		return false
 	}
-	key = key[len(parts[0]):]
-	last := parts[len(parts)-1]
-	for _, p := range parts[1 : len(parts)-1] {
-		i := strings.Index(key, p)
+	key = key[len(first):]
+	for {
+		part, more, found := strings.Cut(rest, "*")
+		if !found {
+			return strings.HasSuffix(key, part) // the last part
+		}
+		i := strings.Index(key, part)
 		if i < 0 {
 			return false
 		}
-		key = key[i+len(p):]
+		key, rest = key[i+len(part):], more
 	}
-	return strings.HasSuffix(key, last)
 }
 
 // MatchesAny reports whether key matches one of patterns.

@@ -72,3 +72,15 @@ func TestMatchesAny(t *testing.T) {
 		})
 	}
 }
+
+// The host matches every effect's key against the plugin's patterns: that
+// must not allocate.
+func TestMatchKeyAllocatesNothing(t *testing.T) {
+	allocs := testing.AllocsPerRun(100, func() {
+		sdk.MatchKey("sales_histogram:time_of_day:*", "sales_histogram:time_of_day:Judo")
+		sdk.MatchKey("a*b*c", "aXXbYYc")
+	})
+	if allocs != 0 {
+		t.Errorf("MatchKey allocates %.0f times a call", allocs)
+	}
+}

@@ -69,7 +69,7 @@ func packOrders(orders []Order) []byte {
 // unpackOrders is the inverse of packOrders.
 func unpackOrders(data []byte) ([]Order, error) {
 	d := decoder{s: string(data)}
-	var out []Order
+	out := make([]Order, 0, countOrders(d.s))
 	for !d.done() {
 		var o Order
 		o.ID = d.str()
@@ -97,6 +97,30 @@ func unpackOrders(data []byte) ([]Order, error) {
 	return out, nil
 }
 
+// countOrders returns how many well-formed orders the start of s holds, so
+// that unpackOrders allocates its slice once.
+func countOrders(s string) int {
+	d := decoder{s: s}
+	n := 0
+	for !d.done() {
+		d.str()
+		d.str()
+		d.uvarint()
+		d.uvarint()
+		d.fixed64()
+		d.str()
+		d.str()
+		for extra := d.uvarint(); extra > 0 && d.err == nil; extra-- {
+			d.str()
+			d.str()
+		}
+		if d.err == nil {
+			n++
+		}
+	}
+	return n
+}
+
 // packEffects encodes effects: for each, the number of strings (command,
 // key, then the arguments) and the strings.
 func packEffects(effects []Effect) []byte {
@@ -107,7 +131,11 @@ func packEffects(effects []Effect) []byte {
 			n += 2 + len(a)
 		}
 	}
-	b := make([]byte, 0, n)
+	return appendEffects(make([]byte, 0, n), effects)
+}
+
+// appendEffects appends effects to b in packEffects' encoding.
+func appendEffects(b []byte, effects []Effect) []byte {
 	for _, e := range effects {
 		b = binary.AppendUvarint(b, uint64(2+len(e.Args)))
 		b = appendString(b, e.Command)
@@ -125,40 +153,213 @@ func unpackEffects(data []byte) ([]Effect, error) {
 	if len(data) > MaxAnswerBytes {
 		return nil, fmt.Errorf("packed effects: %d bytes for one order, more than %d", len(data), MaxAnswerBytes)
 	}
-	d := decoder{s: string(data)}
 	// Sized for a typical plugin's few effects, to grow rarely.
-	effects := make([]Effect, 0, 4)
-	args := make([]string, 0, 8)
-	type span struct{ from, to int }
-	spans := make([]span, 0, 4)
+	var u effectsUnpacker
+	u.effects, u.args, u.spans = make([]Effect, 0, 4), make([]string, 0, 8), make([]span, 0, 4)
+	effects, err := u.unpack(string(data))
+	if err != nil {
+		return nil, err
+	}
+	u.windows()
+	return effects, nil
+}
+
+// span is a window [from, to) of a slice.
+type span struct{ from, to int }
+
+// effectsUnpacker decodes the effects of one or more orders into shared
+// slices: all effects in one, all arguments in another. An effect's Args is
+// a window of args once windows has run; until then spans[i] says which,
+// since args may move as it grows.
+type effectsUnpacker struct {
+	effects []Effect
+	args    []string
+	spans   []span // spans[i] is effects[i]'s window of args
+}
+
+// unpack decodes one order's effects from s (packEffects' encoding),
+// appending them to u.effects, and returns them. On an error u is as it was
+// before the call.
+func (u *effectsUnpacker) unpack(s string) ([]Effect, error) {
+	d := decoder{s: s}
+	first, firstArg := len(u.effects), len(u.args)
+	fail := func(err error) ([]Effect, error) {
+		u.effects, u.args, u.spans = u.effects[:first], u.args[:firstArg], u.spans[:first]
+		return nil, err
+	}
 	for !d.done() {
-		if len(effects) == MaxEffects {
-			return nil, fmt.Errorf("packed effects: more than %d effects for one order", MaxEffects)
+		if len(u.effects)-first == MaxEffects {
+			return fail(fmt.Errorf("packed effects: more than %d effects for one order", MaxEffects))
 		}
 		n := d.uvarint()
 		if d.err == nil && (n < 2 || n > uint64(len(d.s)) || n-2 > MaxEffectArgs) {
-			return nil, fmt.Errorf("packed effects: effect %d claims %d strings (command, key and at most %d arguments)", len(effects), n, MaxEffectArgs)
+			return fail(fmt.Errorf("packed effects: effect %d claims %d strings (command, key and at most %d arguments)", len(u.effects)-first, n, MaxEffectArgs))
 		}
 		e := Effect{Command: d.str(), Key: d.str()}
-		from := len(args)
+		from := len(u.args)
 		for i := uint64(2); i < n && d.err == nil; i++ {
-			args = append(args, d.str())
+			u.args = append(u.args, d.str())
 		}
 		if d.err != nil {
-			return nil, fmt.Errorf("packed effects: effect %d: %w", len(effects), d.err)
+			return fail(fmt.Errorf("packed effects: effect %d: %w", len(u.effects)-first, d.err))
 		}
 		if d.long > MaxArgBytes {
-			return nil, fmt.Errorf("packed effects: effect %d holds a string of %d bytes, more than %d", len(effects), d.long, MaxArgBytes)
+			return fail(fmt.Errorf("packed effects: effect %d holds a string of %d bytes, more than %d", len(u.effects)-first, d.long, MaxArgBytes))
 		}
-		effects = append(effects, e)
-		spans = append(spans, span{from, len(args)})
+		u.effects = append(u.effects, e)
+		u.spans = append(u.spans, span{from, len(u.args)})
 	}
-	for i, sp := range spans {
+	return u.effects[first:len(u.effects):len(u.effects)], nil
+}
+
+// windows sets every effect's Args to its window of the shared args. A
+// window's capacity ends where it does, so appending to one effect's Args
+// cannot overwrite the next one's.
+func (u *effectsUnpacker) windows() {
+	for i, sp := range u.spans {
 		if sp.to > sp.from {
-			effects[i].Args = args[sp.from:sp.to:sp.to]
+			u.effects[i].Args = u.args[sp.from:sp.to:sp.to]
 		}
 	}
-	return effects, nil
+}
+
+// resultPermanent is the flag of a packed result whose error is permanent.
+const resultPermanent = 1
+
+// packResults runs p over orders, like ProcessBatch, and encodes a result
+// per order, in order: each a uvarint length, then the result: uvarint
+// flags (resultPermanent), the error text (length-prefixed, empty when
+// none), and the effects in packEffects' encoding. The length prefix keeps
+// a malformed result from costing more than its own order. Effects are
+// encoded as soon as Handle returns, so one Effects serves every order.
+func packResults(p Plugin, orders []Order) []byte {
+	b := make([]byte, 0, 64*len(orders))
+	var out Effects
+	var rec []byte
+	for i := range orders {
+		out.Reset()
+		rec = rec[:0]
+		err := handleOne(p, orders[i], &out)
+		if err == nil {
+			if err = checkBounds(out.List()); err != nil {
+				err = Permanent(fmt.Errorf("answer for order %s: %v", orders[i].ID, err))
+			}
+		}
+		switch {
+		case err != nil:
+			flags := uint64(0)
+			if errors.As(err, new(*PermanentError)) {
+				flags = resultPermanent
+			}
+			rec = binary.AppendUvarint(rec, flags)
+			rec = appendString(rec, err.Error())
+		default:
+			rec = append(rec, 0, 0) // no flags, no error
+			rec = appendEffects(rec, out.List())
+		}
+		b = binary.AppendUvarint(b, uint64(len(rec)))
+		b = append(b, rec...)
+	}
+	return b
+}
+
+// unpackResults is the host's side of packResults for a batch of n orders.
+// It returns n results, whatever data holds: a result that is malformed or
+// over the bounds fails its order alone (permanently, "malformed answer:
+// …"), a missing one fails its order, and more results than orders fail
+// every order, since none can be trusted to be the answer for its order.
+// Every string is cut from one copy of data, every effect and argument
+// held in one slice each.
+func unpackResults(data []byte, n int) []Result {
+	results := make([]Result, n)
+	d := decoder{s: string(data)}
+	effects, args := countEffects(d.s)
+	u := effectsUnpacker{effects: make([]Effect, 0, effects), args: make([]string, 0, args), spans: make([]span, 0, effects)}
+	// effectSpans[i] is results[i]'s window of u.effects.
+	effectSpans := make([]span, n)
+	i := 0
+	for ; !d.done(); i++ {
+		size := d.uvarint()
+		if d.err == nil && size > uint64(len(d.s)) {
+			d.err = errTruncated
+		}
+		if d.err != nil {
+			for ; i < n; i++ {
+				results[i] = Result{Err: "malformed answer: packed results: " + d.err.Error(), Permanent: true}
+			}
+			break
+		}
+		if i == n {
+			reason := fmt.Sprintf("malformed answer: the plugin answered more than the %d orders of its batch, so no answer in it can be matched to its order", n)
+			for j := range results {
+				results[j] = Result{Err: reason, Permanent: true}
+			}
+			return results
+		}
+		rec := d.s[:size]
+		d.s = d.s[size:]
+		results[i] = u.result(rec, &effectSpans[i])
+	}
+	for ; i < n; i++ {
+		results[i] = Result{Err: "plugin returned no result for this order", Permanent: true}
+	}
+	u.windows()
+	for i, sp := range effectSpans {
+		if sp.to > sp.from {
+			results[i].Effects = u.effects[sp.from:sp.to:sp.to]
+		}
+	}
+	return results
+}
+
+// countEffects returns how many effects and arguments the well-formed
+// results at the start of data hold, so that unpackResults allocates its
+// slices once. It is a hint: the count stops at the first malformed result,
+// and is capped at what data could hold.
+func countEffects(data string) (effects, args int) {
+	d := decoder{s: data}
+	for !d.done() {
+		size := d.uvarint()
+		if d.err != nil || size > uint64(len(d.s)) {
+			break
+		}
+		r := decoder{s: d.s[:size]}
+		d.s = d.s[size:]
+		r.uvarint()
+		r.str()
+		for !r.done() {
+			k := r.uvarint()
+			for i := uint64(0); i < k && r.err == nil; i++ {
+				r.str()
+			}
+			if r.err == nil && k >= 2 {
+				effects, args = effects+1, args+int(k)-2
+			}
+		}
+	}
+	// An effect takes at least 3 bytes, an argument at least 1.
+	return min(effects, len(data)/3), min(args, len(data))
+}
+
+// result decodes one packed result; its effects are appended to u and
+// their window stored in sp.
+func (u *effectsUnpacker) result(rec string, sp *span) Result {
+	if len(rec) > MaxAnswerBytes {
+		return Result{Err: fmt.Sprintf("malformed answer: packed effects: %d bytes for one order, more than %d", len(rec), MaxAnswerBytes), Permanent: true}
+	}
+	d := decoder{s: rec}
+	flags := d.uvarint()
+	text := d.str()
+	if d.err != nil {
+		return Result{Err: "malformed answer: packed result: " + d.err.Error(), Permanent: true}
+	}
+	r := Result{Err: boundedText(text), Permanent: flags&resultPermanent != 0}
+	from := len(u.effects)
+	if _, err := u.unpack(d.s); err != nil {
+		return Result{Err: "malformed answer: " + err.Error(), Permanent: true}
+	}
+	*sp = span{from, len(u.effects)}
+	return r
 }
 
 func appendString(b []byte, s string) []byte {

@@ -48,8 +48,12 @@ func (s *server) Process(_ context.Context, req *pluginv1.ProcessRequest) (*plug
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	// Answer in the request's encoding: an older host reads only messages.
+	// Answer in the request's encoding: an older host reads only messages,
+	// or only each order's effects packed.
 	packed := len(req.GetOrders()) == 0
+	if packed && req.GetPackedAnswer() {
+		return &pluginv1.ProcessResponse{PackedResults: packResults(s.impl, orders)}, nil
+	}
 	return ResultsToProto(ProcessBatch(s.impl, orders), packed), nil
 }
 

@@ -311,7 +311,7 @@ func (a *Applier) leaveOut(p *plan, problems []string, refused map[int]leftOut) 
 			if f.field != "" {
 				where += " field " + f.field
 			}
-			for _, w := range f.acc.fieldWrites[f.field] {
+			for _, w := range f.acc.writesOf(f.field) {
 				if _, ok := refused[w]; !ok {
 					refused[w] = leftOut{Refused, "refused effect: " + where + " " + arg}
 				}
@@ -343,13 +343,13 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 		group = a.ackGroup
 	}
 	argv = append(argv, strconv.FormatInt(now.UnixMicro(), 10), strconv.FormatInt(a.dlMaxLen, 10), group)
-	argv = append(argv, strconv.Itoa(len(p.acks)))
+	argv = append(argv, len(p.acks))
 	for _, k := range p.acks {
-		argv = append(argv, strconv.Itoa(k))
+		argv = append(argv, k)
 	}
-	argv = append(argv, strconv.Itoa(len(p.sets)))
+	argv = append(argv, len(p.sets))
 	for _, names := range p.sets {
-		argv = append(argv, strconv.Itoa(len(names)))
+		argv = append(argv, len(names))
 		for _, n := range names {
 			argv = append(argv, n)
 		}
@@ -364,10 +364,10 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 			nchecks++
 		}
 	}
-	argv = append(argv, strconv.Itoa(nchecks))
+	argv = append(argv, nchecks)
 	argv = append(argv, checks...)
 	argv = appendOps(argv, p)
-	argv = append(argv, strconv.Itoa(len(dead)))
+	argv = append(argv, len(dead))
 	nowMS := strconv.FormatInt(now.UnixMilli(), 10)
 	for _, d := range dead {
 		orderIdx := 0
@@ -375,18 +375,18 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 			orderIdx = p.key(d.OrderKey)
 		}
 		f := append(d.Fields(), "time_ms", nowMS)
-		argv = append(argv, strconv.Itoa(orderIdx), orders.DeadField(d.Plugin), strconv.Itoa(len(f)))
+		argv = append(argv, orderIdx, orders.DeadField(d.Plugin), len(f))
 		for _, s := range f {
 			argv = append(argv, s)
 		}
 	}
-	argv = append(argv, strconv.Itoa(len(tail.Replayed)))
+	argv = append(argv, len(tail.Replayed))
 	for _, id := range tail.Replayed {
 		argv = append(argv, id)
 	}
 	streams, ids := ackStreams(tail.Acks)
 	for _, st := range streams {
-		argv = append(argv, strconv.Itoa(len(ids[st])))
+		argv = append(argv, len(ids[st]))
 		for _, id := range ids[st] {
 			argv = append(argv, id)
 		}
@@ -421,20 +421,20 @@ func appendOrders(argv []any, p *plan) []any {
 	if len(p.orders) > 0 {
 		first = p.orders[0].key
 	}
-	argv = append(argv, strconv.Itoa(len(p.orders)), strconv.Itoa(first))
+	argv = append(argv, len(p.orders), first)
 	runsAt := len(argv)
-	argv = append(argv, "")
+	argv = append(argv, 0)
 	runs := 0
 	for i := 0; i < len(p.orders); {
 		j := i + 1
 		for j < len(p.orders) && p.orders[j].set == p.orders[i].set {
 			j++
 		}
-		argv = append(argv, strconv.Itoa(j-i), strconv.Itoa(p.orders[i].set))
+		argv = append(argv, j-i, p.orders[i].set)
 		runs++
 		i = j
 	}
-	argv[runsAt] = strconv.Itoa(runs)
+	argv[runsAt] = runs
 	return argv
 }
 
@@ -450,21 +450,21 @@ func appendTypes(argv []any, p *plan) []any {
 		}
 		groups[acc.typ] = append(groups[acc.typ], acc.idx)
 	}
-	argv = append(argv, strconv.Itoa(len(order)))
+	argv = append(argv, len(order))
 	for _, typ := range order {
 		keys := groups[typ]
-		argv = append(argv, typ, "")
+		argv = append(argv, typ, 0)
 		at, ranges := len(argv)-1, 0
 		for i := 0; i < len(keys); {
 			j := i + 1
 			for j < len(keys) && keys[j] == keys[j-1]+1 {
 				j++
 			}
-			argv = append(argv, strconv.Itoa(keys[i]), strconv.Itoa(j-i))
+			argv = append(argv, keys[i], j-i)
 			ranges++
 			i = j
 		}
-		argv[at] = strconv.Itoa(ranges)
+		argv[at] = ranges
 	}
 	return argv
 }
@@ -473,20 +473,20 @@ func appendTypes(argv []any, p *plan) []any {
 // one number of arguments.
 func appendOps(argv []any, p *plan) []any {
 	runsAt := len(argv)
-	argv = append(argv, "")
+	argv = append(argv, 0)
 	runs, countAt, count := 0, 0, 0
 	prev, prevArgc := "", -1
 	for _, acc := range p.accs {
 		for _, o := range acc.ops() {
 			if o.cmd != prev || len(o.args) != prevArgc {
 				if runs > 0 {
-					argv[countAt] = strconv.Itoa(count)
+					argv[countAt] = count
 				}
-				argv = append(argv, o.cmd, strconv.Itoa(len(o.args)), "")
+				argv = append(argv, o.cmd, len(o.args), 0)
 				countAt, count, prev, prevArgc = len(argv)-1, 0, o.cmd, len(o.args)
 				runs++
 			}
-			argv = append(argv, strconv.Itoa(o.key))
+			argv = append(argv, o.key)
 			for _, s := range o.args {
 				argv = append(argv, s)
 			}
@@ -494,8 +494,8 @@ func appendOps(argv []any, p *plan) []any {
 		}
 	}
 	if runs > 0 {
-		argv[countAt] = strconv.Itoa(count)
+		argv[countAt] = count
 	}
-	argv[runsAt] = strconv.Itoa(runs)
+	argv[runsAt] = runs
 	return argv
 }

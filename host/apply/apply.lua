@@ -59,6 +59,27 @@ local int_limit = 9.2e18
 
 local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
 
+-- A number as Redis reads one for HINCRBYFLOAT (string2ld): under 5,120
+-- bytes, no surrounding space, no hex, finite, and not a non-zero value
+-- that underflows to zero. Lua reads doubles, Redis long doubles: where
+-- they disagree this refuses what Redis might take, never the reverse.
+local function redis_float(v)
+  if #v >= 5120 or string.find(v, '^%s') or string.find(v, '%s$') or string.find(v, '^[+-]?0[xX]') then return nil end
+  local n = tonumber(v)
+  if not n or not finite(n) then return nil end
+  if n == 0 and string.find(string.match(v, '^[^eE]*'), '[1-9]') then return nil end
+  return n
+end
+
+-- A value check's read: an error other than a type problem (noted in
+-- section 3) is a read the ACL user may not make, and fails the batch
+-- closed, before any write.
+local function check_read(cur, key)
+  if type(cur) == 'table' and cur.err and not string.find(cur.err, '^WRONGTYPE') then
+    return redis.error_reply('NOPERM cannot read ' .. key .. ' to check the batch\'s writes: ' .. cur.err)
+  end
+end
+
 -- 1. Marker sets.
 local nsets = tonumber(ARGV[i]); i = i + 1
 local set_names, set_pairs = {}, {}
@@ -155,14 +176,21 @@ for _ = 1, nchecks do
     if kind == 'h' then
       cur = redis.pcall('HGET', KEYS[k], field)
     elseif kind == 'p' then
-      cur = redis.pcall('GETRANGE', KEYS[k], 0, 3)
-      if type(cur) == 'string' and cur ~= '' and cur ~= 'HYLL' then
+      -- PFCOUNT reads the whole structure: a string that only starts
+      -- like a HyperLogLog fails it as it would fail PFADD.
+      cur = redis.pcall('PFCOUNT', KEYS[k])
+      if type(cur) == 'table' and cur.err and (string.find(cur.err, '^INVALIDOBJ') or string.find(cur.err, '^WRONGTYPE')) then
         note('value ' .. fi .. ' is not a HyperLogLog')
+        cur = false
       end
+      local denied = check_read(cur, KEYS[k])
+      if denied then return denied end
       cur = false
     else
       cur = redis.pcall('GET', KEYS[k])
     end
+    local denied = check_read(cur, KEYS[k])
+    if denied then return denied end
     if type(cur) == 'table' then cur = false end -- a type problem, noted above
     local num, why = nil, nil
     if cur then num = cur end
@@ -186,9 +214,9 @@ for _ = 1, nchecks do
         elseif step == 'float' then
           local n = 0
           if num then
-            n = tonumber(num)
-            if not n or string.find(num, '^%s') or string.find(num, '%s$') or string.find(num, '^[+-]?0[xX]') or not finite(n) then
-              why = 'holds ' .. string.format('%q', string.sub(num, 1, 40)) .. ', not a number'
+            n = redis_float(num)
+            if not n then
+              why = 'holds ' .. string.format('%q', string.sub(num, 1, 40)) .. ', not a number Redis can read'
             end
           end
           if not why then

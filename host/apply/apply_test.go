@@ -254,6 +254,35 @@ func TestApplyRefusesWhatRedisWouldRefuse(t *testing.T) {
 			data:   map[string]any{"hll": "plain", "ok": []string{"2"}},
 		},
 		{
+			// Redis reads floats into a 5,120-byte buffer (string2ld); Lua's
+			// tonumber takes this one, Redis' HINCRBYFLOAT refuses it.
+			name:   "float increment of a value too long for Redis to read",
+			before: func(ctx context.Context, rdb *redis.Client) error { return rdb.HSet(ctx, "h", "f", longFloat).Err() },
+			writes: []apply.Write{write("1", "a", eff("HINCRBYFLOAT", "h", "f", "1.5")), write("2", "b", eff("HINCRBY", "h", "g", "2"))},
+			want:   []apply.Status{apply.Refused, apply.Applied},
+			reason: `refused effect: key h field f holds "1.00000000000000000000000000000000000000", not a number Redis can read`,
+			data:   map[string]any{"h": map[string]string{"f": longFloat, "g": "2"}},
+		},
+		{
+			name:   "float increment of a value that underflows",
+			before: func(ctx context.Context, rdb *redis.Client) error { return rdb.HSet(ctx, "h", "f", "1e-5000").Err() },
+			writes: []apply.Write{write("1", "a", eff("HINCRBYFLOAT", "h", "f", "1.5")), write("2", "b", eff("HINCRBY", "h", "g", "2"))},
+			want:   []apply.Status{apply.Refused, apply.Applied},
+			reason: `refused effect: key h field f holds "1e-5000", not a number Redis can read`,
+			data:   map[string]any{"h": map[string]string{"f": "1e-5000", "g": "2"}},
+		},
+		{
+			// A BITFIELD can write a string that only starts like one.
+			name: "PFADD to a string that starts like a HyperLogLog but is not one",
+			before: func(ctx context.Context, rdb *redis.Client) error {
+				return rdb.Set(ctx, "hll", "HYLL-not-really", 0).Err()
+			},
+			writes: []apply.Write{write("1", "a", eff("PFADD", "hll", "x")), write("2", "b", eff("SADD", "ok", "2"))},
+			want:   []apply.Status{apply.Refused, apply.Applied},
+			reason: "refused effect: key hll is not a HyperLogLog",
+			data:   map[string]any{"hll": "HYLL-not-really", "ok": []string{"2"}},
+		},
+		{
 			name:   "a command outside the allowlist",
 			before: func(context.Context, *redis.Client) error { return nil },
 			writes: []apply.Write{write("1", "p", eff("SADD", "s", "1"), eff("DEL", "s"))},
@@ -309,6 +338,36 @@ func TestApplyRefusesWhatRedisWouldRefuse(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// longFloat is a number Lua reads and Redis does not: 5,202 bytes.
+var longFloat = "1." + strings.Repeat("0", 5200)
+
+// A value check the ACL user may not read fails the batch closed: the
+// script cannot tell whether the write would land, so it writes nothing.
+func TestApplyCheckReadDeniedFailsClosed(t *testing.T) {
+	ctx, admin, _ := setup(t, 0)
+	createOrder(t, ctx, admin, "1")
+	admin.Set(ctx, "n", "abc", 0)
+	if err := admin.Do(ctx, "ACL", "SETUSER", "eh", "on", ">pw", "~*", "&*", "+@all", "-get").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: admin.Options().Addr, Username: "eh", Password: "pw"})
+	t.Cleanup(func() { rdb.Close() })
+	a := apply.New(rdb, dlStream, 0)
+	_, err := a.Apply(ctx, apply.Batch{Writes: []apply.Write{
+		write("1", "a", eff("INCRBY", "n", "1")),
+		write("1", "b", eff("HINCRBY", "h", "g", "2")),
+	}})
+	if err == nil || !strings.Contains(err.Error(), "NOPERM cannot read n") {
+		t.Fatalf("Apply = %v, want a NOPERM error naming the key", err)
+	}
+	if got := dump(t, ctx, admin); !reflect.DeepEqual(got, map[string]any{"n": "abc"}) {
+		t.Errorf("data: %#v, want n alone, unchanged", got)
+	}
+	if admin.HExists(ctx, orderKey("1"), orders.DoneField("b")).Val() || admin.Exists(ctx, dlStream).Val() != 0 {
+		t.Errorf("a marker or a dead letter was written")
 	}
 }
 

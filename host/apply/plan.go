@@ -68,8 +68,8 @@ type keyAcc struct {
 	typ    string // the Redis type the commands need
 	family string // the command family: string keys take one kind of write
 	writes []int  // writes that touch the key
-	// fieldWrites: writes per hash field, sorted-set member or "" (the
-	// string itself), for refusing only those on a value problem.
+	// fieldWrites: writes per hash field or sorted-set member, for
+	// refusing only those on a value problem (writesOf).
 	fieldWrites map[string][]int
 
 	fields []string          // hash fields or zset members, first-use order
@@ -126,6 +126,11 @@ func newPlan(writes []Write, live []int, dlStream string, ackStreams []string, r
 	}
 	accs := map[string]*keyAcc{}
 	orderOf := map[string]int{}
+	// Per-batch allocations, not per-order ones: each order's writes are
+	// a window of one slice (filled below), and keys come from slabs.
+	ofWrite := make([]int, 0, len(live)) // the order of each planned write
+	planned := make([]int, 0, len(live))
+	var slab []keyAcc
 	for _, w := range live {
 		wr := writes[w]
 		if reason := p.conflict(wr, accs); reason != "" {
@@ -138,11 +143,16 @@ func newPlan(writes []Write, live []int, dlStream string, ackStreams []string, r
 			orderOf[wr.OrderKey] = o
 			p.orders = append(p.orders, planOrder{name: wr.OrderKey})
 		}
-		p.orders[o].writes = append(p.orders[o].writes, w)
+		ofWrite = append(ofWrite, o)
+		planned = append(planned, w)
 		for _, e := range wr.Effects {
 			acc := accs[e.Key]
 			if acc == nil {
-				acc = &keyAcc{key: e.Key, typ: policy.KeyType(e.Command), family: family(e.Command), fieldWrites: map[string][]int{}}
+				if len(slab) == 0 {
+					slab = make([]keyAcc, 64)
+				}
+				acc, slab = &slab[0], slab[1:]
+				*acc = keyAcc{key: e.Key, typ: policy.KeyType(e.Command), family: family(e.Command)}
 				accs[e.Key] = acc
 				p.accs = append(p.accs, acc)
 			}
@@ -152,23 +162,63 @@ func newPlan(writes []Write, live []int, dlStream string, ackStreams []string, r
 			acc.add(w, e)
 		}
 	}
+	// Counting sort of the planned writes by order, keeping batch order
+	// within each.
+	start := make([]int, len(p.orders)+1)
+	for _, o := range ofWrite {
+		start[o+1]++
+	}
+	for o := range p.orders {
+		start[o+1] += start[o]
+	}
+	flat := make([]int, len(planned))
+	next := append([]int(nil), start[:len(p.orders)]...)
+	for i, w := range planned {
+		o := ofWrite[i]
+		flat[next[o]] = w
+		next[o]++
+	}
+	for o := range p.orders {
+		p.orders[o].writes = flat[start[o]:start[o+1]:start[o+1]]
+	}
 	p.layOut()
 	for i := range p.orders {
-		o := &p.orders[i]
-		names := make([]string, 0, len(o.writes))
-		for _, w := range o.writes {
-			names = append(names, writes[w].Marker)
-		}
-		id := strings.Join(names, "\x00")
-		s, ok := p.setIndex[id]
-		if !ok {
-			s = len(p.sets) + 1
-			p.setIndex[id] = s
-			p.sets = append(p.sets, names)
-		}
-		o.set = s
+		p.orders[i].set = p.markerSet(writes, p.orders[i].writes)
 	}
 	return p
+}
+
+// markerSet returns the 1-based marker set of an order's writes, adding
+// it if new. Orders of a batch mostly share one: the last one is tried
+// before anything is allocated.
+func (p *plan) markerSet(writes []Write, ws []int) int {
+	if n := len(p.sets); n > 0 && sameMarkers(p.sets[n-1], writes, ws) {
+		return n
+	}
+	names := make([]string, 0, len(ws))
+	for _, w := range ws {
+		names = append(names, writes[w].Marker)
+	}
+	id := strings.Join(names, "\x00")
+	s, ok := p.setIndex[id]
+	if !ok {
+		s = len(p.sets) + 1
+		p.setIndex[id] = s
+		p.sets = append(p.sets, names)
+	}
+	return s
+}
+
+func sameMarkers(names []string, writes []Write, ws []int) bool {
+	if len(names) != len(ws) {
+		return false
+	}
+	for i, w := range ws {
+		if writes[w].Marker != names[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // layOut gives the order hashes consecutive KEYS, so that the script
@@ -265,27 +315,63 @@ func (a *keyAcc) add(w int, e sdk.Effect) {
 		d.add(e.Args[0])
 	case "SADD", "PFADD":
 		a.touch(w, "")
-		if a.seen == nil {
-			a.seen = map[string]struct{}{}
-		}
 		for _, m := range e.Args {
-			if _, ok := a.seen[m]; !ok {
-				a.seen[m] = struct{}{}
-				a.members = append(a.members, m)
-			}
+			a.addMember(m)
 		}
 	case "BITFIELD":
-		a.bitfield = append(a.bitfield, parseBitfield(e.Args)...)
+		a.bitfield = appendBitfield(a.bitfield, e.Args)
 	case "XADD":
 		a.xadds = append(a.xadds, e.Args)
 	}
 }
 
+// touch records that write w changes field. Keys of one value (sets,
+// strings) need no record: every write of the key changes it.
 func (a *keyAcc) touch(w int, field string) {
+	if a.family != "hash" && a.family != "zset" {
+		return
+	}
+	if a.fieldWrites == nil {
+		a.fieldWrites = map[string][]int{}
+	}
 	ws := a.fieldWrites[field]
 	if n := len(ws); n == 0 || ws[n-1] != w {
 		a.fieldWrites[field] = append(ws, w)
 	}
+}
+
+// writesOf returns the writes that change field ("" for a key of one
+// value).
+func (a *keyAcc) writesOf(field string) []int {
+	if a.family != "hash" && a.family != "zset" {
+		return a.writes
+	}
+	return a.fieldWrites[field]
+}
+
+// addMember adds m to the key's members once. Most keys get a few members
+// a batch: a map only pays past that.
+func (a *keyAcc) addMember(m string) {
+	if a.seen != nil {
+		if _, ok := a.seen[m]; ok {
+			return
+		}
+		a.seen[m] = struct{}{}
+	} else {
+		for _, have := range a.members {
+			if have == m {
+				return
+			}
+		}
+		if len(a.members) >= 16 {
+			a.seen = make(map[string]struct{}, 2*len(a.members))
+			for _, have := range a.members {
+				a.seen[have] = struct{}{}
+			}
+			a.seen[m] = struct{}{}
+		}
+	}
+	a.members = append(a.members, m)
 }
 
 // lastStep returns field's last step if it is of kind, else a new one.
@@ -319,10 +405,9 @@ func (a *keyAcc) intStep(w int, field string, n int64) {
 	s.n = sum
 }
 
-// parseBitfield reads the subcommands policy allowed: [OVERFLOW m]
-// (INCRBY|SET) type offset value, with #N offsets in counter widths.
-func parseBitfield(args []string) []bitfieldSub {
-	var subs []bitfieldSub
+// appendBitfield appends the subcommands policy allowed to subs: [OVERFLOW
+// m] (INCRBY|SET) type offset value, with #N offsets in counter widths.
+func appendBitfield(subs []bitfieldSub, args []string) []bitfieldSub {
 	mode := "WRAP"
 	for i := 0; i < len(args); {
 		switch op := strings.ToUpper(args[i]); op {
@@ -446,17 +531,27 @@ func coalesceBitfield(subs []bitfieldSub) []bitfieldSub {
 		subs  []bitfieldSub
 		mixed bool
 	}
-	groups := map[counter]*group{}
+	// A key has a few dozen counters at most (a histogram's slots): a
+	// linear search beats a map.
 	var order []counter
+	var groups []*group
+	find := func(c counter) *group {
+		for i := range order {
+			if order[i] == c {
+				return groups[i]
+			}
+		}
+		return nil
+	}
 	for _, s := range subs {
 		if s.op != "INCRBY" {
 			return subs
 		}
 		c := counter{s.typ, s.offset}
-		g := groups[c]
+		g := find(c)
 		if g == nil {
 			g = &group{bits: s.bits, mode: s.mode}
-			groups[c] = g
+			groups = append(groups, g)
 			order = append(order, c)
 		}
 		if g.mode != s.mode {
@@ -466,16 +561,15 @@ func coalesceBitfield(subs []bitfieldSub) []bitfieldSub {
 	}
 	// Overlapping counters carry into each other: keep the order as given.
 	for i, a := range order {
-		for _, b := range order[i+1:] {
-			ga, gb := groups[a], groups[b]
+		for j, b := range order[i+1:] {
+			ga, gb := groups[i], groups[i+1+j]
 			if a.offset < b.offset+int64(gb.bits) && b.offset < a.offset+int64(ga.bits) {
 				return subs
 			}
 		}
 	}
 	out := make([]bitfieldSub, 0, len(order))
-	for _, c := range order {
-		g := groups[c]
+	for _, g := range groups {
 		switch g.mode {
 		case "WRAP":
 			// Wrapping is arithmetic modulo 2^bits, and uint64 wraps
@@ -540,11 +634,11 @@ func (p *plan) checks(a *keyAcc) []any {
 	if len(fields) == 0 {
 		return nil
 	}
-	out := []any{strconv.Itoa(a.idx), kind, strconv.Itoa(len(fields))}
+	out := []any{a.idx, kind, len(fields)}
 	for _, f := range fields {
 		p.checked = append(p.checked, fieldRef{acc: a, field: f})
 		ss := a.steps[f]
-		out = append(out, f, strconv.Itoa(len(ss)))
+		out = append(out, f, len(ss))
 		for _, s := range ss {
 			switch s.kind {
 			case "set":

@@ -55,60 +55,105 @@ var plugins = []string{"sales-histogram", "events-summary", "customer-invoices"}
 var histogramConfig = map[string]any{"counter": "u32", "overflow": "sat", "timezone": "UTC"}
 
 // runner is one way of processing orders: start it, and stop it after.
+// pids are its processes other than the benchmark's own, the host first
+// (none when it runs in process), whose CPU time the benchmark reads.
 type runner interface {
 	start(b *testing.B, addr string)
 	stop(b *testing.B)
+	pids() []int
 }
 
+// usage is what one round cost: the rate, and CPU time per order in µs.
+type usage struct {
+	rate float64
+	// redis, bench, host and plugins are the CPU µs per order of Redis, of
+	// the benchmark's process (the producer, and the in-process runners),
+	// of the host process and of its plugin processes together.
+	redis, bench, host, plugins float64
+	// hostAlloc is the bytes the host allocated per order, and hostGCs its
+	// garbage collections per 10,000 orders (its Go metrics; 0 when the
+	// runner is not the host, or serves no metrics).
+	hostAlloc, hostGCs float64
+}
+
+// total is the CPU µs per order of everything the round ran.
+func (u usage) total() float64 { return u.redis + u.bench + u.host + u.plugins }
+
 // BenchmarkThroughput publishes orders as fast as possible and times publish
-// → every plugin's effects applied, through eventhost and through the
-// in-process reference, alternating on one Redis so both see the same
-// machine. It reports both rates and their ratio.
+// → every plugin's effects applied, through eventhost, through the
+// in-process reference and through the naive program, alternating on one
+// Redis so all three see the same machine. It reports the rates, their
+// ratios, and where the CPU went per order. The table is logged after the
+// benchmark line, so that benchstat can read the output.
 func BenchmarkThroughput(b *testing.B) {
 	n := envInt("BENCH_ORDERS", 50000)
 	rounds := envInt("BENCH_ROUNDS", 3)
 	srv := redistest.Start(b)
 	rdb := srv.Client()
-	var hostRates, refRates, naiveRates, hostUs, refUs, naiveUs []float64
+	var host, ref, nv []usage
+	var batches []float64
 	var peakRSS, pluginRSS int64
 	for i := 0; i < b.N*rounds; i++ {
-		for _, r := range []runner{&naive{}, &inProcess{}, &subprocess{}} {
-			rate, us := measure(b, rdb, srv.Addr, r, n, int64(i))
+		for _, r := range []runner{&naive{}, &inProcess{}, &subprocess{metrics: freeAddr(b)}} {
+			u := measure(b, rdb, srv.Addr, r, n, int64(i), true)
 			switch r := r.(type) {
 			case *subprocess:
-				hostRates, hostUs = append(hostRates, rate), append(hostUs, us)
+				host = append(host, u)
+				batches = append(batches, r.batch)
 				peakRSS, pluginRSS = max(peakRSS, r.peakRSS), max(pluginRSS, r.pluginRSS)
 			case *inProcess:
-				refRates, refUs = append(refRates, rate), append(refUs, us)
+				ref = append(ref, u)
 			default:
-				naiveRates, naiveUs = append(naiveRates, rate), append(naiveUs, us)
+				nv = append(nv, u)
 			}
 		}
 	}
-	host, ref, nv := median(hostRates), median(refRates), median(naiveRates)
-	b.ReportMetric(host, "eventhost-orders/s")
-	b.ReportMetric(ref, "reference-orders/s")
-	b.ReportMetric(nv, "naive-orders/s")
-	b.ReportMetric(host/ref, "ratio")
-	b.ReportMetric(host/nv, "ratio-naive")
-	b.ReportMetric(median(hostUs), "eventhost-redis-cpu-us/order")
-	b.ReportMetric(median(naiveUs), "naive-redis-cpu-us/order")
+	h, rf, nm := medianUsage(host), medianUsage(ref), medianUsage(nv)
+	var table strings.Builder
+	b.ReportMetric(h.rate, "eventhost-orders/s")
+	b.ReportMetric(rf.rate, "reference-orders/s")
+	b.ReportMetric(nm.rate, "naive-orders/s")
+	b.ReportMetric(h.rate/rf.rate, "ratio")
+	b.ReportMetric(h.rate/nm.rate, "ratio-naive")
+	b.ReportMetric(h.redis, "eventhost-redis-cpu-us/order")
+	b.ReportMetric(nm.redis, "naive-redis-cpu-us/order")
+	b.ReportMetric(h.host, "eventhost-host-cpu-us/order")
+	b.ReportMetric(h.plugins, "eventhost-plugins-cpu-us/order")
+	b.ReportMetric(h.hostAlloc, "host-alloc-B/order")
 	b.ReportMetric(float64(peakRSS)/(1<<20), "host-peak-RSS-MiB")
 	b.ReportMetric(float64(pluginRSS)/(1<<20), "plugin-peak-RSS-MiB")
-	fmt.Printf("throughput (%d orders, median of %d rounds, each round all three on one Redis):\n", n, rounds)
-	fmt.Printf("  %-38s %10s %9s %16s\n", "", "orders/s", "ratio", "redis CPU µs/order")
-	fmt.Printf("  %-38s %10.0f %9.2f %16.1f\n", "eventhost (3 plugin processes)", host, 1.0, median(hostUs))
-	fmt.Printf("  %-38s %10.0f %9.2f %16.1f\n", "in-process reference (same pipeline)", ref, ref/host, median(refUs))
-	fmt.Printf("  %-38s %10.0f %9.2f %16.1f\n", "naive program (6 commands/order)", nv, nv/host, median(naiveUs))
-	fmt.Printf("  eventhost / naive = %.2f (per round: %s); peak RSS: host %.1f MiB, largest plugin %.1f MiB\n",
-		host/nv, ratios(hostRates, naiveRates), float64(peakRSS)/(1<<20), float64(pluginRSS)/(1<<20))
+	fmt.Fprintf(&table, "throughput (%d orders, median of %d rounds, each round all three on one Redis):\n", n, rounds)
+	fmt.Fprintf(&table, "  %-38s %9s %11s   %s\n", "", "orders/s", "eventhost/", "CPU µs per order: Redis + benchmark process + host + plugins = total")
+	row := func(name string, u usage, ratio string) {
+		fmt.Fprintf(&table, "  %-38s %9.0f %11s   %s\n", name, u.rate, ratio, u.cpu())
+	}
+	row("eventhost (3 plugin processes)", h, "")
+	row("in-process reference (same pipeline)", rf, fmt.Sprintf("%.2f", h.rate/rf.rate))
+	row("naive program (6 commands/order)", nm, fmt.Sprintf("%.2f", h.rate/nm.rate))
+	fmt.Fprintf(&table, "  eventhost / naive per round: %s; eventhost / reference per round: %s\n", ratios(host, nv), ratios(host, ref))
+	fmt.Fprintf(&table, "  peak RSS: host %.1f MiB, largest plugin %.1f MiB; eventhost's mean batch %.0f orders; host allocates %.1f KB/order, %.1f GCs per 10,000 orders\n",
+		float64(peakRSS)/(1<<20), float64(pluginRSS)/(1<<20), median(batches), h.hostAlloc/1000, h.hostGCs)
+	fmt.Fprintln(&table, "  (the benchmark process publishes: it is the producer in every row)")
+	b.Log(strings.TrimSuffix(table.String(), "\n"))
 }
 
-// ratios formats a[i]/b[i] for each round.
-func ratios(a, b []float64) string {
+// cpu formats where the CPU went per order.
+func (u usage) cpu() string {
+	return fmt.Sprintf("%5.1f + %5.1f + %5.1f + %5.1f = %5.1f", u.redis, u.bench, u.host, u.plugins, u.total())
+}
+
+// medianUsage is the round with the median rate.
+func medianUsage(us []usage) usage {
+	s := append([]usage(nil), us...)
+	sort.Slice(s, func(i, j int) bool { return s[i].rate < s[j].rate })
+	return s[len(s)/2]
+}
+
+// ratios formats a[i].rate/b[i].rate for each round.
+func ratios(a, b []usage) string {
 	var parts []string
 	for i := range a {
-		parts = append(parts, fmt.Sprintf("%.2f", a[i]/b[i]))
+		parts = append(parts, fmt.Sprintf("%.2f", a[i].rate/b[i].rate))
 	}
 	return strings.Join(parts, " ")
 }
@@ -235,43 +280,97 @@ func runnerName(r runner) string {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// measure returns r's throughput in orders/s and the CPU time Redis spent
-// per order, in µs, producer included (the same for every runner): INFO
-// cpu, not commandstats, whose wall-clock times grow whenever a busy
-// 2-core machine deschedules Redis. BENCH_STATS=1 prints commandstats too.
-func measure(b *testing.B, rdb *redis.Client, addr string, r runner, n int, seed int64) (float64, float64) {
+// measure returns r's throughput in orders/s and the CPU time spent per
+// order, in µs, by Redis (producer included: the same for every runner;
+// INFO cpu, not commandstats, whose wall-clock times grow whenever a busy
+// 2-core machine deschedules Redis), by the benchmark's process and by r's
+// processes. BENCH_STATS=1 prints commandstats too. flush empties Redis
+// first.
+func measure(b *testing.B, rdb *redis.Client, addr string, r runner, n int, seed int64, flush bool) usage {
 	ctx := context.Background()
-	if err := rdb.FlushAll(ctx).Err(); err != nil {
-		b.Fatal(err)
+	if flush {
+		if err := rdb.FlushAll(ctx).Err(); err != nil {
+			b.Fatal(err)
+		}
 	}
 	r.start(b, addr)
 	defer r.stop(b)
 	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
 		b.Fatal(err)
 	}
-	cpuBefore := redisCPU(b, rdb)
+	pids := r.pids()
+	cpu := func() [4]float64 {
+		c := [4]float64{redisCPU(b, rdb), cpuSeconds(os.Getpid())}
+		for i, pid := range pids {
+			c[min(i, 1)+2] += cpuSeconds(pid)
+		}
+		return c
+	}
+	before := cpu()
+	allocBefore, gcsBefore := hostGC(b, r)
 	pub := publish.NewPublisher(rdb, channel, orderPrefix)
 	start := time.Now()
 	published, err := pub.PublishMany(ctx, publish.NewGenerator(seed+1), n, 0, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if nv, ok := r.(*naive); ok {
-		nv.waitCount(b, n)
-	} else {
+	switch r := r.(type) {
+	case *naive:
+		r.waitCount(b, n)
+	case *subprocess:
+		waitApplied(b, rdb, published[len(published)-1].ID)
+		if r.metrics != "" {
+			// An id dropped from a full intake is counted later, by a
+			// catch-up: the last id applied does not mean all were.
+			r.waitProcessed(b, n*len(plugins))
+		}
+	default:
 		waitApplied(b, rdb, published[len(published)-1].ID)
 	}
-	rate := float64(n) / time.Since(start).Seconds()
-	cpu := redisCPU(b, rdb) - cpuBefore
-	us, per := consumerMicros(b, rdb)
+	u := usage{rate: float64(n) / time.Since(start).Seconds()}
+	after := cpu()
+	allocAfter, gcsAfter := hostGC(b, r)
+	u.hostAlloc, u.hostGCs = (allocAfter-allocBefore)/float64(n), (gcsAfter-gcsBefore)*10000/float64(n)
+	perOrder := func(i int) float64 { return (after[i] - before[i]) * 1e6 / float64(n) }
+	u.redis, u.bench, u.host, u.plugins = perOrder(0), perOrder(1), perOrder(2), perOrder(3)
 	if os.Getenv("BENCH_STATS") != "" {
+		us, per := consumerMicros(b, rdb)
 		fmt.Printf("%T: Redis µs per order by command:", r)
 		for name, v := range per {
 			fmt.Printf(" %s=%.2f", name, v/float64(n))
 		}
 		fmt.Printf(" (commandstats, consumer only: %.2f µs/order)\n", us/float64(n))
 	}
-	return rate, cpu * 1e6 / float64(n)
+	return u
+}
+
+// hostGC returns the bytes the host has allocated so far and its count of
+// garbage collections, when r is the host serving metrics.
+func hostGC(b *testing.B, r runner) (alloc, gcs float64) {
+	s, ok := r.(*subprocess)
+	if !ok || s.metrics == "" {
+		return 0, 0
+	}
+	return metric(b, s.metrics, "go_memstats_alloc_bytes_total"), metric(b, s.metrics, "go_gc_duration_seconds_count")
+}
+
+// cpuSeconds is the user and system CPU time process pid has used, in
+// seconds (/proc/<pid>/stat, in clock ticks of 10 ms); 0 when unknown.
+func cpuSeconds(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields count
+	// from after its closing one. utime and stime are fields 14 and 15.
+	_, rest, ok := strings.Cut(string(data), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
 }
 
 // measureLatency publishes rate orders/s for seconds through r and returns
@@ -416,8 +515,13 @@ type subprocess struct {
 	peakRSS int64
 	// pluginRSS is the largest peak RSS of the host's plugin processes.
 	pluginRSS int64
+	// batch is the mean batch size, read from the metrics when served.
+	batch float64
 	// metrics, when set, is the host's metrics listen address.
 	metrics string
+	// caughtUp makes start wait until the host's first catch-up is over
+	// (its metrics say so).
+	caughtUp bool
 	// stream, when set, makes the host read the stream named channel with
 	// the consumer group "eventhost" instead of subscribing; start then
 	// returns once the process runs (wait for /readyz, with metrics set).
@@ -429,7 +533,9 @@ func metricsBlock(listen string) string {
 	if listen == "" {
 		return ""
 	}
-	return fmt.Sprintf("metrics { listen = %q }", listen)
+	// BENCH_PPROF=1 serves the host's profiler there too, for profiling
+	// a round by hand (go tool pprof http://<listen>/debug/pprof/profile).
+	return fmt.Sprintf("metrics {\n  listen = %q\n  pprof = %v\n}", listen, os.Getenv("BENCH_PPROF") != "")
 }
 
 func (s *subprocess) start(b *testing.B, addr string) {
@@ -472,6 +578,15 @@ plugin "customer-invoices" {}
 	}
 	waitSubscribed(b, addr)
 	waitRegistered(b, addr)
+	if s.caughtUp {
+		deadline := time.Now().Add(5 * time.Minute)
+		for catchUpRuns(b, s.metrics) < 1 {
+			if time.Now().After(deadline) {
+				b.Fatal("eventhost's first catch-up did not finish within 5 minutes")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 // waitRegistered waits until the host registered every plugin: its first
@@ -498,7 +613,27 @@ func waitRegistered(b *testing.B, addr string) {
 	}
 }
 
+// waitProcessed waits until the host's plugins processed want orders in
+// all, by its metrics.
+func (s *subprocess) waitProcessed(b *testing.B, want int) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for processed(b, s.metrics) < float64(want) {
+		if time.Now().After(deadline) {
+			b.Fatalf("eventhost processed %.0f of %d (order, plugin) pairs within 5 minutes", processed(b, s.metrics), want)
+		}
+		time.Sleep(10 * time.Millisecond) // rendering the metrics costs the host CPU
+	}
+}
+
+// pids are the host's and its plugins'.
+func (s *subprocess) pids() []int {
+	return append([]int{s.cmd.Process.Pid}, children(s.cmd.Process.Pid)...)
+}
+
 func (s *subprocess) stop(b *testing.B) {
+	if s.metrics != "" {
+		s.batch = metric(b, s.metrics, "eventhost_batch_orders_sum") / max(1, metric(b, s.metrics, "eventhost_batch_orders_count"))
+	}
 	s.peakRSS = peakRSS(s.cmd.Process.Pid)
 	for _, child := range children(s.cmd.Process.Pid) {
 		s.pluginRSS = max(s.pluginRSS, peakRSS(child))
@@ -579,6 +714,8 @@ func (r *inProcess) start(b *testing.B, addr string) {
 	go func() { defer close(r.done); _ = pipe.Run(context.Background(), ids) }()
 	<-subscribed
 }
+
+func (r *inProcess) pids() []int { return nil }
 
 func (r *inProcess) stop(*testing.B) {
 	r.cancel()

@@ -90,6 +90,8 @@ func (r *naive) start(b *testing.B, addr string) {
 	}()
 }
 
+func (r *naive) pids() []int { return nil }
+
 func (r *naive) stop(*testing.B) {
 	r.cancel()
 	<-r.done
@@ -110,7 +112,7 @@ func (r *naive) waitCount(b *testing.B, n int) {
 // scriptCommands are the commands eventhost's apply script runs; INFO
 // commandstats counts them on their own too, inside EVALSHA's time.
 var scriptCommands = map[string]bool{
-	"hset": true, "hmget": true, "hget": true, "type": true, "get": true, "getrange": true,
+	"hset": true, "hmget": true, "hget": true, "type": true, "get": true, "getrange": true, "pfcount": true,
 	"hincrby": true, "hincrbyfloat": true, "sadd": true, "zincrby": true, "pfadd": true,
 	"bitfield": true, "incrby": true, "xadd": true, "xack": true, "xdel": true,
 	"sintercard": true, "zintercard": true,

@@ -14,6 +14,7 @@ import (
 	"github.com/eventhost/eventhost/host/notify"
 	"github.com/eventhost/eventhost/host/pluginhost"
 	"github.com/eventhost/eventhost/sdk"
+	"github.com/eventhost/eventhost/sdk/client"
 )
 
 // hostMemoryLimit is `eventhost run`'s soft memory limit unless GOMEMLIMIT
@@ -39,6 +40,7 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 		// buffer; without it the heap doubles between collections.
 		debug.SetMemoryLimit(hostMemoryLimit)
 	}
+	client.SizeBuffers()
 	plan, err := planSandbox(cfg)
 	if err != nil {
 		return err

@@ -127,13 +127,24 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 		results []sdk.Result
 		err     error
 	}
-	answers := make([]answer, len(d.targets))
+	nt := len(d.targets)
+	answers := make([]answer, nt)
+	// names and markers are the targets' plugin names and done markers,
+	// looked up once: a Local asks its plugin for its description.
+	names, markers := make([]string, nt), make([]string, nt)
+	for ti, t := range d.targets {
+		names[ti] = t.Processor.Name()
+		markers[ti] = orders.DoneField(names[ti])
+	}
 	out := Outcome{Skipped: map[string]int{}}
+	// all holds every loaded order, made once: a target that gets them all
+	// (the usual case) is sent it rather than a copy of its own. Plugins
+	// only read their batch.
+	var all []sdk.Order
 	var wg sync.WaitGroup
 	for ti, t := range d.targets {
-		name := t.Processor.Name()
-		var idx []int
-		var batch []sdk.Order
+		name := names[ti]
+		idx := make([]int, 0, len(loaded))
 		for i, l := range loaded {
 			if !l.Ref.For(name, t.wants) {
 				continue
@@ -143,11 +154,25 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 				continue
 			}
 			idx = append(idx, i)
-			batch = append(batch, l.Order)
 		}
 		answers[ti].idx = idx
-		if len(batch) == 0 {
+		if len(idx) == 0 {
 			continue
+		}
+		var batch []sdk.Order
+		if len(idx) == len(loaded) {
+			if all == nil {
+				all = make([]sdk.Order, len(loaded))
+				for i, l := range loaded {
+					all[i] = l.Order
+				}
+			}
+			batch = all
+		} else {
+			batch = make([]sdk.Order, len(idx))
+			for k, i := range idx {
+				batch[k] = loaded[i].Order
+			}
 		}
 		wg.Add(1)
 		go func(ti int, t Target, batch []sdk.Order) {
@@ -160,10 +185,12 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 		return Outcome{}, err
 	}
 
-	// perOrder[i][ti] is target ti's write for loaded[i], if any.
-	perOrder := make([][]*apply.Write, len(loaded))
+	// written[i*nt+ti] is 1 + the index in target ti's results of its
+	// write for loaded[i], or 0 when it has none.
+	written := make([]int32, len(loaded)*nt)
+	writes := 0
 	for ti, a := range answers {
-		name := d.targets[ti].Processor.Name()
+		name := names[ti]
 		for k, i := range a.idx {
 			l := loaded[i]
 			if a.err != nil {
@@ -183,20 +210,25 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 				out.Failures = append(out.Failures, Failure{Index: i, Loaded: l, Plugin: name, Reason: "refused effect: " + err.Error(), Attempts: 1})
 				continue
 			}
-			if perOrder[i] == nil {
-				perOrder[i] = make([]*apply.Write, len(d.targets))
-			}
-			perOrder[i][ti] = &apply.Write{
-				OrderKey: d.keyOf(l.Order.ID), Marker: orders.DoneField(name), Effects: r.Effects,
-				Plugin: name, OrderID: l.Order.ID, Channel: l.Order.Channel,
-			}
+			written[i*nt+ti] = int32(k + 1)
+			writes++
 		}
 	}
-	for _, ws := range perOrder {
-		for _, w := range ws {
-			if w != nil {
-				out.Writes = append(out.Writes, *w)
+	out.Writes = make([]apply.Write, 0, writes)
+	for i, l := range loaded {
+		key := ""
+		for ti := range nt {
+			k := written[i*nt+ti]
+			if k == 0 {
+				continue
 			}
+			if key == "" {
+				key = d.keyOf(l.Order.ID)
+			}
+			out.Writes = append(out.Writes, apply.Write{
+				OrderKey: key, Marker: markers[ti], Effects: answers[ti].results[k-1].Effects,
+				Plugin: names[ti], OrderID: l.Order.ID, Channel: l.Order.Channel,
+			})
 		}
 	}
 	return out, nil

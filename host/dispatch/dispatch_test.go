@@ -2,6 +2,7 @@ package dispatch_test
 
 import (
 	"context"
+	"reflect"
 	"testing"
 	"time"
 
@@ -85,5 +86,76 @@ func TestSetTargetsBetweenBatches(t *testing.T) {
 	}
 	if got := d.Targets(); len(got) != 1 || got[0].Processor.Name() != "new" {
 		t.Errorf("Targets after the swap = %v", got)
+	}
+}
+
+// picky writes SADD <name> <id> for each order, fails the orders named in
+// fail (transiently), and records the batches it was sent.
+type picky struct {
+	name    string
+	fail    map[string]bool
+	batches [][]string
+}
+
+func (p *picky) Name() string { return p.name }
+
+func (p *picky) Process(_ context.Context, os []sdk.Order) ([]sdk.Result, error) {
+	var ids []string
+	out := make([]sdk.Result, len(os))
+	for i, o := range os {
+		ids = append(ids, o.ID)
+		if p.fail[o.ID] {
+			out[i] = sdk.Result{Err: "no " + o.ID}
+			continue
+		}
+		out[i] = sdk.Result{Effects: []sdk.Effect{{Command: "SADD", Key: p.name, Args: []string{o.ID}}}}
+	}
+	p.batches = append(p.batches, ids)
+	return out, nil
+}
+
+// TestDispatchOutcome: each target gets the orders meant for it that it
+// has not applied; writes come order by order, then target by target (the
+// order each key sees them in), each naming the order's hash and the
+// plugin's marker; failures and skips are reported per plugin.
+func TestDispatchOutcome(t *testing.T) {
+	a := &picky{name: "a", fail: map[string]bool{"2": true}}
+	b := &picky{name: "b"}
+	c := &picky{name: "c"} // listens on another channel
+	targets := []dispatch.Target{target(a), target(b), {Processor: c, Channels: []string{"other"}, Policy: policy.New("c", []string{"c"}, nil)}}
+	d := dispatch.New(targets, func(id string) string { return "order:" + id })
+	load := func(id, channel string, done ...string) orders.Loaded {
+		l := orders.Loaded{Order: sdk.Order{ID: id, Channel: channel}, Ref: orders.Ref{ID: id, Channel: channel}, Done: map[string]bool{}}
+		for _, p := range done {
+			l.Done[p] = true
+		}
+		return l
+	}
+	only := load("4", "c")
+	only.Ref.Only = []string{"b"}
+	batch := []orders.Loaded{load("1", "c"), load("2", "c"), load("3", "c", "b"), only, load("5", "other")}
+	out, err := d.Dispatch(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var writes []string
+	for _, w := range out.Writes {
+		if w.OrderKey != "order:"+w.OrderID || w.Marker != orders.DoneField(w.Plugin) || w.Effects[0].Key != w.Plugin || w.Effects[0].Args[0] != w.OrderID {
+			t.Errorf("write %+v does not match its order and plugin", w)
+		}
+		writes = append(writes, w.OrderID+w.Plugin)
+	}
+	if want := []string{"1a", "1b", "2b", "3a", "4b", "5c"}; !reflect.DeepEqual(writes, want) {
+		t.Errorf("writes %q, want %q", writes, want)
+	}
+	if len(out.Failures) != 1 || out.Failures[0].Plugin != "a" || out.Failures[0].Index != 1 || !out.Failures[0].Transient || out.Failures[0].Reason != "plugin error: no 2" {
+		t.Errorf("failures %+v, want order 2 on a, transient", out.Failures)
+	}
+	if !reflect.DeepEqual(out.Skipped, map[string]int{"b": 1}) {
+		t.Errorf("skipped %v, want b: 1", out.Skipped)
+	}
+	sent := [][][]string{a.batches, b.batches, c.batches}
+	if want := [][][]string{{{"1", "2", "3"}}, {{"1", "2", "4"}}, {{"5"}}}; !reflect.DeepEqual(sent, want) {
+		t.Errorf("batches sent %q, want %q", sent, want)
 	}
 }

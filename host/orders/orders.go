@@ -142,6 +142,7 @@ func (l *Loader) Load(ctx context.Context, refs []Ref) (loaded []Loaded, rejecte
 	pipe := l.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(refs))
 	sent := make([]*redis.MapStringStringCmd, 0, len(refs))
+	keys := make([]string, len(refs)) // made once, for the command and the checks
 	for i, r := range refs {
 		if err := l.Limits.CheckID(r.ID); err != nil {
 			// A hash under an overlong id is not even marked: that would
@@ -150,7 +151,8 @@ func (l *Loader) Load(ctx context.Context, refs []Ref) (loaded []Loaded, rejecte
 			rejected = append(rejected, Rejected{Ref: r, Reason: err.Error(), Missing: len(r.ID) > l.Limits.MaxIDBytes || r.ID == ""})
 			continue
 		}
-		cmds[i] = pipe.HGetAll(ctx, l.Key(r.ID))
+		keys[i] = l.Key(r.ID)
+		cmds[i] = pipe.HGetAll(ctx, keys[i])
 		sent = append(sent, cmds[i])
 	}
 	if len(sent) > 0 {
@@ -167,10 +169,10 @@ func (l *Loader) Load(ctx context.Context, refs []Ref) (loaded []Loaded, rejecte
 		}
 		if err := cmds[i].Err(); err != nil {
 			// Only a key's own error gets here (WRONGTYPE: the key is not a hash).
-			rejected = append(rejected, Rejected{Ref: r, Reason: fmt.Sprintf("order key %s: %v", l.Key(r.ID), err)})
+			rejected = append(rejected, Rejected{Ref: r, Reason: fmt.Sprintf("order key %s: %v", keys[i], err)})
 			continue
 		}
-		o, done, err := Parse(r, l.Key(r.ID), cmds[i].Val(), l.Limits)
+		o, done, err := Parse(r, keys[i], cmds[i].Val(), l.Limits)
 		if err != nil {
 			none := len(cmds[i].Val()) == 0
 			rejected = append(rejected, Rejected{Ref: r, Reason: err.Error(), Missing: none, NotStored: none})

@@ -203,7 +203,7 @@ func (s *PubSub) receive(ctx context.Context, out chan<- orders.Ref, channels []
 			}
 			everSubscribed = true
 		case *redis.Message:
-			ref := orders.Ref{ID: m.Payload, Channel: m.Channel, Received: time.Now()}
+			ref := orders.Ref{ID: m.Payload, Channel: s.channelName(m.Channel), Received: time.Now()}
 			select {
 			case out <- ref:
 			default:
@@ -214,6 +214,18 @@ func (s *PubSub) receive(ctx context.Context, out chan<- orders.Ref, channels []
 			return
 		}
 	}
+}
+
+// channelName returns the configured string equal to channel, so that the
+// ids waiting in the intake share it instead of each keeping the copy
+// go-redis read; channel itself if none is.
+func (s *PubSub) channelName(channel string) string {
+	for _, c := range s.channels {
+		if c == channel {
+			return c
+		}
+	}
+	return channel
 }
 
 // drop counts an id that found the intake full (the pipeline is paused, or

@@ -8,12 +8,21 @@ import (
 	"fmt"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/eventhost/eventhost/sdk"
+	"github.com/eventhost/eventhost/sdk/internal/bufpool"
 	"github.com/eventhost/eventhost/sdk/proto/pluginv1"
 )
+
+// SizeBuffers makes gRPC, in this whole process, marshal and unmarshal
+// every message in buffers from size classes fit for batches
+// (sdk/internal/bufpool) rather than from its own, which give a batch's
+// request or answer a 1 MiB buffer. Call it once at start, before any
+// plugin is launched: a connection takes the pool in force when it is made.
+func SizeBuffers() { experimental.SetDefaultBufferPool(bufpool.New()) }
 
 // Client calls one plugin. It is safe for concurrent use once Describe
 // returned.

@@ -991,7 +991,10 @@ type ProcessRequest struct {
 	Orders []*Order               `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
 	// The orders in the SDK's compact encoding (sdk/pack.go), used instead of
 	// orders: one allocation to decode a batch instead of several per order.
-	PackedOrders  []byte `protobuf:"bytes,2,opt,name=packed_orders,json=packedOrders,proto3" json:"packed_orders,omitempty"`
+	PackedOrders []byte `protobuf:"bytes,2,opt,name=packed_orders,json=packedOrders,proto3" json:"packed_orders,omitempty"`
+	// The host reads ProcessResponse.packed_results: a plugin that knows the
+	// field answers in it. An older plugin ignores this and answers in results.
+	PackedAnswer  bool `protobuf:"varint,3,opt,name=packed_answer,json=packedAnswer,proto3" json:"packed_answer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1038,6 +1041,13 @@ func (x *ProcessRequest) GetPackedOrders() []byte {
 		return x.PackedOrders
 	}
 	return nil
+}
+
+func (x *ProcessRequest) GetPackedAnswer() bool {
+	if x != nil {
+		return x.PackedAnswer
+	}
+	return false
 }
 
 type Effect struct {
@@ -1184,8 +1194,13 @@ func (x *Result) GetPackedEffects() []byte {
 }
 
 type ProcessResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*Result              `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Results []*Result              `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// Every order's result, in the order of the request, in the SDK's compact
+	// encoding (sdk/pack.go), used instead of results when set: the host
+	// decodes a whole batch's answer with a few allocations instead of several
+	// per order.
+	PackedResults []byte `protobuf:"bytes,2,opt,name=packed_results,json=packedResults,proto3" json:"packed_results,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1223,6 +1238,13 @@ func (*ProcessResponse) Descriptor() ([]byte, []int) {
 func (x *ProcessResponse) GetResults() []*Result {
 	if x != nil {
 		return x.Results
+	}
+	return nil
+}
+
+func (x *ProcessResponse) GetPackedResults() []byte {
+	if x != nil {
+		return x.PackedResults
 	}
 	return nil
 }
@@ -1308,10 +1330,11 @@ const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"i\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8e\x01\n" +
 	"\x0eProcessRequest\x122\n" +
 	"\x06orders\x18\x01 \x03(\v2\x1a.eventhost.plugin.v1.OrderR\x06orders\x12#\n" +
-	"\rpacked_orders\x18\x02 \x01(\fR\fpackedOrders\"H\n" +
+	"\rpacked_orders\x18\x02 \x01(\fR\fpackedOrders\x12#\n" +
+	"\rpacked_answer\x18\x03 \x01(\bR\fpackedAnswer\"H\n" +
 	"\x06Effect\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n" +
@@ -1321,9 +1344,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\aeffects\x18\x02 \x03(\v2\x1b.eventhost.plugin.v1.EffectR\aeffects\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1c\n" +
 	"\tpermanent\x18\x04 \x01(\bR\tpermanent\x12%\n" +
-	"\x0epacked_effects\x18\x05 \x01(\fR\rpackedEffects\"H\n" +
+	"\x0epacked_effects\x18\x05 \x01(\fR\rpackedEffects\"o\n" +
 	"\x0fProcessResponse\x125\n" +
-	"\aresults\x18\x01 \x03(\v2\x1b.eventhost.plugin.v1.ResultR\aresults2\x93\x02\n" +
+	"\aresults\x18\x01 \x03(\v2\x1b.eventhost.plugin.v1.ResultR\aresults\x12%\n" +
+	"\x0epacked_results\x18\x02 \x01(\fR\rpackedResults2\x93\x02\n" +
 	"\x06Plugin\x12W\n" +
 	"\bDescribe\x12$.eventhost.plugin.v1.DescribeRequest\x1a%.eventhost.plugin.v1.DescribeResponse\x12Z\n" +
 	"\tConfigure\x12%.eventhost.plugin.v1.ConfigureRequest\x1a&.eventhost.plugin.v1.ConfigureResponse\x12T\n" +
