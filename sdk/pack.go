@@ -154,37 +154,29 @@ func unpackEffects(data []byte) ([]Effect, error) {
 		return nil, fmt.Errorf("packed effects: %d bytes for one order, more than %d", len(data), MaxAnswerBytes)
 	}
 	// Sized for a typical plugin's few effects, to grow rarely.
-	var u effectsUnpacker
-	u.effects, u.args, u.spans = make([]Effect, 0, 4), make([]string, 0, 8), make([]span, 0, 4)
-	effects, err := u.unpack(string(data))
-	if err != nil {
-		return nil, err
-	}
-	u.windows()
-	return effects, nil
+	u := effectsUnpacker{effects: make([]Effect, 0, 4), args: make([]string, 0, 8)}
+	return u.unpack(string(data))
 }
 
-// span is a window [from, to) of a slice.
-type span struct{ from, to int }
-
 // effectsUnpacker decodes the effects of one or more orders into shared
-// slices: all effects in one, all arguments in another. An effect's Args is
-// a window of args once windows has run; until then spans[i] says which,
-// since args may move as it grows.
+// slices: all effects in one, all arguments in another, each order's
+// effects and each effect's Args a window. A window is cut as soon as its
+// part is decoded: growing a slice copies it to a new array but leaves the
+// old one, which the windows cut before still see, as it was.
 type effectsUnpacker struct {
 	effects []Effect
 	args    []string
-	spans   []span // spans[i] is effects[i]'s window of args
 }
 
 // unpack decodes one order's effects from s (packEffects' encoding),
 // appending them to u.effects, and returns them. On an error u is as it was
-// before the call.
+// before the call: what the failed order appended is dropped, and nothing
+// handed out before refers to it.
 func (u *effectsUnpacker) unpack(s string) ([]Effect, error) {
 	d := decoder{s: s}
 	first, firstArg := len(u.effects), len(u.args)
 	fail := func(err error) ([]Effect, error) {
-		u.effects, u.args, u.spans = u.effects[:first], u.args[:firstArg], u.spans[:first]
+		u.effects, u.args = u.effects[:first], u.args[:firstArg]
 		return nil, err
 	}
 	for !d.done() {
@@ -206,21 +198,14 @@ func (u *effectsUnpacker) unpack(s string) ([]Effect, error) {
 		if d.long > MaxArgBytes {
 			return fail(fmt.Errorf("packed effects: effect %d holds a string of %d bytes, more than %d", len(u.effects)-first, d.long, MaxArgBytes))
 		}
+		if to := len(u.args); to > from {
+			// Its capacity ends where it does: appending to one
+			// effect's Args cannot overwrite the next one's.
+			e.Args = u.args[from:to:to]
+		}
 		u.effects = append(u.effects, e)
-		u.spans = append(u.spans, span{from, len(u.args)})
 	}
 	return u.effects[first:len(u.effects):len(u.effects)], nil
-}
-
-// windows sets every effect's Args to its window of the shared args. A
-// window's capacity ends where it does, so appending to one effect's Args
-// cannot overwrite the next one's.
-func (u *effectsUnpacker) windows() {
-	for i, sp := range u.spans {
-		if sp.to > sp.from {
-			u.effects[i].Args = u.args[sp.from:sp.to:sp.to]
-		}
-	}
 }
 
 // resultPermanent is the flag of a packed result whose error is permanent.
@@ -274,9 +259,7 @@ func unpackResults(data []byte, n int) []Result {
 	results := make([]Result, n)
 	d := decoder{s: string(data)}
 	effects, args := countEffects(d.s)
-	u := effectsUnpacker{effects: make([]Effect, 0, effects), args: make([]string, 0, args), spans: make([]span, 0, effects)}
-	// effectSpans[i] is results[i]'s window of u.effects.
-	effectSpans := make([]span, n)
+	u := effectsUnpacker{effects: make([]Effect, 0, effects), args: make([]string, 0, args)}
 	i := 0
 	for ; !d.done(); i++ {
 		size := d.uvarint()
@@ -298,16 +281,10 @@ func unpackResults(data []byte, n int) []Result {
 		}
 		rec := d.s[:size]
 		d.s = d.s[size:]
-		results[i] = u.result(rec, &effectSpans[i])
+		results[i] = u.result(rec)
 	}
 	for ; i < n; i++ {
 		results[i] = Result{Err: "plugin returned no result for this order", Permanent: true}
-	}
-	u.windows()
-	for i, sp := range effectSpans {
-		if sp.to > sp.from {
-			results[i].Effects = u.effects[sp.from:sp.to:sp.to]
-		}
 	}
 	return results
 }
@@ -341,9 +318,8 @@ func countEffects(data string) (effects, args int) {
 	return min(effects, len(data)/3), min(args, len(data))
 }
 
-// result decodes one packed result; its effects are appended to u and
-// their window stored in sp.
-func (u *effectsUnpacker) result(rec string, sp *span) Result {
+// result decodes one packed result; its effects are appended to u.
+func (u *effectsUnpacker) result(rec string) Result {
 	if len(rec) > MaxAnswerBytes {
 		return Result{Err: fmt.Sprintf("malformed answer: packed effects: %d bytes for one order, more than %d", len(rec), MaxAnswerBytes), Permanent: true}
 	}
@@ -354,11 +330,13 @@ func (u *effectsUnpacker) result(rec string, sp *span) Result {
 		return Result{Err: "malformed answer: packed result: " + d.err.Error(), Permanent: true}
 	}
 	r := Result{Err: boundedText(text), Permanent: flags&resultPermanent != 0}
-	from := len(u.effects)
-	if _, err := u.unpack(d.s); err != nil {
+	effects, err := u.unpack(d.s)
+	if err != nil {
 		return Result{Err: "malformed answer: " + err.Error(), Permanent: true}
 	}
-	*sp = span{from, len(u.effects)}
+	if len(effects) > 0 {
+		r.Effects = effects
+	}
 	return r
 }
 
