@@ -19,7 +19,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='plugin.proto',
   package='eventhost.plugin.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\x0cplugin.proto\x12\x13\x65venthost.plugin.v1\"\x11\n\x0f\x44\x65scribeRequest\"\x81\x01\n\x10\x44\x65scribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04keys\x18\x03 \x03(\t\x12\x30\n\x06\x63onfig\x18\x04 \x03(\x0b\x32 .eventhost.plugin.v1.ConfigField\x12\x0e\n\x06packed\x18\x05 \x01(\x08\"\xea\x01\n\x0b\x43onfigField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x04type\x18\x02 \x01(\x0e\x32%.eventhost.plugin.v1.ConfigField.Type\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x14\n\x0c\x64\x65\x66\x61ult_json\x18\x04 \x01(\t\x12\x0b\n\x03\x64oc\x18\x05 \x01(\t\"c\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTYPE_STRING\x10\x01\x12\x0f\n\x0bTYPE_NUMBER\x10\x02\x12\r\n\tTYPE_BOOL\x10\x03\x12\x14\n\x10TYPE_STRING_LIST\x10\x04\"\'\n\x10\x43onfigureRequest\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\t\"D\n\x11\x43onfigureResponse\x12/\n\x06\x65rrors\x18\x01 \x03(\x0b\x32\x1f.eventhost.plugin.v1.FieldError\",\n\nFieldError\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xcb\x01\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\n\n\x02ts\x18\x03 \x01(\x03\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x0c\n\x04\x63ost\x18\x05 \x01(\x01\x12\r\n\x05\x65vent\x18\x06 \x01(\t\x12\x0b\n\x03who\x18\x07 \x01(\t\x12\x34\n\x05\x65xtra\x18\x08 \x03(\x0b\x32%.eventhost.plugin.v1.Order.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"S\n\x0eProcessRequest\x12*\n\x06orders\x18\x01 \x03(\x0b\x32\x1a.eventhost.plugin.v1.Order\x12\x15\n\rpacked_orders\x18\x02 \x01(\x0c\"4\n\x06\x45\x66\x66\x65\x63t\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x03 \x03(\t\"\x7f\n\x06Result\x12\r\n\x05index\x18\x01 \x01(\r\x12,\n\x07\x65\x66\x66\x65\x63ts\x18\x02 \x03(\x0b\x32\x1b.eventhost.plugin.v1.Effect\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x11\n\tpermanent\x18\x04 \x01(\x08\x12\x16\n\x0epacked_effects\x18\x05 \x01(\x0c\"?\n\x0fProcessResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.eventhost.plugin.v1.Result2\x93\x02\n\x06Plugin\x12W\n\x08\x44\x65scribe\x12$.eventhost.plugin.v1.DescribeRequest\x1a%.eventhost.plugin.v1.DescribeResponse\x12Z\n\tConfigure\x12%.eventhost.plugin.v1.ConfigureRequest\x1a&.eventhost.plugin.v1.ConfigureResponse\x12T\n\x07Process\x12#.eventhost.plugin.v1.ProcessRequest\x1a$.eventhost.plugin.v1.ProcessResponseB3Z1github.com/eventhost/eventhost/sdk/proto/pluginv1b\x06proto3')
+  serialized_pb=_b('\n\x0cplugin.proto\x12\x13\x65venthost.plugin.v1\"\x11\n\x0f\x44\x65scribeRequest\"\xab\x01\n\x10\x44\x65scribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04keys\x18\x03 \x03(\t\x12\x30\n\x06\x63onfig\x18\x04 \x03(\x0b\x32 .eventhost.plugin.v1.ConfigField\x12\x0e\n\x06packed\x18\x05 \x01(\x08\x12(\n\x05views\x18\x06 \x03(\x0b\x32\x19.eventhost.plugin.v1.View\"\xfc\x01\n\x04View\x12\r\n\x05title\x18\x01 \x01(\t\x12\x37\n\thistogram\x18\x02 \x01(\x0b\x32\".eventhost.plugin.v1.HistogramViewH\x00\x12/\n\x05table\x18\x03 \x01(\x0b\x32\x1e.eventhost.plugin.v1.TableViewH\x00\x12;\n\x0bleaderboard\x18\x04 \x01(\x0b\x32$.eventhost.plugin.v1.LeaderboardViewH\x00\x12\x36\n\tkey_count\x18\x05 \x01(\x0b\x32!.eventhost.plugin.v1.KeyCountViewH\x00\x42\x06\n\x04kind\"R\n\rHistogramView\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63ounter\x18\x02 \x01(\t\x12\x12\n\nfirst_slot\x18\x03 \x01(\r\x12\x0f\n\x07\x62uckets\x18\x04 \x03(\t\"o\n\tTableView\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\trow_label\x18\x02 \x01(\t\x12\x31\n\x07\x63olumns\x18\x03 \x03(\x0b\x32 .eventhost.plugin.v1.TableColumn\x12\x0f\n\x07sort_by\x18\x04 \x01(\r\">\n\x0bTableColumn\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0e\n\x06suffix\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65\x63imals\x18\x03 \x01(\r\"j\n\x0fLeaderboardView\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x14\n\x0cmember_label\x18\x03 \x01(\t\x12\x13\n\x0bscore_label\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65\x63imals\x18\x05 \x01(\r\"G\n\x0cKeyCountView\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\x12\n\nsize_label\x18\x02 \x01(\t\x12\x12\n\nkeys_label\x18\x03 \x01(\t\"\xea\x01\n\x0b\x43onfigField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x04type\x18\x02 \x01(\x0e\x32%.eventhost.plugin.v1.ConfigField.Type\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x14\n\x0c\x64\x65\x66\x61ult_json\x18\x04 \x01(\t\x12\x0b\n\x03\x64oc\x18\x05 \x01(\t\"c\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTYPE_STRING\x10\x01\x12\x0f\n\x0bTYPE_NUMBER\x10\x02\x12\r\n\tTYPE_BOOL\x10\x03\x12\x14\n\x10TYPE_STRING_LIST\x10\x04\"\'\n\x10\x43onfigureRequest\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\t\"D\n\x11\x43onfigureResponse\x12/\n\x06\x65rrors\x18\x01 \x03(\x0b\x32\x1f.eventhost.plugin.v1.FieldError\",\n\nFieldError\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xcb\x01\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\n\n\x02ts\x18\x03 \x01(\x03\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x0c\n\x04\x63ost\x18\x05 \x01(\x01\x12\r\n\x05\x65vent\x18\x06 \x01(\t\x12\x0b\n\x03who\x18\x07 \x01(\t\x12\x34\n\x05\x65xtra\x18\x08 \x03(\x0b\x32%.eventhost.plugin.v1.Order.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"j\n\x0eProcessRequest\x12*\n\x06orders\x18\x01 \x03(\x0b\x32\x1a.eventhost.plugin.v1.Order\x12\x15\n\rpacked_orders\x18\x02 \x01(\x0c\x12\x15\n\rpacked_answer\x18\x03 \x01(\x08\"4\n\x06\x45\x66\x66\x65\x63t\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x03 \x03(\t\"\x7f\n\x06Result\x12\r\n\x05index\x18\x01 \x01(\r\x12,\n\x07\x65\x66\x66\x65\x63ts\x18\x02 \x03(\x0b\x32\x1b.eventhost.plugin.v1.Effect\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x11\n\tpermanent\x18\x04 \x01(\x08\x12\x16\n\x0epacked_effects\x18\x05 \x01(\x0c\"W\n\x0fProcessResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.eventhost.plugin.v1.Result\x12\x16\n\x0epacked_results\x18\x02 \x01(\x0c\x32\x93\x02\n\x06Plugin\x12W\n\x08\x44\x65scribe\x12$.eventhost.plugin.v1.DescribeRequest\x1a%.eventhost.plugin.v1.DescribeResponse\x12Z\n\tConfigure\x12%.eventhost.plugin.v1.ConfigureRequest\x1a&.eventhost.plugin.v1.ConfigureResponse\x12T\n\x07Process\x12#.eventhost.plugin.v1.ProcessRequest\x1a$.eventhost.plugin.v1.ProcessResponseB3Z1github.com/eventhost/eventhost/sdk/proto/pluginv1b\x06proto3')
 )
 
 
@@ -53,8 +53,8 @@ _CONFIGFIELD_TYPE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=324,
-  serialized_end=423,
+  serialized_start=1063,
+  serialized_end=1162,
 )
 _sym_db.RegisterEnumDescriptor(_CONFIGFIELD_TYPE)
 
@@ -125,6 +125,13 @@ _DESCRIBERESPONSE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='views', full_name='eventhost.plugin.v1.DescribeResponse.views', index=5,
+      number=6, type=11, cpp_type=10, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -138,7 +145,322 @@ _DESCRIBERESPONSE = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=57,
-  serialized_end=186,
+  serialized_end=228,
+)
+
+
+_VIEW = _descriptor.Descriptor(
+  name='View',
+  full_name='eventhost.plugin.v1.View',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='title', full_name='eventhost.plugin.v1.View.title', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='histogram', full_name='eventhost.plugin.v1.View.histogram', index=1,
+      number=2, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='table', full_name='eventhost.plugin.v1.View.table', index=2,
+      number=3, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='leaderboard', full_name='eventhost.plugin.v1.View.leaderboard', index=3,
+      number=4, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='key_count', full_name='eventhost.plugin.v1.View.key_count', index=4,
+      number=5, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+    _descriptor.OneofDescriptor(
+      name='kind', full_name='eventhost.plugin.v1.View.kind',
+      index=0, containing_type=None, fields=[]),
+  ],
+  serialized_start=231,
+  serialized_end=483,
+)
+
+
+_HISTOGRAMVIEW = _descriptor.Descriptor(
+  name='HistogramView',
+  full_name='eventhost.plugin.v1.HistogramView',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='key', full_name='eventhost.plugin.v1.HistogramView.key', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='counter', full_name='eventhost.plugin.v1.HistogramView.counter', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='first_slot', full_name='eventhost.plugin.v1.HistogramView.first_slot', index=2,
+      number=3, type=13, cpp_type=3, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='buckets', full_name='eventhost.plugin.v1.HistogramView.buckets', index=3,
+      number=4, type=9, cpp_type=9, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=485,
+  serialized_end=567,
+)
+
+
+_TABLEVIEW = _descriptor.Descriptor(
+  name='TableView',
+  full_name='eventhost.plugin.v1.TableView',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='key', full_name='eventhost.plugin.v1.TableView.key', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='row_label', full_name='eventhost.plugin.v1.TableView.row_label', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='columns', full_name='eventhost.plugin.v1.TableView.columns', index=2,
+      number=3, type=11, cpp_type=10, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='sort_by', full_name='eventhost.plugin.v1.TableView.sort_by', index=3,
+      number=4, type=13, cpp_type=3, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=569,
+  serialized_end=680,
+)
+
+
+_TABLECOLUMN = _descriptor.Descriptor(
+  name='TableColumn',
+  full_name='eventhost.plugin.v1.TableColumn',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='label', full_name='eventhost.plugin.v1.TableColumn.label', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='suffix', full_name='eventhost.plugin.v1.TableColumn.suffix', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='decimals', full_name='eventhost.plugin.v1.TableColumn.decimals', index=2,
+      number=3, type=13, cpp_type=3, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=682,
+  serialized_end=744,
+)
+
+
+_LEADERBOARDVIEW = _descriptor.Descriptor(
+  name='LeaderboardView',
+  full_name='eventhost.plugin.v1.LeaderboardView',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='key', full_name='eventhost.plugin.v1.LeaderboardView.key', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='limit', full_name='eventhost.plugin.v1.LeaderboardView.limit', index=1,
+      number=2, type=13, cpp_type=3, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='member_label', full_name='eventhost.plugin.v1.LeaderboardView.member_label', index=2,
+      number=3, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='score_label', full_name='eventhost.plugin.v1.LeaderboardView.score_label', index=3,
+      number=4, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='decimals', full_name='eventhost.plugin.v1.LeaderboardView.decimals', index=4,
+      number=5, type=13, cpp_type=3, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=746,
+  serialized_end=852,
+)
+
+
+_KEYCOUNTVIEW = _descriptor.Descriptor(
+  name='KeyCountView',
+  full_name='eventhost.plugin.v1.KeyCountView',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='pattern', full_name='eventhost.plugin.v1.KeyCountView.pattern', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='size_label', full_name='eventhost.plugin.v1.KeyCountView.size_label', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='keys_label', full_name='eventhost.plugin.v1.KeyCountView.keys_label', index=2,
+      number=3, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=854,
+  serialized_end=925,
 )
 
 
@@ -197,8 +519,8 @@ _CONFIGFIELD = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=189,
-  serialized_end=423,
+  serialized_start=928,
+  serialized_end=1162,
 )
 
 
@@ -228,8 +550,8 @@ _CONFIGUREREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=425,
-  serialized_end=464,
+  serialized_start=1164,
+  serialized_end=1203,
 )
 
 
@@ -259,8 +581,8 @@ _CONFIGURERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=466,
-  serialized_end=534,
+  serialized_start=1205,
+  serialized_end=1273,
 )
 
 
@@ -297,8 +619,8 @@ _FIELDERROR = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=536,
-  serialized_end=580,
+  serialized_start=1275,
+  serialized_end=1319,
 )
 
 
@@ -335,8 +657,8 @@ _ORDER_EXTRAENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=742,
-  serialized_end=786,
+  serialized_start=1481,
+  serialized_end=1525,
 )
 
 _ORDER = _descriptor.Descriptor(
@@ -414,8 +736,8 @@ _ORDER = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=583,
-  serialized_end=786,
+  serialized_start=1322,
+  serialized_end=1525,
 )
 
 
@@ -440,6 +762,13 @@ _PROCESSREQUEST = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='packed_answer', full_name='eventhost.plugin.v1.ProcessRequest.packed_answer', index=2,
+      number=3, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -452,8 +781,8 @@ _PROCESSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=788,
-  serialized_end=871,
+  serialized_start=1527,
+  serialized_end=1633,
 )
 
 
@@ -497,8 +826,8 @@ _EFFECT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=873,
-  serialized_end=925,
+  serialized_start=1635,
+  serialized_end=1687,
 )
 
 
@@ -556,8 +885,8 @@ _RESULT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=927,
-  serialized_end=1054,
+  serialized_start=1689,
+  serialized_end=1816,
 )
 
 
@@ -575,6 +904,13 @@ _PROCESSRESPONSE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='packed_results', full_name='eventhost.plugin.v1.ProcessResponse.packed_results', index=1,
+      number=2, type=12, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b(""),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -587,11 +923,29 @@ _PROCESSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1056,
-  serialized_end=1119,
+  serialized_start=1818,
+  serialized_end=1905,
 )
 
 _DESCRIBERESPONSE.fields_by_name['config'].message_type = _CONFIGFIELD
+_DESCRIBERESPONSE.fields_by_name['views'].message_type = _VIEW
+_VIEW.fields_by_name['histogram'].message_type = _HISTOGRAMVIEW
+_VIEW.fields_by_name['table'].message_type = _TABLEVIEW
+_VIEW.fields_by_name['leaderboard'].message_type = _LEADERBOARDVIEW
+_VIEW.fields_by_name['key_count'].message_type = _KEYCOUNTVIEW
+_VIEW.oneofs_by_name['kind'].fields.append(
+  _VIEW.fields_by_name['histogram'])
+_VIEW.fields_by_name['histogram'].containing_oneof = _VIEW.oneofs_by_name['kind']
+_VIEW.oneofs_by_name['kind'].fields.append(
+  _VIEW.fields_by_name['table'])
+_VIEW.fields_by_name['table'].containing_oneof = _VIEW.oneofs_by_name['kind']
+_VIEW.oneofs_by_name['kind'].fields.append(
+  _VIEW.fields_by_name['leaderboard'])
+_VIEW.fields_by_name['leaderboard'].containing_oneof = _VIEW.oneofs_by_name['kind']
+_VIEW.oneofs_by_name['kind'].fields.append(
+  _VIEW.fields_by_name['key_count'])
+_VIEW.fields_by_name['key_count'].containing_oneof = _VIEW.oneofs_by_name['kind']
+_TABLEVIEW.fields_by_name['columns'].message_type = _TABLECOLUMN
 _CONFIGFIELD.fields_by_name['type'].enum_type = _CONFIGFIELD_TYPE
 _CONFIGFIELD_TYPE.containing_type = _CONFIGFIELD
 _CONFIGURERESPONSE.fields_by_name['errors'].message_type = _FIELDERROR
@@ -602,6 +956,12 @@ _RESULT.fields_by_name['effects'].message_type = _EFFECT
 _PROCESSRESPONSE.fields_by_name['results'].message_type = _RESULT
 DESCRIPTOR.message_types_by_name['DescribeRequest'] = _DESCRIBEREQUEST
 DESCRIPTOR.message_types_by_name['DescribeResponse'] = _DESCRIBERESPONSE
+DESCRIPTOR.message_types_by_name['View'] = _VIEW
+DESCRIPTOR.message_types_by_name['HistogramView'] = _HISTOGRAMVIEW
+DESCRIPTOR.message_types_by_name['TableView'] = _TABLEVIEW
+DESCRIPTOR.message_types_by_name['TableColumn'] = _TABLECOLUMN
+DESCRIPTOR.message_types_by_name['LeaderboardView'] = _LEADERBOARDVIEW
+DESCRIPTOR.message_types_by_name['KeyCountView'] = _KEYCOUNTVIEW
 DESCRIPTOR.message_types_by_name['ConfigField'] = _CONFIGFIELD
 DESCRIPTOR.message_types_by_name['ConfigureRequest'] = _CONFIGUREREQUEST
 DESCRIPTOR.message_types_by_name['ConfigureResponse'] = _CONFIGURERESPONSE
@@ -626,6 +986,48 @@ DescribeResponse = _reflection.GeneratedProtocolMessageType('DescribeResponse', 
   # @@protoc_insertion_point(class_scope:eventhost.plugin.v1.DescribeResponse)
   ))
 _sym_db.RegisterMessage(DescribeResponse)
+
+View = _reflection.GeneratedProtocolMessageType('View', (_message.Message,), dict(
+  DESCRIPTOR = _VIEW,
+  __module__ = 'plugin_pb2'
+  # @@protoc_insertion_point(class_scope:eventhost.plugin.v1.View)
+  ))
+_sym_db.RegisterMessage(View)
+
+HistogramView = _reflection.GeneratedProtocolMessageType('HistogramView', (_message.Message,), dict(
+  DESCRIPTOR = _HISTOGRAMVIEW,
+  __module__ = 'plugin_pb2'
+  # @@protoc_insertion_point(class_scope:eventhost.plugin.v1.HistogramView)
+  ))
+_sym_db.RegisterMessage(HistogramView)
+
+TableView = _reflection.GeneratedProtocolMessageType('TableView', (_message.Message,), dict(
+  DESCRIPTOR = _TABLEVIEW,
+  __module__ = 'plugin_pb2'
+  # @@protoc_insertion_point(class_scope:eventhost.plugin.v1.TableView)
+  ))
+_sym_db.RegisterMessage(TableView)
+
+TableColumn = _reflection.GeneratedProtocolMessageType('TableColumn', (_message.Message,), dict(
+  DESCRIPTOR = _TABLECOLUMN,
+  __module__ = 'plugin_pb2'
+  # @@protoc_insertion_point(class_scope:eventhost.plugin.v1.TableColumn)
+  ))
+_sym_db.RegisterMessage(TableColumn)
+
+LeaderboardView = _reflection.GeneratedProtocolMessageType('LeaderboardView', (_message.Message,), dict(
+  DESCRIPTOR = _LEADERBOARDVIEW,
+  __module__ = 'plugin_pb2'
+  # @@protoc_insertion_point(class_scope:eventhost.plugin.v1.LeaderboardView)
+  ))
+_sym_db.RegisterMessage(LeaderboardView)
+
+KeyCountView = _reflection.GeneratedProtocolMessageType('KeyCountView', (_message.Message,), dict(
+  DESCRIPTOR = _KEYCOUNTVIEW,
+  __module__ = 'plugin_pb2'
+  # @@protoc_insertion_point(class_scope:eventhost.plugin.v1.KeyCountView)
+  ))
+_sym_db.RegisterMessage(KeyCountView)
 
 ConfigField = _reflection.GeneratedProtocolMessageType('ConfigField', (_message.Message,), dict(
   DESCRIPTOR = _CONFIGFIELD,
@@ -710,8 +1112,8 @@ _PLUGIN = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1122,
-  serialized_end=1397,
+  serialized_start=1908,
+  serialized_end=2183,
   methods=[
   _descriptor.MethodDescriptor(
     name='Describe',

@@ -1,7 +1,9 @@
 // Package apply writes the outcome of one batch to Redis in a single atomic
 // step: every plugin's effects for every order, each (plugin, order) pair's
 // done marker, and the batch's dead letters. A pair whose marker is already
-// set is skipped, which makes redelivered orders harmless.
+// set is skipped, which makes redelivered orders harmless. On a Redis
+// Cluster, where one script may only touch one hash slot, a batch lands
+// slot by slot instead, each pair still exactly once (cluster.go).
 package apply
 
 import (
@@ -122,12 +124,27 @@ type Applier struct {
 	// cannot block Redis for long: a larger batch is applied in several
 	// runs, each whole, split between orders (default 200,000).
 	MaxArgs int
+
+	// WaitReplicas, on a Redis Cluster, is how many replicas each master's
+	// share of a batch must reach (WAIT) before the orders are marked done,
+	// so that a failover cannot lose effects whose markers survive; 0 waits
+	// for none. A master with fewer replicas online is waited for all it
+	// has. WaitTimeout bounds each WAIT; past it the batch is retried.
+	WaitReplicas int
+	WaitTimeout  time.Duration
+
+	cluster *clusterApply // nil on a single node or Sentinel
 }
 
 // New returns an Applier writing dead letters to stream (trimmed to about
 // maxLen entries when maxLen > 0).
 func New(rdb redis.UniversalClient, stream string, maxLen int64) *Applier {
-	return &Applier{rdb: rdb, script: redis.NewScript(applyLua), dlStream: stream, dlMaxLen: maxLen, now: time.Now, MaxArgs: 200_000}
+	a := &Applier{rdb: rdb, script: redis.NewScript(applyLua), dlStream: stream, dlMaxLen: maxLen, now: time.Now, MaxArgs: 200_000}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		// One script may only touch one hash slot: see cluster.go.
+		a.cluster = newClusterApply(cc)
+	}
+	return a
 }
 
 // AckTo makes the applier acknowledge a batch's Acks for consumer group
@@ -162,6 +179,9 @@ func (a *Applier) Apply(ctx context.Context, b Batch) (Result, error) {
 		}
 		seen[k] = struct{}{}
 		live = append(live, i)
+	}
+	if a.cluster != nil {
+		return a.applyCluster(ctx, b, live, res)
 	}
 	dead := append([]deadletter.Entry(nil), b.DeadLetters...)
 	parts := a.split(b.Writes, live)

@@ -3,6 +3,7 @@ package apply_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,7 +26,10 @@ func BenchmarkApplyRedisTime(b *testing.B) {
 	rdb := srv.Client()
 	ctx := context.Background()
 	a := apply.New(rdb, dlStream, 0)
-	const perBatch = 512
+	perBatch := 512 // BENCH_APPLY_BATCH: orders per batch
+	if n, err := strconv.Atoi(os.Getenv("BENCH_APPLY_BATCH")); err == nil && n > 0 {
+		perBatch = n
+	}
 	orders := 0
 	b.ResetTimer()
 	rdb.ConfigResetStat(ctx)

@@ -121,10 +121,24 @@ type Sentinel struct {
 }
 
 // Cluster is the cluster block: seed addresses, from which the client
-// learns every node and slot.
+// learns every node and slot, and how many replicas each master's share of
+// a batch must reach before the orders are marked done (docs/design.md,
+// Redis topologies).
 type Cluster struct {
 	Addresses []string
+	// WaitReplicas is the WAIT count after each master's writes; 0 waits
+	// for none. A master with fewer replicas connected is waited for all
+	// it has.
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT; past it the batch is retried.
+	WaitTimeout time.Duration
 }
+
+// Defaults of the cluster block.
+const (
+	DefaultClusterWaitReplicas = 1
+	DefaultClusterWaitTimeout  = time.Second
+)
 
 // String describes the connection without its secrets.
 func (r Redis) String() string {
@@ -350,9 +364,11 @@ type sentinelSchema struct {
 }
 
 type clusterSchema struct {
-	Addresses []string  `hcl:"addresses,optional"`
-	Range     hcl.Range `hcl:",def_range"`
-	Body      hcl.Body  `hcl:",body"`
+	Addresses    []string  `hcl:"addresses,optional"`
+	WaitReplicas *int      `hcl:"wait_replicas,optional"`
+	WaitTimeout  *string   `hcl:"wait_timeout,optional"`
+	Range        hcl.Range `hcl:",def_range"`
+	Body         hcl.Body  `hcl:",body"`
 }
 
 type tlsSchema struct {

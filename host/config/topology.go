@@ -36,7 +36,12 @@ func buildTopology(diags *hcl.Diagnostics, r *Redis, raw *redisSchema) {
 		checkAddresses(diags, "sentinel", s.Addresses, attrRange(s.Body, "addresses"))
 	}
 	if c := raw.Cluster; c != nil {
-		r.Cluster = &Cluster{Addresses: c.Addresses}
+		r.Cluster = &Cluster{Addresses: c.Addresses, WaitReplicas: deref(c.WaitReplicas, DefaultClusterWaitReplicas),
+			WaitTimeout: duration(diags, c.Body, "wait_timeout", c.WaitTimeout, DefaultClusterWaitTimeout)}
+		if r.Cluster.WaitReplicas < 0 {
+			*diags = append(*diags, errorAt(attrRange(c.Body, "wait_replicas"), "Invalid wait_replicas",
+				fmt.Sprintf("wait_replicas = %d: say how many replicas each master's writes must reach, 0 for none.", r.Cluster.WaitReplicas)))
+		}
 		r.Address = ""
 		checkAddresses(diags, "cluster", c.Addresses, attrRange(c.Body, "addresses"))
 		if r.DB != 0 {

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -33,7 +34,13 @@ func TestParseTopology(t *testing.T) {
 		{
 			name: "cluster",
 			src:  "redis {\n username = \"eh\"\n cluster {\n addresses = [\"n1:7000\", \"[::1]:7001\"]\n }\n}\nplugin \"x\" {}",
-			want: config.Redis{Username: "eh", Cluster: &config.Cluster{Addresses: []string{"n1:7000", "[::1]:7001"}}},
+			want: config.Redis{Username: "eh", Cluster: &config.Cluster{Addresses: []string{"n1:7000", "[::1]:7001"},
+				WaitReplicas: config.DefaultClusterWaitReplicas, WaitTimeout: config.DefaultClusterWaitTimeout}},
+		},
+		{
+			name: "cluster without WAIT",
+			src:  "redis {\n cluster {\n addresses = [\"n1:7000\"]\n wait_replicas = 0\n wait_timeout = \"250ms\"\n }\n}\nplugin \"x\" {}",
+			want: config.Redis{Cluster: &config.Cluster{Addresses: []string{"n1:7000"}, WaitTimeout: 250 * time.Millisecond}},
 		},
 	}
 	for _, tt := range tests {
@@ -94,6 +101,16 @@ func TestParseTopologyErrors(t *testing.T) {
 			name:     "db on a cluster",
 			src:      "redis {\n\n db = 3\n cluster {\n addresses = [\"n:1\"]\n }\n}\nplugin \"x\" {}",
 			wantLine: 3, want: "database 0 only",
+		},
+		{
+			name:     "negative wait_replicas",
+			src:      "redis {\n cluster {\n addresses = [\"n:1\"]\n\n wait_replicas = -1\n }\n}\nplugin \"x\" {}",
+			wantLine: 5, want: "0 for none",
+		},
+		{
+			name:     "bad wait_timeout",
+			src:      "redis {\n cluster {\n addresses = [\"n:1\"]\n wait_timeout = \"soon\"\n }\n}\nplugin \"x\" {}",
+			wantLine: 4, want: "not a positive duration",
 		},
 		{
 			name:     "unknown sentinel attribute",

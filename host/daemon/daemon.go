@@ -76,12 +76,6 @@ func New(cfg *config.Config, logger hclog.Logger, m *metrics.Metrics) *Daemon {
 // Run runs the host until ctx ends, then drains and returns nil; an error
 // means it could not start or could not go on.
 func (d *Daemon) Run(ctx context.Context) error {
-	if d.cfg.Redis.Cluster != nil {
-		// One apply script writes a whole batch; a cluster refuses keys of
-		// several hash slots in one script (CROSSSLOT). Refuse at start
-		// rather than pause for ever on the first batch.
-		return fmt.Errorf("redis cluster: eventhost run cannot yet apply a batch across hash slots exactly once (see docs/design.md, Redis topologies); use a single node or Sentinel")
-	}
 	d.Notifier.Status("connecting to Redis at %s", d.cfg.Redis.Where())
 	rdb, err := redisconn.New(d.cfg.Redis)
 	if err != nil {
@@ -107,12 +101,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer d.serveDashboard(ctx, rdb, eng)()
 	}
 
-	// The intake channel has several producers (the source, catch-up); it
-	// is closed once all of them have stopped.
+	if d.cfg.Redis.Cluster != nil {
+		defer d.sweepRecords(ctx, eng.Applier)()
+	}
+
+	// Two intakes, closed once every producer has stopped: ids for what the
+	// source receives, found for what catch-up finds. A batch takes found
+	// ids only into the room live ones leave, so live orders never queue
+	// behind a catch-up; found is small, so the scan goes at the pace the
+	// pipeline takes its finds instead of filling the live intake (where
+	// received ids would then be dropped).
 	ids := make(chan orders.Ref, intakeBuffer)
+	found := make(chan orders.Ref, 2*d.cfg.Batch.MaxOrders)
 	emit := func(ctx context.Context, r orders.Ref) error {
 		select {
-		case ids <- r:
+		case found <- r:
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -155,8 +158,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go func() { defer producers.Done(); srcErr <- src.Run(intake, ids) }()
 		go func() { defer producers.Done(); runner.Run(intake, d.catchUpPlugins(eng), emit) }()
 	}
-	go func() { producers.Wait(); close(ids) }()
-	defer d.superviseSystemd(ctx, eng, func() int { return len(ids) })()
+	go func() { producers.Wait(); close(ids); close(found) }()
+	defer d.superviseSystemd(ctx, eng, func() int { return len(ids) + len(found) })()
 	// Reloads stop with intake, and are over before the plugins stop.
 	defer d.serveReloads(intake, eng, pluginsAdded)()
 
@@ -178,7 +181,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	})
 	defer stopDrainClock()
-	err = eng.Pipeline.Run(work, ids)
+	err = eng.Pipeline.RunIntake(work, ids, found)
 	if cause := context.Cause(work); work.Err() != nil && !errors.Is(cause, context.Canceled) {
 		err = cause
 	}

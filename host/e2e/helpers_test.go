@@ -297,7 +297,7 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 
 // waitApplied waits until every order in ids carries the done marker of
 // every plugin in plugins.
-func waitApplied(t *testing.T, rdb *redis.Client, ids []string, plugins []string, limit time.Duration) {
+func waitApplied(t *testing.T, rdb redis.Cmdable, ids []string, plugins []string, limit time.Duration) {
 	t.Helper()
 	remaining := ids
 	waitFor(t, limit, fmt.Sprintf("%d orders to be applied by %v", len(ids), plugins), func() bool {
@@ -308,7 +308,7 @@ func waitApplied(t *testing.T, rdb *redis.Client, ids []string, plugins []string
 
 // unapplied returns the orders in ids that lack the done marker of a plugin
 // in plugins, or could not be read.
-func unapplied(rdb *redis.Client, ids []string, plugins []string) []string {
+func unapplied(rdb redis.Cmdable, ids []string, plugins []string) []string {
 	ctx := context.Background()
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(ids))

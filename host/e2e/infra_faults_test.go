@@ -803,6 +803,74 @@ func TestReadyWhileCatchingUp(t *testing.T) {
 	checkTutorialStateAnyOrder(t, rdb, all)
 }
 
+// TestLiveOrdersPassCatchUp: while a catch-up feeds the pipeline thousands
+// of stored orders, live orders do not queue behind them: a batch takes live
+// ids first and found ones fill the rest, and the scan hands its finds over
+// at the pace the pipeline takes them. Live orders published once 5,000 of
+// 30,000 stored orders are applied are applied before most of the others
+// (by the done markers' times). Every order ends counted once.
+func TestLiveOrdersPassCatchUp(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	for _, p := range bundled { // registered an hour ago: what is stored is not history
+		if err := rdb.HSet(ctx, catchup.RegistryKey, p, time.Now().Add(-time.Hour).UnixMilli()).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gen := publish.NewGenerator(3838)
+	missed := storeOnly(t, rdb, gen, 30000)
+	h := startHostNotReady(t, rdb, writeConfig(t, srv, "u8", metricsBlock))
+	addr := h.metricsAddr(t)
+	series := fmt.Sprintf("eventhost_orders_processed_total{channel=%q,plugin=%q}", channel, "events-summary")
+	waitFor(t, 60*time.Second, "5,000 stored orders to be applied", func() bool {
+		v, _ := scrapeMetric(t, addr, series)
+		return v >= 5000
+	})
+	live, err := publish.NewPublisher(rdb, channel, orderPrefix).PublishMany(ctx, gen, 5, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := append(missed, live...)
+	waitApplied(t, rdb, ids(all), bundled, 120*time.Second)
+	doneAt := func(os []publish.Order) []int64 {
+		pipe := rdb.Pipeline()
+		cmds := make([]*redis.StringCmd, len(os))
+		for i, o := range os {
+			cmds[i] = pipe.HGet(ctx, orderPrefix+o.ID, orders.DoneField("events-summary"))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		out := make([]int64, len(os))
+		for i, c := range cmds {
+			out[i], _ = c.Int64()
+		}
+		return out
+	}
+	var lastLive int64
+	for _, at := range doneAt(live) {
+		lastLive = max(lastLive, at)
+	}
+	after := 0
+	for _, at := range doneAt(missed) {
+		if at > lastLive {
+			after++
+		}
+	}
+	t.Logf("%d of %d stored orders were applied after the live ones", after, len(missed))
+	if after < len(missed)/2 {
+		t.Errorf("only %d of %d stored orders were applied after the live ones, published once 5,000 were: the live orders queued behind the catch-up", after, len(missed))
+	}
+	checkMetric(t, addr, "eventhost_catchup_orders_total", float64(len(missed)))
+	if code := h.stop(t); code != 0 {
+		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
+	}
+	checkOrderHashes(t, rdb, all, bundled)
+	checkNoDeadLetters(t, rdb)
+	checkTutorialStateAnyOrder(t, rdb, all)
+}
+
 // TestInfraDrainTimeout: a shutdown that cannot finish the orders it
 // received within the drain limit (here a plugin hanging on them, with
 // -drain-timeout 1s) gives up on them and exits 1, having applied none of

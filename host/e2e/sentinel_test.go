@@ -91,10 +91,18 @@ plugin "customer-invoices" {}
 	// replica is cut off: however fast the host works through the
 	// backlog, the master then applies some of them alone.
 	later := make([]publish.Order, 3000)
+	// And a last few, announced the moment before the master is killed:
+	// however fast the host finished the rest, it is then working on a
+	// batch, so the kill must pause it.
+	last := make([]publish.Order, 1000)
 	store := rdb.Pipeline()
 	for i := range later {
 		later[i] = gen.Next()
 		store.HSet(ctx, orderPrefix+later[i].ID, later[i].Fields()...)
+	}
+	for i := range last {
+		last[i] = gen.Next()
+		store.HSet(ctx, orderPrefix+last[i].ID, last[i].Fields()...)
 	}
 	if _, err := store.Exec(ctx); err != nil {
 		t.Fatal(err)
@@ -132,6 +140,14 @@ plugin "customer-invoices" {}
 		atKill = appliedOf(ids(first), left)
 		return true
 	})
+	announce = rdb.Pipeline()
+	for _, o := range last {
+		announce.Publish(ctx, channel, o.ID)
+	}
+	if _, err := announce.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first = append(first, last...)
 	killed := time.Now()
 	set.Master.Kill()
 	t.Logf("killed the master with %d of %d orders applied on it (%d after the replica was cut off)", len(atKill), len(first), len(atKill)-cutApplied)

@@ -88,6 +88,9 @@ func Start(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, l
 	e.Loader = orders.NewLoader(rdb, cfg.OrderKeyPrefix)
 	e.Loader.Limits = cfg.Limits
 	e.Applier = apply.New(rdb, cfg.DeadLetter.Stream, cfg.DeadLetter.MaxLen)
+	if c := cfg.Redis.Cluster; c != nil {
+		e.Applier.WaitReplicas, e.Applier.WaitTimeout = c.WaitReplicas, c.WaitTimeout
+	}
 	e.dispatcher = dispatch.New(targets(e.plugins), e.Loader.Key)
 	e.Pipeline = pipeline.New(e.Loader, e.dispatcher, e.Applier,
 		m, logger.Named("pipeline"), cfg.Batch.MaxOrders, cfg.Batch.MaxWait)

@@ -91,6 +91,15 @@ func (p *Pipeline) SetMaxAttempts(plugin string, n int) {
 // gathered; an order in both is applied once, by the done marker the
 // script checks.
 func (p *Pipeline) Run(ctx context.Context, in <-chan orders.Ref) error {
+	return p.RunIntake(ctx, in, nil)
+}
+
+// RunIntake is Run with a second intake, found, for orders found rather
+// than received (a catch-up): a batch takes every waiting id of live first
+// and fills what room is left from found, so a live order never waits
+// behind a catch-up's backlog. It returns once both are closed and
+// drained; a nil found counts as closed.
+func (p *Pipeline) RunIntake(ctx context.Context, live, found <-chan orders.Ref) error {
 	// Unbuffered: a prepared batch waiting for the applier holds the next
 	// one back, so ids arriving meanwhile join that next batch instead of
 	// queuing as a third, smaller one behind both.
@@ -119,7 +128,7 @@ func (p *Pipeline) Run(ctx context.Context, in <-chan orders.Ref) error {
 			}
 		}
 	}()
-	err := p.gather(ctx, in, ready, settled, applied, &inflight)
+	err := p.gather(ctx, intake{live: live, found: found}, ready, settled, applied, &inflight)
 	close(ready)
 	<-applied
 	if err == nil {
@@ -131,7 +140,7 @@ func (p *Pipeline) Run(ctx context.Context, in <-chan orders.Ref) error {
 // gather is Run's first stage: it fills batches, loads and dispatches them,
 // and hands them to the apply stage on ready. It returns when there is
 // nothing left to do, or when ctx ends or the apply stage stopped.
-func (p *Pipeline) gather(ctx context.Context, in <-chan orders.Ref, ready chan<- prepared, settled, applied <-chan struct{}, inflight *atomic.Int64) error {
+func (p *Pipeline) gather(ctx context.Context, in intake, ready chan<- prepared, settled, applied <-chan struct{}, inflight *atomic.Int64) error {
 	fill := time.NewTimer(time.Hour)
 	fill.Stop()
 	wake := time.NewTimer(time.Hour)
@@ -146,7 +155,7 @@ func (p *Pipeline) gather(ctx context.Context, in <-chan orders.Ref, ready chan<
 			// inflight first: the apply stage queues a batch's retries
 			// before it counts the batch out, so 0 here means the queue
 			// read next holds every retry there will be.
-			if in == nil && inflight.Load() == 0 && p.retries.len() == 0 {
+			if in.closed() && inflight.Load() == 0 && p.retries.len() == 0 {
 				return nil
 			}
 			var wakeC <-chan time.Time
@@ -155,13 +164,20 @@ func (p *Pipeline) gather(ctx context.Context, in <-chan orders.Ref, ready chan<
 				wakeC = wake.C
 			}
 			select {
-			case ref, ok := <-in:
+			case ref, ok := <-in.live:
 				wake.Stop()
 				if !ok {
-					in = nil
+					in.live = nil
 					if n := p.retries.len(); n > 0 {
 						p.logger.Info("intake closed; finishing retries", "orders", n)
 					}
+					continue
+				}
+				batch = append(batch, ref)
+			case ref, ok := <-in.found:
+				wake.Stop()
+				if !ok {
+					in.found = nil
 					continue
 				}
 				batch = append(batch, ref)
@@ -193,33 +209,31 @@ func (p *Pipeline) gather(ctx context.Context, in <-chan orders.Ref, ready chan<
 	}
 }
 
-// fill adds to batch the ids that are already waiting in in, up to
+// intake is where ids come from: live, received ones, and found ones (a
+// catch-up), which only fill the room live ones leave. A nil channel is
+// closed and drained.
+type intake struct{ live, found <-chan orders.Ref }
+
+func (in intake) closed() bool { return in.live == nil && in.found == nil }
+
+// fill adds to batch the ids already waiting, live ones first, up to
 // maxOrders, without waiting for more; with maxWait set, it then waits up
-// to maxWait for more (a host that prefers fewer, larger batches to the
-// lowest latency). It returns nil for in once in is closed.
-func (p *Pipeline) fill(batch []orders.Ref, in <-chan orders.Ref, timer *time.Timer) ([]orders.Ref, <-chan orders.Ref) {
-	for len(batch) < p.maxOrders && in != nil {
-		select {
-		case ref, ok := <-in:
-			if !ok {
-				return batch, nil
-			}
-			batch = append(batch, ref)
-			continue
-		default:
-		}
-		break
-	}
-	if p.maxWait <= 0 || len(batch) >= p.maxOrders || in == nil {
+// to maxWait for more live ids (a host that prefers fewer, larger batches
+// to the lowest latency). A channel found closed is returned nil.
+func (p *Pipeline) fill(batch []orders.Ref, in intake, timer *time.Timer) ([]orders.Ref, intake) {
+	batch, in.live = p.take(batch, in.live)
+	batch, in.found = p.take(batch, in.found)
+	if p.maxWait <= 0 || len(batch) >= p.maxOrders || in.live == nil {
 		return batch, in
 	}
 	timer.Reset(p.maxWait)
 	defer timer.Stop()
 	for len(batch) < p.maxOrders {
 		select {
-		case ref, ok := <-in:
+		case ref, ok := <-in.live:
 			if !ok {
-				return batch, nil
+				in.live = nil
+				return batch, in
 			}
 			batch = append(batch, ref)
 		case <-timer.C:
@@ -227,6 +241,23 @@ func (p *Pipeline) fill(batch []orders.Ref, in <-chan orders.Ref, timer *time.Ti
 		}
 	}
 	return batch, in
+}
+
+// take adds the ids waiting in ch to batch, up to maxOrders; it returns
+// nil for ch once ch is closed.
+func (p *Pipeline) take(batch []orders.Ref, ch <-chan orders.Ref) ([]orders.Ref, <-chan orders.Ref) {
+	for len(batch) < p.maxOrders && ch != nil {
+		select {
+		case ref, ok := <-ch:
+			if !ok {
+				return batch, nil
+			}
+			batch = append(batch, ref)
+		default:
+			return batch, ch
+		}
+	}
+	return batch, ch
 }
 
 // prepared is a batch loaded and dispatched, waiting to be applied.

@@ -48,6 +48,8 @@ var replyReasons = []struct{ prefix, reason string }{
 	{"NOREPLICAS", "redis has too few replicas (NOREPLICAS)"},
 	{"TRYAGAIN", "redis is moving slots (TRYAGAIN)"},
 	{"CLUSTERDOWN", "redis cluster is down (CLUSTERDOWN)"},
+	{"MOVED", "redis cluster moved a slot (MOVED)"},
+	{"ASK", "redis cluster is moving a slot (ASK)"},
 	{"EXECABORT", "redis aborted a transaction (EXECABORT)"},
 }
 

@@ -41,8 +41,11 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 	for _, s := range c.Nodes {
 		n := redis.NewClient(&redis.Options{Addr: s.Addr})
 		for {
+			// Ok, and a replica done with its first sync: a WAIT right
+			// after start-up must not time out.
 			info, _ := n.ClusterInfo(ctx).Result()
-			if strings.Contains(info, "cluster_state:ok") {
+			repl, _ := n.Info(ctx, "replication").Result()
+			if strings.Contains(info, "cluster_state:ok") && (strings.Contains(repl, "role:master") || strings.Contains(repl, "master_link_status:up")) {
 				break
 			}
 			select {
