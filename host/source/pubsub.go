@@ -15,6 +15,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/redisconn"
 )
 
 // PubSub subscribes to Redis Pub/Sub channels. Pub/Sub is at-most-once:
@@ -148,6 +149,8 @@ func (s *PubSub) receive(ctx context.Context, out chan<- orders.Ref, channels []
 			if !down {
 				s.logger.Error("pubsub connection lost; reconnecting", "error", err)
 				down = true
+			} else {
+				s.logger.Debug("pubsub still down", "channels", channels, "error", err)
 			}
 			s.metrics.RedisErrors.WithLabelValues("subscribe").Inc()
 			clear(subscribed)
@@ -157,10 +160,11 @@ func (s *PubSub) receive(ctx context.Context, out chan<- orders.Ref, channels []
 				return
 			}
 			var reply redis.Error
-			if errors.As(err, &reply) {
+			if errors.As(err, &reply) || redisconn.Cluster(s.rdb) {
 				// Redis refused the subscription (a MOVED after a slot
-				// moved): go-redis reconnects after a broken connection
-				// only, so subscribe anew.
+				// moved), or a cluster node went away (its replica may
+				// own the slot now): go-redis would reconnect to the
+				// node it knew, so subscribe anew where the slot is now.
 				renew()
 			}
 			continue

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -182,6 +183,53 @@ func TestPubSubOnCluster(t *testing.T) {
 			t.Errorf("after the slot moved received %v, want %v", got, want)
 		}
 	})
+	// A master that dies takes its channels' subscriptions along; once its
+	// replica has taken over, the source subscribes there, plain or
+	// sharded. Last: the cluster keeps one master fewer.
+	t.Run("master failover", func(t *testing.T) {
+		plain := startPubSub(t, rdb, channels, false)
+		sharded := startPubSub(t, rdb, channels, true)
+		dead := masterOf(t, rdb, mustSlot(t, rdb, channels[1]))
+		// A replica takes over only once it has synced with its master.
+		waitLong(t, "the master's replica in sync", func() bool {
+			for _, n := range nodes {
+				if n.Options().Addr == dead {
+					info, _ := n.Info(t.Context(), "replication").Result()
+					return strings.Contains(info, "state=online")
+				}
+			}
+			return false
+		})
+		for _, n := range cluster.Nodes {
+			if n.Addr == dead {
+				n.Kill()
+			}
+		}
+		// Sharded: the dead master's channel only; plain: the one
+		// subscription, wherever it was (it reports a reconnect only
+		// if it was on the dead master).
+		waitLong(t, "the sharded source resubscribed after its channel's master died", func() bool {
+			return len(sharded.onSubscribed()) == 2
+		})
+		waitFor(t, "a new master for the slot", func() bool {
+			rdb.ReloadState(t.Context())
+			return masterOf(t, rdb, mustSlot(t, rdb, channels[1])) != dead
+		})
+		for _, sub := range []struct {
+			s       *subscriber
+			sharded bool
+		}{{sharded, true}, {plain, false}} {
+			var want []string
+			// The cluster may still refuse a publish on the dead
+			// master's slot for a moment after the failover.
+			for want == nil {
+				want = announceRetry(t, rdb, channels, "4", sub.sharded)
+			}
+			if got := sub.s.receive(t, len(channels)); !reflect.DeepEqual(got, want) {
+				t.Errorf("sharded=%v: after the failover received %v, want %v", sub.sharded, got, want)
+			}
+		}
+	})
 }
 
 // channelsOnEveryMaster returns n channel names whose slots belong to n
@@ -270,4 +318,48 @@ func moveSlot(t *testing.T, rdb *redis.ClusterClient, nodes []*redis.Client, slo
 		rdb.ReloadState(ctx)
 		return masterOf(t, rdb, slot) == dst.Options().Addr
 	})
+}
+
+func mustSlot(t *testing.T, rdb *redis.ClusterClient, key string) int64 {
+	t.Helper()
+	slot, err := rdb.ClusterKeySlot(t.Context(), key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slot
+}
+
+// announceRetry is announce, giving up (nil) on an error rather than
+// failing the test, so the caller can try again.
+func announceRetry(t *testing.T, rdb redis.UniversalClient, channels []string, id string, sharded bool) []string {
+	t.Helper()
+	var want []string
+	for _, ch := range channels {
+		var err error
+		if sharded {
+			err = rdb.SPublish(t.Context(), ch, id).Err()
+		} else {
+			err = rdb.Publish(t.Context(), ch, id).Err()
+		}
+		if err != nil {
+			time.Sleep(50 * time.Millisecond)
+			return nil
+		}
+		want = append(want, ch+"/"+id)
+	}
+	slices.Sort(want)
+	return want
+}
+
+// waitLong is waitFor for what a cluster takes seconds to do (a replica's
+// first sync, a failover): up to 60s.
+func waitLong(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 60s waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
