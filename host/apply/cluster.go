@@ -133,6 +133,8 @@ type clusterApply struct {
 	// deadWritten holds the dead letters written by attempts of the batch
 	// being applied, so that a retry (the pipeline retries a batch until
 	// it lands) does not write them twice; cleared once a batch lands.
+	// False: written, but its WAIT failed, so a retry waits for it again
+	// before any dead marker is set.
 	deadWritten map[string]bool
 	replicas    map[string]replicaCount // node address → its connected replicas
 }
@@ -832,16 +834,27 @@ func (r *clusterRun) deadLetters(ctx context.Context, dead []deadletter.Entry) e
 	}
 	r.c.mu.Lock()
 	var todo []deadletter.Entry
+	unwaited := false
 	for _, d := range dead {
-		if !r.c.deadWritten[ident(d)] {
+		waited, written := r.c.deadWritten[ident(d)]
+		switch {
+		case !written:
 			todo = append(todo, d)
+		case !waited:
+			unwaited = true
 		}
 	}
 	r.c.mu.Unlock()
-	if len(todo) == 0 {
+	if len(todo) == 0 && !unwaited {
 		return nil
 	}
-	cmds := make([]nodeCmd, len(todo))
+	cmds := make([]nodeCmd, len(todo), len(todo)+1)
+	if unwaited {
+		// A letter written by an earlier attempt whose WAIT failed: wait
+		// for it again (run's touch before the WAIT covers it) before the
+		// markers, or a failover could keep a dead marker without its letter.
+		cmds = append(cmds, nodeCmd{key: r.a.dlStream, args: []any{"XLEN", r.a.dlStream}})
+	}
 	for i, d := range todo {
 		f := append(d.Fields(), "time_ms", nowMS)
 		values := make([]any, len(f))
@@ -856,14 +869,19 @@ func (r *clusterRun) deadLetters(ctx context.Context, dead []deadletter.Entry) e
 	}
 	err := r.c.run(ctx, cmds, r.a.WaitReplicas, r.a.WaitTimeout)
 	r.c.mu.Lock()
-	for i, nc := range cmds {
-		if nc.xcmd != nil && nc.xcmd.Err() == nil {
-			r.c.deadWritten[ident(todo[i])] = true
+	for i := range todo {
+		if nc := cmds[i]; nc.xcmd != nil && nc.xcmd.Err() == nil {
+			r.c.deadWritten[ident(todo[i])] = err == nil
+		}
+	}
+	if err == nil {
+		for k := range r.c.deadWritten {
+			r.c.deadWritten[k] = true
 		}
 	}
 	r.c.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("write %d dead letters: %w", len(todo), err)
+		return fmt.Errorf("write %d dead letters (%d written before, waited for again): %w", len(todo), len(dead)-len(todo), err)
 	}
 	return nil
 }

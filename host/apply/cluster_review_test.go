@@ -722,3 +722,54 @@ func TestClusterReviewFloatCheckAgreesWithRedis(t *testing.T) {
 		t.Errorf("the long float field changed")
 	}
 }
+
+// A dead letter whose WAIT timed out must be waited for again by the retry
+// before its dead marker is set: a failover would otherwise keep the marker
+// and lose the letter, and nothing could replay the pair (review finding 11).
+func TestClusterReviewDeadLetterWaitedBeforeDeadMarker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	t.Parallel()
+	cl := redistest.StartCluster(t, 3)
+	ctx := t.Context()
+	cc := cl.Client()
+	master, err := cc.MasterForKey(ctx, testDL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maddr := master.Options().Addr
+	var orderKey string
+	for i := 0; orderKey == ""; i++ {
+		k := fmt.Sprintf("dlwait:order:%d", i)
+		if m, err := cc.MasterForKey(ctx, k); err == nil && m.Options().Addr != maddr {
+			orderKey = k
+		}
+	}
+	bad := "dlwait:bad"
+	cc.Set(ctx, bad, "not a hash", 0)
+	w := Write{OrderKey: orderKey, Marker: orders.DoneField("p"), Plugin: "p", OrderID: "o1", Channel: "c",
+		Effects: []sdk.Effect{{Command: "HINCRBY", Key: bad, Args: []string{"n", "1"}}}}
+	b := Batch{Writes: []Write{w}}
+	createOrders(t, ctx, cc, nil, b)
+	a := New(cl.Client(), testDL, 0)
+	a.WaitReplicas, a.WaitTimeout = 1, 300*time.Millisecond
+	if _, err := a.cluster.cc.MasterForKey(ctx, testDL); err != nil {
+		t.Fatal(err)
+	}
+
+	resume := stopReplicaOf(t, ctx, cl, maddr)
+	defer resume()
+	if _, err := a.Apply(ctx, b); err == nil {
+		t.Fatal("Apply succeeded with the dead-letter stream's replica stopped")
+	}
+	written := masterOffset(t, ctx, master)
+	res, err := a.Apply(ctx, b) // the pipeline's retry
+	dead := cc.HGet(ctx, orderKey, orders.DeadField("p")).Val()
+	acked := replicaAckOffset(t, ctx, master)
+	t.Logf("retry: %v %v; dead marker %q; acked %d written %d", res.Statuses, err, dead, acked, written)
+	if dead != "" && acked < written {
+		t.Errorf("the dead marker is set while the dead letter (offset %d on %s) reached no replica (acked %d): a failover loses the letter and keeps the marker",
+			written, maddr, acked)
+	}
+}
