@@ -66,6 +66,16 @@ func TestClusterReviewRedoWaitsForWritesItFindsDone(t *testing.T) {
 			b := Batch{Writes: []Write{w}}
 			createOrders(t, ctx, cc, nil, b)
 
+			// The replica must be online (synced) before host A first
+			// writes: a host trusts a master's count of online replicas for
+			// 2 s, and one counted while the replica synced is 0 (no WAIT).
+			for !strings.Contains(infoField(master.Info(ctx, "replication").Val(), "slave0"), "state=online") {
+				select {
+				case <-ctx.Done():
+					t.Fatal(ctx.Err())
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
 			// Host A is a running host: its connection to the master has
 			// written before (an earlier batch on the same key).
 			hostA := New(cl.Client(), testDL, 0)
@@ -88,15 +98,6 @@ func TestClusterReviewRedoWaitsForWritesItFindsDone(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			// The replica must be online (synced) before it stops, or the
-			// hosts wait for no replica at all.
-			for !strings.Contains(infoField(master.Info(ctx, "replication").Val(), "slave0"), "state=online") {
-				select {
-				case <-ctx.Done():
-					t.Fatal(ctx.Err())
-				case <-time.After(50 * time.Millisecond):
-				}
-			}
 			resume := stopReplicaOf(t, ctx, cl, maddr)
 			defer resume()
 
@@ -141,6 +142,17 @@ func TestClusterReviewRedoWaitsForWritesItFindsDone(t *testing.T) {
 // returns the function that resumes it and waits until it caught up.
 func stopReplicaOf(t *testing.T, ctx context.Context, cl *redistest.Cluster, maddr string) func() {
 	t.Helper()
+	// A replica still in its first sync is not waited for: stop it only
+	// once its master counts it online.
+	m := redis.NewClient(&redis.Options{Addr: maddr})
+	defer m.Close()
+	for !strings.Contains(infoField(m.Info(ctx, "replication").Val(), "slave0"), "state=online") {
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	_, mport, _ := strings.Cut(maddr, ":")
 	for _, addr := range cl.Addrs() {
 		c := redis.NewClient(&redis.Options{Addr: addr})
