@@ -25,6 +25,16 @@ import (
 //go:embed apply.lua
 var applyLua string
 
+// checksLua is the value checks apply.lua and cluster.lua share, put where
+// each says "-- @checks" (withChecks).
+//
+//go:embed checks.lua
+var checksLua string
+
+func withChecks(script string) string {
+	return strings.Replace(script, "-- @checks\n", checksLua, 1)
+}
+
 // Write is one plugin's effects for one order.
 type Write struct {
 	OrderKey string
@@ -139,7 +149,7 @@ type Applier struct {
 // New returns an Applier writing dead letters to stream (trimmed to about
 // maxLen entries when maxLen > 0).
 func New(rdb redis.UniversalClient, stream string, maxLen int64) *Applier {
-	a := &Applier{rdb: rdb, script: redis.NewScript(applyLua), dlStream: stream, dlMaxLen: maxLen, now: time.Now, MaxArgs: 200_000}
+	a := &Applier{rdb: rdb, script: redis.NewScript(withChecks(applyLua)), dlStream: stream, dlMaxLen: maxLen, now: time.Now, MaxArgs: 200_000}
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		// One script may only touch one hash slot: see cluster.go.
 		a.cluster = newClusterApply(cc)

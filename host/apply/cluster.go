@@ -140,8 +140,8 @@ type clusterApply struct {
 }
 
 func newClusterApply(cc *redis.ClusterClient) *clusterApply {
-	return &clusterApply{cc: cc, tags: slotTags(), script: redis.NewScript(clusterLua), mark: redis.NewScript(markLua), touch: redis.NewScript(touchLua), intent: redis.NewScript(intentLua),
-		check:    redis.NewScript(strings.Replace(clusterLua, "#!lua\n", "#!lua flags=no-writes\n", 1)),
+	return &clusterApply{cc: cc, tags: slotTags(), script: redis.NewScript(withChecks(clusterLua)), mark: redis.NewScript(markLua), touch: redis.NewScript(touchLua), intent: redis.NewScript(intentLua),
+		check:    redis.NewScript(strings.Replace(withChecks(clusterLua), "#!lua\n", "#!lua flags=no-writes\n", 1)),
 		replicas: map[string]replicaCount{}, deadWritten: map[string]bool{}}
 }
 

@@ -39,29 +39,7 @@ end
 -- matter (the sweep compares them with Redis' TIME).
 local now = t[1] .. string.format('%06d', tonumber(t[2]))
 
-local function redis_int(v)
-  if v == '0' then return 0 end
-  if #v > 20 or not (string.find(v, '^-?[1-9]%d*$')) then return nil end
-  return tonumber(v)
-end
-local int_limit = 9.2e18
-local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
-
--- As in apply.lua: a number as Redis reads one for HINCRBYFLOAT (under
--- 5,120 bytes, no surrounding space, no hex, finite, no underflow to zero),
--- and a check read the ACL user may not make fails closed.
-local function redis_float(v)
-  if #v >= 5120 or string.find(v, '^%s') or string.find(v, '%s$') or string.find(v, '^[+-]?0[xX]') then return nil end
-  local n = tonumber(v)
-  if not n or not finite(n) then return nil end
-  if n == 0 and string.find(string.match(v, '^[^eE]*'), '[1-9]') then return nil end
-  return n
-end
-local function check_read(cur, key)
-  if type(cur) == 'table' and cur.err and not string.find(cur.err, '^WRONGTYPE') then
-    return redis.error_reply('NOPERM cannot read ' .. key .. ' to check the batch\'s writes: ' .. cur.err)
-  end
-end
+-- @checks
 
 -- unpack() is bounded by Lua's C stack: send long lists in chunks.
 local function chunks(list, size, fn)
@@ -102,89 +80,9 @@ for _ = 1, ntypes do
 end
 
 -- 3. Values: replay each field's steps on its current value.
-local nchecks = tonumber(ARGV[i]); i = i + 1
-local fi = 0
-for _ = 1, nchecks do
-  local k = tonumber(ARGV[i])
-  local kind = ARGV[i + 1]
-  local nfields = tonumber(ARGV[i + 2])
-  i = i + 3
-  for _ = 1, nfields do
-    local field = ARGV[i]
-    local nsteps = tonumber(ARGV[i + 1])
-    i = i + 2
-    fi = fi + 1
-    local cur
-    if kind == 'h' then
-      cur = redis.pcall('HGET', KEYS[k], field)
-    elseif kind == 'p' and mode == 'write' then
-      -- PFCOUNT reads the whole structure (a string that only starts like
-      -- a HyperLogLog fails it as it would fail PFADD); Redis counts it
-      -- as a write, so the read-only check makes do with the header.
-      cur = redis.pcall('PFCOUNT', KEYS[k])
-      if type(cur) == 'table' and cur.err and (string.find(cur.err, '^INVALIDOBJ') or string.find(cur.err, '^WRONGTYPE')) then
-        note('value ' .. fi .. ' is not a HyperLogLog')
-        cur = false
-      end
-      local denied = check_read(cur, KEYS[k])
-      if denied then return denied end
-      cur = false
-    elseif kind == 'p' then
-      cur = redis.pcall('GETRANGE', KEYS[k], 0, 3)
-      if type(cur) == 'string' and cur ~= '' and cur ~= 'HYLL' then
-        note('value ' .. fi .. ' is not a HyperLogLog')
-      end
-      local denied = check_read(cur, KEYS[k])
-      if denied then return denied end
-      cur = false
-    else
-      cur = redis.pcall('GET', KEYS[k])
-    end
-    local denied = check_read(cur, KEYS[k])
-    if denied then return denied end
-    if type(cur) == 'table' then cur = false end
-    local num, why = nil, nil
-    if cur then num = cur end
-    for _ = 1, nsteps do
-      local step, v = ARGV[i], ARGV[i + 1]
-      i = i + 2
-      if not why then
-        if step == 'set' then
-          num = v
-        elseif step == 'int' then
-          local n = 0
-          if num then
-            n = redis_int(num)
-            if not n then why = 'holds ' .. string.format('%q', string.sub(num, 1, 40)) .. ', not an integer' end
-          end
-          if not why then
-            n = n + tonumber(v)
-            if n >= int_limit or n <= -int_limit then why = 'would overflow a 64-bit integer' end
-            num = string.format('%.0f', n)
-          end
-        elseif step == 'float' then
-          local n = 0
-          if num then
-            n = redis_float(num)
-            if not n then
-              why = 'holds ' .. string.format('%q', string.sub(num, 1, 40)) .. ', not a number Redis can read'
-            end
-          end
-          if not why then
-            n = n + tonumber(v)
-            if not finite(n) then why = 'would become infinite' end
-            if n == math.floor(n) and n < int_limit and n > -int_limit then
-              num = string.format('%.0f', n)
-            else
-              num = tostring(n)
-            end
-          end
-        end
-      end
-    end
-    if why then note('value ' .. fi .. ' ' .. why) end
-  end
-end
+local denied
+i, denied = check_values(i, note, mode ~= 'write')
+if denied then return denied end
 
 if #problems > 0 then
   return { 0, unpack(problems) }
