@@ -103,7 +103,19 @@ func redisTime(reply any) (time.Time, error) {
 }
 
 // errLate is an attempt that ran past attemptWindow: retried from scratch.
-var errLate = errors.New("cluster apply attempt ran past its time window; retrying from the done markers")
+var errLate error = lateError{}
+
+type lateError struct{}
+
+func (lateError) Error() string {
+	return "cluster apply attempt ran past its time window; retrying from the done markers"
+}
+
+// PauseReason names what makes an attempt late: a slow or stalled host, or
+// Redis nodes whose clocks disagree.
+func (lateError) PauseReason() string {
+	return "cluster apply ran past its time window (slow host, or redis clocks apart)"
+}
 
 // clusterApply is the Applier's state on a Redis Cluster.
 type clusterApply struct {
@@ -881,7 +893,17 @@ func (r *clusterRun) deadLetters(ctx context.Context, dead []deadletter.Entry) e
 	}
 	r.c.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("write %d dead letters (%d written before, waited for again): %w", len(todo), len(dead)-len(todo), err)
+		// The dead-letter stream holding another type is the operator's
+		// to fix, as on a single node.
+		if strings.Contains(err.Error(), "WRONGTYPE") {
+			if have, terr := r.c.cc.Type(ctx, r.a.dlStream).Result(); terr == nil && have != "stream" && have != "none" {
+				return &OwnKeyError{Key: r.a.dlStream, Have: have}
+			}
+		}
+		if unwaited {
+			return fmt.Errorf("write %d dead letters, and wait for %d written before: %w", len(todo), len(dead)-len(todo), err)
+		}
+		return fmt.Errorf("write %d dead letters: %w", len(todo), err)
 	}
 	return nil
 }

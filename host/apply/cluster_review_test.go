@@ -6,6 +6,7 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -783,5 +784,44 @@ func TestClusterReviewDeadLetterWaitedBeforeDeadMarker(t *testing.T) {
 	if dead != "" && acked < written {
 		t.Errorf("the dead marker is set while the dead letter (offset %d on %s) reached no replica (acked %d): a failover loses the letter and keeps the marker",
 			written, maddr, acked)
+	}
+}
+
+// A dead-letter stream of another type is the operator's to fix: the
+// cluster path says which key, as the single-node path does, rather than
+// pausing on a bare WRONGTYPE (review finding 3).
+func TestClusterReviewDeadLetterStreamOfAnotherType(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	t.Parallel()
+	cl := redistest.StartCluster(t, 3)
+	ctx := t.Context()
+	cc := cl.Client()
+	dl := "review:deadletters"
+	cc.Set(ctx, dl, "not a stream", 0)
+	cc.Set(ctx, "own:bad", "not a hash", 0)
+	w := Write{OrderKey: "own:order:o1", Marker: orders.DoneField("inv"), Plugin: "inv", OrderID: "o1", Channel: "c",
+		Effects: []sdk.Effect{{Command: "HINCRBY", Key: "own:bad", Args: []string{"n", "1"}}}}
+	createOrders(t, ctx, cc, nil, Batch{Writes: []Write{w}})
+	a := New(cc, dl, 0)
+	a.WaitReplicas, a.WaitTimeout = 1, 2*time.Second
+	_, err := a.Apply(ctx, Batch{Writes: []Write{w}})
+	var own *OwnKeyError
+	if !errors.As(err, &own) || own.Key != dl || own.Have != "string" {
+		class, reason := rediserr.Classify(err)
+		t.Errorf("Apply with the dead-letter stream a string = %v (class %v, pause reason %q), want an OwnKeyError for %s", err, class, reason, dl)
+	}
+	if cc.HExists(ctx, w.OrderKey, orders.DeadField("inv")).Val() {
+		t.Errorf("the dead marker was set though its letter could not be written")
+	}
+}
+
+// A late attempt pauses with a reason that says so, not "connection
+// failed" (review finding 4).
+func TestClusterReviewLateAttemptPauseReason(t *testing.T) {
+	err := fmt.Errorf("write 3 hash slots' share of the batch: %w", errLate)
+	if class, reason := rediserr.Classify(err); class != rediserr.Paused || !strings.Contains(reason, "time window") {
+		t.Errorf("Classify(errLate) = %v %q, want a pause whose reason names the time window", class, reason)
 	}
 }

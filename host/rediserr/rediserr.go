@@ -53,6 +53,14 @@ var replyReasons = []struct{ prefix, reason string }{
 	{"EXECABORT", "redis aborted a transaction (EXECABORT)"},
 }
 
+// PauseReasoner is an error of eventhost's own that pauses the pipeline
+// with a reason of its own (from a bounded set, fit for a metric label),
+// rather than one read from a Redis reply.
+type PauseReasoner interface {
+	error
+	PauseReason() string
+}
+
 // Classify says what err means and, for Paused, why in a few words (a
 // bounded set of reasons, fit for a metric label).
 func Classify(err error) (Class, string) {
@@ -61,6 +69,10 @@ func Classify(err error) (Class, string) {
 		return Fine, ""
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return Stopped, ""
+	}
+	var own PauseReasoner
+	if errors.As(err, &own) {
+		return Paused, own.PauseReason()
 	}
 	var rerr redis.Error
 	if !errors.As(err, &rerr) || errors.Is(err, redis.ErrClosed) {
