@@ -246,6 +246,9 @@ func (a *Applier) applyCluster(ctx context.Context, b Batch, live []int, res Res
 	if err := r.findLanded(ctx); err != nil {
 		return Result{}, err
 	}
+	if err := r.findVanishedLanded(ctx, &res); err != nil {
+		return Result{}, err
+	}
 	if err := r.write(ctx); err != nil {
 		return Result{}, err
 	}
@@ -561,6 +564,45 @@ func (r *clusterRun) check(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// findVanishedLanded looks up, for each pair whose order hash is gone,
+// whether an earlier attempt landed it in a slot with a record (a crash
+// before the markers, then the hash deleted), so that its dead letter says
+// so instead of "before its effects were applied". Vanished orders are
+// rare: this costs nothing on the common path.
+func (r *clusterRun) findVanishedLanded(ctx context.Context, res *Result) error {
+	type probe struct {
+		w   int
+		cmd *redis.BoolCmd
+	}
+	var probes []probe
+	pipe := r.c.cc.Pipeline()
+	for w, st := range res.Statuses {
+		if st != Vanished {
+			continue
+		}
+		seen := map[int]bool{}
+		for _, e := range r.writes[w].Effects {
+			if s := slotOf(e.Key); !seen[s] {
+				seen[s] = true
+				probes = append(probes, probe{w, pipe.HExists(ctx, recordKey(r.c.tags[s]), pairField(r.writes[w]))})
+			}
+		}
+	}
+	if len(probes) == 0 {
+		return nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("read the records of vanished orders' pairs: %w", err)
+	}
+	for _, p := range probes {
+		if p.cmd.Val() {
+			res.Reasons[p.w] = "order hash was deleted after an earlier attempt landed effects of this pair " +
+				"(the hash slots' records hold it); nothing more was applied"
+		}
+	}
+	return nil
 }
 
 // findLanded looks up, for each pair the check phase refused that has

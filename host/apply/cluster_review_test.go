@@ -825,3 +825,47 @@ func TestClusterReviewLateAttemptPauseReason(t *testing.T) {
 		t.Errorf("Classify(errLate) = %v %q, want a pause whose reason names the time window", class, reason)
 	}
 }
+
+// A pair whose effects landed before a crash, and whose order hash was then
+// deleted, is dead-lettered with a reason that says its effects landed
+// (review finding 2).
+func TestClusterReviewVanishedAfterLandingSaysSo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs in make test")
+	}
+	t.Parallel()
+	cl := redistest.StartCluster(t, 3)
+	ctx := t.Context()
+	cc := cl.Client()
+	p := "vanish:"
+	k1, k2 := p+"members", p+"counts"
+	if slotOf(k1) == slotOf(k2) {
+		t.Fatal("test keys share a slot")
+	}
+	w := Write{OrderKey: p + "order:o1", Marker: orders.DoneField("inv"), Plugin: "inv", OrderID: "o1", Channel: "c",
+		Effects: []sdk.Effect{{Command: "SADD", Key: k1, Args: []string{"o1"}}, {Command: "HINCRBY", Key: k2, Args: []string{"n", "1"}}}}
+	b := Batch{Writes: []Write{w}}
+	createOrders(t, ctx, cc, nil, b)
+	a := New(cc, testDL, 0)
+	a.WaitReplicas, a.WaitTimeout = 1, 2*time.Second
+	a.cluster.crashAt = "dead"
+	if _, err := a.Apply(ctx, b); err == nil {
+		t.Fatal("Apply with a crash succeeded")
+	}
+	a.cluster.crashAt = ""
+	cc.Del(ctx, w.OrderKey)
+	res, err := a.Apply(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := cc.SMembers(ctx, k1).Val()
+	counts := cc.HGetAll(ctx, k2).Val()
+	landed := len(members) == 1 && counts["n"] == "1"
+	if !landed {
+		t.Fatalf("effects after the crash: %s=%v %s=%v, want o1 and n=1 (they landed before the crash)", k1, members, k2, counts)
+	}
+	if res.Statuses[0] == Vanished && !strings.Contains(res.Reasons[0], "landed") {
+		t.Errorf("redo: %v %q, but the pair's effects all landed before the order went (%s=%v, %s=%v): the dead letter says otherwise",
+			res.Statuses[0], res.Reasons[0], k1, members, k2, counts)
+	}
+}
