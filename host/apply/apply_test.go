@@ -588,14 +588,8 @@ func TestApplySplitsLargeBatches(t *testing.T) {
 		t.Errorf("%d dead letters written (%d reported), want 2: the batch's and the refused write's", n, len(res.DeadLetters))
 	}
 	// Several runs: the script ran more than once.
-	calls := 0
-	for _, line := range strings.Split(rdb.Info(ctx, "commandstats").Val(), "\n") {
-		if strings.HasPrefix(line, "cmdstat_evalsha:") || strings.HasPrefix(line, "cmdstat_eval:") {
-			_, rest, _ := strings.Cut(line, "calls=")
-			n, _ := strconv.Atoi(rest[:strings.Index(rest, ",")])
-			calls += n
-		}
-	}
+	stats := commandCalls(t, ctx, rdb)
+	calls := stats["evalsha"] + stats["eval"]
 	if calls < 3 {
 		t.Errorf("the script ran %d times for a batch of 10 orders over MaxArgs 20, want several runs", calls)
 	}

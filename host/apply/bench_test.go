@@ -98,19 +98,13 @@ func BenchmarkApplyRedisTime(b *testing.B) {
 }
 
 func commandMicros(b *testing.B, rdb *redis.Client) map[string]float64 {
-	info := rdb.Info(context.Background(), "commandstats").Val()
+	stats, err := redistest.CommandStats(context.Background(), rdb)
+	if err != nil {
+		b.Fatal(err)
+	}
 	out := map[string]float64{}
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-		name, isCmd := strings.CutPrefix(name, "cmdstat_")
-		if !ok || !isCmd {
-			continue
-		}
-		for _, kv := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(kv, "usec="); ok {
-				out[name], _ = strconv.ParseFloat(v, 64)
-			}
-		}
+	for name, st := range stats {
+		out[name] = st.Usec
 	}
 	return out
 }
@@ -119,17 +113,9 @@ func commandMicros(b *testing.B, rdb *redis.Client) map[string]float64 {
 // commandstats' wall-clock times it does not grow when a busy machine
 // deschedules Redis.
 func redisCPU(b *testing.B, rdb *redis.Client) float64 {
-	info := rdb.Info(context.Background(), "cpu").Val()
-	var sum float64
-	for _, line := range strings.Split(info, "\n") {
-		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-		if k == "used_cpu_sys" || k == "used_cpu_user" {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			sum += f
-		}
+	cpu, err := redistest.CPU(context.Background(), rdb)
+	if err != nil {
+		b.Fatal(err)
 	}
-	return sum
+	return cpu
 }

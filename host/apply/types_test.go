@@ -131,22 +131,13 @@ func toAnys(ss []string) []any {
 // commandCalls returns INFO commandstats' calls per command.
 func commandCalls(t *testing.T, ctx context.Context, rdb *redis.Client) map[string]int {
 	t.Helper()
-	info, err := rdb.Info(ctx, "commandstats").Result()
+	stats, err := redistest.CommandStats(ctx, rdb)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]int{}
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-		name, isCmd := strings.CutPrefix(name, "cmdstat_")
-		if !ok || !isCmd {
-			continue
-		}
-		for _, kv := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(kv, "calls="); ok {
-				out[name], _ = strconv.Atoi(v)
-			}
-		}
+	for name, st := range stats {
+		out[name] = int(st.Calls)
 	}
 	return out
 }

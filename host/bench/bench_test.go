@@ -525,7 +525,7 @@ func (w *appliedWatch) stop() { _ = w.ps.Close() }
 
 // waitApplied waits until order id carries every plugin's done marker. Ids on
 // one channel are applied in order, so the last one stands for all.
-func waitApplied(b *testing.B, rdb *redis.Client, id string) {
+func waitApplied(b *testing.B, rdb redis.Cmdable, id string) {
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		f := rdb.HGetAll(context.Background(), orderPrefix+id).Val()

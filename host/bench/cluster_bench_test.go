@@ -17,7 +17,6 @@ import (
 	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
-	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/publish"
 	"github.com/eventhost/eventhost/host/redisconn"
 )
@@ -153,7 +152,7 @@ func measureOn(b *testing.B, rdb redis.UniversalClient, redisBlock string, n int
 		done += len(chunk)
 		last = chunk[len(chunk)-1].ID
 	}
-	waitAppliedOn(b, rdb, last)
+	waitApplied(b, rdb, last)
 	rate := float64(n) / time.Since(start).Seconds()
 	per := make([]float64, len(nodes))
 	byCmd := map[string]float64{}
@@ -221,26 +220,5 @@ plugin "customer-invoices" {}
 	return func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()
-	}
-}
-
-// waitAppliedOn waits until order id carries every plugin's done marker.
-func waitAppliedOn(b *testing.B, rdb redis.UniversalClient, id string) {
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
-		f := rdb.HGetAll(context.Background(), orderPrefix+id).Val()
-		done := 0
-		for _, p := range plugins {
-			if _, ok := f[orders.DoneField(p)]; ok {
-				done++
-			}
-		}
-		if done == len(plugins) {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("order %s not applied within 5 minutes", id)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

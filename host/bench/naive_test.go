@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/eventhost/eventhost/host/internal/redistest"
 )
 
 // naive is the program a developer would write by hand from the tutorial:
@@ -122,23 +124,14 @@ var scriptCommands = map[string]bool{
 // for the consumer, in µs: everything but the producer's HSET and PUBLISH,
 // and without counting a script's inner commands twice.
 func consumerMicros(b *testing.B, rdb *redis.Client) (total float64, per map[string]float64) {
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	stats, err := redistest.CommandStats(context.Background(), rdb)
 	if err != nil {
 		b.Fatal(err)
 	}
 	per = map[string]float64{}
 	scripts := false
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-		name, isCmd := strings.CutPrefix(name, "cmdstat_")
-		if !ok || !isCmd {
-			continue
-		}
-		for _, kv := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(kv, "usec="); ok {
-				per[name], _ = strconv.ParseFloat(v, 64)
-			}
-		}
+	for name, st := range stats {
+		per[name] = st.Usec
 		scripts = scripts || name == "evalsha" || name == "eval"
 	}
 	for name, us := range per {
@@ -153,18 +146,10 @@ func consumerMicros(b *testing.B, rdb *redis.Client) (total float64, per map[str
 }
 
 // redisCPU is the CPU time Redis has used so far, in seconds (INFO cpu).
-func redisCPU(b *testing.B, rdb *redis.Client) float64 {
-	info, err := rdb.Info(context.Background(), "cpu").Result()
+func redisCPU(b *testing.B, rdb redis.Cmdable) float64 {
+	cpu, err := redistest.CPU(context.Background(), rdb)
 	if err != nil {
 		b.Fatal(err)
 	}
-	var sum float64
-	for _, line := range strings.Split(info, "\n") {
-		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-		if k == "used_cpu_sys" || k == "used_cpu_user" {
-			f, _ := strconv.ParseFloat(v, 64)
-			sum += f
-		}
-	}
-	return sum
+	return cpu
 }
