@@ -20,20 +20,6 @@ import (
 )
 
 // storeCounted stores n orders that every plugin has counted (done markers
-// set), with a Lua script, 20,000 per call.
-var storeCounted = redis.NewScript(`
-local from, n, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-for i = from, from + n - 1 do
-  local args = { prefix .. string.format('h%09d', i), 'ts', tostring(1627000000 + i % 1400000), 'qty', tostring(1 + i % 8),
-    'cost', '12.50', 'event', 'Judo', 'who', 'w' .. (i % 5000) }
-  for j = 4, #ARGV do
-    args[#args + 1] = ARGV[j]
-    args[#args + 1] = '1700000000000000'
-  end
-  redis.call('HSET', unpack(args))
-end
-return n`)
-
 // storeStream appends entries {id: h<n>} for ARGV[2] orders from ARGV[1] to
 // the stream KEYS[1], as the stream source's producer would have.
 var storeStream = redis.NewScript(`
@@ -70,16 +56,11 @@ func BenchmarkCatchUpHistory(b *testing.B) {
 	rdb := srv.Client()
 	ctx := context.Background()
 	testbin.Dir(b) // built now, not while a start is timed
-	args := []any{0, 0, orderPrefix}
-	for _, p := range plugins {
-		args = append(args, orders.DoneField(p))
+	if err := redistest.StoreCounted(ctx, rdb, orderPrefix, 0, n, doneFields()); err != nil {
+		b.Fatal(err)
 	}
-	for from := 0; from < n; from += 20000 {
-		args[0], args[1] = from, min(20000, n-from)
-		if err := storeCounted.Run(ctx, rdb, nil, args...).Err(); err != nil {
-			b.Fatal(err)
-		}
-		if err := storeStream.Run(ctx, rdb, []string{channel}, args[0], args[1]).Err(); err != nil {
+	for from := 0; from < n; from += redistest.CountedChunk {
+		if err := storeStream.Run(ctx, rdb, []string{channel}, from, min(redistest.CountedChunk, n-from)).Err(); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -367,4 +348,13 @@ func longestScanCall(b *testing.B, rdb *redis.Client) time.Duration {
 		}
 	}
 	return longest
+}
+
+// doneFields are the bundled plugins' done-marker fields.
+func doneFields() []string {
+	var out []string
+	for _, p := range plugins {
+		out = append(out, orders.DoneField(p))
+	}
+	return out
 }

@@ -11,22 +11,14 @@ import (
 
 	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/orders"
 )
 
 // storeHistory stores n orders that every plugin has counted, and
 // registers the plugins as enabled before them.
 func storeHistory(b *testing.B, rdb *redis.Client, n int) {
 	ctx := context.Background()
-	args := []any{0, 0, orderPrefix}
-	for _, p := range plugins {
-		args = append(args, orders.DoneField(p))
-	}
-	for from := 0; from < n; from += 20000 {
-		args[0], args[1] = from, min(20000, n-from)
-		if err := storeCounted.Run(ctx, rdb, nil, args...).Err(); err != nil {
-			b.Fatal(err)
-		}
+	if err := redistest.StoreCounted(ctx, rdb, orderPrefix, 0, n, doneFields()); err != nil {
+		b.Fatal(err)
 	}
 	for _, p := range plugins {
 		if err := rdb.HSet(ctx, catchup.RegistryKey, p, time.Now().Add(-time.Hour).UnixMilli()).Err(); err != nil {

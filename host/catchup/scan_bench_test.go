@@ -15,20 +15,6 @@ import (
 )
 
 // storeCounted stores n orders every plugin of ARGV[4:] has counted, in
-// one script call per 20,000.
-var storeCounted = redis.NewScript(`
-local from, n, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-for i = from, from + n - 1 do
-  local args = { prefix .. string.format('h%09d', i), 'ts', tostring(1627000000 + i % 1400000), 'qty', tostring(1 + i % 8),
-    'cost', '12.50', 'event', 'Judo', 'who', 'w' .. (i % 5000) }
-  for j = 4, #ARGV do
-    args[#args + 1] = ARGV[j]
-    args[#args + 1] = '1700000000000000'
-  end
-  redis.call('HSET', unpack(args))
-end
-return n`)
-
 // scanOnly walks the whole keyspace like scan.lua, with the same MATCH and
 // COUNT, but reads nothing per key: the floor under any server-side scan.
 var scanOnly = redis.NewScript(`
@@ -53,17 +39,14 @@ func BenchmarkScanPerKey(b *testing.B) {
 	ctx := context.Background()
 	rdb := redistest.Start(b).Client()
 	plugins := []string{"sales-histogram", "events-summary", "customer-invoices"}
-	args := []any{0, 0, prefix}
+	var done []string
 	var wants []catchup.Want
 	for _, p := range plugins {
-		args = append(args, orders.DoneField(p))
+		done = append(done, orders.DoneField(p))
 		wants = append(wants, catchup.Want{Plugin: p})
 	}
-	for from := 0; from < n; from += 20000 {
-		args[0], args[1] = from, min(20000, n-from)
-		if err := storeCounted.Run(ctx, rdb, nil, args...).Err(); err != nil {
-			b.Fatal(err)
-		}
+	if err := redistest.StoreCounted(ctx, rdb, prefix, 0, n, done); err != nil {
+		b.Fatal(err)
 	}
 	s := catchup.NewScanner(rdb, prefix)
 	var keys int
