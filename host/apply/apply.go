@@ -117,6 +117,9 @@ type OwnKeyError struct {
 	Key, Have string
 }
 
+// PauseReason is the pipeline's pause reason while the key is wrong.
+func (e *OwnKeyError) PauseReason() string { return "eventhost's own key holds another type" }
+
 func (e *OwnKeyError) Error() string {
 	return fmt.Sprintf("eventhost's key %s holds a %s, not a stream: rename or delete it", e.Key, e.Have)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/rediserr"
 	"github.com/eventhost/eventhost/sdk"
 )
 
@@ -381,6 +382,9 @@ func TestApplyOwnKeyOfAnotherType(t *testing.T) {
 	var own *apply.OwnKeyError
 	if !errors.As(err, &own) || own.Key != dlStream || own.Have != "string" {
 		t.Fatalf("Apply = %v, want an OwnKeyError for %s", err, dlStream)
+	}
+	if class, reason := rediserr.Classify(err); class != rediserr.Paused || reason != "eventhost's own key holds another type" {
+		t.Errorf("Classify = %v %q, want a pause naming eventhost's own key", class, reason)
 	}
 	if rdb.Exists(ctx, "s").Val() != 0 || rdb.HExists(ctx, orderKey("1"), orders.DoneField("a")).Val() {
 		t.Errorf("part of the batch was written")

@@ -6,7 +6,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -520,7 +519,6 @@ func (p *Pipeline) retry(ctx context.Context, what string, op func() error) erro
 	for {
 		err := op()
 		class, reason := rediserr.Classify(err)
-		var own *apply.OwnKeyError
 		switch {
 		case class == rediserr.Fine:
 			p.pause.resume(p.logger, p.metrics)
@@ -530,8 +528,6 @@ func (p *Pipeline) retry(ctx context.Context, what string, op func() error) erro
 				return ctx.Err()
 			}
 			return err
-		case errors.As(err, &own):
-			reason = "eventhost's own key holds another type"
 		}
 		p.metrics.RedisErrors.WithLabelValues(what).Inc()
 		p.outcomes.redisRetries.Add(1)
