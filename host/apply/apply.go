@@ -11,8 +11,10 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -75,6 +77,17 @@ func ackStreams(acks []Ack) ([]string, map[string][]string) {
 		ids[a.Stream] = append(ids[a.Stream], a.ID)
 	}
 	return streams, ids
+}
+
+// appendAckStreams appends the streams acks name, in first-seen order: a
+// batch names one or a few.
+func appendAckStreams(dst []string, acks []Ack) []string {
+	for _, a := range acks {
+		if !slices.Contains(dst, a.Stream) {
+			dst = append(dst, a.Stream)
+		}
+	}
+	return dst
 }
 
 func (b Batch) empty() bool {
@@ -147,12 +160,21 @@ type Applier struct {
 	WaitTimeout  time.Duration
 
 	cluster *clusterApply // nil on a single node or Sentinel
+
+	// plans keeps plans, with their memory, from batch to batch: planning
+	// is the host's main cost per order.
+	plans sync.Pool
+	// scriptSHA and scriptSrc are EVALSHA's and EVAL's arguments, boxed
+	// once.
+	scriptSHA, scriptSrc any
 }
 
 // New returns an Applier writing dead letters to stream (trimmed to about
 // maxLen entries when maxLen > 0).
 func New(rdb redis.UniversalClient, stream string, maxLen int64) *Applier {
-	a := &Applier{rdb: rdb, script: redis.NewScript(withChecks(applyLua)), dlStream: stream, dlMaxLen: maxLen, now: time.Now, MaxArgs: 200_000}
+	src := withChecks(applyLua)
+	a := &Applier{rdb: rdb, script: redis.NewScript(src), dlStream: stream, dlMaxLen: maxLen, now: time.Now, MaxArgs: 200_000}
+	a.scriptSHA, a.scriptSrc = a.script.Hash(), src
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		// One script may only touch one hash slot: see cluster.go.
 		a.cluster = newClusterApply(cc)
@@ -219,22 +241,20 @@ func (a *Applier) Apply(ctx context.Context, b Batch) (Result, error) {
 // MaxArgs (a single order may exceed it: orders are bounded on their own).
 func (a *Applier) split(writes []Write, live []int) [][]int {
 	var parts [][]int
-	var cur []int
-	size := 0
+	from, size := 0, 0
 	for i, w := range live {
 		n := 3
 		for _, e := range writes[w].Effects {
 			n += 3 + len(e.Args)
 		}
 		newOrder := i == 0 || writes[live[i-1]].OrderKey != writes[w].OrderKey
-		if newOrder && len(cur) > 0 && size+n > a.MaxArgs {
-			parts = append(parts, cur)
-			cur, size = nil, 0
+		if newOrder && i > from && size+n > a.MaxArgs {
+			parts = append(parts, live[from:i:i])
+			from, size = i, 0
 		}
-		cur = append(cur, w)
 		size += n
 	}
-	return append(parts, cur)
+	return append(parts, live[from:])
 }
 
 // applyPart runs the script over the writes in live plus tail's dead
@@ -242,13 +262,26 @@ func (a *Applier) split(writes []Write, live []int) [][]int {
 // does. It returns the dead letters written.
 func (a *Applier) applyPart(ctx context.Context, writes []Write, live []int, tail Batch, res *Result) ([]deadletter.Entry, error) {
 	dead := tail.DeadLetters
-	acks, _ := ackStreams(tail.Acks)
-	for {
+	p, _ := a.plans.Get().(*plan)
+	if p == nil {
+		p = &plan{}
+	}
+	defer func() {
+		// Nothing holds on to p: the script ran, and its reply was read.
+		p.reset()
+		clear(p.ackStreams)
+		a.plans.Put(p)
+	}()
+	acks := appendAckStreams(p.ackStreams[:0], tail.Acks)
+	p.ackStreams = acks
+	for try := 0; ; try++ {
+		if try > 0 {
+			p.reset()
+		}
 		refused := map[int]leftOut{}
-		p := newPlan(writes, live, a.dlStream, acks, refused)
+		p.build(writes, live, a.dlStream, acks, refused)
 		if len(refused) == 0 {
-			argv := a.encode(p, dead, tail)
-			raw, err := a.script.Run(ctx, a.rdb, p.keys, argv...).Result()
+			raw, err := a.run(ctx, a.encode(p, dead, tail))
 			if err != nil {
 				return nil, fmt.Errorf("apply batch of %d writes, %d dead letters and %d acks: %w", len(live), len(dead), len(tail.Acks), err)
 			}
@@ -288,6 +321,18 @@ func (a *Applier) applyPart(ctx context.Context, writes []Write, live []int, tai
 		}
 		live = kept
 	}
+}
+
+// run runs cmd, an EVALSHA of apply.lua, as redis.Script.Run would: by
+// EVAL when Redis lacks the script. It builds no command of its own, so
+// that cmd's arguments are not copied into another []any, keys boxed.
+func (a *Applier) run(ctx context.Context, cmd []any) (any, error) {
+	raw, err := a.rdb.Do(ctx, cmd...).Result()
+	if errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT") {
+		cmd[0], cmd[1] = "eval", a.scriptSrc
+		raw, err = a.rdb.Do(ctx, cmd...).Result()
+	}
+	return raw, err
 }
 
 // leftOut is a write a run leaves out, and why.
@@ -330,9 +375,9 @@ func (a *Applier) leaveOut(p *plan, problems []string, refused map[int]leftOut) 
 			if acc == nil {
 				return &OwnKeyError{Key: key, Have: arg}
 			}
-			for _, w := range acc.writes {
+			for _, w := range p.writesOn(acc) {
 				if _, ok := refused[w]; !ok {
-					refused[w] = leftOut{Refused, fmt.Sprintf("refused effect: key %s holds a %s, but its effects need a %s", key, arg, acc.typ)}
+					refused[w] = leftOut{Refused, fmt.Sprintf("refused effect: key %s holds a %s, but its effects need a %s", key, arg, acc.class.typ())}
 				}
 			}
 		case "value":
@@ -344,7 +389,7 @@ func (a *Applier) leaveOut(p *plan, problems []string, refused map[int]leftOut) 
 			if f.field != "" {
 				where += " field " + f.field
 			}
-			for _, w := range f.acc.writesOf(f.field) {
+			for _, w := range p.writesOf(f.acc, f.field) {
 				if _, ok := refused[w]; !ok {
 					refused[w] = leftOut{Refused, "refused effect: " + where + " " + arg}
 				}
@@ -356,75 +401,92 @@ func (a *Applier) leaveOut(p *plan, problems []string, refused map[int]leftOut) 
 	return nil
 }
 
+// accOf returns the effects on key, nil for a key no effect writes.
 func (p *plan) accOf(key string) *keyAcc {
-	for _, a := range p.accs {
-		if a.key == key {
-			return a
-		}
+	if n, ok := p.names[key]; ok {
+		return p.named[n].acc
 	}
 	return nil
 }
 
-// encode lays p and tail out for apply.lua.
+// encode lays p and tail out as the EVALSHA command that runs apply.lua:
+// its KEYS, then its ARGV as apply.lua describes them. The command points
+// into p, tail and the batch's writes: they must not change until it ran.
 func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
-	argv := make([]any, 0, 64+4*len(p.orders))
+	// Dead letters' order hashes join KEYS, which come first.
+	p.deadKeys = p.deadKeys[:0]
+	for i := range dead {
+		k := 0
+		if dead[i].OrderKey != "" {
+			k = p.key(dead[i].OrderKey)
+		}
+		p.deadKeys = append(p.deadKeys, k)
+	}
+	args := &p.args
+	args.boxed("evalsha")
+	args.boxed(a.scriptSHA)
+	args.int(len(p.keys))
+	for i := range p.keys {
+		args.str(&p.keys[i])
+	}
 	// The done marker holds the apply time in microseconds: the latency
 	// benchmark reads it, and it tells a person when an order was counted.
 	now := a.now()
-	group := ""
+	args.int64(now.UnixMicro())
+	args.int64(a.dlMaxLen)
 	if len(tail.Acks) > 0 {
-		group = a.ackGroup
+		args.str(&a.ackGroup)
+	} else {
+		args.boxed("")
 	}
-	argv = append(argv, strconv.FormatInt(now.UnixMicro(), 10), strconv.FormatInt(a.dlMaxLen, 10), group)
-	argv = append(argv, len(p.acks))
+	args.int(len(p.acks))
 	for _, k := range p.acks {
-		argv = append(argv, k)
+		args.int(k)
 	}
-	argv = append(argv, len(p.sets))
-	for _, names := range p.sets {
-		argv = append(argv, len(names))
-		for _, n := range names {
-			argv = append(argv, n)
+	args.int(len(p.sets))
+	for s := range p.sets {
+		names := p.set(s + 1)
+		args.int(len(names))
+		for i := range names {
+			args.str(&names[i])
 		}
 	}
-	argv = appendOrders(argv, p)
-	argv = appendTypes(argv, p)
-	var checks []any
-	nchecks := 0
-	for _, acc := range p.accs {
-		if c := p.checks(acc); c != nil {
-			checks = append(checks, c...)
-			nchecks++
+	appendOrders(args, p)
+	appendTypes(args, p)
+	at := args.reserve()
+	args.set(at, p.checks(args))
+	appendOps(args, p)
+	args.int(len(dead))
+	for i := range dead {
+		d := &dead[i]
+		args.int(p.deadKeys[i])
+		// Dead letters are few: their own strings may allocate.
+		field := orders.DeadField(d.Plugin)
+		args.str(&field)
+		fields := d.Fields()
+		args.int(len(fields) + 2)
+		for j := range fields {
+			args.str(&fields[j])
 		}
+		args.boxed("time_ms")
+		args.int64(now.UnixMilli())
 	}
-	argv = append(argv, nchecks)
-	argv = append(argv, checks...)
-	argv = appendOps(argv, p)
-	argv = append(argv, len(dead))
-	nowMS := strconv.FormatInt(now.UnixMilli(), 10)
-	for _, d := range dead {
-		orderIdx := 0
-		if d.OrderKey != "" {
-			orderIdx = p.key(d.OrderKey)
+	args.int(len(tail.Replayed))
+	for i := range tail.Replayed {
+		args.str(&tail.Replayed[i])
+	}
+	for _, st := range p.ackStreams {
+		at := args.reserve()
+		n := 0
+		for i := range tail.Acks {
+			if tail.Acks[i].Stream == st {
+				args.str(&tail.Acks[i].ID)
+				n++
+			}
 		}
-		f := append(d.Fields(), "time_ms", nowMS)
-		argv = append(argv, orderIdx, orders.DeadField(d.Plugin), len(f))
-		for _, s := range f {
-			argv = append(argv, s)
-		}
+		args.set(at, n)
 	}
-	argv = append(argv, len(tail.Replayed))
-	for _, id := range tail.Replayed {
-		argv = append(argv, id)
-	}
-	streams, ids := ackStreams(tail.Acks)
-	for _, st := range streams {
-		argv = append(argv, len(ids[st]))
-		for _, id := range ids[st] {
-			argv = append(argv, id)
-		}
-	}
-	return argv
+	return args.done()
 }
 
 // decode reads the script's reply: nil problems when it wrote everything.
@@ -449,86 +511,103 @@ func decode(raw any) ([]string, error) {
 
 // appendOrders lays out the orders: their hashes are consecutive KEYS from
 // the first one's, and their marker sets come as runs of (count, set).
-func appendOrders(argv []any, p *plan) []any {
+func appendOrders(args *args, p *plan) {
 	first := 0
 	if len(p.orders) > 0 {
 		first = p.orders[0].key
 	}
-	argv = append(argv, len(p.orders), first)
-	runsAt := len(argv)
-	argv = append(argv, 0)
-	runs := 0
+	args.int(len(p.orders))
+	args.int(first)
+	at, runs := args.reserve(), 0
 	for i := 0; i < len(p.orders); {
 		j := i + 1
 		for j < len(p.orders) && p.orders[j].set == p.orders[i].set {
 			j++
 		}
-		argv = append(argv, j-i, p.orders[i].set)
+		args.int(j - i)
+		args.int(p.orders[i].set)
 		runs++
 		i = j
 	}
-	argv[runsAt] = runs
-	return argv
+	args.set(at, runs)
 }
 
 // appendTypes lays out the type each written key must have, as groups of
 // keys that need one type, each a list of ranges of consecutive KEYS
-// (layOut numbers keys of one type one after the other).
-func appendTypes(argv []any, p *plan) []any {
-	groups := map[string][]int{"stream": p.own}
-	order := []string{"stream"}
+// (layOut numbers keys of one class one after the other): eventhost's own
+// streams first, then by type in the order of p.accs, which layOut grouped
+// by class, and so by type.
+func appendTypes(args *args, p *plan) {
+	at := args.reserve()
+	args.boxed("stream")
+	r := keyRanges{args: args, at: args.reserve()}
+	for _, k := range p.own {
+		r.add(k)
+	}
 	for _, acc := range p.accs {
-		if _, ok := groups[acc.typ]; !ok {
-			order = append(order, acc.typ)
+		if acc.class == classStream {
+			r.add(acc.idx)
 		}
-		groups[acc.typ] = append(groups[acc.typ], acc.idx)
 	}
-	argv = append(argv, len(order))
-	for _, typ := range order {
-		keys := groups[typ]
-		argv = append(argv, typ, 0)
-		at, ranges := len(argv)-1, 0
-		for i := 0; i < len(keys); {
-			j := i + 1
-			for j < len(keys) && keys[j] == keys[j-1]+1 {
-				j++
+	r.end()
+	groups := 1
+	for i := 0; i < len(p.accs); {
+		typ := p.accs[i].class.typ()
+		j := i + 1
+		for j < len(p.accs) && p.accs[j].class.typ() == typ {
+			j++
+		}
+		if typ != "stream" {
+			args.boxed(p.accs[i].class.typArg())
+			r = keyRanges{args: args, at: args.reserve()}
+			for _, acc := range p.accs[i:j] {
+				r.add(acc.idx)
 			}
-			argv = append(argv, keys[i], j-i)
-			ranges++
-			i = j
+			r.end()
+			groups++
 		}
-		argv[at] = ranges
+		i = j
 	}
-	return argv
+	args.set(at, groups)
+}
+
+// keyRanges lays out KEYS positions as ranges of consecutive ones,
+// (first, count)*, their number at the place reserved.
+type keyRanges struct {
+	args                *args
+	at, n, first, count int
+}
+
+func (r *keyRanges) add(k int) {
+	if r.count > 0 && k == r.first+r.count {
+		r.count++
+		return
+	}
+	r.flush()
+	r.first, r.count = k, 1
+}
+
+func (r *keyRanges) flush() {
+	if r.count > 0 {
+		r.args.int(r.first)
+		r.args.int(r.count)
+		r.n++
+	}
+}
+
+func (r *keyRanges) end() {
+	r.flush()
+	r.args.set(r.at, r.n)
 }
 
 // appendOps lays out the coalesced commands as runs of one command with
 // one number of arguments.
-func appendOps(argv []any, p *plan) []any {
-	runsAt := len(argv)
-	argv = append(argv, 0)
-	runs, countAt, count := 0, 0, 0
-	prev, prevArgc := "", -1
+func appendOps(args *args, p *plan) {
+	at := args.reserve()
+	w := opWriter{a: args}
 	for _, acc := range p.accs {
-		for _, o := range acc.ops() {
-			if o.cmd != prev || len(o.args) != prevArgc {
-				if runs > 0 {
-					argv[countAt] = count
-				}
-				argv = append(argv, o.cmd, len(o.args), 0)
-				countAt, count, prev, prevArgc = len(argv)-1, 0, o.cmd, len(o.args)
-				runs++
-			}
-			argv = append(argv, o.key)
-			for _, s := range o.args {
-				argv = append(argv, s)
-			}
-			count++
-		}
+		p.writeOps(acc, &w)
 	}
-	if runs > 0 {
-		argv[countAt] = count
-	}
-	argv[runsAt] = runs
-	return argv
+	w.end()
+	args.set(at, w.n)
 }

@@ -135,6 +135,32 @@ func TestApplyWritesAndIsIdempotent(t *testing.T) {
 	}
 }
 
+// Redis without the script (first use, SCRIPT FLUSH, a restart) gets it
+// by EVAL, as redis.Script.Run would send it: the batch still lands.
+func TestApplyRunsScriptRedisLacks(t *testing.T) {
+	ctx, rdb, a := setup(t, 0)
+	for i, n := range []string{"3", "4"} {
+		id := strconv.Itoa(i)
+		createOrder(t, ctx, rdb, id)
+		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		res, err := a.Apply(ctx, apply.Batch{Writes: []apply.Write{write(id, "counter", eff("INCRBY", "count", n))}})
+		if err != nil {
+			t.Fatalf("Apply %d: %v", i, err)
+		}
+		if res.Statuses[0] != apply.Applied {
+			t.Fatalf("Apply %d: %+v, want Applied", i, res)
+		}
+	}
+	if got := rdb.Get(ctx, "count").Val(); got != "7" {
+		t.Errorf("count = %q, want 7", got)
+	}
+	if got := commandCalls(t, ctx, rdb)["eval"]; got != 2 {
+		t.Errorf("EVAL ran %d times, want 2: once per batch, after EVALSHA found no script", got)
+	}
+}
+
 func TestApplyVanishedOrder(t *testing.T) {
 	ctx, rdb, a := setup(t, 0)
 	createOrder(t, ctx, rdb, "1")

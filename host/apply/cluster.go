@@ -837,44 +837,36 @@ func (r *clusterRun) runShares(ctx context.Context, slots []int, mode string) ([
 // encodeShare lays a share's plan out for cluster.lua. The plan's one
 // "order" is the record, and its markers are the pairs' record fields.
 func encodeShare(p *plan, mode, nowUS, deadlineUS string) []any {
-	argv := []any{mode, nowUS, deadlineUS}
+	// Not the plan's args: a plan is laid out for a check, then again
+	// for the write, and the first command may not have run yet.
+	var a args
+	a.str(&mode)
+	a.str(&nowUS)
+	a.str(&deadlineUS)
 	// The check phase does not read the record: the write phase does, in
 	// the same script as the write, and that is the read that counts.
 	var names []string
 	if len(p.orders) > 0 && mode == "write" {
-		names = p.sets[p.orders[0].set-1]
+		names = p.set(p.orders[0].set)
 	}
-	argv = append(argv, strconv.Itoa(len(names)))
-	for _, n := range names {
-		argv = append(argv, n)
+	a.int(len(names))
+	for i := range names {
+		a.str(&names[i])
 	}
-	idx := strconv.Itoa
-	argv = append(argv, strconv.Itoa(len(p.accs)))
+	a.int(len(p.accs))
 	for _, acc := range p.accs {
-		argv = append(argv, idx(acc.idx), acc.typ)
+		a.int(acc.idx)
+		a.boxed(acc.class.typArg())
 	}
-	var checks []any
-	nchecks := 0
+	at := a.reserve()
+	a.set(at, p.checks(&a))
+	at = a.reserve()
+	w := opWriter{a: &a, perOp: true}
 	for _, acc := range p.accs {
-		if c := p.checks(acc); c != nil {
-			checks = append(checks, c...)
-			nchecks++
-		}
+		p.writeOps(acc, &w)
 	}
-	argv = append(argv, strconv.Itoa(nchecks))
-	argv = append(argv, checks...)
-	var ops []op
-	for _, acc := range p.accs {
-		ops = append(ops, acc.ops()...)
-	}
-	argv = append(argv, strconv.Itoa(len(ops)))
-	for _, o := range ops {
-		argv = append(argv, o.cmd, idx(o.key), strconv.Itoa(len(o.args)))
-		for _, s := range o.args {
-			argv = append(argv, s)
-		}
-	}
-	return argv
+	a.set(at, w.n)
+	return a.done()
 }
 
 // deadLetters appends dead to the dead-letter stream.

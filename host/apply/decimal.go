@@ -1,8 +1,8 @@
 package apply
 
 import (
+	"bytes"
 	"math/big"
-	"strings"
 )
 
 // decimalSum adds decimal numbers exactly: the float increments of a batch
@@ -69,46 +69,55 @@ func (d *decimalSum) toBig() {
 	d.bigScale = d.scale
 }
 
-// String formats the sum as a plain decimal, without exponent or trailing
-// zeros, which Redis' HINCRBYFLOAT and ZINCRBY read exactly.
-func (d *decimalSum) String() string {
-	var s string
+// String formats the sum as appendTo does.
+func (d *decimalSum) String() string { return string(d.appendTo(nil)) }
+
+// appendTo appends the sum as a plain decimal, without exponent or
+// trailing zeros, which Redis' HINCRBYFLOAT and ZINCRBY read exactly.
+func (d *decimalSum) appendTo(b []byte) []byte {
+	start := len(b)
 	if d.big != nil {
-		s = d.big.FloatString(d.bigScale)
+		b = append(b, d.big.FloatString(d.bigScale)...)
 	} else {
-		s = formatSmall(d.mant, d.scale)
+		b = appendSmall(b, d.mant, d.scale)
 	}
-	if strings.Contains(s, ".") {
-		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	if bytes.IndexByte(b[start:], '.') >= 0 {
+		for b[len(b)-1] == '0' {
+			b = b[:len(b)-1]
+		}
+		if b[len(b)-1] == '.' {
+			b = b[:len(b)-1]
+		}
 	}
-	if s == "-0" || s == "" {
-		s = "0"
+	if s := b[start:]; len(s) == 0 || string(s) == "-0" {
+		b = append(b[:start], '0')
 	}
-	return s
+	return b
 }
 
-func formatSmall(m int64, scale int) string {
+// appendSmall appends m / 10^scale.
+func appendSmall(b []byte, m int64, scale int) []byte {
 	neg := m < 0
 	u := uint64(m)
 	if neg {
 		u = uint64(-m)
 	}
-	digits := make([]byte, 0, 24)
+	var buf [24]byte // least significant first; int64 has 19 digits, scale is at most 18
+	digits := buf[:0]
 	for u > 0 || len(digits) <= scale {
 		digits = append(digits, byte('0'+u%10))
 		u /= 10
 	}
-	var b strings.Builder
 	if neg {
-		b.WriteByte('-')
+		b = append(b, '-')
 	}
 	for i := len(digits) - 1; i >= 0; i-- {
-		b.WriteByte(digits[i])
+		b = append(b, digits[i])
 		if i == scale && scale > 0 {
-			b.WriteByte('.')
+			b = append(b, '.')
 		}
 	}
-	return b.String()
+	return b
 }
 
 // parseSmallDecimal reads [-+]digits[.digits] with at most 18 digits in all.
