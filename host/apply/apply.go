@@ -203,18 +203,7 @@ func (a *Applier) Apply(ctx context.Context, b Batch) (Result, error) {
 	if len(b.Acks) > 0 && a.ackGroup == "" {
 		return res, errors.New("apply: batch acknowledges stream entries, but no group was set with AckTo")
 	}
-	// A pair twice in one batch (an id delivered twice) is applied once.
-	live := make([]int, 0, len(b.Writes))
-	seen := make(map[[2]string]struct{}, len(b.Writes))
-	for i, w := range b.Writes {
-		k := [2]string{w.OrderKey, w.Marker}
-		if _, dup := seen[k]; dup {
-			res.Statuses[i] = AlreadyDone
-			continue
-		}
-		seen[k] = struct{}{}
-		live = append(live, i)
-	}
+	live := liveWrites(b.Writes, res.Statuses)
 	if a.cluster != nil {
 		return a.applyCluster(ctx, b, live, res)
 	}
@@ -235,6 +224,61 @@ func (a *Applier) Apply(ctx context.Context, b Batch) (Result, error) {
 		res.DeadLetters = append(res.DeadLetters, written...)
 	}
 	return res, nil
+}
+
+// liveWrites returns the writes to apply: a pair twice in one batch (an
+// id delivered twice) is applied once, its later copies AlreadyDone in
+// statuses.
+func liveWrites(writes []Write, statuses []Status) []int {
+	live := make([]int, 0, len(writes))
+	// An order's writes come one after the other (the pipeline gathers
+	// them so): a pair can then only repeat within its order's run, and
+	// runs are a few writes long. Only orders are looked up, to find out
+	// that one comes back after another, which needs the pairs' map.
+	runs := make(map[string]struct{}, len(writes)/2)
+	from := 0 // the current run's first write
+	for i := range writes {
+		w := &writes[i]
+		if i > 0 && w.OrderKey != writes[i-1].OrderKey {
+			from = i
+		}
+		if from == i {
+			if _, again := runs[w.OrderKey]; again {
+				return livePairs(writes, statuses)
+			}
+			runs[w.OrderKey] = struct{}{}
+		}
+		dup := false
+		for j := from; j < i; j++ {
+			if writes[j].Marker == w.Marker {
+				dup = true
+				break
+			}
+		}
+		if dup {
+			statuses[i] = AlreadyDone
+			continue
+		}
+		live = append(live, i)
+	}
+	return live
+}
+
+// livePairs is liveWrites for a batch whose orders' writes are not one
+// after the other.
+func livePairs(writes []Write, statuses []Status) []int {
+	live := make([]int, 0, len(writes))
+	seen := make(map[[2]string]struct{}, len(writes))
+	for i, w := range writes {
+		k := [2]string{w.OrderKey, w.Marker}
+		if _, dup := seen[k]; dup {
+			statuses[i] = AlreadyDone
+			continue
+		}
+		seen[k] = struct{}{}
+		live = append(live, i)
+	}
+	return live
 }
 
 // split cuts live into runs of whole orders whose arguments stay within

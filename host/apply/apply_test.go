@@ -161,6 +161,44 @@ func TestApplyRunsScriptRedisLacks(t *testing.T) {
 	}
 }
 
+// A pair twice in one batch (an id delivered twice) is applied once,
+// whether its copies come one after the other or after another order's
+// writes.
+func TestApplyPairTwiceInBatch(t *testing.T) {
+	ctx, rdb, a := setup(t, 0)
+	for _, id := range []string{"1", "2", "3"} {
+		createOrder(t, ctx, rdb, id)
+	}
+	inc := func(id, plugin string) apply.Write {
+		return write(id, plugin, eff("HINCRBY", "per", id+":"+plugin, "1"))
+	}
+	for name, tc := range map[string]struct {
+		writes []apply.Write
+		want   []apply.Status
+	}{
+		"one after the other": {
+			[]apply.Write{inc("1", "a"), inc("1", "b"), inc("1", "a"), inc("2", "a"), inc("2", "a")},
+			[]apply.Status{apply.Applied, apply.Applied, apply.AlreadyDone, apply.Applied, apply.AlreadyDone},
+		},
+		"after another order": {
+			[]apply.Write{inc("3", "a"), inc("1", "c"), inc("3", "b"), inc("3", "a"), inc("1", "c")},
+			[]apply.Status{apply.Applied, apply.Applied, apply.Applied, apply.AlreadyDone, apply.AlreadyDone},
+		},
+	} {
+		res, err := a.Apply(ctx, apply.Batch{Writes: tc.writes})
+		if err != nil {
+			t.Fatalf("%s: Apply: %v", name, err)
+		}
+		if !reflect.DeepEqual(res.Statuses, tc.want) {
+			t.Errorf("%s: statuses %v, want %v", name, res.Statuses, tc.want)
+		}
+	}
+	want := map[string]string{"1:a": "1", "1:b": "1", "2:a": "1", "3:a": "1", "3:b": "1", "1:c": "1"}
+	if got := rdb.HGetAll(ctx, "per").Val(); !reflect.DeepEqual(got, want) {
+		t.Errorf("per = %v, want %v: each pair counted once", got, want)
+	}
+}
+
 func TestApplyVanishedOrder(t *testing.T) {
 	ctx, rdb, a := setup(t, 0)
 	createOrder(t, ctx, rdb, "1")
