@@ -306,42 +306,18 @@ func (a *Applier) split(writes []Write, live []int) [][]int {
 // does. It returns the dead letters written.
 func (a *Applier) applyPart(ctx context.Context, writes []Write, live []int, tail Batch, res *Result) ([]deadletter.Entry, error) {
 	dead := tail.DeadLetters
-	p, _ := a.plans.Get().(*plan)
-	if p == nil {
-		p = &plan{}
-	}
-	defer func() {
-		// Nothing holds on to p: the script ran, and its reply was read.
-		p.reset()
-		clear(p.ackStreams)
-		a.plans.Put(p)
-	}()
-	acks := appendAckStreams(p.ackStreams[:0], tail.Acks)
-	p.ackStreams = acks
-	for try := 0; ; try++ {
-		if try > 0 {
-			p.reset()
-		}
+	acks := appendAckStreams(nil, tail.Acks)
+	for {
 		refused := map[int]leftOut{}
-		p.build(writes, live, a.dlStream, acks, refused)
-		if len(refused) == 0 {
-			raw, err := a.run(ctx, a.encode(p, dead, tail))
-			if err != nil {
-				return nil, fmt.Errorf("apply batch of %d writes, %d dead letters and %d acks: %w", len(live), len(dead), len(tail.Acks), err)
+		landed, err := a.attempt(ctx, writes, live, dead, tail, acks, refused)
+		if err != nil {
+			return nil, err
+		}
+		if landed {
+			for _, w := range live {
+				res.Statuses[w] = Applied
 			}
-			problems, err := decode(raw)
-			if err != nil {
-				return nil, err
-			}
-			if problems == nil {
-				for _, w := range live {
-					res.Statuses[w] = Applied
-				}
-				return dead, nil
-			}
-			if err := a.leaveOut(p, problems, refused); err != nil {
-				return nil, err
-			}
+			return dead, nil
 		}
 		if len(refused) == 0 {
 			return nil, errors.New("apply script reported problems that match no write")
@@ -365,6 +341,25 @@ func (a *Applier) applyPart(ctx context.Context, writes []Write, live []int, tai
 		}
 		live = kept
 	}
+}
+
+// attempt plans live and runs the script once. It reports whether
+// everything landed; if not, refused holds the writes to leave out.
+func (a *Applier) attempt(ctx context.Context, writes []Write, live []int, dead []deadletter.Entry, tail Batch, acks []string, refused map[int]leftOut) (bool, error) {
+	p := a.newPlan(writes, live, a.dlStream, acks, refused)
+	defer a.releasePlan(p)
+	if len(refused) > 0 {
+		return false, nil
+	}
+	raw, err := a.run(ctx, a.encode(p, dead, tail))
+	if err != nil {
+		return false, fmt.Errorf("apply batch of %d writes, %d dead letters and %d acks: %w", len(live), len(dead), len(tail.Acks), err)
+	}
+	problems, err := decode(raw)
+	if err != nil || problems == nil {
+		return err == nil, err
+	}
+	return false, a.leaveOut(p, problems, refused)
 }
 
 // run runs cmd, an EVALSHA of apply.lua, as redis.Script.Run would: by

@@ -231,6 +231,7 @@ func (a *Applier) applyCluster(ctx context.Context, b Batch, live []int, res Res
 	now := a.now()
 	r := &clusterRun{a: a, c: c, writes: b.Writes, now: now,
 		shares: map[int]*slotShare{}, slotsOf: map[int][]int{}, recorded: map[int][]int{}, landed: map[int]bool{}, refused: map[int]leftOut{}}
+	defer r.releasePlans()
 
 	live, err := r.readMarkers(ctx, live, &res)
 	if err != nil {
@@ -302,6 +303,17 @@ func (a *Applier) applyCluster(ctx context.Context, b Batch, live []int, res Res
 	c.mu.Unlock()
 	res.DeadLetters = dead
 	return res, nil
+}
+
+// releasePlans gives back the shares' plans, once no command laid out
+// from them is running.
+func (r *clusterRun) releasePlans() {
+	for _, sh := range r.shares {
+		if sh.plan != nil {
+			r.a.releasePlan(sh.plan)
+			sh.plan = nil
+		}
+	}
 }
 
 // errCrash is a simulated host crash (clusterApply.crashAt).
@@ -483,6 +495,10 @@ func (r *clusterRun) plan() []int {
 				}
 				continue
 			}
+			if sh.plan != nil {
+				// Its commands ran: runShares returns once they did.
+				r.a.releasePlan(sh.plan)
+			}
 			sh.plan, sh.of, sh.members, sh.fresh = nil, nil, nil, true
 			if sh.plainKey != "" {
 				for _, w := range sh.writes {
@@ -516,7 +532,7 @@ func (r *clusterRun) plan() []int {
 			for i := range all {
 				all[i] = i
 			}
-			sh.plan = newPlan(sub, all, sh.record, nil, refused)
+			sh.plan = r.a.newPlan(sub, all, sh.record, nil, refused)
 			for i, out := range refused {
 				r.refuse(sh.of[i], out)
 				changed = true

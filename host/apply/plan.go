@@ -50,8 +50,12 @@ type plan struct {
 	checked []fieldRef
 
 	// What the keys hold, chained per key (keyAcc's chains).
-	accSlabs  [][]keyAcc // fixed-size slabs, so that *keyAcc stays valid
-	naccs     int
+	// accSlabs hold the keyAccs, slab after slab, each twice as large as
+	// the one before up to maxAccSlab (a plan of a few keys, a hash
+	// slot's share on a cluster, stays small); *keyAcc stays valid.
+	accSlabs  [][]keyAcc
+	accSlab   int // the slab in use
+	accInSlab int // keyAccs used in it
 	fields    slab[field]
 	steps     slab[step]
 	members   slab[string]
@@ -74,7 +78,7 @@ type plan struct {
 	bitfield   bitfieldScratch
 	args       args
 	deadKeys   []int
-	ackStreams []string
+	ackStreams []string // build's
 }
 
 type planOrder struct {
@@ -260,11 +264,23 @@ func (c class) perField() bool { return c == classHash || c == classZSet }
 // newPlan plans the writes listed in live (indexes into writes), for a
 // run that dead-letters to dlStream and acknowledges on ackStreams.
 // refused gets, per write that cannot be part of the batch, the reason: a
-// key written with two types or families within the batch.
-func newPlan(writes []Write, live []int, dlStream string, ackStreams []string, refused map[int]leftOut) *plan {
-	p := &plan{}
+// key written with two types or families within the batch. The plan is
+// one a's earlier batches used: give it back with releasePlan.
+func (a *Applier) newPlan(writes []Write, live []int, dlStream string, ackStreams []string, refused map[int]leftOut) *plan {
+	p, _ := a.plans.Get().(*plan)
+	if p == nil {
+		p = &plan{}
+	}
 	p.build(writes, live, dlStream, ackStreams, refused)
 	return p
+}
+
+// releasePlan gives p back for another batch. Neither p nor any command
+// laid out from it may be used after: the script ran and its reply was
+// read.
+func (a *Applier) releasePlan(p *plan) {
+	p.reset()
+	a.plans.Put(p)
 }
 
 // reset empties p for build, keeping its memory; it also drops p's
@@ -284,10 +300,11 @@ func (p *plan) reset() {
 	clear(p.accs)
 	clear(p.checked)
 	p.accs, p.checked = p.accs[:0], p.checked[:0]
-	for i := range p.accSlabs {
+	for i := range p.accSlabs[:min(p.accSlab+1, len(p.accSlabs))] {
 		clear(p.accSlabs[i])
 	}
-	p.naccs = 0
+	p.accSlab, p.accInSlab = 0, 0
+	p.ackStreams = nil
 	p.fields.reset()
 	p.steps.reset()
 	p.members.reset()
@@ -305,7 +322,7 @@ func (p *plan) reset() {
 // build plans the writes listed in live into p, which is empty (new or
 // reset): see newPlan.
 func (p *plan) build(writes []Write, live []int, dlStream string, ackStreams []string, refused map[int]leftOut) {
-	p.writes = writes
+	p.writes, p.ackStreams = writes, ackStreams
 	if p.names == nil {
 		p.names = make(map[string]int32, 4*len(live))
 	}
@@ -418,11 +435,14 @@ func (p *plan) accFor(key string, c class) *keyAcc {
 	n := p.name(key)
 	nk := &p.named[n]
 	if nk.acc == nil {
-		if p.naccs == len(p.accSlabs)*accSlab {
-			p.accSlabs = append(p.accSlabs, make([]keyAcc, accSlab))
+		if p.accSlab < len(p.accSlabs) && p.accInSlab == len(p.accSlabs[p.accSlab]) {
+			p.accSlab, p.accInSlab = p.accSlab+1, 0
 		}
-		acc := &p.accSlabs[p.naccs/accSlab][p.naccs%accSlab]
-		p.naccs++
+		if p.accSlab == len(p.accSlabs) {
+			p.accSlabs = append(p.accSlabs, make([]keyAcc, min(4<<p.accSlab, maxAccSlab)))
+		}
+		acc := &p.accSlabs[p.accSlab][p.accInSlab]
+		p.accInSlab++
 		*acc = keyAcc{key: key, named: n, class: c}
 		nk.acc = acc
 		p.accs = append(p.accs, acc)
@@ -430,7 +450,7 @@ func (p *plan) accFor(key string, c class) *keyAcc {
 	return nk.acc
 }
 
-const accSlab = 64
+const maxAccSlab = 256
 
 // groupWrites gives each order its planned writes: a counting sort by
 // order, keeping batch order within each.

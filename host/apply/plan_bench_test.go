@@ -43,39 +43,47 @@ func tutorialBatch(perBatch int) ([]Write, []int) {
 // tutorial-like batch of 512 orders (three plugins) for the apply script:
 // coalescing, checks and arguments, up to the EVALSHA command go-redis
 // sends as it is (Applier.run), without Redis. The plan is reused from
-// batch to batch, as Applier.applyPart does.
+// batch to batch, as Applier.attempt does.
 func BenchmarkPlanAndEncode(b *testing.B) {
 	const perBatch = 512
 	writes, live := tutorialBatch(perBatch)
 	a := New(nil, "eventhost:deadletter", 0)
-	p := &plan{}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		p.reset()
 		refused := map[int]leftOut{}
-		p.build(writes, live, a.dlStream, nil, refused)
+		p := a.newPlan(writes, live, a.dlStream, nil, refused)
 		cmd := a.encode(p, nil, Batch{})
 		if len(cmd) == 0 || len(refused) > 0 {
 			b.Fatal("empty plan")
 		}
+		a.releasePlan(p)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perBatch)/1000, "us/order")
 }
 
-// BenchmarkPlanAndEncodeShare is the same batch planned as the cluster
-// path plans one hash slot's share (a new plan, kept while the share is
-// run) and laid out for cluster.lua's write.
-func BenchmarkPlanAndEncodeShare(b *testing.B) {
+// BenchmarkClusterPlanAndEncode is the same batch on a Redis Cluster: cut
+// into hash slots' shares, each share planned and laid out for
+// cluster.lua's write, without Redis.
+func BenchmarkClusterPlanAndEncode(b *testing.B) {
 	const perBatch = 512
 	writes, live := tutorialBatch(perBatch)
+	a := New(nil, "eventhost:deadletter", 0)
+	c := &clusterApply{tags: slotTags()}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		refused := map[int]leftOut{}
-		p := newPlan(writes, live, "{x}record", nil, refused)
-		argv := encodeShare(p, "write", "1700000000000000", "1700000005000000")
-		if len(argv) == 0 || len(refused) > 0 {
+		r := &clusterRun{a: a, c: c, writes: writes, shares: map[int]*slotShare{}, slotsOf: map[int][]int{},
+			recorded: map[int][]int{}, landed: map[int]bool{}, refused: map[int]leftOut{}}
+		r.share(live)
+		n := 0
+		for _, s := range r.plan() {
+			if sh := r.shares[s]; sh.plainKey == "" {
+				n += len(encodeShare(sh.plan, "write", "1700000000000000", "1700000005000000"))
+			}
+		}
+		r.releasePlans()
+		if n == 0 || len(r.refused) > 0 {
 			b.Fatal("empty plan")
 		}
 	}
