@@ -140,7 +140,6 @@ func (e *OwnKeyError) Error() string {
 // Applier applies batches. Set its fields before the first Apply.
 type Applier struct {
 	rdb      redis.UniversalClient
-	script   *redis.Script
 	dlStream string
 	dlMaxLen int64
 	ackGroup string
@@ -164,8 +163,8 @@ type Applier struct {
 	// plans keeps plans, with their memory, from batch to batch: planning
 	// is the host's main cost per order.
 	plans sync.Pool
-	// scriptSHA and scriptSrc are EVALSHA's and EVAL's arguments, boxed
-	// once.
+	// scriptSHA and scriptSrc are apply.lua's digest and text, EVALSHA's
+	// and EVAL's arguments (boxed once: see run).
 	scriptSHA, scriptSrc any
 }
 
@@ -173,8 +172,8 @@ type Applier struct {
 // maxLen entries when maxLen > 0).
 func New(rdb redis.UniversalClient, stream string, maxLen int64) *Applier {
 	src := withChecks(applyLua)
-	a := &Applier{rdb: rdb, script: redis.NewScript(src), dlStream: stream, dlMaxLen: maxLen, now: time.Now, MaxArgs: 200_000}
-	a.scriptSHA, a.scriptSrc = a.script.Hash(), src
+	a := &Applier{rdb: rdb, dlStream: stream, dlMaxLen: maxLen, now: time.Now, MaxArgs: 200_000,
+		scriptSHA: redis.NewScript(src).Hash(), scriptSrc: src}
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		// One script may only touch one hash slot: see cluster.go.
 		a.cluster = newClusterApply(cc)
@@ -363,8 +362,9 @@ func (a *Applier) attempt(ctx context.Context, writes []Write, live []int, dead 
 }
 
 // run runs cmd, an EVALSHA of apply.lua, as redis.Script.Run would: by
-// EVAL when Redis lacks the script. It builds no command of its own, so
-// that cmd's arguments are not copied into another []any, keys boxed.
+// EVAL when Redis lacks the script. It sends cmd as it is, where
+// Script.Run would copy the arguments into another []any and box every
+// key (an allocation each).
 func (a *Applier) run(ctx context.Context, cmd []any) (any, error) {
 	raw, err := a.rdb.Do(ctx, cmd...).Result()
 	if errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT") {
