@@ -21,11 +21,12 @@ type keyAcc struct {
 	fields chain // hash fields or zset members (INCRBY: ""), first-use order
 	// members (SADD, PFADD), first-add order
 	members chain
-	// Whether fields and members are found in fieldIndex and memberSeen
-	// rather than by a scan.
-	indexedFields, indexedMembers bool
-	bitfield                      chain
-	xadds                         chain
+	// Once the key has many fields or members, they are found here
+	// rather than by a scan of their chain; nil before.
+	fieldIndex map[string]int
+	memberSeen map[string]struct{}
+	bitfield   chain
+	xadds      chain
 }
 
 // field is a hash field, zset member or (named "") a string's value, and
@@ -105,9 +106,9 @@ const (
 // fieldOf returns the index (1-based, in p.fields) of acc's field, adding
 // it if new.
 func (p *plan) fieldOf(acc *keyAcc, name string) int {
-	if acc.indexedFields {
-		if i, ok := p.fieldIndex[accName{acc, name}]; ok {
-			return int(i)
+	if acc.fieldIndex != nil {
+		if i, ok := acc.fieldIndex[name]; ok {
+			return i
 		}
 	} else {
 		for i := acc.fields.head; i != 0; i = p.fields.next[i-1] {
@@ -118,16 +119,13 @@ func (p *plan) fieldOf(acc *keyAcc, name string) int {
 	}
 	i := p.fields.push(&acc.fields, field{name: name})
 	switch {
-	case acc.indexedFields:
-		p.fieldIndex[accName{acc, name}] = int32(i)
+	case acc.fieldIndex != nil:
+		acc.fieldIndex[name] = i
 	case acc.fields.n > manyFields:
-		if p.fieldIndex == nil {
-			p.fieldIndex = map[accName]int32{}
-		}
+		acc.fieldIndex = p.fieldMaps.get()
 		for j := acc.fields.head; j != 0; j = p.fields.next[j-1] {
-			p.fieldIndex[accName{acc, p.fields.v[j-1].name}] = int32(j)
+			acc.fieldIndex[p.fields.v[j-1].name] = j
 		}
-		acc.indexedFields = true
 	}
 	return i
 }
@@ -157,11 +155,11 @@ func (p *plan) intStep(acc *keyAcc, name string, n int64) {
 
 // addMember adds m to acc's members once.
 func (p *plan) addMember(acc *keyAcc, m string) {
-	if acc.indexedMembers {
-		if _, ok := p.memberSeen[accName{acc, m}]; ok {
+	if acc.memberSeen != nil {
+		if _, ok := acc.memberSeen[m]; ok {
 			return
 		}
-		p.memberSeen[accName{acc, m}] = struct{}{}
+		acc.memberSeen[m] = struct{}{}
 	} else {
 		for i := acc.members.head; i != 0; i = p.members.next[i-1] {
 			if p.members.v[i-1] == m {
@@ -169,14 +167,11 @@ func (p *plan) addMember(acc *keyAcc, m string) {
 			}
 		}
 		if acc.members.n >= manyMembers {
-			if p.memberSeen == nil {
-				p.memberSeen = map[accName]struct{}{}
-			}
+			acc.memberSeen = p.memberMaps.get()
 			for i := acc.members.head; i != 0; i = p.members.next[i-1] {
-				p.memberSeen[accName{acc, p.members.v[i-1]}] = struct{}{}
+				acc.memberSeen[p.members.v[i-1]] = struct{}{}
 			}
-			p.memberSeen[accName{acc, m}] = struct{}{}
-			acc.indexedMembers = true
+			acc.memberSeen[m] = struct{}{}
 		}
 	}
 	p.members.push(&acc.members, m)
@@ -368,4 +363,26 @@ func (s *slab[T]) push(c *chain, x T) int {
 func (s *slab[T]) reset() {
 	clear(s.v)
 	s.v, s.next = s.v[:0], s.next[:0]
+}
+
+// mapPool hands out maps for one batch's keys and takes them all back,
+// emptied, with reset: a map keeps its memory from batch to batch.
+type mapPool[V any] struct {
+	maps []map[string]V
+	used int
+}
+
+func (m *mapPool[V]) get() map[string]V {
+	if m.used == len(m.maps) {
+		m.maps = append(m.maps, map[string]V{})
+	}
+	m.used++
+	return m.maps[m.used-1]
+}
+
+func (m *mapPool[V]) reset() {
+	for _, x := range m.maps[:m.used] {
+		clear(x)
+	}
+	m.used = 0
 }

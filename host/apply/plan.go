@@ -59,10 +59,9 @@ type plan struct {
 	subs      slab[bitfieldSub]
 	xadds     slab[[]string]
 	accWrites slab[int]
-	// Keys with many fields or members find them here instead of by a
-	// scan of their chain.
-	fieldIndex map[accName]int32
-	memberSeen map[accName]struct{}
+	// The maps of keys with many fields or members (keyAcc).
+	fieldMaps  mapPool[int]
+	memberMaps mapPool[struct{}]
 
 	// Scratch, kept for the next batch.
 	effAcc     []*keyAcc
@@ -94,12 +93,6 @@ type namedKey struct {
 }
 
 type span struct{ from, to int }
-
-// accName is a field or member of one key, for the plan-wide indexes.
-type accName struct {
-	acc  *keyAcc
-	name string
-}
 
 // emptyKey is a key eventhost never writes (plugins may not: it is under
 // the reserved prefix). The script checks the types of a batch's set and
@@ -255,8 +248,8 @@ func (p *plan) reset() {
 	p.subs.reset()
 	p.xadds.reset()
 	p.accWrites.reset()
-	clear(p.fieldIndex)
-	clear(p.memberSeen)
+	p.fieldMaps.reset()
+	p.memberMaps.reset()
 	clear(p.effAcc)
 	clear(p.grouped)
 	p.bitfield.reset()
