@@ -46,6 +46,9 @@ type Pipeline struct {
 
 	retries retryQueue
 	batches sync.Pool // of *[]orders.Ref, see getBatch
+	// loaded is prepare's slice of loaded orders, kept between batches
+	// (prepare runs on the gathering goroutine alone).
+	loaded []orders.Loaded
 	pause   pauseState
 
 	outcomes Outcomes // see outcome.go
@@ -277,29 +280,40 @@ func (p *Pipeline) prepare(ctx context.Context, refs []orders.Ref) (prepared, er
 	p.metrics.BatchSize.Observe(float64(len(refs)))
 	p.outcomes.batchesStarted.Add(1)
 	b := &pb.batch
-	toLoad := make([]orders.Ref, 0, len(refs))
 	received := map[string]int{}
+	poison := 0
 	for _, r := range refs {
 		if !r.Received.IsZero() { // not a catch-up, retry, backfill or replay
 			received[r.Channel]++
 		}
 		if r.Poison != "" {
+			poison++
 			b.DeadLetters = append(b.DeadLetters, deadletter.Entry{
 				OrderID: r.ID, Channel: r.Channel, Reason: r.Poison, Attempts: r.Attempt, OrderKey: p.loader.Key(r.ID),
 			})
 			settle(b, r)
-			continue
 		}
-		toLoad = append(toLoad, r)
+	}
+	toLoad := refs // not copied unless some are poison (rare)
+	if poison > 0 {
+		toLoad = make([]orders.Ref, 0, len(refs)-poison)
+		for _, r := range refs {
+			if r.Poison == "" {
+				toLoad = append(toLoad, r)
+			}
+		}
 	}
 	for ch, n := range received {
 		p.metrics.OrdersReceived.WithLabelValues(ch).Add(float64(n))
 	}
-	var loaded []orders.Loaded
+	// loaded is the pipeline's own slice, reused batch after batch: only
+	// prepare uses it (dispatch failures and retries take copies).
+	loaded := p.loaded[:0]
+	defer func() { clear(loaded); p.loaded = loaded[:0] }()
 	var rejected []orders.Rejected
 	err := p.retry(ctx, "load", func() error {
 		var err error
-		loaded, rejected, err = p.loader.Load(ctx, toLoad)
+		loaded, rejected, err = p.loader.LoadAppend(ctx, toLoad, loaded[:0])
 		return err
 	})
 	if err != nil {
