@@ -17,6 +17,7 @@ import (
 	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/dispatch"
+	"github.com/eventhost/eventhost/host/intake"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/rediserr"
@@ -49,7 +50,7 @@ type Pipeline struct {
 	// loaded is prepare's slice of loaded orders, kept between batches
 	// (prepare runs on the gathering goroutine alone).
 	loaded []orders.Loaded
-	pause   pauseState
+	pause  pauseState
 
 	outcomes Outcomes // see outcome.go
 }
@@ -92,16 +93,29 @@ func (p *Pipeline) SetMaxAttempts(plugin string, n int) {
 // the stages are busy. Batches are applied in the order they were
 // gathered; an order in both is applied once, by the done marker the
 // script checks.
+//
+// Run reads in ahead of the pipeline by at most a batch (maxOrders ids).
 func (p *Pipeline) Run(ctx context.Context, in <-chan orders.Ref) error {
-	return p.RunIntake(ctx, in, nil)
+	live := intake.NewQueue(p.maxOrders)
+	defer live.Close() // ends the copying below if the pipeline failed
+	go func() {
+		defer live.Close()
+		for r := range in {
+			if live.Put(ctx, r) != nil {
+				return // ctx ended: RunIntake returns too
+			}
+		}
+	}()
+	return p.RunIntake(ctx, live, nil)
 }
 
-// RunIntake is Run with a second intake, found, for orders found rather
-// than received (a catch-up): a batch takes every waiting id of live first
-// and fills what room is left from found, so a live order never waits
-// behind a catch-up's backlog. It returns once both are closed and
-// drained; a nil found counts as closed.
-func (p *Pipeline) RunIntake(ctx context.Context, live, found <-chan orders.Ref) error {
+// RunIntake is Run with the received ids in live, the host's intake
+// buffer, and a second intake, found, for orders found rather than
+// received (a catch-up): a batch takes every waiting id of live first and
+// fills what room is left from found, so a live order never waits behind a
+// catch-up's backlog. It returns once live is closed and drained and found
+// is closed and drained; a nil live or found counts as closed.
+func (p *Pipeline) RunIntake(ctx context.Context, live *intake.Queue, found <-chan orders.Ref) error {
 	// Unbuffered: a prepared batch waiting for the applier holds the next
 	// one back, so ids arriving meanwhile join that next batch instead of
 	// queuing as a third, smaller one behind both.
@@ -130,7 +144,7 @@ func (p *Pipeline) RunIntake(ctx context.Context, live, found <-chan orders.Ref)
 			}
 		}
 	}()
-	err := p.gather(ctx, intake{live: live, found: found}, ready, settled, applied, &inflight)
+	err := p.gather(ctx, inputs{live: live, found: found}, ready, settled, applied, &inflight)
 	close(ready)
 	<-applied
 	if err == nil {
@@ -142,7 +156,7 @@ func (p *Pipeline) RunIntake(ctx context.Context, live, found <-chan orders.Ref)
 // gather is Run's first stage: it fills batches, loads and dispatches them,
 // and hands them to the apply stage on ready. It returns when there is
 // nothing left to do, or when ctx ends or the apply stage stopped.
-func (p *Pipeline) gather(ctx context.Context, in intake, ready chan<- prepared, settled, applied <-chan struct{}, inflight *atomic.Int64) error {
+func (p *Pipeline) gather(ctx context.Context, in inputs, ready chan<- prepared, settled, applied <-chan struct{}, inflight *atomic.Int64) error {
 	fill := time.NewTimer(time.Hour)
 	fill.Stop()
 	wake := time.NewTimer(time.Hour)
@@ -166,16 +180,16 @@ func (p *Pipeline) gather(ctx context.Context, in intake, ready chan<- prepared,
 				wakeC = wake.C
 			}
 			select {
-			case ref, ok := <-in.live:
+			case <-in.liveReady():
 				wake.Stop()
-				if !ok {
-					in.live = nil
+				if batch, in.live = p.takeLive(batch, in.live); in.live == nil {
 					if n := p.retries.len(); n > 0 {
 						p.logger.Info("intake closed; finishing retries", "orders", n)
 					}
-					continue
 				}
-				batch = append(batch, ref)
+				if len(batch) == 0 {
+					continue // closed, or a stale token
+				}
 			case ref, ok := <-in.found:
 				wake.Stop()
 				if !ok {
@@ -211,38 +225,58 @@ func (p *Pipeline) gather(ctx context.Context, in intake, ready chan<- prepared,
 	}
 }
 
-// intake is where ids come from: live, received ones, and found ones (a
-// catch-up), which only fill the room live ones leave. A nil channel is
-// closed and drained.
-type intake struct{ live, found <-chan orders.Ref }
+// inputs is where ids come from: live, received ones, and found ones (a
+// catch-up), which only fill the room live ones leave. A nil one is closed
+// and drained.
+type inputs struct {
+	live  *intake.Queue
+	found <-chan orders.Ref
+}
 
-func (in intake) closed() bool { return in.live == nil && in.found == nil }
+func (in inputs) closed() bool { return in.live == nil && in.found == nil }
+
+// liveReady is live's Ready, or nil (never ready) once live is drained.
+func (in inputs) liveReady() <-chan struct{} {
+	if in.live == nil {
+		return nil
+	}
+	return in.live.Ready()
+}
 
 // fill adds to batch the ids already waiting, live ones first, up to
 // maxOrders, without waiting for more; with maxWait set, it then waits up
 // to maxWait for more live ids (a host that prefers fewer, larger batches
-// to the lowest latency). A channel found closed is returned nil.
-func (p *Pipeline) fill(batch []orders.Ref, in intake, timer *time.Timer) ([]orders.Ref, intake) {
-	batch, in.live = p.take(batch, in.live)
+// to the lowest latency). An intake found closed is returned nil.
+func (p *Pipeline) fill(batch []orders.Ref, in inputs, timer *time.Timer) ([]orders.Ref, inputs) {
+	batch, in.live = p.takeLive(batch, in.live)
 	batch, in.found = p.take(batch, in.found)
 	if p.maxWait <= 0 || len(batch) >= p.maxOrders || in.live == nil {
 		return batch, in
 	}
 	timer.Reset(p.maxWait)
 	defer timer.Stop()
-	for len(batch) < p.maxOrders {
+	for len(batch) < p.maxOrders && in.live != nil {
 		select {
-		case ref, ok := <-in.live:
-			if !ok {
-				in.live = nil
-				return batch, in
-			}
-			batch = append(batch, ref)
+		case <-in.live.Ready():
+			batch, in.live = p.takeLive(batch, in.live)
 		case <-timer.C:
 			return batch, in
 		}
 	}
 	return batch, in
+}
+
+// takeLive adds the ids waiting in live to batch, up to maxOrders; it
+// returns nil for live once live is closed and drained.
+func (p *Pipeline) takeLive(batch []orders.Ref, live *intake.Queue) ([]orders.Ref, *intake.Queue) {
+	if live == nil {
+		return batch, nil
+	}
+	batch, closed := live.Take(batch, p.maxOrders)
+	if closed {
+		return batch, nil
+	}
+	return batch, live
 }
 
 // take adds the ids waiting in ch to batch, up to maxOrders; it returns
