@@ -25,7 +25,12 @@ type Loader struct {
 	// client reads its nodes' replies at once, so it gets one map per
 	// order, as go-redis builds them.
 	inOrder bool
-	scratch sync.Pool // of *loadScratch
+	// spare is the last Load's scratch, for the next. Not a sync.Pool:
+	// that drops its contents at every collection, and a Put on one P is
+	// not found by a Get on another, so the pipeline's batches, loaded
+	// one at a time, kept growing new buffers.
+	spareMu sync.Mutex
+	spare   *loadScratch
 }
 
 // NewLoader returns a Loader for hashes named prefix+id, with the default
@@ -135,10 +140,14 @@ type result struct {
 const scratchKeep = 4 << 20
 
 func (l *Loader) getScratch() *loadScratch {
-	if s, ok := l.scratch.Get().(*loadScratch); ok {
-		return s
+	l.spareMu.Lock()
+	s := l.spare
+	l.spare = nil
+	l.spareMu.Unlock()
+	if s == nil {
+		s = &loadScratch{}
 	}
-	return &loadScratch{}
+	return s
 }
 
 func (l *Loader) putScratch(s *loadScratch) {
@@ -155,7 +164,9 @@ func (l *Loader) putScratch(s *loadScratch) {
 	s.look, s.keys, s.results, s.fields = s.look[:0], s.keys[:0], s.results[:0], s.fields[:0]
 	s.replies.buf, s.text, s.spans = s.replies.buf[:0], s.text[:0], s.spans[:0]
 	s.args, s.raw, s.cmders = s.args[:0], s.raw[:0], s.cmders[:0]
-	l.scratch.Put(s)
+	l.spareMu.Lock()
+	l.spare = s
+	l.spareMu.Unlock()
 }
 
 // read reads the hashes at s.keys into s.results and s.fields in one round
