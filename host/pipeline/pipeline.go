@@ -46,7 +46,11 @@ type Pipeline struct {
 	MissingHashWait time.Duration
 
 	retries retryQueue
-	batches sync.Pool // of *[]orders.Ref, see getBatch
+	// spareBatches are batch slices to reuse, see getBatch. Not a
+	// sync.Pool: the apply stage returns them, another goroutine on
+	// another P than the one gathering, and a pool's private slot on that
+	// P is not found from the other; each GC empties a pool too.
+	spareBatches chan []orders.Ref
 	// loaded is prepare's slice of loaded orders, kept between batches
 	// (prepare runs on the gathering goroutine alone).
 	loaded []orders.Loaded
@@ -67,6 +71,7 @@ func New(l *orders.Loader, d *dispatch.Dispatcher, a *apply.Applier, m *metrics.
 		loader: l, dispatcher: d, applier: a, metrics: m, logger: logger, maxOrders: maxOrders, maxWait: maxWait,
 		maxAttempts: map[string]int{}, RetryBackoff: 100 * time.Millisecond, RetryBackoffMax: 5 * time.Second,
 		MissingHashWait: 30 * time.Second,
+		spareBatches:    make(chan []orders.Ref, 3), // one applied, one prepared, one gathered
 	}
 }
 
@@ -440,10 +445,12 @@ func (p *Pipeline) finish(ctx context.Context, pb prepared) error {
 // getBatch returns an empty batch slice. Slices are reused: a fresh one
 // per batch was the host's biggest allocation (a Ref is ~140 bytes).
 func (p *Pipeline) getBatch() []orders.Ref {
-	if b, ok := p.batches.Get().(*[]orders.Ref); ok {
-		return (*b)[:0]
+	select {
+	case b := <-p.spareBatches:
+		return b[:0]
+	default:
+		return make([]orders.Ref, 0, p.maxOrders)
 	}
-	return make([]orders.Ref, 0, p.maxOrders)
 }
 
 // putBatch takes back a batch slice once nothing refers to its refs.
@@ -452,7 +459,10 @@ func (p *Pipeline) putBatch(refs []orders.Ref) {
 		return
 	}
 	clear(refs) // drop the strings the refs hold for the GC
-	p.batches.Put(&refs)
+	select {
+	case p.spareBatches <- refs:
+	default:
+	}
 }
 
 // settle finishes r in b: its stream entry is acknowledged and the dead
