@@ -201,9 +201,6 @@ func (q *Queue) add(r orders.Ref) (first bool) {
 		q.tail = c
 	}
 	it, compact := q.compact(r)
-	if compact && uint64(len(c.bytes))+uint64(len(r.ID))+uint64(len(r.StreamID)) > math.MaxUint32 {
-		compact = false // ids of gigabytes: off would not hold the place
-	}
 	if compact {
 		it.off = uint32(len(c.bytes))
 		c.bytes = append(c.bytes, r.ID...)
@@ -217,11 +214,17 @@ func (q *Queue) add(r orders.Ref) (first bool) {
 	return q.n == 1
 }
 
+// compactIDBytes is the longest id kept compact: limits.max_id_bytes is
+// at most 1024, and a longer id, which the loader refuses, is kept as the
+// source read it rather than copied (a producer may publish ids of
+// megabytes).
+const compactIDBytes = 1024
+
 // compact returns r as an item, but for its bytes' place, or false when r
 // carries more than an item holds.
 func (q *Queue) compact(r orders.Ref) (item, bool) {
 	if r.Only != nil || r.Attempt != 0 || r.HashWaits != 0 || r.Replays != "" || r.Poison != "" ||
-		(r.StreamID == "") != (r.Stream == "") || len(r.StreamID) > math.MaxUint16 {
+		(r.StreamID == "") != (r.Stream == "") || len(r.StreamID) > math.MaxUint16 || len(r.ID) > compactIDBytes {
 		return item{}, false
 	}
 	channel, ok := q.name(r.Channel)
