@@ -16,10 +16,11 @@ import (
 // Queue holds received order refs, oldest first, up to a limit. It holds
 // them compactly and without pointers: the ids' bytes in one buffer per
 // chunk of refs, names (channels, stream keys) as small numbers, so that
-// a full queue costs the garbage collector nothing to scan and about a
-// fifth of the memory a channel of refs did. A ref that carries more than
-// an id, its channel, its stream entry and when it was received (a retry,
-// a poison stream entry) is kept as it is.
+// a full queue costs the garbage collector nothing to scan and under a
+// third of the memory a channel of refs did (32 bytes a ref and its id's,
+// against 160), and an empty one next to nothing. A ref that carries more
+// than an id, its channel, its stream entry and when it was received (a
+// retry, a poison stream entry, an id too long to be valid) is kept whole.
 //
 // Any number of goroutines may Offer and Put; one goroutine takes.
 type Queue struct {
