@@ -27,6 +27,7 @@ import (
 	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/dispatch"
+	"github.com/eventhost/eventhost/host/intake"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
 	"github.com/eventhost/eventhost/host/metrics"
@@ -745,9 +746,9 @@ func (r *inProcess) start(b *testing.B, addr string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan struct{})
-	ids := make(chan orders.Ref, 1<<20)
-	go func() { _ = src.Run(ctx, ids); close(ids) }()
-	go func() { defer close(r.done); _ = pipe.Run(context.Background(), ids) }()
+	ids := intake.NewQueue(1 << 20)
+	go func() { _ = src.Run(ctx, ids); ids.Close() }()
+	go func() { defer close(r.done); _ = pipe.RunIntake(context.Background(), ids, nil) }()
 	<-subscribed
 }
 

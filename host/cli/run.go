@@ -21,6 +21,16 @@ import (
 // is set.
 const hostMemoryLimit = 40 << 20
 
+// hostGCPercent is `eventhost run`'s GC target unless GOGC is set. The
+// host's live heap is a few MiB (the intake buffer holds no pointers and
+// takes memory only while ids wait), so at Go's default of 100 it
+// collected every few MiB, about every 1,000 orders. Measured with make
+// bench (50,000 orders): at 100, 10.7 collections per 10,000 orders and a
+// peak RSS of 52 MiB; at 200, 5.8 and 58 MiB; at 300, 4.0 and 62 MiB; with
+// the 10 MiB intake buffer of before, 7.2 and 61 MiB. 200 collects less
+// often than before in less memory.
+const hostGCPercent = 200
+
 func runCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
 	path := configFlag(fs)
@@ -36,9 +46,11 @@ func runCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	logger := newLogger(cfg.Log, stderr)
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		// A soft limit: the collector works harder past it, nothing
-		// fails. The host's live heap is a few MiB plus the intake
-		// buffer; without it the heap doubles between collections.
+		// fails. It bounds the heap that hostGCPercent lets grow.
 		debug.SetMemoryLimit(hostMemoryLimit)
+		if _, set := os.LookupEnv("GOGC"); !set {
+			debug.SetGCPercent(hostGCPercent)
+		}
 	}
 	client.SizeBuffers()
 	plan, err := planSandbox(cfg)

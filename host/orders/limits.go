@@ -147,13 +147,13 @@ func clip(s string) string {
 	return strconv.Quote(s[:n]) + "..."
 }
 
-// count parses an integer field: digits only (no sign, no spaces, no
-// exponent), in [lo, hi].
-func count(fields map[string]string, name string, lo, hi int64, limit string) (int64, error) {
-	s, ok := fields[name]
-	if !ok {
+// count parses an integer field, value (nil when the hash has no such
+// field): digits only (no sign, no spaces, no exponent), in [lo, hi].
+func count(value *string, name string, lo, hi int64, limit string) (int64, error) {
+	if value == nil {
 		return 0, fmt.Errorf("field %s is missing", name)
 	}
+	s := *value
 	if !digits(s) {
 		return 0, fmt.Errorf("field %s = %s is not %s", name, clip(s), wantInt[name])
 	}
@@ -184,15 +184,16 @@ func digits(s string) bool {
 	return true
 }
 
-// cost parses the cost field: a plain decimal with at most CostDecimals
-// fraction digits ("12", "12.5", "0.25"), in [0, MaxCost]. Signs, exponents,
-// hex, inf and nan are refused: strconv.ParseFloat takes them all, and an
-// exponent is how one order adds 1e308 to a total.
-func (l Limits) cost(fields map[string]string) (float64, error) {
-	s, ok := fields["cost"]
-	if !ok {
+// cost parses the cost field's value (nil when missing): a plain decimal
+// with at most CostDecimals fraction digits ("12", "12.5", "0.25"), in
+// [0, MaxCost]. Signs, exponents, hex, inf and nan are refused:
+// strconv.ParseFloat takes them all, and an exponent is how one order adds
+// 1e308 to a total.
+func (l Limits) cost(value *string) (float64, error) {
+	if value == nil {
 		return 0, fmt.Errorf("field cost is missing")
 	}
+	s := *value
 	whole, frac, point := strings.Cut(s, ".")
 	if !digits(whole) || point && !digits(frac) {
 		return 0, fmt.Errorf("field cost = %s is not a non-negative number written as digits with an optional point (no sign, exponent, hex, inf or nan)", clip(s))

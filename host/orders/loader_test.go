@@ -1,6 +1,7 @@
 package orders_test
 
 import (
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -142,4 +143,62 @@ func netInput(t *testing.T, rdb *redis.Client) int64 {
 	}
 	t.Fatalf("no total_net_input_bytes in INFO stats")
 	return 0
+}
+
+// TestLoaderReadsBothProtocols: a batch read raw over RESP3 (maps) and over
+// RESP2 (flat arrays) loads and rejects exactly what go-redis' own HGETALL
+// does (a cluster client's path, taken here by reading every key through the
+// fallback): the same orders, extra fields and done markers, the same reasons.
+func TestLoaderReadsBothProtocols(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test against redis-server; skipped with -short")
+	}
+	ctx := t.Context()
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	const prefix = "purchase_order_details:"
+	good := []any{"ts", "1627000000", "qty", "2", "cost", "3.50", "event", "e", "who", "w"}
+	rdb.HSet(ctx, prefix+"ok", good...)
+	rdb.HSet(ctx, prefix+"extra", append(good, "seat", "A12", "note", "", orders.DoneField("p"), "1", orders.DeadField("q"), "x")...)
+	rdb.HSet(ctx, prefix+"empty-who", append(good, "who", "")...)
+	rdb.HSet(ctx, prefix+"big", append(good, "blob", strings.Repeat("é", 3000))...)
+	rdb.Set(ctx, prefix+"a-string", "x", 0)
+	rdb.HSet(ctx, prefix+"tombstone", orders.DoneField("p"), "1")
+	var refs []orders.Ref
+	for _, id := range []string{"ok", "extra", "missing", "a-string", "empty-who", "big", "tombstone", "", "ok"} {
+		refs = append(refs, orders.Ref{ID: id, Channel: "c"})
+	}
+
+	load := func(c redis.UniversalClient) ([]orders.Loaded, []orders.Rejected) {
+		t.Helper()
+		loaded, rejected, err := orders.NewLoader(c, prefix).Load(ctx, refs)
+		if err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+		return loaded, rejected
+	}
+	resp3Loaded, resp3Rejected := load(rdb)
+	resp2 := redis.NewClient(&redis.Options{Addr: srv.Addr, Protocol: 2})
+	defer resp2.Close()
+	resp2Loaded, resp2Rejected := load(resp2)
+	// A Ring is no *redis.Client: its loader reads every key the way a
+	// cluster's does, with go-redis' HGETALL.
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"one": srv.Addr}})
+	defer ring.Close()
+	mapLoaded, mapRejected := load(ring)
+
+	if len(resp3Loaded) != 3 || len(resp3Rejected) != 6 {
+		t.Fatalf("RESP3: loaded %+v, rejected %+v; want 3 and 6", resp3Loaded, resp3Rejected)
+	}
+	if e := resp3Loaded[1]; e.Order.Extra["seat"] != "A12" || e.Order.Extra["note"] != "" || len(e.Order.Extra) != 2 || !e.Done["p"] || len(e.Done) != 1 {
+		t.Errorf("order extra: %+v, done %v; want seat and note, done for p", e.Order, e.Done)
+	}
+	for name, got := range map[string][2]any{"RESP2": {resp2Loaded, resp2Rejected}, "go-redis HGETALL": {mapLoaded, mapRejected}} {
+		if !reflect.DeepEqual(got[0], resp3Loaded) {
+			t.Errorf("%s loaded %+v, RESP3 %+v", name, got[0], resp3Loaded)
+		}
+		if !reflect.DeepEqual(got[1], resp3Rejected) {
+			t.Errorf("%s rejected %+v, RESP3 %+v", name, got[1], resp3Rejected)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventhost/eventhost/host/intake"
 	"github.com/eventhost/eventhost/host/orders"
 )
 
@@ -46,12 +47,12 @@ func TestFillTakesWhatIsWaiting(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &Pipeline{maxOrders: tc.maxOrders, maxWait: tc.maxWait}
-			in := make(chan orders.Ref, 10)
+			in := intake.NewQueue(10)
 			for _, r := range refs(tc.waiting...) {
-				in <- r
+				in.Offer(r)
 			}
 			if tc.close {
-				close(in)
+				in.Close()
 			}
 			found := make(chan orders.Ref, 10)
 			for _, r := range refs(tc.found...) {
@@ -59,7 +60,7 @@ func TestFillTakesWhatIsWaiting(t *testing.T) {
 			}
 			timer := time.NewTimer(time.Hour)
 			timer.Stop()
-			got, open := p.fill(refs(tc.first...), intake{live: in, found: found}, timer)
+			got, open := p.fill(refs(tc.first...), inputs{live: in, found: found}, timer)
 			if !reflect.DeepEqual(got, refs(tc.want...)) {
 				t.Errorf("batch = %v, want %v", got, refs(tc.want...))
 			}
@@ -69,8 +70,8 @@ func TestFillTakesWhatIsWaiting(t *testing.T) {
 			if len(found) != tc.wantFound {
 				t.Errorf("%d found ids left waiting, want %d", len(found), tc.wantFound)
 			}
-			if !tc.close && len(in) != tc.wantLeft {
-				t.Errorf("%d ids left waiting, want %d", len(in), tc.wantLeft)
+			if !tc.close && in.Len() != tc.wantLeft {
+				t.Errorf("%d ids left waiting, want %d", in.Len(), tc.wantLeft)
 			}
 		})
 	}

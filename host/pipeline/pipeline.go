@@ -17,6 +17,7 @@ import (
 	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/dispatch"
+	"github.com/eventhost/eventhost/host/intake"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/rediserr"
@@ -45,8 +46,15 @@ type Pipeline struct {
 	MissingHashWait time.Duration
 
 	retries retryQueue
-	batches sync.Pool // of *[]orders.Ref, see getBatch
-	pause   pauseState
+	// spareBatches are batch slices to reuse, see getBatch. Not a
+	// sync.Pool: the apply stage returns them, another goroutine on
+	// another P than the one gathering, and a pool's private slot on that
+	// P is not found from the other; each GC empties a pool too.
+	spareBatches chan []orders.Ref
+	// loaded is prepare's slice of loaded orders, kept between batches
+	// (prepare runs on the gathering goroutine alone).
+	loaded []orders.Loaded
+	pause  pauseState
 
 	outcomes Outcomes // see outcome.go
 }
@@ -63,6 +71,7 @@ func New(l *orders.Loader, d *dispatch.Dispatcher, a *apply.Applier, m *metrics.
 		loader: l, dispatcher: d, applier: a, metrics: m, logger: logger, maxOrders: maxOrders, maxWait: maxWait,
 		maxAttempts: map[string]int{}, RetryBackoff: 100 * time.Millisecond, RetryBackoffMax: 5 * time.Second,
 		MissingHashWait: 30 * time.Second,
+		spareBatches:    make(chan []orders.Ref, 3), // one applied, one prepared, one gathered
 	}
 }
 
@@ -89,16 +98,29 @@ func (p *Pipeline) SetMaxAttempts(plugin string, n int) {
 // the stages are busy. Batches are applied in the order they were
 // gathered; an order in both is applied once, by the done marker the
 // script checks.
+//
+// Run reads in ahead of the pipeline by at most a batch (maxOrders ids).
 func (p *Pipeline) Run(ctx context.Context, in <-chan orders.Ref) error {
-	return p.RunIntake(ctx, in, nil)
+	live := intake.NewQueue(p.maxOrders)
+	defer live.Close() // ends the copying below if the pipeline failed
+	go func() {
+		defer live.Close()
+		for r := range in {
+			if live.Put(ctx, r) != nil {
+				return // ctx ended: RunIntake returns too
+			}
+		}
+	}()
+	return p.RunIntake(ctx, live, nil)
 }
 
-// RunIntake is Run with a second intake, found, for orders found rather
-// than received (a catch-up): a batch takes every waiting id of live first
-// and fills what room is left from found, so a live order never waits
-// behind a catch-up's backlog. It returns once both are closed and
-// drained; a nil found counts as closed.
-func (p *Pipeline) RunIntake(ctx context.Context, live, found <-chan orders.Ref) error {
+// RunIntake is Run with the received ids in live, the host's intake
+// buffer, and a second intake, found, for orders found rather than
+// received (a catch-up): a batch takes every waiting id of live first and
+// fills what room is left from found, so a live order never waits behind a
+// catch-up's backlog. It returns once live is closed and drained and found
+// is closed and drained; a nil live or found counts as closed.
+func (p *Pipeline) RunIntake(ctx context.Context, live *intake.Queue, found <-chan orders.Ref) error {
 	// Unbuffered: a prepared batch waiting for the applier holds the next
 	// one back, so ids arriving meanwhile join that next batch instead of
 	// queuing as a third, smaller one behind both.
@@ -127,7 +149,7 @@ func (p *Pipeline) RunIntake(ctx context.Context, live, found <-chan orders.Ref)
 			}
 		}
 	}()
-	err := p.gather(ctx, intake{live: live, found: found}, ready, settled, applied, &inflight)
+	err := p.gather(ctx, inputs{live: live, found: found}, ready, settled, applied, &inflight)
 	close(ready)
 	<-applied
 	if err == nil {
@@ -139,7 +161,7 @@ func (p *Pipeline) RunIntake(ctx context.Context, live, found <-chan orders.Ref)
 // gather is Run's first stage: it fills batches, loads and dispatches them,
 // and hands them to the apply stage on ready. It returns when there is
 // nothing left to do, or when ctx ends or the apply stage stopped.
-func (p *Pipeline) gather(ctx context.Context, in intake, ready chan<- prepared, settled, applied <-chan struct{}, inflight *atomic.Int64) error {
+func (p *Pipeline) gather(ctx context.Context, in inputs, ready chan<- prepared, settled, applied <-chan struct{}, inflight *atomic.Int64) error {
 	fill := time.NewTimer(time.Hour)
 	fill.Stop()
 	wake := time.NewTimer(time.Hour)
@@ -163,16 +185,16 @@ func (p *Pipeline) gather(ctx context.Context, in intake, ready chan<- prepared,
 				wakeC = wake.C
 			}
 			select {
-			case ref, ok := <-in.live:
+			case <-in.liveReady():
 				wake.Stop()
-				if !ok {
-					in.live = nil
+				if batch, in.live = p.takeLive(batch, in.live); in.live == nil {
 					if n := p.retries.len(); n > 0 {
 						p.logger.Info("intake closed; finishing retries", "orders", n)
 					}
-					continue
 				}
-				batch = append(batch, ref)
+				if len(batch) == 0 {
+					continue // closed, or a stale token
+				}
 			case ref, ok := <-in.found:
 				wake.Stop()
 				if !ok {
@@ -208,38 +230,58 @@ func (p *Pipeline) gather(ctx context.Context, in intake, ready chan<- prepared,
 	}
 }
 
-// intake is where ids come from: live, received ones, and found ones (a
-// catch-up), which only fill the room live ones leave. A nil channel is
-// closed and drained.
-type intake struct{ live, found <-chan orders.Ref }
+// inputs is where ids come from: live, received ones, and found ones (a
+// catch-up), which only fill the room live ones leave. A nil one is closed
+// and drained.
+type inputs struct {
+	live  *intake.Queue
+	found <-chan orders.Ref
+}
 
-func (in intake) closed() bool { return in.live == nil && in.found == nil }
+func (in inputs) closed() bool { return in.live == nil && in.found == nil }
+
+// liveReady is live's Ready, or nil (never ready) once live is drained.
+func (in inputs) liveReady() <-chan struct{} {
+	if in.live == nil {
+		return nil
+	}
+	return in.live.Ready()
+}
 
 // fill adds to batch the ids already waiting, live ones first, up to
 // maxOrders, without waiting for more; with maxWait set, it then waits up
 // to maxWait for more live ids (a host that prefers fewer, larger batches
-// to the lowest latency). A channel found closed is returned nil.
-func (p *Pipeline) fill(batch []orders.Ref, in intake, timer *time.Timer) ([]orders.Ref, intake) {
-	batch, in.live = p.take(batch, in.live)
+// to the lowest latency). An intake found closed is returned nil.
+func (p *Pipeline) fill(batch []orders.Ref, in inputs, timer *time.Timer) ([]orders.Ref, inputs) {
+	batch, in.live = p.takeLive(batch, in.live)
 	batch, in.found = p.take(batch, in.found)
 	if p.maxWait <= 0 || len(batch) >= p.maxOrders || in.live == nil {
 		return batch, in
 	}
 	timer.Reset(p.maxWait)
 	defer timer.Stop()
-	for len(batch) < p.maxOrders {
+	for len(batch) < p.maxOrders && in.live != nil {
 		select {
-		case ref, ok := <-in.live:
-			if !ok {
-				in.live = nil
-				return batch, in
-			}
-			batch = append(batch, ref)
+		case <-in.live.Ready():
+			batch, in.live = p.takeLive(batch, in.live)
 		case <-timer.C:
 			return batch, in
 		}
 	}
 	return batch, in
+}
+
+// takeLive adds the ids waiting in live to batch, up to maxOrders; it
+// returns nil for live once live is closed and drained.
+func (p *Pipeline) takeLive(batch []orders.Ref, live *intake.Queue) ([]orders.Ref, *intake.Queue) {
+	if live == nil {
+		return batch, nil
+	}
+	batch, closed := live.Take(batch, p.maxOrders)
+	if closed {
+		return batch, nil
+	}
+	return batch, live
 }
 
 // take adds the ids waiting in ch to batch, up to maxOrders; it returns
@@ -277,29 +319,40 @@ func (p *Pipeline) prepare(ctx context.Context, refs []orders.Ref) (prepared, er
 	p.metrics.BatchSize.Observe(float64(len(refs)))
 	p.outcomes.batchesStarted.Add(1)
 	b := &pb.batch
-	toLoad := make([]orders.Ref, 0, len(refs))
 	received := map[string]int{}
+	poison := 0
 	for _, r := range refs {
 		if !r.Received.IsZero() { // not a catch-up, retry, backfill or replay
 			received[r.Channel]++
 		}
 		if r.Poison != "" {
+			poison++
 			b.DeadLetters = append(b.DeadLetters, deadletter.Entry{
 				OrderID: r.ID, Channel: r.Channel, Reason: r.Poison, Attempts: r.Attempt, OrderKey: p.loader.Key(r.ID),
 			})
 			settle(b, r)
-			continue
 		}
-		toLoad = append(toLoad, r)
+	}
+	toLoad := refs // not copied unless some are poison (rare)
+	if poison > 0 {
+		toLoad = make([]orders.Ref, 0, len(refs)-poison)
+		for _, r := range refs {
+			if r.Poison == "" {
+				toLoad = append(toLoad, r)
+			}
+		}
 	}
 	for ch, n := range received {
 		p.metrics.OrdersReceived.WithLabelValues(ch).Add(float64(n))
 	}
-	var loaded []orders.Loaded
+	// loaded is the pipeline's own slice, reused batch after batch: only
+	// prepare uses it (dispatch failures and retries take copies).
+	loaded := p.loaded[:0]
+	defer func() { clear(loaded); p.loaded = loaded[:0] }()
 	var rejected []orders.Rejected
 	err := p.retry(ctx, "load", func() error {
 		var err error
-		loaded, rejected, err = p.loader.Load(ctx, toLoad)
+		loaded, rejected, err = p.loader.LoadAppend(ctx, toLoad, loaded[:0])
 		return err
 	})
 	if err != nil {
@@ -392,10 +445,12 @@ func (p *Pipeline) finish(ctx context.Context, pb prepared) error {
 // getBatch returns an empty batch slice. Slices are reused: a fresh one
 // per batch was the host's biggest allocation (a Ref is ~140 bytes).
 func (p *Pipeline) getBatch() []orders.Ref {
-	if b, ok := p.batches.Get().(*[]orders.Ref); ok {
-		return (*b)[:0]
+	select {
+	case b := <-p.spareBatches:
+		return b[:0]
+	default:
+		return make([]orders.Ref, 0, p.maxOrders)
 	}
-	return make([]orders.Ref, 0, p.maxOrders)
 }
 
 // putBatch takes back a batch slice once nothing refers to its refs.
@@ -404,7 +459,10 @@ func (p *Pipeline) putBatch(refs []orders.Ref) {
 		return
 	}
 	clear(refs) // drop the strings the refs hold for the GC
-	p.batches.Put(&refs)
+	select {
+	case p.spareBatches <- refs:
+	default:
+	}
 }
 
 // settle finishes r in b: its stream entry is acknowledged and the dead

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/eventhost/eventhost/host/intake"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/redisconn"
@@ -56,7 +57,7 @@ const healthEvery = 5 * time.Second
 
 // Run sends every id published on the channels to out until ctx ends. It
 // reconnects and resubscribes by itself, forever.
-func (s *PubSub) Run(ctx context.Context, out chan<- orders.Ref) error {
+func (s *PubSub) Run(ctx context.Context, out *intake.Queue) error {
 	if !s.Sharded {
 		s.receive(ctx, out, s.channels, s.OnSubscribed)
 		return nil
@@ -104,7 +105,7 @@ func (s *PubSub) subscribe(ctx context.Context, channels []string) (*redis.PubSu
 
 // receive reads one subscription to channels until ctx ends, subscribing
 // again (with backoff) after its connection was lost or Redis dropped it.
-func (s *PubSub) receive(ctx context.Context, out chan<- orders.Ref, channels []string, onSubscribed func(reconnect bool)) {
+func (s *PubSub) receive(ctx context.Context, out *intake.Queue, channels []string, onSubscribed func(reconnect bool)) {
 	ps, kind := s.subscribe(ctx, channels)
 	// Closed through the variable: a moved slot replaces the subscription.
 	defer func() { _ = ps.Close() }()
@@ -203,10 +204,10 @@ func (s *PubSub) receive(ctx context.Context, out chan<- orders.Ref, channels []
 			}
 			everSubscribed = true
 		case *redis.Message:
-			ref := orders.Ref{ID: m.Payload, Channel: s.channelName(m.Channel), Received: time.Now()}
-			select {
-			case out <- ref:
-			default:
+			// The queue keeps a copy of the id and its own copy of the
+			// channel's name, not go-redis' strings.
+			ref := orders.Ref{ID: m.Payload, Channel: m.Channel, Received: time.Now()}
+			if !out.Offer(ref) {
 				s.drop(ctx, out, ref)
 			}
 		}
@@ -216,34 +217,22 @@ func (s *PubSub) receive(ctx context.Context, out chan<- orders.Ref, channels []
 	}
 }
 
-// channelName returns the configured string equal to channel, so that the
-// ids waiting in the intake share it instead of each keeping the copy
-// go-redis read; channel itself if none is.
-func (s *PubSub) channelName(channel string) string {
-	for _, c := range s.channels {
-		if c == channel {
-			return c
-		}
-	}
-	return channel
-}
-
 // drop counts an id that found the intake full (the pipeline is paused, or
 // cannot keep up). Holding it would hold ids without bound; Redis' output
 // buffer for this connection would overflow next. The order hash is in
 // Redis, so once the intake has drained to half, OnDrained asks for a
 // catch-up, which starts after the last drop and so finds every dropped
 // order.
-func (s *PubSub) drop(ctx context.Context, out chan<- orders.Ref, ref orders.Ref) {
+func (s *PubSub) drop(ctx context.Context, out *intake.Queue, ref orders.Ref) {
 	s.metrics.OrdersDropped.WithLabelValues(ref.Channel).Inc()
 	if s.draining.Swap(true) {
 		return
 	}
-	s.logger.Warn("intake buffer full: dropping order ids until it drains; a catch-up then finds them", "buffer", cap(out))
+	s.logger.Warn("intake buffer full: dropping order ids until it drains; a catch-up then finds them", "buffer", out.Cap())
 	go func() {
 		tick := time.NewTicker(s.DrainPoll)
 		defer tick.Stop()
-		for len(out) > cap(out)/2 {
+		for out.Len() > out.Cap()/2 {
 			select {
 			case <-tick.C:
 			case <-ctx.Done():

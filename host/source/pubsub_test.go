@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/eventhost/eventhost/host/intake"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
@@ -51,7 +52,7 @@ func TestPubSubDropsWhenIntakeIsFull(t *testing.T) {
 	src.OnSubscribed = func(bool) { subscribed <- struct{}{} }
 	var drained atomic.Int32
 	src.OnDrained = func() { drained.Add(1) }
-	out := make(chan orders.Ref, 4)
+	out := intake.NewQueue(4)
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx, out) }()
 	<-subscribed
@@ -67,7 +68,7 @@ func TestPubSubDropsWhenIntakeIsFull(t *testing.T) {
 		t.Fatalf("OnDrained called %d times with the intake still full", n)
 	}
 	for i := range 3 { // down to 1 of 4: below half
-		if ref := <-out; ref.ID != fmt.Sprint(i) || ref.Channel != "c" {
+		if ref := mustNext(t, out); ref.ID != fmt.Sprint(i) || ref.Channel != "c" {
 			t.Fatalf("intake holds %+v, want id %d on c", ref, i)
 		}
 	}
@@ -77,8 +78,8 @@ func TestPubSubDropsWhenIntakeIsFull(t *testing.T) {
 	if err := rdb.Publish(ctx, "c", "later").Err(); err != nil {
 		t.Fatal(err)
 	}
-	<-out // "3"
-	if ref := <-out; ref.ID != "later" {
+	mustNext(t, out) // "3"
+	if ref := mustNext(t, out); ref.ID != "later" {
 		t.Errorf("after the drain the intake got %q, want later", ref.ID)
 	}
 	if got := value(dropped); got != 6 || drained.Load() != 1 {
@@ -88,4 +89,30 @@ func TestPubSubDropsWhenIntakeIsFull(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// next takes the oldest ref waiting in q, waiting up to timeout for one;
+// false if none came.
+func next(q *intake.Queue, timeout time.Duration) (orders.Ref, bool) {
+	deadline := time.After(timeout)
+	for {
+		if refs, _ := q.Take(nil, 1); len(refs) == 1 {
+			return refs[0], true
+		}
+		select {
+		case <-q.Ready():
+		case <-deadline:
+			return orders.Ref{}, false
+		}
+	}
+}
+
+// mustNext is next, failing the test after 10 s.
+func mustNext(t *testing.T, q *intake.Queue) orders.Ref {
+	t.Helper()
+	r, ok := next(q, 10*time.Second)
+	if !ok {
+		t.Fatal("no ref within 10s")
+	}
+	return r
 }

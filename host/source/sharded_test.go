@@ -13,15 +13,15 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/eventhost/eventhost/host/intake"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/metrics"
-	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/source"
 )
 
 // subscriber runs a PubSub source and records what it was told.
 type subscriber struct {
-	out     chan orders.Ref
+	out     *intake.Queue
 	mu      sync.Mutex
 	calls   []bool // OnSubscribed's reconnect arguments, in order
 	metrics *metrics.Metrics
@@ -30,7 +30,7 @@ type subscriber struct {
 func startPubSub(t *testing.T, rdb redis.UniversalClient, channels []string, sharded bool) *subscriber {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	s := &subscriber{out: make(chan orders.Ref, 1000), metrics: metrics.New()}
+	s := &subscriber{out: intake.NewQueue(1000), metrics: metrics.New()}
 	src := source.NewPubSub(rdb, channels, hclog.NewNullLogger(), s.metrics)
 	src.Sharded = sharded
 	src.OnSubscribed = func(reconnect bool) {
@@ -61,17 +61,14 @@ func (s *subscriber) receive(t *testing.T, n int) []string {
 	t.Helper()
 	var got []string
 	for range n {
-		select {
-		case r := <-s.out:
-			got = append(got, r.Channel+"/"+r.ID)
-		case <-time.After(10 * time.Second):
+		r, ok := next(s.out, 10*time.Second)
+		if !ok {
 			t.Fatalf("received %v, then nothing: want %d ids", got, n)
 		}
+		got = append(got, r.Channel+"/"+r.ID)
 	}
-	select {
-	case r := <-s.out:
+	if r, ok := next(s.out, 50*time.Millisecond); ok {
 		t.Fatalf("received %v and then %+v too: want %d ids", got, r, n)
-	case <-time.After(50 * time.Millisecond):
 	}
 	slices.Sort(got)
 	return got

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/config"
+	"github.com/eventhost/eventhost/host/intake"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/redisconn"
@@ -75,7 +76,7 @@ func NewStream(rdb redis.UniversalClient, cfg config.Stream, count int, logger h
 
 // Run hands entries to out until ctx ends. Redis failures are retried with
 // backoff, forever.
-func (s *Stream) Run(ctx context.Context, out chan<- orders.Ref) error {
+func (s *Stream) Run(ctx context.Context, out *intake.Queue) error {
 	var waiting atomic.Int32
 	ready := func() {
 		if waiting.Add(-1) == 0 && s.OnReady != nil {
@@ -106,7 +107,7 @@ func (s *Stream) Run(ctx context.Context, out chan<- orders.Ref) error {
 // read is one reader of keys: it creates their groups, hands on what this
 // consumer had pending, then reads new entries and does the chores, calling
 // ready once all keys are ready, until ctx ends.
-func (s *Stream) read(ctx context.Context, out chan<- orders.Ref, keys []*streamKey, ready func()) {
+func (s *Stream) read(ctx context.Context, out *intake.Queue, keys []*streamKey, ready func()) {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 50 * time.Millisecond
 	b.MaxInterval = 2 * time.Second
@@ -150,7 +151,7 @@ func (s *Stream) read(ctx context.Context, out chan<- orders.Ref, keys []*stream
 				}
 				nextChores = now.Add(s.choreEvery())
 			}
-			if len(out) > highWater {
+			if out.Len() > highWater {
 				select {
 				case <-time.After(10 * time.Millisecond):
 				case <-ctx.Done():
@@ -228,7 +229,7 @@ func (s *Stream) ensureGroup(ctx context.Context, k *streamKey, start string) (b
 
 // readOwnPending hands on what this consumer read before and did not
 // acknowledge (a host restarted under a fixed consumer name).
-func (s *Stream) readOwnPending(ctx context.Context, out chan<- orders.Ref, k *streamKey) error {
+func (s *Stream) readOwnPending(ctx context.Context, out *intake.Queue, k *streamKey) error {
 	start := "0"
 	for {
 		res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
@@ -249,7 +250,7 @@ func (s *Stream) readOwnPending(ctx context.Context, out chan<- orders.Ref, k *s
 }
 
 // readNew reads entries never delivered from keys, waiting up to Block.
-func (s *Stream) readNew(ctx context.Context, out chan<- orders.Ref, keys []*streamKey) error {
+func (s *Stream) readNew(ctx context.Context, out *intake.Queue, keys []*streamKey) error {
 	streams := make([]string, 0, 2*len(keys))
 	for _, k := range keys {
 		streams = append(streams, k.key)
@@ -281,7 +282,7 @@ func (s *Stream) readNew(ctx context.Context, out chan<- orders.Ref, keys []*str
 
 // chores renews this consumer's leases, claims entries dead consumers left
 // pending, and updates the pending and lag gauges.
-func (s *Stream) chores(ctx context.Context, out chan<- orders.Ref, k *streamKey) error {
+func (s *Stream) chores(ctx context.Context, out *intake.Queue, k *streamKey) error {
 	if err := s.renew(ctx, out, k); err != nil {
 		return err
 	}
@@ -315,7 +316,7 @@ func (s *Stream) chores(ctx context.Context, out chan<- orders.Ref, k *streamKey
 // consumer that it never handed on (the reply that delivered it was lost) is
 // claimed again in full and handed on now. Entries no longer pending were
 // acknowledged and are forgotten.
-func (s *Stream) renew(ctx context.Context, out chan<- orders.Ref, k *streamKey) error {
+func (s *Stream) renew(ctx context.Context, out *intake.Queue, k *streamKey) error {
 	pending := map[string]struct{}{}
 	var known, lost []string
 	start := "-"
@@ -381,7 +382,7 @@ func (s *Stream) renew(ctx context.Context, out chan<- orders.Ref, k *streamKey)
 // claim takes over entries idle for claim_idle (XAUTOCLAIM). An entry
 // delivered more than max_deliveries times is handed on as poison: the
 // pipeline dead-letters and acknowledges it.
-func (s *Stream) claim(ctx context.Context, out chan<- orders.Ref, k *streamKey) error {
+func (s *Stream) claim(ctx context.Context, out *intake.Queue, k *streamKey) error {
 	start := "0-0"
 	for {
 		msgs, next, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
@@ -426,7 +427,7 @@ func (s *Stream) deliveries(ctx context.Context, k *streamKey, msgs []redis.XMes
 	return out, nil
 }
 
-func (s *Stream) emit(ctx context.Context, out chan<- orders.Ref, k *streamKey, msgs []redis.XMessage, deliveries map[string]int64) error {
+func (s *Stream) emit(ctx context.Context, out *intake.Queue, k *streamKey, msgs []redis.XMessage, deliveries map[string]int64) error {
 	now := time.Now()
 	for _, m := range msgs {
 		ref := orders.Ref{Channel: s.cfg.Key, Stream: k.key, StreamID: m.ID, Received: now}
@@ -438,12 +439,10 @@ func (s *Stream) emit(ctx context.Context, out chan<- orders.Ref, k *streamKey, 
 			ref.Poison = fmt.Sprintf("stream entry %s was delivered %d times without being finished (max_deliveries %d)", m.ID, n, s.cfg.MaxDeliveries)
 			ref.Attempt = int(n)
 		}
-		select {
-		case out <- ref:
-			k.handedOn[m.ID] = struct{}{}
-		case <-ctx.Done():
+		if out.Put(ctx, ref) != nil {
 			return errors.New("stopped with entries not handed on; they stay pending")
 		}
+		k.handedOn[m.ID] = struct{}{}
 	}
 	return nil
 }

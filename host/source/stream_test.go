@@ -12,9 +12,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/config"
+	"github.com/eventhost/eventhost/host/intake"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/metrics"
-	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/redisconn"
 	"github.com/eventhost/eventhost/host/source"
 )
@@ -42,7 +42,7 @@ func addOrders(t *testing.T, rdb redis.UniversalClient, cfg config.Stream, ids .
 }
 
 // runStream runs a stream source until the returned stop is called.
-func runStream(t *testing.T, rdb redis.UniversalClient, cfg config.Stream, out chan orders.Ref) (stop func(), m *metrics.Metrics) {
+func runStream(t *testing.T, rdb redis.UniversalClient, cfg config.Stream, out *intake.Queue) (stop func(), m *metrics.Metrics) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	m = metrics.New()
@@ -73,19 +73,18 @@ func runStream(t *testing.T, rdb redis.UniversalClient, cfg config.Stream, out c
 
 // take reads n refs and returns them as added, sorted, checking the source
 // named the logical stream as the channel.
-func take(t *testing.T, cfg config.Stream, out chan orders.Ref, n int) []added {
+func take(t *testing.T, cfg config.Stream, out *intake.Queue, n int) []added {
 	t.Helper()
 	var got []added
 	for range n {
-		select {
-		case r := <-out:
-			if r.Channel != cfg.Key || r.Poison != "" {
-				t.Errorf("ref %+v: want channel %s and no poison", r, cfg.Key)
-			}
-			got = append(got, added{r.Stream, r.StreamID, r.ID})
-		case <-time.After(10 * time.Second):
+		r, ok := next(out, 10*time.Second)
+		if !ok {
 			t.Fatalf("received %v, then nothing: want %d entries", got, n)
 		}
+		if r.Channel != cfg.Key || r.Poison != "" {
+			t.Errorf("ref %+v: want channel %s and no poison", r, cfg.Key)
+		}
+		got = append(got, added{r.Stream, r.StreamID, r.ID})
 	}
 	sortAdded(got)
 	return got
@@ -151,7 +150,7 @@ func checkShardedStream(t *testing.T, rdb redis.UniversalClient, nodes []*redis.
 		cfg := shardedConfig("reads", "c1")
 		want := addOrders(t, rdb, cfg, ids("a", 60)...)
 		sortAdded(want)
-		out := make(chan orders.Ref, 1000)
+		out := intake.NewQueue(1000)
 		_, m := runStream(t, rdb, cfg, out)
 		got := take(t, cfg, out, len(want))
 		if !reflect.DeepEqual(got, want) {
@@ -199,7 +198,7 @@ func checkShardedStream(t *testing.T, rdb redis.UniversalClient, nodes []*redis.
 				t.Fatal(err)
 			}
 		}
-		out := make(chan orders.Ref, 1000)
+		out := intake.NewQueue(1000)
 		runStream(t, rdb, cfg, out)
 		got := take(t, cfg, out, len(want))
 		if !reflect.DeepEqual(got, want) {
@@ -225,7 +224,7 @@ func checkShardedStream(t *testing.T, rdb redis.UniversalClient, nodes []*redis.
 	t.Run("group deleted on one shard", func(t *testing.T) {
 		cfg := shardedConfig("regroup", "c1")
 		first := addOrders(t, rdb, cfg, ids("e", 30)...)
-		out := make(chan orders.Ref, 1000)
+		out := intake.NewQueue(1000)
 		runStream(t, rdb, cfg, out)
 		ack(t, rdb, take(t, cfg, out, len(first)))
 		lost := cfg.Keys()[1]
@@ -256,12 +255,12 @@ func checkShardedStream(t *testing.T, rdb redis.UniversalClient, nodes []*redis.
 		cfg := shardedConfig("own", "fixed")
 		want := addOrders(t, rdb, cfg, ids("d", 30)...)
 		sortAdded(want)
-		out := make(chan orders.Ref, 1000)
+		out := intake.NewQueue(1000)
 		stop, _ := runStream(t, rdb, cfg, out)
 		take(t, cfg, out, len(want))
 		stop()
 		cfg.ClaimIdle = time.Hour // nothing is claimed: the own pending list is read
-		again := make(chan orders.Ref, 1000)
+		again := intake.NewQueue(1000)
 		runStream(t, rdb, cfg, again)
 		if got := take(t, cfg, again, len(want)); !reflect.DeepEqual(got, want) {
 			t.Fatalf("after the restart handed on %v, want %v", got, want)
