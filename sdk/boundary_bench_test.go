@@ -24,17 +24,17 @@ var tutorialPlugins = map[string]handlerPlugin{
 	"sales-histogram": func(o Order, out *Effects) error {
 		off := int64(o.Time().Hour()+1) * 32
 		out.BitfieldIncrBy("sales_histogram:time_of_day", "u32", off, o.Qty, OverflowSat)
-		out.BitfieldIncrBy("sales_histogram:time_of_day:"+o.Event, "u32", off, o.Qty, OverflowSat)
+		out.BitfieldIncrBy(out.Concat("sales_histogram:time_of_day:", o.Event), "u32", off, o.Qty, OverflowSat)
 		return nil
 	},
 	"events-summary": func(o Order, out *Effects) error {
-		out.SAdd("sales:"+o.Event, o.ID)
-		out.HIncrByFloat("sales_summary", o.Event+":total_sales", o.Cost)
-		out.HIncrBy("sales_summary", o.Event+":total_tickets_sold", o.Qty)
+		out.SAdd(out.Concat("sales:", o.Event), o.ID)
+		out.HIncrByFloat("sales_summary", out.Concat(o.Event, ":total_sales"), o.Cost)
+		out.HIncrBy("sales_summary", out.Concat(o.Event, ":total_tickets_sold"), o.Qty)
 		return nil
 	},
 	"customer-invoices": func(o Order, out *Effects) error {
-		out.SAdd("invoices:"+o.Who, o.ID)
+		out.SAdd(out.Concat("invoices:", o.Who), o.ID)
 		return nil
 	},
 }
