@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"unsafe"
 )
 
@@ -43,6 +44,30 @@ const (
 // packOrders encodes orders: for each, id, channel, ts, qty, cost, event,
 // who, the number of extra fields, then each extra key and value.
 func packOrders(orders []Order) []byte {
+	b := make([]byte, 0, packedSize(orders))
+	for _, o := range orders {
+		b = appendOrder(b, o)
+	}
+	return b
+}
+
+// PackOrders appends orders to b in the packed encoding of a Process
+// request's packed_orders (see docs/plugin-protocol.md), and to ends, for
+// each order, the offset in b where it ends: the host packs a batch once for
+// every plugin it goes to, and sends a run of its orders as a window of it.
+// b grows once, if at all, as a rule. For the host side (sdk/client); plugins never need it.
+func PackOrders(b []byte, orders []Order, ends []int) ([]byte, []int) {
+	b = slices.Grow(b, packedSize(orders))
+	for _, o := range orders {
+		b = appendOrder(b, o)
+		ends = append(ends, len(b))
+	}
+	return b, ends
+}
+
+// packedSize is about the length of orders packed: more, but for huge
+// numbers and lengths.
+func packedSize(orders []Order) int {
 	n := 0
 	for _, o := range orders {
 		n += 40 + len(o.ID) + len(o.Channel) + len(o.Event) + len(o.Who)
@@ -50,20 +75,22 @@ func packOrders(orders []Order) []byte {
 			n += 10 + len(k) + len(v)
 		}
 	}
-	b := make([]byte, 0, n)
-	for _, o := range orders {
-		b = appendString(b, o.ID)
-		b = appendString(b, o.Channel)
-		b = binary.AppendVarint(b, o.TS)
-		b = binary.AppendVarint(b, o.Qty)
-		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(o.Cost))
-		b = appendString(b, o.Event)
-		b = appendString(b, o.Who)
-		b = binary.AppendUvarint(b, uint64(len(o.Extra)))
-		for k, v := range o.Extra {
-			b = appendString(b, k)
-			b = appendString(b, v)
-		}
+	return n
+}
+
+// appendOrder appends o to b in packOrders' encoding.
+func appendOrder(b []byte, o Order) []byte {
+	b = appendString(b, o.ID)
+	b = appendString(b, o.Channel)
+	b = binary.AppendVarint(b, o.TS)
+	b = binary.AppendVarint(b, o.Qty)
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(o.Cost))
+	b = appendString(b, o.Event)
+	b = appendString(b, o.Who)
+	b = binary.AppendUvarint(b, uint64(len(o.Extra)))
+	for k, v := range o.Extra {
+		b = appendString(b, k)
+		b = appendString(b, v)
 	}
 	return b
 }

@@ -6,6 +6,7 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/eventhost/eventhost/host/apply"
@@ -13,6 +14,7 @@ import (
 	"github.com/eventhost/eventhost/host/pluginhost"
 	"github.com/eventhost/eventhost/host/policy"
 	"github.com/eventhost/eventhost/sdk"
+	"github.com/eventhost/eventhost/sdk/client"
 )
 
 // Processor runs one plugin over a batch, returning one result per order.
@@ -22,7 +24,16 @@ type Processor interface {
 	Process(ctx context.Context, orders []sdk.Order) ([]sdk.Result, error)
 }
 
-var _ Processor = (*pluginhost.Instance)(nil)
+// BatchProcessor is a Processor that takes its batch as a client.Batch,
+// packed once for every plugin that gets the same orders, and decodes the
+// answer into storage the Dispatcher reuses from batch to batch (see
+// Outcome.Release). *pluginhost.Instance is one.
+type BatchProcessor interface {
+	Processor
+	ProcessBatch(ctx context.Context, batch client.Batch, store *sdk.AnswerStore) ([]sdk.Result, error)
+}
+
+var _ BatchProcessor = (*pluginhost.Instance)(nil)
 
 // Target is a plugin with the channels it listens on and what it may write.
 type Target struct {
@@ -64,6 +75,45 @@ type Dispatcher struct {
 	mu      sync.RWMutex
 	targets []Target
 	keyOf   func(id string) string
+
+	// packBuffers hold packed batches' storage, reused once every call
+	// that sent one returned; stores the storage answers were decoded
+	// into, reused once their outcome is released.
+	packBuffers freeList[[]byte]
+	stores      freeList[*sdk.AnswerStore]
+}
+
+// freeList keeps up to keep values for reuse. Unlike a sync.Pool's, its
+// values survive garbage collections, which come every few batches.
+type freeList[T any] struct {
+	mu    sync.Mutex
+	items []T
+}
+
+// keep bounds a free list: two batches' worth (one applied while the next
+// is dispatched) for a few plugins, and more.
+const keep = 32
+
+func (f *freeList[T]) get() (v T, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.items)
+	if n == 0 {
+		return v, false
+	}
+	v = f.items[n-1]
+	var zero T
+	f.items[n-1] = zero // the list no longer holds it
+	f.items = f.items[:n-1]
+	return v, true
+}
+
+func (f *freeList[T]) put(v T) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.items) < keep {
+		f.items = append(f.items, v)
+	}
 }
 
 // New returns a Dispatcher; keyOf names an order's hash.
@@ -114,6 +164,40 @@ type Outcome struct {
 	// Skipped counts, per plugin, orders it had already applied (a
 	// duplicate delivery).
 	Skipped map[string]int
+
+	// answers is where the plugins' answers were decoded, for Release.
+	answers *answerStores
+}
+
+// answerStores is the storage one dispatch decoded answers into.
+type answerStores struct {
+	mu       sync.Mutex
+	stores   []*sdk.AnswerStore
+	released bool
+	free     *freeList[*sdk.AnswerStore]
+}
+
+// Release hands the storage the outcome's effects were decoded into back
+// to the Dispatcher, for a later batch: call it once nothing uses the
+// outcome any more (its batch is applied). The effects in Writes are
+// overwritten afterwards; strings stay as they are. Without Release, that
+// storage is left to the GC. Calling it again, or on a copy, does nothing.
+func (o Outcome) Release() {
+	a := o.answers
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.released {
+		return
+	}
+	a.released = true
+	for _, s := range a.stores {
+		s.Reset()
+		a.free.put(s)
+	}
+	a.stores = nil
 }
 
 // Dispatch runs every target over the loaded orders meant for it that it
@@ -136,11 +220,14 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 		names[ti] = t.Processor.Name()
 		markers[ti] = orders.DoneField(names[ti])
 	}
-	out := Outcome{Skipped: map[string]int{}}
-	// all holds every loaded order, made once: a target that gets them all
-	// (the usual case) is sent it rather than a copy of its own. Plugins
-	// only read their batch.
-	var all []sdk.Order
+	out := Outcome{Skipped: map[string]int{}, answers: &answerStores{free: &d.stores}}
+	// batches are the distinct sets of orders sent, each packed at most
+	// once however many targets get it: usually one, every loaded order.
+	type sent struct {
+		idx   []int
+		batch client.Batch
+	}
+	var batches []sent
 	var wg sync.WaitGroup
 	for ti, t := range d.targets {
 		name := names[ti]
@@ -159,29 +246,46 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 		if len(idx) == 0 {
 			continue
 		}
-		var batch []sdk.Order
-		if len(idx) == len(loaded) {
-			if all == nil {
-				all = make([]sdk.Order, len(loaded))
-				for i, l := range loaded {
-					all[i] = l.Order
-				}
-			}
-			batch = all
-		} else {
-			batch = make([]sdk.Order, len(idx))
-			for k, i := range idx {
-				batch[k] = loaded[i].Order
+		var batch client.Batch
+		found := false
+		for _, b := range batches {
+			if slices.Equal(b.idx, idx) {
+				batch, found = b.batch, true
+				break
 			}
 		}
+		if !found {
+			subset := make([]sdk.Order, len(idx))
+			for k, i := range idx {
+				subset[k] = loaded[i].Order
+			}
+			batch = client.NewBatch(subset, d.packBuffer())
+			batches = append(batches, sent{idx: idx, batch: batch})
+		}
+		var store *sdk.AnswerStore
+		bp, ok := t.Processor.(BatchProcessor)
+		if ok {
+			store = d.answerStore()
+			out.answers.stores = append(out.answers.stores, store)
+		}
 		wg.Add(1)
-		go func(ti int, t Target, batch []sdk.Order) {
+		go func(ti int, t Target) {
 			defer wg.Done()
-			answers[ti].results, answers[ti].err = t.Processor.Process(ctx, batch)
-		}(ti, t, batch)
+			if ok {
+				answers[ti].results, answers[ti].err = bp.ProcessBatch(ctx, batch, store)
+				return
+			}
+			answers[ti].results, answers[ti].err = t.Processor.Process(ctx, batch.Orders())
+		}(ti, t)
 	}
 	wg.Wait()
+	for _, b := range batches {
+		if buf := b.batch.Buffer(); cap(buf) > 0 {
+			d.packBuffers.put(buf)
+		}
+	}
 	if err := ctx.Err(); err != nil {
+		out.Release()
 		return Outcome{}, err
 	}
 
@@ -232,6 +336,22 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 		}
 	}
 	return out, nil
+}
+
+// packBuffer returns storage for a packed batch, from an earlier one when
+// there is one.
+func (d *Dispatcher) packBuffer() []byte {
+	b, _ := d.packBuffers.get()
+	return b
+}
+
+// answerStore returns storage for a plugin's answer, from an earlier
+// outcome released when there is one.
+func (d *Dispatcher) answerStore() *sdk.AnswerStore {
+	if s, ok := d.stores.get(); ok {
+		return s
+	}
+	return new(sdk.AnswerStore)
 }
 
 func attempts(err error) int {
