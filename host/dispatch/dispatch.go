@@ -81,6 +81,10 @@ type Dispatcher struct {
 	// into, reused once their outcome is released.
 	packBuffers freeList[[]byte]
 	stores      freeList[*sdk.AnswerStore]
+	// writes hold released outcomes' Writes; scratch what a dispatch
+	// uses only while it runs.
+	writes  freeList[[]apply.Write]
+	scratch freeList[*scratch]
 }
 
 // freeList keeps up to keep values for reuse. Unlike a sync.Pool's, its
@@ -165,39 +169,51 @@ type Outcome struct {
 	// duplicate delivery).
 	Skipped map[string]int
 
-	// answers is where the plugins' answers were decoded, for Release.
-	answers *answerStores
+	// held is the storage Writes and their effects are in, for Release.
+	held *held
 }
 
-// answerStores is the storage one dispatch decoded answers into.
-type answerStores struct {
+// held is the storage an outcome holds until it is released.
+type held struct {
+	d        *Dispatcher
 	mu       sync.Mutex
-	stores   []*sdk.AnswerStore
 	released bool
-	free     *freeList[*sdk.AnswerStore]
+	writes   []apply.Write
+	stores   []*sdk.AnswerStore
 }
 
-// Release hands the storage the outcome's effects were decoded into back
-// to the Dispatcher, for a later batch: call it once nothing uses the
-// outcome any more (its batch is applied). The effects in Writes are
-// overwritten afterwards; strings stay as they are. Without Release, that
-// storage is left to the GC. Calling it again, or on a copy, does nothing.
+// Release hands the storage of the outcome's Writes, and of the answers
+// their effects were decoded from, back to the Dispatcher that made it, for
+// a later batch: call it once nothing uses the outcome any more (its batch
+// is applied). Writes and their effects are overwritten afterwards; strings
+// stay as they are. Without Release, that storage is left to the GC.
+// Calling it again, or on a copy, does nothing.
 func (o Outcome) Release() {
-	a := o.answers
-	if a == nil {
+	h := o.held
+	if h == nil {
 		return
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.released {
+	d := h.d
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.released {
 		return
 	}
-	a.released = true
-	for _, s := range a.stores {
+	h.released = true
+	for _, s := range h.stores {
 		s.Reset()
-		a.free.put(s)
+		d.stores.put(s)
 	}
-	a.stores = nil
+	clear(h.writes) // drop the strings and effects for the GC
+	d.writes.put(h.writes[:0])
+	h.stores, h.writes = nil, nil
+}
+
+// scratch is what a dispatch uses only while it runs, kept for the next.
+type scratch struct {
+	idx     [][]int // per target: positions in loaded of the orders it gets
+	subsets [][]sdk.Order
+	written []int32
 }
 
 // Dispatch runs every target over the loaded orders meant for it that it
@@ -220,19 +236,25 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 		names[ti] = t.Processor.Name()
 		markers[ti] = orders.DoneField(names[ti])
 	}
-	out := Outcome{Skipped: map[string]int{}, answers: &answerStores{free: &d.stores}}
+	sc, ok := d.scratch.get()
+	if !ok {
+		sc = &scratch{}
+	}
+	defer d.putScratch(sc)
+	out := Outcome{Skipped: map[string]int{}, held: &held{d: d}}
 	// batches are the distinct sets of orders sent, each packed at most
 	// once however many targets get it: usually one, every loaded order.
 	type sent struct {
 		idx   []int
 		batch client.Batch
 	}
-	var batches []sent
+	batches := make([]sent, 0, nt)
 	var wg sync.WaitGroup
 	for ti, t := range d.targets {
 		name := names[ti]
-		idx := make([]int, 0, len(loaded))
-		for i, l := range loaded {
+		idx := sc.ints(ti, len(loaded))
+		for i := range loaded {
+			l := &loaded[i] // not copied: a Loaded is some hundred bytes
 			if !l.Ref.For(name, t.wants) {
 				continue
 			}
@@ -255,7 +277,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 			}
 		}
 		if !found {
-			subset := make([]sdk.Order, len(idx))
+			subset := sc.orders(len(batches), len(idx))
 			for k, i := range idx {
 				subset[k] = loaded[i].Order
 			}
@@ -263,15 +285,15 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 			batches = append(batches, sent{idx: idx, batch: batch})
 		}
 		var store *sdk.AnswerStore
-		bp, ok := t.Processor.(BatchProcessor)
-		if ok {
+		bp, isBatch := t.Processor.(BatchProcessor)
+		if isBatch {
 			store = d.answerStore()
-			out.answers.stores = append(out.answers.stores, store)
+			out.held.stores = append(out.held.stores, store)
 		}
 		wg.Add(1)
 		go func(ti int, t Target) {
 			defer wg.Done()
-			if ok {
+			if isBatch {
 				answers[ti].results, answers[ti].err = bp.ProcessBatch(ctx, batch, store)
 				return
 			}
@@ -279,6 +301,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 		}(ti, t)
 	}
 	wg.Wait()
+	// Every call returned: nothing refers to the batches any more.
 	for _, b := range batches {
 		if buf := b.batch.Buffer(); cap(buf) > 0 {
 			d.packBuffers.put(buf)
@@ -291,35 +314,38 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 
 	// written[i*nt+ti] is 1 + the index in target ti's results of its
 	// write for loaded[i], or 0 when it has none.
-	written := make([]int32, len(loaded)*nt)
+	written := sc.zeros(len(loaded) * nt)
 	writes := 0
 	for ti, a := range answers {
 		name := names[ti]
 		for k, i := range a.idx {
-			l := loaded[i]
 			if a.err != nil {
-				out.Failures = append(out.Failures, Failure{Index: i, Loaded: l, Plugin: name, Reason: a.err.Error(), Attempts: attempts(a.err)})
+				out.Failures = append(out.Failures, Failure{Index: i, Loaded: loaded[i], Plugin: name, Reason: a.err.Error(), Attempts: attempts(a.err)})
 				continue
 			}
-			r := a.results[k]
+			r := &a.results[k]
 			if r.HostFailure != "" { // the plugin host already retried it
-				out.Failures = append(out.Failures, Failure{Index: i, Loaded: l, Plugin: name, Reason: r.Err, Attempts: r.Attempts})
+				out.Failures = append(out.Failures, Failure{Index: i, Loaded: loaded[i], Plugin: name, Reason: r.Err, Attempts: r.Attempts})
 				continue
 			}
 			if r.Err != "" {
-				out.Failures = append(out.Failures, Failure{Index: i, Loaded: l, Plugin: name, Reason: "plugin error: " + r.Err, Attempts: 1, Transient: !r.Permanent})
+				out.Failures = append(out.Failures, Failure{Index: i, Loaded: loaded[i], Plugin: name, Reason: "plugin error: " + r.Err, Attempts: 1, Transient: !r.Permanent})
 				continue
 			}
 			if err := d.targets[ti].Policy.CheckAll(r.Effects); err != nil {
-				out.Failures = append(out.Failures, Failure{Index: i, Loaded: l, Plugin: name, Reason: "refused effect: " + err.Error(), Attempts: 1})
+				out.Failures = append(out.Failures, Failure{Index: i, Loaded: loaded[i], Plugin: name, Reason: "refused effect: " + err.Error(), Attempts: 1})
 				continue
 			}
 			written[i*nt+ti] = int32(k + 1)
 			writes++
 		}
 	}
-	out.Writes = make([]apply.Write, 0, writes)
-	for i, l := range loaded {
+	out.Writes, _ = d.writes.get()
+	if cap(out.Writes) < writes {
+		out.Writes = make([]apply.Write, 0, writes)
+	}
+	for i := range loaded {
+		l := &loaded[i]
 		key := ""
 		for ti := range nt {
 			k := written[i*nt+ti]
@@ -335,7 +361,48 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 			})
 		}
 	}
+	out.held.writes = out.Writes
 	return out, nil
+}
+
+// ints returns target ti's empty index slice, with room for n.
+func (sc *scratch) ints(ti, n int) []int {
+	for len(sc.idx) <= ti {
+		sc.idx = append(sc.idx, nil)
+	}
+	if cap(sc.idx[ti]) < n {
+		sc.idx[ti] = make([]int, 0, n)
+	}
+	return sc.idx[ti][:0]
+}
+
+// orders returns the j-th subset's slice of n orders.
+func (sc *scratch) orders(j, n int) []sdk.Order {
+	for len(sc.subsets) <= j {
+		sc.subsets = append(sc.subsets, nil)
+	}
+	if cap(sc.subsets[j]) < n {
+		sc.subsets[j] = make([]sdk.Order, n)
+	}
+	return sc.subsets[j][:n]
+}
+
+// zeros returns n zeros.
+func (sc *scratch) zeros(n int) []int32 {
+	if cap(sc.written) < n {
+		sc.written = make([]int32, n)
+	}
+	sc.written = sc.written[:n]
+	clear(sc.written)
+	return sc.written
+}
+
+// putScratch keeps sc for a later dispatch, without the orders it held.
+func (d *Dispatcher) putScratch(sc *scratch) {
+	for _, s := range sc.subsets {
+		clear(s[:cap(s)])
+	}
+	d.scratch.put(sc)
 }
 
 // packBuffer returns storage for a packed batch, from an earlier one when
