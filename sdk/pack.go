@@ -101,11 +101,14 @@ func unpackOrders(data []byte) ([]Order, error) {
 	return appendOrders(nil, data)
 }
 
-// appendOrders is unpackOrders appending to out, which it grows at most
-// once.
+// appendOrders is unpackOrders appending to out. A new slice is sized by
+// counting the orders first; one reused from an earlier batch usually has
+// room, and is grown by append in the rare batch that needs more.
 func appendOrders(out []Order, data []byte) ([]Order, error) {
 	d := decoder{s: frozenString(data)}
-	out = growOrders(out, countOrders(d.s))
+	if cap(out) == 0 {
+		out = growOrders(out, countOrders(d.s))
+	}
 	for !d.done() {
 		var o Order
 		o.ID = d.str()
@@ -382,7 +385,11 @@ func stringLen(s string) int { return uvarintLen(uint64(len(s))) + len(s) }
 func (s *AnswerStore) unpackResults(data []byte, n int) []Result {
 	results := s.take(n)
 	d := decoder{s: frozenString(data)}
-	s.u.reserve(countEffects(d.s))
+	if cap(s.u.effects) == 0 {
+		// New storage is sized by counting first; reused storage
+		// usually has room, and grows by append when it has not.
+		s.u.reserve(countEffects(d.s))
+	}
 	i := 0
 	for ; !d.done(); i++ {
 		size := d.uvarint()
