@@ -71,3 +71,34 @@ func TestDescriptionSaysPacked(t *testing.T) {
 		t.Error("an older plugin's description must read as not packed")
 	}
 }
+
+// The server reuses its storage from call to call (decoded orders,
+// Effects), but never an answer: an answer, and the results the host cuts
+// from it, read the same after later calls, as do the strings a plugin
+// built for an earlier batch.
+func TestServerAnswerSurvivesLaterCalls(t *testing.T) {
+	for name, p := range tutorialPlugins {
+		t.Run(name, func(t *testing.T) {
+			srv := newServer(p)
+			first := benchOrders(300)
+			later := benchOrders(50)
+			for i := range later {
+				later[i].ID, later[i].Event, later[i].Who = "later-"+later[i].ID, "Later", "later"
+				later[i].TS += 3600 * 5
+			}
+			resp, err := srv.Process(context.Background(), ProcessRequestToProto(first, true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ResultsFromProto(resp, len(first))
+			for range 3 {
+				if _, err := srv.Process(context.Background(), ProcessRequestToProto(later, true)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if want := ProcessBatch(p, first); !reflect.DeepEqual(got, want) {
+				t.Errorf("after later calls, the first answer reads %+v\nwant %+v", got[:3], want[:3])
+			}
+		})
+	}
+}

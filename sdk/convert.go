@@ -140,7 +140,9 @@ func ProcessRequestToProto(orders []Order, packed bool) *pluginv1.ProcessRequest
 }
 
 // ProcessRequestFromProto is the inverse of ProcessRequestToProto. It also
-// reads a request that lists its orders as messages.
+// reads a request that lists its orders as messages. The orders' strings
+// share req's bytes, which must never be modified again: req is as gRPC
+// decoded it, and then only read.
 func ProcessRequestFromProto(req *pluginv1.ProcessRequest) ([]Order, error) {
 	if len(req.GetOrders()) == 0 {
 		return unpackOrders(req.GetPackedOrders())
@@ -188,11 +190,20 @@ func ResultsToProto(results []Result, packed bool) *pluginv1.ProcessResponse {
 // the bounds (MaxEffects, MaxEffectArgs, MaxArgBytes, MaxAnswerBytes) fails
 // alone, permanently; an answer for an order it was not sent means the
 // indices cannot be trusted, so every order fails.
+//
+// The results' strings share resp's bytes fields, which must never be
+// modified again: resp is as gRPC decoded it, and then only read.
 func ResultsFromProto(resp *pluginv1.ProcessResponse, n int) []Result {
+	var s AnswerStore
+	return s.ResultsFromProto(resp, n)
+}
+
+// ResultsFromProto is the package's ResultsFromProto decoding into s.
+func (s *AnswerStore) ResultsFromProto(resp *pluginv1.ProcessResponse, n int) []Result {
 	if packed := resp.GetPackedResults(); len(packed) > 0 {
-		return unpackResults(packed, n)
+		return s.unpackResults(packed, n)
 	}
-	results := make([]Result, n)
+	results := s.take(n)
 	seen := make([]bool, n)
 	for _, pr := range resp.GetResults() {
 		i := uint64(pr.GetIndex())

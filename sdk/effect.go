@@ -1,6 +1,10 @@
 package sdk
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+	"unsafe"
+)
 
 // Effect is one Redis write, kept as data so the host can check it against
 // the plugin's declared keys and apply a whole batch atomically.
@@ -17,6 +21,82 @@ type Effects struct {
 	// a window of it: one slice, reused after Reset, instead of one per
 	// effect.
 	args []string
+	// text holds the numbers the helpers format and the strings Concat
+	// builds, for every order e serves: a string cut from it costs no
+	// allocation of its own. A pointer, so that copies of e append to one
+	// buffer rather than over each other's strings.
+	text *textBuffer
+}
+
+// textBuffer is storage that strings are cut from. Its bytes are only ever
+// appended, never rewritten (Reset leaves it alone; a full buffer is
+// replaced, not reused), so a string cut from it never changes under its
+// reader; it keeps its buffer alive as long as it is referenced.
+type textBuffer struct{ b []byte }
+
+// textChunk is the size of a text buffer: some hundred orders' numbers and
+// keys. Longer strings are allocated on their own.
+const textChunk = 8 << 10
+
+// room returns e's text buffer with room for n more bytes.
+func (e *Effects) room(n int) *textBuffer {
+	if e.text == nil {
+		e.text = &textBuffer{}
+	}
+	if t := e.text; cap(t.b)-len(t.b) < n {
+		t.b = make([]byte, 0, textChunk)
+	}
+	return e.text
+}
+
+// since returns the bytes appended to t from offset from on as a string,
+// without copying them: t never rewrites them (see textBuffer).
+func (t *textBuffer) since(from int) string {
+	b := t.b[from:]
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// formatInt is strconv.FormatInt(n, 10) without an allocation.
+func (e *Effects) formatInt(n int64) string {
+	if 0 <= n && n < 100 {
+		return strconv.FormatInt(n, 10) // strconv's own constants
+	}
+	t := e.room(20)
+	from := len(t.b)
+	t.b = strconv.AppendInt(t.b, n, 10)
+	return t.since(from)
+}
+
+// formatFloat is FormatFloat(f) without an allocation.
+func (e *Effects) formatFloat(f float64) string {
+	t := e.room(32) // a longer number (1e300) grows the buffer, to a new array
+	from := len(t.b)
+	t.b = strconv.AppendFloat(t.b, f, 'f', -1, 64)
+	return t.since(from)
+}
+
+// Concat returns the parts joined, as a + b would, built in storage e keeps
+// across orders: a key or field made for each order ("sales:" + event)
+// costs no allocation of its own. The string is valid and unchanged for
+// good, but while it is referenced it keeps that storage (some KiB) alive:
+// build a string you keep, in a cache say, with + instead.
+func (e *Effects) Concat(parts ...string) string {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	switch {
+	case n == 0:
+		return ""
+	case n > textChunk/8:
+		return strings.Join(parts, "")
+	}
+	t := e.room(n)
+	from := len(t.b)
+	for _, p := range parts {
+		t.b = append(t.b, p...)
+	}
+	return t.since(from)
 }
 
 // List returns the effects added so far. The slice, and the effects' Args,
@@ -25,6 +105,14 @@ func (e *Effects) List() []Effect { return e.list }
 
 // Reset empties e, keeping its storage.
 func (e *Effects) Reset() { e.list, e.args = e.list[:0], e.args[:0] }
+
+// release empties e for a later batch, dropping its references to this
+// one's strings for the GC.
+func (e *Effects) release() {
+	clear(e.list[:cap(e.list)])
+	clear(e.args[:cap(e.args)])
+	e.Reset()
+}
 
 // Add appends a raw effect. Prefer the typed helpers: the host rejects
 // commands outside its allowlist and malformed arguments. args is copied:
@@ -49,12 +137,12 @@ func (e *Effects) add(command, key string, args ...string) {
 
 // HIncrBy adds n to the integer in hash field key.field.
 func (e *Effects) HIncrBy(key, field string, n int64) {
-	e.add("HINCRBY", key, field, strconv.FormatInt(n, 10))
+	e.add("HINCRBY", key, field, e.formatInt(n))
 }
 
 // HIncrByFloat adds f to the number in hash field key.field.
 func (e *Effects) HIncrByFloat(key, field string, f float64) {
-	e.add("HINCRBYFLOAT", key, field, FormatFloat(f))
+	e.add("HINCRBYFLOAT", key, field, e.formatFloat(f))
 }
 
 // HSet sets hash field key.field to value.
@@ -69,7 +157,7 @@ func (e *Effects) SAdd(key string, members ...string) {
 
 // ZIncrBy adds incr to member's score in the sorted set at key.
 func (e *Effects) ZIncrBy(key string, incr float64, member string) {
-	e.add("ZINCRBY", key, FormatFloat(incr), member)
+	e.add("ZINCRBY", key, e.formatFloat(incr), member)
 }
 
 // PFAdd adds elements to the HyperLogLog at key.
@@ -79,7 +167,7 @@ func (e *Effects) PFAdd(key string, elements ...string) {
 
 // IncrBy adds n to the integer at key.
 func (e *Effects) IncrBy(key string, n int64) {
-	e.add("INCRBY", key, strconv.FormatInt(n, 10))
+	e.add("INCRBY", key, e.formatInt(n))
 }
 
 // XAdd appends an entry with the given field/value pairs to the stream at
@@ -87,7 +175,7 @@ func (e *Effects) IncrBy(key string, n int64) {
 func (e *Effects) XAdd(key string, maxLen int64, fieldValues ...string) {
 	from := len(e.args)
 	if maxLen > 0 {
-		e.args = append(e.args, "MAXLEN", "~", strconv.FormatInt(maxLen, 10))
+		e.args = append(e.args, "MAXLEN", "~", e.formatInt(maxLen))
 	}
 	e.args = append(e.args, "*")
 	e.args = append(e.args, fieldValues...)
@@ -108,7 +196,7 @@ const (
 // bit offset offset of the string at key, handling overflow as mode says.
 // With OverflowWrap it is exactly `BITFIELD key INCRBY typ offset incr`.
 func (e *Effects) BitfieldIncrBy(key, typ string, offset, incr int64, mode Overflow) {
-	off, n := strconv.FormatInt(offset, 10), strconv.FormatInt(incr, 10)
+	off, n := e.formatInt(offset), e.formatInt(incr)
 	if mode == "" || mode == OverflowWrap {
 		e.add("BITFIELD", key, "INCRBY", typ, off, n)
 		return

@@ -1,7 +1,9 @@
 package sdk_test
 
 import (
+	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -117,5 +119,48 @@ func TestEffectsCopyArgs(t *testing.T) {
 				t.Errorf("effects = %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// The helpers format numbers, and Concat builds strings, in storage the
+// Effects keeps across orders: the strings must read as strconv and +
+// would make them, and never change afterwards, whatever is added later,
+// after Reset or through a copy of the Effects.
+func TestEffectsStringsNeverChange(t *testing.T) {
+	ints := []int64{0, 7, 99, 100, -1, -100, 123456789, math.MaxInt64, math.MinInt64}
+	floats := []float64{0, 0.1, 12.5, -2.25, 1e-7, 1e300, math.SmallestNonzeroFloat64, math.MaxFloat64}
+	var e sdk.Effects
+	var want []sdk.Effect
+	for _, n := range ints {
+		e.IncrBy("c", n)
+		want = append(want, sdk.Effect{Command: "INCRBY", Key: "c", Args: []string{strconv.FormatInt(n, 10)}})
+	}
+	for _, f := range floats {
+		e.HIncrByFloat(e.Concat("h:", "x", ""), e.Concat("f"), f)
+		want = append(want, sdk.Effect{Command: "HINCRBYFLOAT", Key: "h:x", Args: []string{"f", sdk.FormatFloat(f)}})
+	}
+	long := strings.Repeat("k", 5000)
+	e.SAdd(e.Concat(long, long), e.Concat())
+	want = append(want, sdk.Effect{Command: "SADD", Key: long + long, Args: []string{""}})
+	if got := e.List(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("effects = %q\nwant %q", got, want)
+	}
+	// The slices are only valid until Reset (see List); the strings, kept
+	// here, for good.
+	var kept []sdk.Effect
+	for _, f := range e.List() {
+		kept = append(kept, sdk.Effect{Command: f.Command, Key: f.Key, Args: append([]string(nil), f.Args...)})
+	}
+	twin := e // a copy appends to the same storage, after what e wrote
+	for i := range 10000 {
+		e.Reset()
+		e.IncrBy(e.Concat("c:", strconv.Itoa(i)), int64(1000+i))
+		twin.HIncrByFloat("h", twin.Concat("f", strconv.Itoa(i)), float64(i)+0.5)
+	}
+	if !reflect.DeepEqual(kept, want) {
+		t.Errorf("after more effects, the first ones read %q\nwant %q", kept, want)
+	}
+	if got, want := e.List(), []sdk.Effect{{Command: "INCRBY", Key: "c:9999", Args: []string{"10999"}}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("last effects = %q, want %q", got, want)
 	}
 }

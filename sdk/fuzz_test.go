@@ -158,5 +158,18 @@ func FuzzResultsFromProto(f *testing.F) {
 			}
 			checkDecoded(t, r.Effects, len(data))
 		}
+		// Decoded into reused storage, after another answer and after a
+		// Reset, as the host does: the same results, and the first
+		// decode's untouched until the Reset.
+		var s AnswerStore
+		first := s.ResultsFromProto(&resp, int(n))
+		second := s.ResultsFromProto(&resp, int(n))
+		if !reflect.DeepEqual(first, got) || !reflect.DeepEqual(second, got) {
+			t.Fatalf("decoded into one store twice: %+v and %+v, want %+v", first, second, got)
+		}
+		s.Reset()
+		if again := s.ResultsFromProto(&resp, int(n)); !reflect.DeepEqual(again, got) {
+			t.Fatalf("decoded into a reset store: %+v, want %+v", again, got)
+		}
 	})
 }

@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
+	"slices"
+	"unsafe"
 )
 
 // The compact encoding carries a batch's orders and each order's effects as
-// one bytes field instead of nested protobuf messages. Decoding copies the
-// whole field into one string and cuts every value out of it, so a batch
-// costs a handful of allocations instead of several per order and effect:
-// that is most of what the plugin boundary costs the host.
+// one bytes field instead of nested protobuf messages. Decoding cuts every
+// string out of that field's bytes, so a batch costs a handful of
+// allocations instead of several per order and effect: that is most of what
+// the plugin boundary costs the host.
 //
 // Values are length-prefixed (uvarint) byte strings; numbers are uvarints,
 // signed ones zigzag-encoded (varint), and a float is its IEEE-754 bits.
@@ -41,6 +44,30 @@ const (
 // packOrders encodes orders: for each, id, channel, ts, qty, cost, event,
 // who, the number of extra fields, then each extra key and value.
 func packOrders(orders []Order) []byte {
+	b := make([]byte, 0, packedSize(orders))
+	for _, o := range orders {
+		b = appendOrder(b, o)
+	}
+	return b
+}
+
+// PackOrders appends orders to b in the packed encoding of a Process
+// request's packed_orders (see docs/plugin-protocol.md), and to ends, for
+// each order, the offset in b where it ends: the host packs a batch once for
+// every plugin it goes to, and sends a run of its orders as a window of it.
+// b grows once, if at all, as a rule. For the host side (sdk/client); plugins never need it.
+func PackOrders(b []byte, orders []Order, ends []int) ([]byte, []int) {
+	b = slices.Grow(b, packedSize(orders))
+	for _, o := range orders {
+		b = appendOrder(b, o)
+		ends = append(ends, len(b))
+	}
+	return b, ends
+}
+
+// packedSize is about the length of orders packed: more, but for huge
+// numbers and lengths.
+func packedSize(orders []Order) int {
 	n := 0
 	for _, o := range orders {
 		n += 40 + len(o.ID) + len(o.Channel) + len(o.Event) + len(o.Who)
@@ -48,28 +75,40 @@ func packOrders(orders []Order) []byte {
 			n += 10 + len(k) + len(v)
 		}
 	}
-	b := make([]byte, 0, n)
-	for _, o := range orders {
-		b = appendString(b, o.ID)
-		b = appendString(b, o.Channel)
-		b = binary.AppendVarint(b, o.TS)
-		b = binary.AppendVarint(b, o.Qty)
-		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(o.Cost))
-		b = appendString(b, o.Event)
-		b = appendString(b, o.Who)
-		b = binary.AppendUvarint(b, uint64(len(o.Extra)))
-		for k, v := range o.Extra {
-			b = appendString(b, k)
-			b = appendString(b, v)
-		}
+	return n
+}
+
+// appendOrder appends o to b in packOrders' encoding.
+func appendOrder(b []byte, o Order) []byte {
+	b = appendString(b, o.ID)
+	b = appendString(b, o.Channel)
+	b = binary.AppendVarint(b, o.TS)
+	b = binary.AppendVarint(b, o.Qty)
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(o.Cost))
+	b = appendString(b, o.Event)
+	b = appendString(b, o.Who)
+	b = binary.AppendUvarint(b, uint64(len(o.Extra)))
+	for k, v := range o.Extra {
+		b = appendString(b, k)
+		b = appendString(b, v)
 	}
 	return b
 }
 
-// unpackOrders is the inverse of packOrders.
+// unpackOrders is the inverse of packOrders. The orders' strings share
+// data's memory (see frozenString): data must never be modified again.
 func unpackOrders(data []byte) ([]Order, error) {
-	d := decoder{s: string(data)}
-	out := make([]Order, 0, countOrders(d.s))
+	return appendOrders(nil, data)
+}
+
+// appendOrders is unpackOrders appending to out. A new slice is sized by
+// counting the orders first; one reused from an earlier batch usually has
+// room, and is grown by append in the rare batch that needs more.
+func appendOrders(out []Order, data []byte) ([]Order, error) {
+	d := decoder{s: frozenString(data)}
+	if cap(out) == 0 {
+		out = growOrders(out, countOrders(d.s))
+	}
 	for !d.done() {
 		var o Order
 		o.ID = d.str()
@@ -95,6 +134,23 @@ func unpackOrders(data []byte) ([]Order, error) {
 		out = append(out, o)
 	}
 	return out, nil
+}
+
+// growOrders returns orders with room for n more.
+func growOrders(orders []Order, n int) []Order {
+	if cap(orders)-len(orders) >= n {
+		return orders
+	}
+	return append(make([]Order, 0, len(orders)+n), orders...)
+}
+
+// frozenString returns b's bytes as a string without copying them. Only for
+// bytes that are never modified again, such as a bytes field that protobuf
+// decoded (it copies the field out of gRPC's reused buffer into memory of
+// its own): a string must never change under its reader. Strings cut from
+// it keep all of b alive, as substrings of a copy kept the copy.
+func frozenString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // countOrders returns how many well-formed orders the start of s holds, so
@@ -148,14 +204,15 @@ func appendEffects(b []byte, effects []Effect) []byte {
 }
 
 // unpackEffects is the inverse of packEffects. All arguments share one
-// slice, each effect's Args a window of it.
+// slice, each effect's Args a window of it. The strings are cut from data
+// (see frozenString), which must never be modified again.
 func unpackEffects(data []byte) ([]Effect, error) {
 	if len(data) > MaxAnswerBytes {
 		return nil, fmt.Errorf("packed effects: %d bytes for one order, more than %d", len(data), MaxAnswerBytes)
 	}
 	// Sized for a typical plugin's few effects, to grow rarely.
 	u := effectsUnpacker{effects: make([]Effect, 0, 4), args: make([]string, 0, 8)}
-	return u.unpack(string(data))
+	return u.unpack(frozenString(data))
 }
 
 // effectsUnpacker decodes the effects of one or more orders into shared
@@ -166,6 +223,52 @@ func unpackEffects(data []byte) ([]Effect, error) {
 type effectsUnpacker struct {
 	effects []Effect
 	args    []string
+}
+
+// reserve makes room for effects more effects and args more arguments, so
+// that decoding them allocates at most once each. A new slice replaces a
+// full one rather than growing it: the windows cut from the old one keep
+// it, and nothing needs to be copied.
+func (u *effectsUnpacker) reserve(effects, args int) {
+	if cap(u.effects)-len(u.effects) < effects {
+		u.effects = make([]Effect, 0, max(effects, 2*cap(u.effects)))
+	}
+	if cap(u.args)-len(u.args) < args {
+		u.args = make([]string, 0, max(args, 2*cap(u.args)))
+	}
+}
+
+// AnswerStore is storage that plugins' answers are decoded into: results,
+// effects and arguments each in one slice, each result's Effects and each
+// effect's Args a window of them. A host that decodes batch after batch
+// into one store, with Reset between, allocates none of these once the
+// store has grown to fit. The zero value is ready to use.
+//
+// No string is stored in it: strings are cut from the answer's own bytes,
+// which are never reused, so a string stays valid and unchanged for good.
+type AnswerStore struct {
+	results []Result
+	u       effectsUnpacker
+}
+
+// Reset empties s for the next batch. Nothing may use the results decoded
+// into s before any more: the next decode overwrites them.
+func (s *AnswerStore) Reset() {
+	// Cleared, so that the answers' bytes are not kept alive for the GC.
+	clear(s.results)
+	clear(s.u.effects)
+	clear(s.u.args)
+	s.results, s.u.effects, s.u.args = s.results[:0], s.u.effects[:0], s.u.args[:0]
+}
+
+// take returns n zero results from s's storage.
+func (s *AnswerStore) take(n int) []Result {
+	if cap(s.results)-len(s.results) < n {
+		s.results = make([]Result, 0, max(n, 2*cap(s.results)))
+	}
+	from := len(s.results)
+	s.results = s.results[:from+n]
+	return s.results[from : from+n : from+n]
 }
 
 // unpack decodes one order's effects from s (packEffects' encoding),
@@ -215,51 +318,78 @@ const resultPermanent = 1
 // per order, in order: each a uvarint length, then the result: uvarint
 // flags (resultPermanent), the error text (length-prefixed, empty when
 // none), and the effects in packEffects' encoding. The length prefix keeps
-// a malformed result from costing more than its own order. Effects are
-// encoded as soon as Handle returns, so one Effects serves every order.
+// a malformed result from costing more than its own order.
 func packResults(p Plugin, orders []Order) []byte {
-	b := make([]byte, 0, 64*len(orders))
 	var out Effects
-	var rec []byte
+	return appendResults(make([]byte, 0, 64*len(orders)), p, orders, &out)
+}
+
+// appendResults is packResults appending to b. Effects are encoded as soon
+// as Handle returns, so out serves every order.
+func appendResults(b []byte, p Plugin, orders []Order, out *Effects) []byte {
 	for i := range orders {
 		out.Reset()
-		rec = rec[:0]
-		err := handleOne(p, orders[i], &out)
+		err := handleOne(p, orders[i], out)
 		if err == nil {
 			if err = checkBounds(out.List()); err != nil {
 				err = Permanent(fmt.Errorf("answer for order %s: %v", orders[i].ID, err))
 			}
 		}
-		switch {
-		case err != nil:
+		if err != nil {
 			flags := uint64(0)
 			if errors.As(err, new(*PermanentError)) {
 				flags = resultPermanent
 			}
-			rec = binary.AppendUvarint(rec, flags)
-			rec = appendString(rec, err.Error())
-		default:
-			rec = append(rec, 0, 0) // no flags, no error
-			rec = appendEffects(rec, out.List())
+			text := err.Error()
+			b = binary.AppendUvarint(b, uint64(uvarintLen(flags)+stringLen(text)))
+			b = binary.AppendUvarint(b, flags)
+			b = appendString(b, text)
+			continue
 		}
-		b = binary.AppendUvarint(b, uint64(len(rec)))
-		b = append(b, rec...)
+		// Sized first, so that the result is written where it goes
+		// rather than copied there.
+		effects := out.List()
+		b = binary.AppendUvarint(b, uint64(2+effectsLen(effects)))
+		b = append(b, 0, 0) // no flags, no error
+		b = appendEffects(b, effects)
 	}
 	return b
 }
 
-// unpackResults is the host's side of packResults for a batch of n orders.
-// It returns n results, whatever data holds: a result that is malformed or
-// over the bounds fails its order alone (permanently, "malformed answer:
-// …"), a missing one fails its order, and more results than orders fail
-// every order, since none can be trusted to be the answer for its order.
-// Every string is cut from one copy of data, every effect and argument
-// held in one slice each.
-func unpackResults(data []byte, n int) []Result {
-	results := make([]Result, n)
-	d := decoder{s: string(data)}
-	effects, args := countEffects(d.s)
-	u := effectsUnpacker{effects: make([]Effect, 0, effects), args: make([]string, 0, args)}
+// effectsLen is the length of effects in packEffects' encoding.
+func effectsLen(effects []Effect) int {
+	n := 0
+	for _, e := range effects {
+		n += uvarintLen(uint64(2+len(e.Args))) + stringLen(e.Command) + stringLen(e.Key)
+		for _, a := range e.Args {
+			n += stringLen(a)
+		}
+	}
+	return n
+}
+
+// uvarintLen is the length of v as a uvarint.
+func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
+
+// stringLen is the length of s as a length-prefixed string.
+func stringLen(s string) int { return uvarintLen(uint64(len(s))) + len(s) }
+
+// unpackResults is the host's side of packResults for a batch of n orders,
+// decoded into s. It returns n results, whatever data holds: a result that
+// is malformed or over the bounds fails its order alone (permanently,
+// "malformed answer: …"), a missing one fails its order, and more results
+// than orders fail every order, since none can be trusted to be the answer
+// for its order. Every string is cut from data (see frozenString), which
+// must never be modified again; every result, effect and argument is held
+// in s's slices.
+func (s *AnswerStore) unpackResults(data []byte, n int) []Result {
+	results := s.take(n)
+	d := decoder{s: frozenString(data)}
+	if cap(s.u.effects) == 0 {
+		// New storage is sized by counting first; reused storage
+		// usually has room, and grows by append when it has not.
+		s.u.reserve(countEffects(d.s))
+	}
 	i := 0
 	for ; !d.done(); i++ {
 		size := d.uvarint()
@@ -281,12 +411,18 @@ func unpackResults(data []byte, n int) []Result {
 		}
 		rec := d.s[:size]
 		d.s = d.s[size:]
-		results[i] = u.result(rec)
+		results[i] = s.u.result(rec)
 	}
 	for ; i < n; i++ {
 		results[i] = Result{Err: "plugin returned no result for this order", Permanent: true}
 	}
 	return results
+}
+
+// unpackResults is AnswerStore.unpackResults into a store of its own.
+func unpackResults(data []byte, n int) []Result {
+	var s AnswerStore
+	return s.unpackResults(data, n)
 }
 
 // countEffects returns how many effects and arguments the well-formed

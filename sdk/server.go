@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
+	"sync/atomic"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -14,6 +17,20 @@ import (
 type server struct {
 	pluginv1.UnimplementedPluginServer
 	impl Plugin
+	// batches holds each Process call's decoded orders and Effects (of
+	// *batchState), for the next call to reuse: a batch then allocates
+	// little but its answer. A pool, not a field: gRPC may run calls
+	// concurrently, even though the host does not.
+	batches sync.Pool
+	// answerBytes is the last packed answer's size per order, to size the
+	// next answer's buffer once rather than grow it from a guess.
+	answerBytes atomic.Int64
+}
+
+// batchState is what one Process call needs besides its answer.
+type batchState struct {
+	orders []Order
+	out    Effects
 }
 
 var _ pluginv1.PluginServer = (*server)(nil)
@@ -44,17 +61,50 @@ func (s *server) Configure(_ context.Context, req *pluginv1.ConfigureRequest) (*
 }
 
 func (s *server) Process(_ context.Context, req *pluginv1.ProcessRequest) (*pluginv1.ProcessResponse, error) {
-	orders, err := ProcessRequestFromProto(req)
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
 	// Answer in the request's encoding: an older host reads only messages,
 	// or only each order's effects packed.
 	packed := len(req.GetOrders()) == 0
 	if packed && req.GetPackedAnswer() {
-		return &pluginv1.ProcessResponse{PackedResults: packResults(s.impl, orders)}, nil
+		return s.processPacked(req.GetPackedOrders())
+	}
+	orders, err := ProcessRequestFromProto(req)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return ResultsToProto(ProcessBatch(s.impl, orders), packed), nil
+}
+
+// processPacked answers a batch of packed orders with packed results, in
+// storage reused from call to call but for the answer itself, which gRPC
+// sends after Process returned.
+func (s *server) processPacked(data []byte) (*pluginv1.ProcessResponse, error) {
+	st, _ := s.batches.Get().(*batchState)
+	if st == nil {
+		st = &batchState{}
+	}
+	defer func() {
+		clear(st.orders) // drop the request's strings for the GC
+		st.orders = st.orders[:0]
+		st.out.release()
+		s.batches.Put(st)
+	}()
+	orders, err := appendOrders(st.orders[:0], data)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	st.orders = orders
+	n := len(orders)
+	perOrder := s.answerBytes.Load()
+	if perOrder == 0 {
+		perOrder = 64
+	}
+	// An eighth more than the last batch's: one allocation, and rarely a
+	// second.
+	answer := appendResults(make([]byte, 0, int(perOrder+perOrder/8)*n), s.impl, orders, &st.out)
+	if n > 0 {
+		s.answerBytes.Store(int64(len(answer)/n + 1))
+	}
+	return &pluginv1.ProcessResponse{PackedResults: answer}, nil
 }
 
 // normalise turns JSON-decoded lists into []string so Config's accessors

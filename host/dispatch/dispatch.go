@@ -6,6 +6,7 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/eventhost/eventhost/host/apply"
@@ -13,16 +14,27 @@ import (
 	"github.com/eventhost/eventhost/host/pluginhost"
 	"github.com/eventhost/eventhost/host/policy"
 	"github.com/eventhost/eventhost/sdk"
+	"github.com/eventhost/eventhost/sdk/client"
 )
 
 // Processor runs one plugin over a batch, returning one result per order.
 // *pluginhost.Instance is the real one; Local runs a plugin in process.
+// orders is only valid until Process returns: the Dispatcher reuses it.
 type Processor interface {
 	Name() string
 	Process(ctx context.Context, orders []sdk.Order) ([]sdk.Result, error)
 }
 
-var _ Processor = (*pluginhost.Instance)(nil)
+// BatchProcessor is a Processor that takes its batch as a client.Batch,
+// packed once for every plugin that gets the same orders, and decodes the
+// answer into storage the Dispatcher reuses from batch to batch (see
+// Outcome.Release). *pluginhost.Instance is one.
+type BatchProcessor interface {
+	Processor
+	ProcessBatch(ctx context.Context, batch client.Batch, store *sdk.AnswerStore) ([]sdk.Result, error)
+}
+
+var _ BatchProcessor = (*pluginhost.Instance)(nil)
 
 // Target is a plugin with the channels it listens on and what it may write.
 type Target struct {
@@ -64,6 +76,16 @@ type Dispatcher struct {
 	mu      sync.RWMutex
 	targets []Target
 	keyOf   func(id string) string
+
+	// packBuffers hold packed batches' storage, reused once every call
+	// that sent one returned; stores the storage answers were decoded
+	// into, reused once their outcome is released.
+	packBuffers freeList[[]byte]
+	stores      freeList[*sdk.AnswerStore]
+	// writes hold released outcomes' Writes; scratch what a dispatch
+	// uses only while it runs.
+	writes  freeList[[]apply.Write]
+	scratch freeList[*scratch]
 }
 
 // New returns a Dispatcher; keyOf names an order's hash.
@@ -114,6 +136,45 @@ type Outcome struct {
 	// Skipped counts, per plugin, orders it had already applied (a
 	// duplicate delivery).
 	Skipped map[string]int
+
+	// held is the storage Writes and their effects are in, for Release.
+	held *held
+}
+
+// held is the storage an outcome holds until it is released.
+type held struct {
+	d        *Dispatcher
+	mu       sync.Mutex
+	released bool
+	writes   []apply.Write
+	stores   []*sdk.AnswerStore
+}
+
+// Release hands the storage of the outcome's Writes, and of the answers
+// their effects were decoded from, back to the Dispatcher that made it, for
+// a later batch: call it once nothing uses the outcome any more (its batch
+// is applied). Writes and their effects are overwritten afterwards; strings
+// stay as they are. Without Release, that storage is left to the GC.
+// Calling it again, or on a copy, does nothing.
+func (o Outcome) Release() {
+	h := o.held
+	if h == nil {
+		return
+	}
+	d := h.d
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.released {
+		return
+	}
+	h.released = true
+	for _, s := range h.stores {
+		s.Reset()
+		d.stores.put(s)
+	}
+	clear(h.writes) // drop the strings and effects for the GC
+	d.writes.put(h.writes[:0])
+	h.stores, h.writes = nil, nil
 }
 
 // Dispatch runs every target over the loaded orders meant for it that it
@@ -136,16 +197,25 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 		names[ti] = t.Processor.Name()
 		markers[ti] = orders.DoneField(names[ti])
 	}
-	out := Outcome{Skipped: map[string]int{}}
-	// all holds every loaded order, made once: a target that gets them all
-	// (the usual case) is sent it rather than a copy of its own. Plugins
-	// only read their batch.
-	var all []sdk.Order
+	sc, ok := d.scratch.get()
+	if !ok {
+		sc = &scratch{}
+	}
+	defer d.putScratch(sc)
+	out := Outcome{Skipped: map[string]int{}, held: &held{d: d}}
+	// batches are the distinct sets of orders sent, each packed at most
+	// once however many targets get it: usually one, every loaded order.
+	type sent struct {
+		idx   []int
+		batch client.Batch
+	}
+	batches := make([]sent, 0, nt)
 	var wg sync.WaitGroup
 	for ti, t := range d.targets {
 		name := names[ti]
-		idx := make([]int, 0, len(loaded))
-		for i, l := range loaded {
+		idx := sc.ints(ti, len(loaded))
+		for i := range loaded {
+			l := &loaded[i] // not copied: a Loaded is some hundred bytes
 			if !l.Ref.For(name, t.wants) {
 				continue
 			}
@@ -159,63 +229,84 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 		if len(idx) == 0 {
 			continue
 		}
-		var batch []sdk.Order
-		if len(idx) == len(loaded) {
-			if all == nil {
-				all = make([]sdk.Order, len(loaded))
-				for i, l := range loaded {
-					all[i] = l.Order
-				}
-			}
-			batch = all
-		} else {
-			batch = make([]sdk.Order, len(idx))
-			for k, i := range idx {
-				batch[k] = loaded[i].Order
+		var batch client.Batch
+		found := false
+		for _, b := range batches {
+			if slices.Equal(b.idx, idx) {
+				batch, found = b.batch, true
+				break
 			}
 		}
+		if !found {
+			subset := sc.orders(len(batches), len(idx))
+			for k, i := range idx {
+				subset[k] = loaded[i].Order
+			}
+			batch = client.NewBatch(subset, d.packBuffer())
+			batches = append(batches, sent{idx: idx, batch: batch})
+		}
+		var store *sdk.AnswerStore
+		bp, isBatch := t.Processor.(BatchProcessor)
+		if isBatch {
+			store = d.answerStore()
+			out.held.stores = append(out.held.stores, store)
+		}
 		wg.Add(1)
-		go func(ti int, t Target, batch []sdk.Order) {
+		go func(ti int, t Target) {
 			defer wg.Done()
-			answers[ti].results, answers[ti].err = t.Processor.Process(ctx, batch)
-		}(ti, t, batch)
+			if isBatch {
+				answers[ti].results, answers[ti].err = bp.ProcessBatch(ctx, batch, store)
+				return
+			}
+			answers[ti].results, answers[ti].err = t.Processor.Process(ctx, batch.Orders())
+		}(ti, t)
 	}
 	wg.Wait()
+	// Every call returned: nothing refers to the batches any more.
+	for _, b := range batches {
+		if buf := b.batch.Buffer(); cap(buf) > 0 {
+			d.packBuffers.put(buf)
+		}
+	}
 	if err := ctx.Err(); err != nil {
+		out.Release()
 		return Outcome{}, err
 	}
 
 	// written[i*nt+ti] is 1 + the index in target ti's results of its
 	// write for loaded[i], or 0 when it has none.
-	written := make([]int32, len(loaded)*nt)
+	written := sc.zeros(len(loaded) * nt)
 	writes := 0
 	for ti, a := range answers {
 		name := names[ti]
 		for k, i := range a.idx {
-			l := loaded[i]
 			if a.err != nil {
-				out.Failures = append(out.Failures, Failure{Index: i, Loaded: l, Plugin: name, Reason: a.err.Error(), Attempts: attempts(a.err)})
+				out.Failures = append(out.Failures, Failure{Index: i, Loaded: loaded[i], Plugin: name, Reason: a.err.Error(), Attempts: attempts(a.err)})
 				continue
 			}
-			r := a.results[k]
+			r := &a.results[k]
 			if r.HostFailure != "" { // the plugin host already retried it
-				out.Failures = append(out.Failures, Failure{Index: i, Loaded: l, Plugin: name, Reason: r.Err, Attempts: r.Attempts})
+				out.Failures = append(out.Failures, Failure{Index: i, Loaded: loaded[i], Plugin: name, Reason: r.Err, Attempts: r.Attempts})
 				continue
 			}
 			if r.Err != "" {
-				out.Failures = append(out.Failures, Failure{Index: i, Loaded: l, Plugin: name, Reason: "plugin error: " + r.Err, Attempts: 1, Transient: !r.Permanent})
+				out.Failures = append(out.Failures, Failure{Index: i, Loaded: loaded[i], Plugin: name, Reason: "plugin error: " + r.Err, Attempts: 1, Transient: !r.Permanent})
 				continue
 			}
 			if err := d.targets[ti].Policy.CheckAll(r.Effects); err != nil {
-				out.Failures = append(out.Failures, Failure{Index: i, Loaded: l, Plugin: name, Reason: "refused effect: " + err.Error(), Attempts: 1})
+				out.Failures = append(out.Failures, Failure{Index: i, Loaded: loaded[i], Plugin: name, Reason: "refused effect: " + err.Error(), Attempts: 1})
 				continue
 			}
 			written[i*nt+ti] = int32(k + 1)
 			writes++
 		}
 	}
-	out.Writes = make([]apply.Write, 0, writes)
-	for i, l := range loaded {
+	out.Writes, _ = d.writes.get()
+	if cap(out.Writes) < writes {
+		out.Writes = make([]apply.Write, 0, writes)
+	}
+	for i := range loaded {
+		l := &loaded[i]
 		key := ""
 		for ti := range nt {
 			k := written[i*nt+ti]
@@ -231,6 +322,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 			})
 		}
 	}
+	out.held.writes = out.Writes
 	return out, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/policy"
 	"github.com/eventhost/eventhost/sdk"
+	"github.com/eventhost/eventhost/sdk/client"
 )
 
 // gated is a plugin that writes SADD <name> <id> for each order, and holds
@@ -157,5 +158,91 @@ func TestDispatchOutcome(t *testing.T) {
 	sent := [][][]string{a.batches, b.batches, c.batches}
 	if want := [][][]string{{{"1", "2", "3"}}, {{"1", "2", "4"}}, {{"5"}}}; !reflect.DeepEqual(sent, want) {
 		t.Errorf("batches sent %q, want %q", sent, want)
+	}
+}
+
+// batcher is a BatchProcessor writing SADD <name> <id> for each order,
+// its answer decoded into the dispatcher's storage as a plugin's is.
+type batcher struct {
+	name   string
+	sent   []*sdk.Order // the first order of each batch it was sent
+	stores []*sdk.AnswerStore
+}
+
+func (p *batcher) Name() string { return p.name }
+
+func (p *batcher) Process(ctx context.Context, os []sdk.Order) ([]sdk.Result, error) {
+	return p.ProcessBatch(ctx, client.NewBatch(os, nil), nil)
+}
+
+func (p *batcher) ProcessBatch(_ context.Context, b client.Batch, store *sdk.AnswerStore) ([]sdk.Result, error) {
+	os := b.Orders()
+	p.sent = append(p.sent, &os[0])
+	p.stores = append(p.stores, store)
+	results := make([]sdk.Result, len(os))
+	for i, o := range os {
+		results[i] = sdk.Result{Effects: []sdk.Effect{{Command: "SADD", Key: p.name, Args: []string{o.ID}}}}
+	}
+	if store == nil {
+		store = new(sdk.AnswerStore)
+	}
+	return store.ResultsFromProto(sdk.ResultsToProto(results, true), len(os)), nil
+}
+
+// Plugins that get the same orders are sent one batch (packed once), and
+// the storage their answers were decoded into is reused only once the
+// outcome is released: an outcome not released reads the same after later
+// batches.
+func TestDispatchSharesBatchesAndReusesReleasedStorage(t *testing.T) {
+	a, b := &batcher{name: "a"}, &batcher{name: "b"}
+	d := dispatch.New([]dispatch.Target{target(a), target(b)}, func(id string) string { return "order:" + id })
+	load := func(ids ...string) []orders.Loaded {
+		var batch []orders.Loaded
+		for _, id := range ids {
+			batch = append(batch, orders.Loaded{Order: sdk.Order{ID: id, Channel: "c"}, Ref: orders.Ref{ID: id, Channel: "c"}})
+		}
+		return batch
+	}
+	writes := func(out dispatch.Outcome) []string {
+		var got []string
+		for _, w := range out.Writes {
+			got = append(got, w.Effects[0].Key+w.Effects[0].Args[0])
+		}
+		return got
+	}
+	first, err := d.Dispatch(context.Background(), load("1", "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.sent[0] != b.sent[0] {
+		t.Error("two plugins that get the same orders were sent two batches")
+	}
+	second, err := d.Dispatch(context.Background(), load("3", "4", "5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a1", "b1", "a2", "b2"}; !reflect.DeepEqual(writes(first), want) {
+		t.Errorf("first outcome, not released, reads %q after a later batch, want %q", writes(first), want)
+	}
+	if a.stores[1] == a.stores[0] || a.stores[1] == b.stores[0] {
+		t.Error("storage of an outcome not released was reused")
+	}
+	first.Release()
+	first.Release() // a second time does nothing
+	third, err := d.Dispatch(context.Background(), load("6"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := a.stores[2]; s != a.stores[0] && s != b.stores[0] {
+		t.Error("storage of a released outcome was not reused")
+	}
+	if a.stores[2] == b.stores[2] {
+		t.Error("two plugins were given one storage")
+	}
+	if want := []string{"a3", "b3", "a4", "b4", "a5", "b5"}; !reflect.DeepEqual(writes(second), want) {
+		t.Errorf("second outcome reads %q, want %q", writes(second), want)
+	}
+	if want := []string{"a6", "b6"}; !reflect.DeepEqual(writes(third), want) {
+		t.Errorf("third outcome reads %q, want %q", writes(third), want)
 	}
 }

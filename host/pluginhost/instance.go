@@ -128,12 +128,19 @@ func (in *Instance) Disabled() bool {
 // a size failure never does. A disabled plugin returns ErrDisabled at once;
 // any other error is ctx's.
 func (in *Instance) Process(ctx context.Context, orders []sdk.Order) ([]sdk.Result, error) {
+	return in.ProcessBatch(ctx, client.NewBatch(orders, nil), nil)
+}
+
+// ProcessBatch is Process for a batch that other plugins may get too,
+// packed once for all of them, with the answers decoded into store (new
+// storage when nil): the results are only valid until store's next Reset.
+func (in *Instance) ProcessBatch(ctx context.Context, batch client.Batch, store *sdk.AnswerStore) ([]sdk.Result, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.disabled {
 		return nil, ErrDisabled
 	}
-	results, err := in.isolate(ctx, orders)
+	results, err := in.isolate(ctx, batch, store)
 	if err != nil {
 		return nil, err
 	}
@@ -157,11 +164,11 @@ type callFailure struct {
 // process (in.proc is nil afterwards); a size or protocol failure leaves it
 // running, since it is still answering. The failure is nil on success, and
 // also when ctx ended (the caller checks ctx).
-func (in *Instance) call(ctx context.Context, orders []sdk.Order) ([]sdk.Result, *callFailure) {
+func (in *Instance) call(ctx context.Context, batch client.Batch, store *sdk.AnswerStore) ([]sdk.Result, *callFailure) {
 	callCtx, cancel := context.WithTimeout(ctx, in.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
-	results, err := in.proc.rpc.Process(callCtx, orders)
+	results, err := in.proc.rpc.ProcessBatch(callCtx, batch, store)
 	in.metrics.PluginRPCSeconds.WithLabelValues(in.cfg.Name).Observe(time.Since(start).Seconds())
 	if err == nil || ctx.Err() != nil {
 		return results, nil

@@ -42,9 +42,11 @@ func extraCalls(n, maxAttempts int) int {
 	return 4*bits.Len(uint(n-1)) + maxAttempts
 }
 
-// isolate calls the plugin with orders and returns one result per order,
-// bisecting failed calls (see above). Its error is only ctx's.
-func (in *Instance) isolate(ctx context.Context, orders []sdk.Order) ([]sdk.Result, error) {
+// isolate calls the plugin with batch and returns one result per order,
+// bisecting failed calls (see above), decoding answers into store. Its
+// error is only ctx's.
+func (in *Instance) isolate(ctx context.Context, batch client.Batch, store *sdk.AnswerStore) ([]sdk.Result, error) {
+	orders := batch.Orders()
 	n := len(orders)
 	// Allocated at the first failure: most batches take one call, whose
 	// results are returned as they are.
@@ -99,7 +101,7 @@ func (in *Instance) isolate(ctx context.Context, orders []sdk.Order) ([]sdk.Resu
 				continue
 			}
 		}
-		res, f := in.call(ctx, orders[sp.lo:sp.hi])
+		res, f := in.call(ctx, batch.Slice(sp.lo, sp.hi), store)
 		calls++
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -31,6 +31,6 @@ func (*Invoices) Configure(sdk.Config) error { return nil }
 
 // Handle implements sdk.Plugin.
 func (*Invoices) Handle(o sdk.Order, out *sdk.Effects) error {
-	out.SAdd(InvoicesPrefix+o.Who, o.ID)
+	out.SAdd(out.Concat(InvoicesPrefix, o.Who), o.ID)
 	return nil
 }

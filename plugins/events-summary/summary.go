@@ -44,8 +44,8 @@ func (*Summary) Configure(sdk.Config) error { return nil }
 
 // Handle implements sdk.Plugin.
 func (*Summary) Handle(o sdk.Order, out *sdk.Effects) error {
-	out.SAdd(SalesPrefix+o.Event, o.ID)
-	out.HIncrByFloat(KeySummary, o.Event+FieldSales, o.Cost)
-	out.HIncrBy(KeySummary, o.Event+FieldTickets, o.Qty)
+	out.SAdd(out.Concat(SalesPrefix, o.Event), o.ID)
+	out.HIncrByFloat(KeySummary, out.Concat(o.Event, FieldSales), o.Cost)
+	out.HIncrBy(KeySummary, out.Concat(o.Event, FieldTickets), o.Qty)
 	return nil
 }

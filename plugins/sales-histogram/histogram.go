@@ -99,7 +99,7 @@ func (h *Histogram) Configure(cfg sdk.Config) error {
 func (h *Histogram) Handle(o sdk.Order, out *sdk.Effects) error {
 	offset := SlotOffset(o.Time().In(h.loc).Hour(), h.bits)
 	out.BitfieldIncrBy(KeyOverall, h.counter, offset, o.Qty, h.overflow)
-	out.BitfieldIncrBy(keyEventPrefix+o.Event, h.counter, offset, o.Qty, h.overflow)
+	out.BitfieldIncrBy(out.Concat(keyEventPrefix, o.Event), h.counter, offset, o.Qty, h.overflow)
 	return nil
 }
 

@@ -99,16 +99,31 @@ func (e *TooBigError) Unwrap() error { return e.Err }
 // Whatever the plugin answers costs at most this batch's results (see
 // sdk.ResultsFromProto); err means the call itself failed.
 func (c *Client) Process(ctx context.Context, orders []sdk.Order) ([]sdk.Result, error) {
-	req := sdk.ProcessRequestToProto(orders, c.packed)
+	return c.ProcessBatch(ctx, NewBatch(orders, nil), nil)
+}
+
+// ProcessBatch is Process for a batch that other plugins may get too,
+// packed once for all of them, with the answer decoded into store (a new
+// one when nil). The results are only valid until store's next Reset.
+func (c *Client) ProcessBatch(ctx context.Context, b Batch, store *sdk.AnswerStore) ([]sdk.Result, error) {
+	var req *pluginv1.ProcessRequest
+	if c.packed {
+		req = &pluginv1.ProcessRequest{PackedOrders: b.packedOrders(), PackedAnswer: true}
+	} else {
+		req = sdk.ProcessRequestToProto(b.Orders(), false)
+	}
 	resp, err := c.rpc.Process(ctx, req)
 	if status.Code(err) == codes.ResourceExhausted {
 		// gRPC says which side's limit, not whose message: the size of
 		// ours does.
 		n := proto.Size(req)
-		return nil, fmt.Errorf("process batch of %d orders: %w", len(orders), &TooBigError{Request: n > sdk.MaxMessageBytes, Bytes: n, Err: err})
+		return nil, fmt.Errorf("process batch of %d orders: %w", b.Len(), &TooBigError{Request: n > sdk.MaxMessageBytes, Bytes: n, Err: err})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("process batch of %d orders: %w", len(orders), err)
+		return nil, fmt.Errorf("process batch of %d orders: %w", b.Len(), err)
 	}
-	return sdk.ResultsFromProto(resp, len(orders)), nil
+	if store == nil {
+		store = new(sdk.AnswerStore)
+	}
+	return store.ResultsFromProto(resp, b.Len()), nil
 }

@@ -44,3 +44,49 @@ func TestProcessSendsTheEncodingThePluginReads(t *testing.T) {
 		}
 	}
 }
+
+// A batch is packed once, whichever of its parts is sent first, and a part
+// (as isolation sends it) is exactly those orders packed, a window of the
+// whole batch's encoding, in the storage NewBatch was offered.
+func TestBatchPacksOnceAndSendsPartsAsWindows(t *testing.T) {
+	orders := []sdk.Order{
+		{ID: "1", Channel: "c", TS: 1627000000, Qty: 3, Cost: 120.75, Event: "Judo", Who: "ann"},
+		{ID: "2", Event: "e", Who: "w", Extra: map[string]string{"coupon": "X1"}},
+		{ID: "3", Event: "Rowing", Who: "bob", Qty: -1, TS: -5},
+		{ID: "4"},
+	}
+	whole := func(orders []sdk.Order) []byte {
+		rec := &recorder{packed: true}
+		c := New(rec)
+		if _, err := c.Describe(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Process(context.Background(), orders); err != nil {
+			t.Fatal(err)
+		}
+		return rec.last.GetPackedOrders()
+	}
+	rec := &recorder{packed: true}
+	c := New(rec)
+	if _, err := c.Describe(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	storage := make([]byte, 0, 4096)
+	b := NewBatch(orders, storage)
+	for _, part := range [][2]int{{1, 3}, {0, 4}, {3, 4}, {0, 1}, {2, 2}} {
+		if _, err := c.ProcessBatch(context.Background(), b.Slice(part[0], part[1]), nil); err != nil {
+			t.Fatal(err)
+		}
+		got, want := rec.last.GetPackedOrders(), whole(orders[part[0]:part[1]])
+		if string(got) != string(want) {
+			t.Errorf("orders %d to %d sent as %x, want %x", part[0], part[1], got, want)
+		}
+		at := len(whole(orders[:part[0]]))
+		if len(got) > 0 && &got[0] != &storage[:cap(storage)][at] {
+			t.Errorf("orders %d to %d are not sent as a window of the whole batch's encoding, in the storage offered", part[0], part[1])
+		}
+	}
+	if buf := b.Buffer(); cap(buf) != cap(storage) || &buf[:1][0] != &storage[:1][0] {
+		t.Errorf("Buffer does not return the storage offered")
+	}
+}

@@ -21,3 +21,24 @@ func TestBufferAtMostTwiceTheMessage(t *testing.T) {
 		t.Logf("gRPC's default pool now sizes a 70 KiB buffer at %d: this package may no longer be needed", cap(*buf))
 	}
 }
+
+// A buffer comes back from the pool for a message of its class, with the
+// length asked for; buffers outside the classes are not pooled.
+func TestBuffersAreReused(t *testing.T) {
+	pool := New()
+	buf := pool.Get(3000)
+	first := &(*buf)[:1][0]
+	pool.Put(buf)
+	again := pool.Get(2500)
+	if len(*again) != 2500 || cap(*again) != 4096 {
+		t.Errorf("Get(2500): len %d, cap %d", len(*again), cap(*again))
+	}
+	if &(*again)[:1][0] != first {
+		t.Log("the pool dropped the buffer (a collection, or the race detector): nothing to check")
+	}
+	huge := pool.Get(40 << 20)
+	if len(*huge) != 40<<20 {
+		t.Errorf("Get(40 MiB): len %d", len(*huge))
+	}
+	pool.Put(huge) // not a class: dropped, not kept
+}
