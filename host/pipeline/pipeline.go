@@ -137,6 +137,9 @@ func (p *Pipeline) RunIntake(ctx context.Context, live *intake.Queue, found <-ch
 		defer close(applied)
 		for pb := range ready {
 			err := p.finish(ctx, pb)
+			if err == nil {
+				pb.dispatched.Release() // applied: nothing reads its writes any more
+			}
 			p.putBatch(pb.refs)
 			inflight.Add(-1)
 			if err != nil {
@@ -311,6 +314,9 @@ type prepared struct {
 	// again after a backoff, until MissingHashWait has passed.
 	wait  []orders.Ref
 	start time.Time
+	// dispatched holds the storage batch.Writes are in: released once the
+	// batch is applied, for the dispatcher to reuse.
+	dispatched dispatch.Outcome
 }
 
 // prepare loads and dispatches refs: everything but the apply.
@@ -389,6 +395,7 @@ func (p *Pipeline) prepare(ctx context.Context, refs []orders.Ref) (prepared, er
 	if err != nil {
 		return pb, err
 	}
+	pb.dispatched = out
 	for plugin, n := range out.Skipped {
 		p.metrics.OrdersDuplicate.WithLabelValues(plugin).Add(float64(n))
 		p.outcomes.alreadyDone.Add(int64(n))
