@@ -314,6 +314,9 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 				continue
 			}
 			if key == "" {
+				key = l.Key // the loader's: no string per order here
+			}
+			if key == "" {
 				key = d.keyOf(l.Order.ID)
 			}
 			out.Writes = append(out.Writes, apply.Write{

@@ -45,7 +45,7 @@ func BenchmarkDispatch(b *testing.B) {
 	loaded := make([]orders.Loaded, n)
 	for i := range loaded {
 		id := strconv.Itoa(1000000 + i)
-		loaded[i] = orders.Loaded{Order: sdk.Order{ID: id, Channel: "c", Event: "Judo", Who: "ann"}, Ref: orders.Ref{ID: id, Channel: "c"}}
+		loaded[i] = orders.Loaded{Order: sdk.Order{ID: id, Channel: "c", Event: "Judo", Who: "ann"}, Ref: orders.Ref{ID: id, Channel: "c"}, Key: "purchase_order_details:" + id}
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -105,7 +105,7 @@ func (l *Loader) LoadAppend(ctx context.Context, refs []Ref, loaded []Loaded) (_
 			rejected = append(rejected, Rejected{Ref: r, Reason: err.Error(), Missing: none, NotStored: none})
 			continue
 		}
-		loaded = append(loaded, Loaded{Order: o, Ref: r, Done: done})
+		loaded = append(loaded, Loaded{Order: o, Ref: r, Key: s.keys[j], Done: done})
 	}
 	return loaded, rejected, nil
 }

@@ -91,6 +91,8 @@ func (r Ref) For(plugin string, listens func(channel string) bool) bool {
 type Loaded struct {
 	Order sdk.Order
 	Ref   Ref
+	// Key is the order's hash key, as the loader read it.
+	Key string
 	// Done holds the names of plugins whose done marker is set.
 	Done map[string]bool
 }
