@@ -47,35 +47,43 @@ func TestApplyCoalescedEqualsOneByOne(t *testing.T) {
 				writes = append(writes, write(id, plugin, fx...))
 			}
 		}
-		res, err := a.Apply(ctx, apply.Batch{Writes: writes})
-		if err != nil {
-			t.Fatalf("round %d: Apply: %v", round, err)
+		applyEqualsOneByOne(t, ctx, a, coalesced, oneByOne, writes, round)
+	}
+}
+
+// applyEqualsOneByOne applies writes through a (on coalesced) and the same
+// effects one command at a time on oneByOne, and fails unless every write
+// was applied and both hold the same keys and values.
+func applyEqualsOneByOne(t *testing.T, ctx context.Context, a *apply.Applier, coalesced, oneByOne *redis.Client, writes []apply.Write, round int) {
+	t.Helper()
+	res, err := a.Apply(ctx, apply.Batch{Writes: writes})
+	if err != nil {
+		t.Fatalf("round %d: Apply: %v", round, err)
+	}
+	for i, st := range res.Statuses {
+		if st != apply.Applied {
+			t.Fatalf("round %d: write %d %+v: %v (%s)", round, i, writes[i], st, res.Reasons[i])
 		}
-		for i, st := range res.Statuses {
-			if st != apply.Applied {
-				t.Fatalf("round %d: write %d %+v: %v (%s)", round, i, writes[i], st, res.Reasons[i])
+	}
+	for _, w := range writes {
+		for _, e := range w.Effects {
+			args := []any{e.Command, e.Key}
+			for _, s := range e.Args {
+				args = append(args, s)
+			}
+			if err := oneByOne.Do(ctx, args...).Err(); err != nil && err != redis.Nil {
+				t.Fatalf("round %d: %v: %v", round, args, err)
 			}
 		}
-		for _, w := range writes {
-			for _, e := range w.Effects {
-				args := []any{e.Command, e.Key}
-				for _, s := range e.Args {
-					args = append(args, s)
-				}
-				if err := oneByOne.Do(ctx, args...).Err(); err != nil && err != redis.Nil {
-					t.Fatalf("round %d: %v: %v", round, args, err)
-				}
+	}
+	got, want := state(t, ctx, coalesced), state(t, ctx, oneByOne)
+	if !reflect.DeepEqual(got, want) {
+		for k := range want {
+			if !reflect.DeepEqual(got[k], want[k]) {
+				t.Errorf("round %d: key %s:\n coalesced  %#v\n one by one %#v", round, k, got[k], want[k])
 			}
 		}
-		got, want := state(t, ctx, coalesced), state(t, ctx, oneByOne)
-		if !reflect.DeepEqual(got, want) {
-			for k := range want {
-				if !reflect.DeepEqual(got[k], want[k]) {
-					t.Errorf("round %d: key %s:\n coalesced  %#v\n one by one %#v", round, k, got[k], want[k])
-				}
-			}
-			t.FailNow()
-		}
+		t.FailNow()
 	}
 }
 

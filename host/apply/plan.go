@@ -146,40 +146,26 @@ func classOf(command string) class {
 	return noClass
 }
 
-// typ is the Redis type, as TYPE names it, of the class's keys.
-func (c class) typ() string {
-	switch c {
-	case classHash:
-		return "hash"
-	case classSet:
-		return "set"
-	case classStream:
-		return "stream"
-	case classBitfield, classIncrBy, classPFAdd:
-		return "string"
-	case classZSet:
-		return "zset"
+// typeNames are the Redis types, as TYPE names them, of each class's keys;
+// typeArgs the same boxed once, as script arguments that never allocate.
+var (
+	typeNames = [nclasses]string{
+		classHash: "hash", classSet: "set", classStream: "stream", classZSet: "zset",
+		classBitfield: "string", classIncrBy: "string", classPFAdd: "string",
 	}
-	return ""
-}
+	typeArgs = func() (boxed [nclasses]any) {
+		for c, name := range typeNames {
+			boxed[c] = name
+		}
+		return boxed
+	}()
+)
 
-// typArg is typ as a script argument (a constant: boxed without
-// allocating).
-func (c class) typArg() any {
-	switch c {
-	case classHash:
-		return "hash"
-	case classSet:
-		return "set"
-	case classStream:
-		return "stream"
-	case classBitfield, classIncrBy, classPFAdd:
-		return "string"
-	case classZSet:
-		return "zset"
-	}
-	return ""
-}
+// typ is the Redis type, as TYPE names it, of the class's keys.
+func (c class) typ() string { return typeNames[c] }
+
+// typArg is typ as a script argument.
+func (c class) typArg() any { return typeArgs[c] }
 
 // family names the command family, for messages.
 func (c class) family() string {

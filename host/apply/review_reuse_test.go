@@ -77,35 +77,7 @@ func TestReviewPlanReuseAcrossShapes(t *testing.T) {
 				writes = append(writes, write(id, plugin, fx...))
 			}
 		}
-		res, err := a.Apply(ctx, apply.Batch{Writes: writes})
-		if err != nil {
-			t.Fatalf("round %d: Apply: %v", round, err)
-		}
-		for i, st := range res.Statuses {
-			if st != apply.Applied {
-				t.Fatalf("round %d: write %d %+v: %v (%s)", round, i, writes[i], st, res.Reasons[i])
-			}
-		}
-		for _, w := range writes {
-			for _, e := range w.Effects {
-				args := []any{e.Command, e.Key}
-				for _, s := range e.Args {
-					args = append(args, s)
-				}
-				if err := oneByOne.Do(ctx, args...).Err(); err != nil && err != redis.Nil {
-					t.Fatalf("round %d: %v: %v", round, args, err)
-				}
-			}
-		}
-		got, want := state(t, ctx, coalesced), state(t, ctx, oneByOne)
-		if !reflect.DeepEqual(got, want) {
-			for k := range want {
-				if !reflect.DeepEqual(got[k], want[k]) {
-					t.Errorf("round %d: key %s:\n coalesced  %#v\n one by one %#v", round, k, got[k], want[k])
-				}
-			}
-			t.FailNow()
-		}
+		applyEqualsOneByOne(t, ctx, a, coalesced, oneByOne, writes, round)
 		// Each order hash holds the done markers of exactly the plugins
 		// that wrote it: a marker set looked up in what a reused plan
 		// kept from an earlier batch would mark other plugins done.
