@@ -870,7 +870,13 @@ func TestLiveOrdersPassCatchUp(t *testing.T) {
 	if after < len(missed)/2 {
 		t.Errorf("only %d of %d stored orders were applied after the live ones, published once 5,000 were: the live orders queued behind the catch-up", after, len(missed))
 	}
-	checkMetric(t, addr, "eventhost_catchup_orders_total", float64(len(missed)))
+	// The scan may also find a live order published while it ran, before
+	// that order is applied (seen on a loaded machine): it counts as found,
+	// and the done markers still count it once.
+	found, _ := scrapeMetric(t, addr, "eventhost_catchup_orders_total")
+	if found < float64(len(missed)) || found > float64(len(all)) {
+		t.Errorf("eventhost_catchup_orders_total = %v, want the %d stored orders and at most the %d live ones besides", found, len(missed), len(live))
+	}
 	if code := h.stop(t); code != 0 {
 		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
 	}
