@@ -78,21 +78,30 @@ func (s *subscriber) receive(t *testing.T, n int) []string {
 // returns what a subscriber should receive, sorted.
 func announce(t *testing.T, rdb redis.UniversalClient, channels []string, id string, sharded bool) []string {
 	t.Helper()
+	want, err := publishAll(t.Context(), rdb, channels, id, sharded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
+// publishAll is announce, returning the first error instead of failing.
+func publishAll(ctx context.Context, rdb redis.UniversalClient, channels []string, id string, sharded bool) ([]string, error) {
 	var want []string
 	for _, ch := range channels {
 		var err error
 		if sharded {
-			err = rdb.SPublish(t.Context(), ch, id).Err()
+			err = rdb.SPublish(ctx, ch, id).Err()
 		} else {
-			err = rdb.Publish(t.Context(), ch, id).Err()
+			err = rdb.Publish(ctx, ch, id).Err()
 		}
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		want = append(want, ch+"/"+id)
 	}
 	slices.Sort(want)
-	return want
+	return want, nil
 }
 
 // killSubscribers closes every Pub/Sub connection of nodes, as a network
@@ -330,21 +339,11 @@ func mustSlot(t *testing.T, rdb *redis.ClusterClient, key string) int64 {
 // failing the test, so the caller can try again.
 func announceRetry(t *testing.T, rdb redis.UniversalClient, channels []string, id string, sharded bool) []string {
 	t.Helper()
-	var want []string
-	for _, ch := range channels {
-		var err error
-		if sharded {
-			err = rdb.SPublish(t.Context(), ch, id).Err()
-		} else {
-			err = rdb.Publish(t.Context(), ch, id).Err()
-		}
-		if err != nil {
-			time.Sleep(50 * time.Millisecond)
-			return nil
-		}
-		want = append(want, ch+"/"+id)
+	want, err := publishAll(t.Context(), rdb, channels, id, sharded)
+	if err != nil {
+		time.Sleep(50 * time.Millisecond)
+		return nil
 	}
-	slices.Sort(want)
 	return want
 }
 
