@@ -8,13 +8,16 @@ package apply
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -46,6 +49,11 @@ type Write struct {
 	// Plugin, OrderID and Channel say whose write it is, for dead letters
 	// and metrics; they are not sent to Redis.
 	Plugin, OrderID, Channel string
+	// Seen is the last apply the order's load saw (orders.Loader reports
+	// it). When every write of a batch has the same one, the script reads
+	// only the markers of orders an apply since then marked; otherwise it
+	// reads every order's.
+	Seen orders.Horizon
 }
 
 // Batch is everything one batch leaves in Redis.
@@ -128,13 +136,19 @@ type Result struct {
 // an operator can fix that: the caller pauses and retries.
 type OwnKeyError struct {
 	Key, Have string
+	// Want is the type the key must have; "" is a stream.
+	Want string
 }
 
 // PauseReason is the pipeline's pause reason while the key is wrong.
 func (e *OwnKeyError) PauseReason() string { return "eventhost's own key holds another type" }
 
 func (e *OwnKeyError) Error() string {
-	return fmt.Sprintf("eventhost's key %s holds a %s, not a stream: rename or delete it", e.Key, e.Have)
+	want := e.Want
+	if want == "" {
+		want = "stream"
+	}
+	return fmt.Sprintf("eventhost's key %s holds a %s, not a %s: rename or delete it", e.Key, e.Have, want)
 }
 
 // Applier applies batches. Set its fields before the first Apply.
@@ -166,6 +180,61 @@ type Applier struct {
 	// scriptSHA and scriptSrc are apply.lua's digest and text, EVALSHA's
 	// and EVAL's arguments (boxed once: see run).
 	scriptSHA, scriptSrc any
+
+	// applies are orders.AppliesKey and its ring's sets, as KEYS takes
+	// them; tokens names this applier's runs there (see nextToken).
+	applies []string
+	tokens  tokenSource
+}
+
+// tokenSource makes the tokens apply runs leave in orders.AppliesKey: a
+// random prefix per applier and a count, so that no two runs anywhere
+// share one, and a run on a replica that lost it is told apart from
+// another run with the same number.
+type tokenSource struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func (t *tokenSource) init() {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail
+	t.prefix = hex.EncodeToString(b[:]) + "."
+}
+
+func (t *tokenSource) next() string {
+	return t.prefix + strconv.FormatUint(t.n.Add(1), 10)
+}
+
+// ownType is the type eventhost's own key must hold: a stream (the
+// dead-letter and source streams) but for the applies' count and ring.
+func ownType(key string) string {
+	switch {
+	case key == orders.AppliesKey:
+		return "hash"
+	case strings.HasPrefix(key, orders.AppliesKey+":"):
+		return "set"
+	}
+	return ""
+}
+
+// horizon is the last apply every planned write's load saw, or -1 and ""
+// when they do not all know the same one.
+func horizon(writes []Write, planned []int) (int64, *string) {
+	if len(planned) == 0 {
+		return -1, nil
+	}
+	h := &writes[planned[0]].Seen
+	for _, w := range planned[1:] {
+		o := &writes[w].Seen
+		if !o.Known || o.Seq != h.Seq || o.Token != h.Token {
+			return -1, nil
+		}
+	}
+	if !h.Known {
+		return -1, nil
+	}
+	return h.Seq, &h.Token
 }
 
 // New returns an Applier writing dead letters to stream (trimmed to about
@@ -174,6 +243,11 @@ func New(rdb redis.UniversalClient, stream string, maxLen int64) *Applier {
 	src := withChecks(applyLua)
 	a := &Applier{rdb: rdb, dlStream: stream, dlMaxLen: maxLen, now: time.Now, MaxArgs: 200_000,
 		scriptSHA: redis.NewScript(src).Hash(), scriptSrc: src}
+	a.tokens.init()
+	a.applies = append(a.applies, orders.AppliesKey)
+	for n := range orders.AppliesRing {
+		a.applies = append(a.applies, orders.AppliesSlot(n))
+	}
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		// One script may only touch one hash slot: see cluster.go.
 		a.cluster = newClusterApply(cc)
@@ -412,7 +486,7 @@ func (a *Applier) leaveOut(p *plan, problems []string, refused map[int]leftOut) 
 			key := p.keys[n-1]
 			acc := p.accOf(key)
 			if acc == nil {
-				return &OwnKeyError{Key: key, Have: arg}
+				return &OwnKeyError{Key: key, Have: arg, Want: ownType(key)}
 			}
 			for _, w := range p.writesOn(acc) {
 				if _, ok := refused[w]; !ok {
@@ -461,6 +535,10 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 		}
 		p.deadKeys = append(p.deadKeys, k)
 	}
+	// The applies' count, then its ring, in the order apply.lua takes them.
+	applies := len(p.keys) + 1
+	p.keys = append(p.keys, a.applies...)
+	p.token = a.tokens.next()
 	args := &p.args
 	args.boxed("evalsha")
 	args.boxed(a.scriptSHA)
@@ -482,6 +560,16 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 	for _, k := range p.acks {
 		args.int(k)
 	}
+	args.int(applies)
+	args.int(orders.AppliesRing)
+	since, sinceToken := horizon(p.writes, p.planned)
+	args.int64(since)
+	if sinceToken != nil {
+		args.str(sinceToken)
+	} else {
+		args.boxed("")
+	}
+	args.str(&p.token)
 	args.int(len(p.sets))
 	for s := range p.sets {
 		names := p.set(s + 1)

@@ -12,6 +12,9 @@
 -- write.
 -- ARGV:
 --   now_us, dl_maxlen, group, #ack_streams, key_idx*
+--   applies_idx, ring, since, since_token, token
+--                                            KEYS[applies_idx] numbers the applies,
+--                                            the ring's sets follow it (see 2.)
 --   #marker_sets, (#names, name*)*           done-marker fields, shared by orders
 --   #orders, first_key_idx, #runs, (count, set_idx)*
 --                                            the order hashes are KEYS[first_key_idx]
@@ -42,6 +45,9 @@ local ack_keys = {}
 for s = 1, tonumber(ARGV[4]) do ack_keys[s] = KEYS[tonumber(ARGV[4 + s])] end
 local i = 5 + #ack_keys
 local problems = {}
+local applies, ring = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+local since, since_token, token = tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4]
+i = i + 5
 
 local function note(p) problems[#problems + 1] = p end
 
@@ -63,22 +69,92 @@ for s = 1, nsets do
 end
 
 -- 2. Orders: the hash still exists and no marker is set yet.
+--
+-- Every run that marks orders numbers itself in KEYS[applies] (fields seq
+-- and token) and keeps the keys of the orders it marked, and '#' .. its
+-- token, in ring set seq % ring. A batch knows the last run its load saw
+-- (since, since_token; since is -1 when it does not): the load read every
+-- order's markers after that run, and the dispatcher left out what was
+-- done then. So only the orders a run after it marked need their markers
+-- read here. Every order is read when that cannot be told: the ring no
+-- longer holds every run since, or holds another history (a failover lost
+-- run since, and the numbers went on without it), or an order hash is gone.
 local norders = tonumber(ARGV[i])
 local first_order = tonumber(ARGV[i + 1])
 local nruns = tonumber(ARGV[i + 2])
 i = i + 3
 local runs_at = i
+
+-- unpack() is bounded by Lua's C stack: keys go in chunks.
+local function each_chunk(from, n, fn)
+  for c = from, from + n - 1, 1000 do
+    fn(c, math.min(c + 999, from + n - 1))
+  end
+end
+local function slot(n) return applies + 1 + n % ring end
+-- own(k, want) notes a problem when eventhost's own KEYS[k] holds another type.
+local function own(k, want)
+  local have = redis.call('TYPE', KEYS[k])['ok']
+  if have ~= 'none' and have ~= want then
+    note('type ' .. k .. ' ' .. have)
+    return false
+  end
+  return true
+end
+
+local seq = 0 -- the last run's number
+local ours = own(applies, 'hash')
+if ours then
+  seq = tonumber(redis.call('HGET', KEYS[applies], 'seq')) or 0
+  ours = own(slot(seq + 1), 'set') -- the set this run fills
+end
+-- Reading less needs these two (and HDEL, to take the markers back should
+-- an order hash turn out not to be a hash): without them, read everything.
+local lean = redis.acl_check_cmd('SMISMEMBER', KEYS[slot(0)], 'm')
+  and (norders == 0 or redis.acl_check_cmd('HDEL', KEYS[first_order], 'f'))
+-- marked[o]: a run after the load marked order o. nil: read every order.
+local marked = nil
+if ours and lean and norders > 0 and since >= 0 and since <= seq and seq - since < ring then
+  local same = since == 0
+  if not same and own(slot(since), 'set') then
+    same = redis.call('SMISMEMBER', KEYS[slot(since)], '#' .. since_token)[1] == 1
+  end
+  local present = 0
+  if same then
+    each_chunk(first_order, norders, function(a, b)
+      present = present + redis.call('EXISTS', unpack(KEYS, a, b))
+    end)
+  end
+  if present == norders then
+    marked = {}
+    for n = since + 1, seq do
+      if not own(slot(n), 'set') then
+        marked = nil
+        break
+      end
+      each_chunk(first_order, norders, function(a, b)
+        local r = redis.call('SMISMEMBER', KEYS[slot(n)], unpack(KEYS, a, b))
+        for k = 1, #r do
+          if r[k] == 1 then marked[a - first_order + k] = true end
+        end
+      end)
+    end
+  end
+end
+
 local o = 0
 for _ = 1, nruns do
   local count, names = tonumber(ARGV[i]), set_names[tonumber(ARGV[i + 1])]
   for _ = 1, count do
     o = o + 1
-    local r = redis.pcall('HMGET', KEYS[first_order + o - 1], 'ts', unpack(names))
-    if r.err or not r[1] then
-      note('gone ' .. o)
-    else
-      for k = 1, #names do
-        if r[k + 1] then note('done ' .. o .. ' ' .. k) end
+    if not marked or marked[o] then
+      local r = redis.pcall('HMGET', KEYS[first_order + o - 1], 'ts', unpack(names))
+      if r.err or not r[1] then
+        note('gone ' .. o)
+      else
+        for k = 1, #names do
+          if r[k + 1] then note('done ' .. o .. ' ' .. k) end
+        end
       end
     end
   end
@@ -144,6 +220,12 @@ end
 if norders > 0 and not redis.acl_check_cmd('HSET', KEYS[first_order], 'f', 'v') then
   return deny('HSET', KEYS[first_order])
 end
+if norders > 0 then
+  if not redis.acl_check_cmd('HSET', KEYS[applies], 'f', 'v') then return deny('HSET', KEYS[applies]) end
+  for _, cmd in ipairs({ 'DEL', 'SADD' }) do
+    if not redis.acl_check_cmd(cmd, KEYS[slot(seq + 1)], 'm') then return deny(cmd, KEYS[slot(seq + 1)]) end
+  end
+end
 if not redis.acl_check_cmd('XADD', KEYS[1], '*', 'f', 'v') or not redis.acl_check_cmd('XDEL', KEYS[1], '0-1') then
   return deny('XADD and XDEL', KEYS[1])
 end
@@ -168,16 +250,51 @@ for _ = 1, nops do
   i = i + n * (1 + argc)
 end
 
--- Phase 2: write. Nothing below can be refused.
+-- Phase 2: write. Nothing below can be refused, but for an order hash
+-- whose type was not read (see 2.): its markers go first, and should one
+-- not be a hash, the markers set before it are taken back (they were all
+-- new) and the batch returns that order as gone, with nothing written.
+local function unmark(upto)
+  local j, q = runs_at, first_order
+  for _ = 1, nruns do
+    local count, names = tonumber(ARGV[j]), set_names[tonumber(ARGV[j + 1])]
+    for _ = 1, count do
+      if q >= upto then return end
+      redis.call('HDEL', KEYS[q], unpack(names))
+      q = q + 1
+    end
+    j = j + 2
+  end
+end
 i = runs_at
 o = first_order
 for _ = 1, nruns do
   local count, pairs = tonumber(ARGV[i]), set_pairs[tonumber(ARGV[i + 1])]
   for _ = 1, count do
-    redis.call('HSET', KEYS[o], unpack(pairs))
+    if marked and not marked[o - first_order + 1] then
+      local r = redis.pcall('HSET', KEYS[o], unpack(pairs))
+      if type(r) == 'table' and r.err then
+        unmark(o)
+        return { 0, 'gone ' .. (o - first_order + 1) }
+      end
+    else
+      redis.call('HSET', KEYS[o], unpack(pairs))
+    end
     o = o + 1
   end
   i = i + 2
+end
+
+-- This run's number, and the orders it marked, for the runs after it.
+if norders > 0 then
+  seq = seq + 1
+  redis.call('HSET', KEYS[applies], 'seq', seq, 'token', token)
+  local into = KEYS[slot(seq)]
+  redis.call('DEL', into)
+  redis.call('SADD', into, '#' .. token)
+  each_chunk(first_order, norders, function(a, b)
+    redis.call('SADD', into, unpack(KEYS, a, b))
+  end)
 end
 
 i = ops_at

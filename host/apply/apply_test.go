@@ -50,8 +50,9 @@ func eff(cmd, key string, args ...string) sdk.Effect {
 	return sdk.Effect{Command: cmd, Key: key, Args: args}
 }
 
-// dump returns every key but the order hashes and the dead-letter stream,
-// with its content, so tests can compare the whole written state.
+// dump returns every key but the order hashes, the dead-letter stream and
+// the applies' count and ring (bookkeeping: TestApplyNumbersItsRuns checks
+// those), with its content, so tests can compare the whole written state.
 func dump(t *testing.T, ctx context.Context, rdb *redis.Client) map[string]any {
 	t.Helper()
 	keys, err := rdb.Keys(ctx, "*").Result()
@@ -60,7 +61,7 @@ func dump(t *testing.T, ctx context.Context, rdb *redis.Client) map[string]any {
 	}
 	out := map[string]any{}
 	for _, k := range keys {
-		if strings.HasPrefix(k, "purchase_order_details:") || k == dlStream {
+		if strings.HasPrefix(k, "purchase_order_details:") || k == dlStream || strings.HasPrefix(k, orders.AppliesKey) {
 			continue
 		}
 		typ := rdb.Type(ctx, k).Val()

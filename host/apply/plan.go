@@ -29,7 +29,9 @@ type plan struct {
 	// dead letters).
 	keys []string
 	own  []int // eventhost's own streams among keys
-	acks []int // the streams to acknowledge on, in keys
+	// token names the run in orders.AppliesKey (encode sets it).
+	token string
+	acks  []int // the streams to acknowledge on, in keys
 	// names finds what a name is to the plan (a key, an order hash, a
 	// written key) in one map lookup, the one lookup per effect.
 	names map[string]int32
@@ -227,7 +229,7 @@ func (p *plan) reset() {
 		clear(p.accSlabs[i])
 	}
 	p.accSlab, p.accInSlab = 0, 0
-	p.ackStreams = nil
+	p.ackStreams, p.token = nil, ""
 	p.fields.reset()
 	p.steps.reset()
 	p.members.reset()

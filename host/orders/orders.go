@@ -3,6 +3,7 @@
 package orders
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/eventhost/eventhost/sdk"
@@ -41,6 +42,31 @@ const HistoryPrefix = MarkerPrefix + "history:"
 
 // HistoryField is the history marker field for plugin.
 func HistoryField(plugin string) string { return HistoryPrefix + plugin }
+
+// AppliesKey is the hash in which every apply on one Redis (not a cluster)
+// numbers itself: field "seq" is the last apply's number, "token" its
+// token. AppliesKey + ":" + n, for n in [0, AppliesRing), are the ring of
+// sets that hold the order keys each of the last AppliesRing applies
+// marked (apply number % AppliesRing), and "#" + its token. A load reads
+// the hash first, so an apply can tell which orders were marked after the
+// load read them (see apply.lua).
+const AppliesKey = MarkerPrefix + "applies"
+
+// AppliesRing is how many applies the ring remembers.
+const AppliesRing = 64
+
+// AppliesSlot is the ring set for apply number n.
+func AppliesSlot(n int) string { return AppliesKey + ":" + strconv.Itoa(n%AppliesRing) }
+
+// Horizon is the last apply a load saw: applies numbered up to Seq had
+// run when it read the order hashes, apply Seq with Token. The zero value
+// is unknown (a cluster keeps no count), and makes the apply script read
+// every order's markers itself.
+type Horizon struct {
+	Seq   int64
+	Token string // "" when Seq is 0
+	Known bool
+}
 
 // Ref is an order id as it arrived, with where it arrived from and what is
 // still to be done with it.
@@ -95,6 +121,8 @@ type Loaded struct {
 	Key string
 	// Done holds the names of plugins whose done marker is set.
 	Done map[string]bool
+	// Seen is the last apply the load saw, the same for a batch's orders.
+	Seen Horizon
 }
 
 // Rejected is an order that cannot be processed, and why.
