@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -248,6 +249,52 @@ func TestApplyLeanCheckFindsVanishedOrders(t *testing.T) {
 			count, sets := ring(t, ctx, rdb)
 			if want := map[string][]string{orders.AppliesSlot(1): {"#" + count["token"], orderKey("1"), orderKey("3")}}; !reflect.DeepEqual(sets, want) {
 				t.Fatalf("ring %v, want %v: one run, of the orders it marked", sets, want)
+			}
+		})
+	}
+}
+
+// TestApplyRingPermissions: numbering a run is required, so a user who
+// may not DEL the ring's sets gets a NOPERM with nothing written; reading
+// less is not, so a user without SMISMEMBER gets every order read.
+func TestApplyRingPermissions(t *testing.T) {
+	for _, tc := range []struct {
+		deny  string
+		err   string // "" for no error
+		reads int    // HMGETs when there is no error
+	}{
+		{deny: "-del", err: "NOPERM this user may not run DEL on eventhost:applies:1"},
+		{deny: "-smismember", reads: 2},
+		{deny: "-hdel", reads: 2},
+	} {
+		t.Run(tc.deny, func(t *testing.T) {
+			t.Parallel()
+			ctx, admin, _ := setup(t, 0)
+			if err := admin.Do(ctx, "ACL", "SETUSER", "eh", "on", ">pw", "~*", "&*", "+@all", tc.deny).Err(); err != nil {
+				t.Fatal(err)
+			}
+			rdb := redis.NewClient(&redis.Options{Addr: admin.Options().Addr, Username: "eh", Password: "pw"})
+			t.Cleanup(func() { rdb.Close() })
+			a := apply.New(rdb, dlStream, 0)
+			createOrder(t, ctx, admin, "1")
+			createOrder(t, ctx, admin, "2")
+			b := apply.Batch{Writes: counted(seen(t, ctx, admin, "1", "2"), "1", "2")}
+			if tc.err != "" {
+				_, err := a.Apply(ctx, b)
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("Apply: %v, want %q", err, tc.err)
+				}
+				if n := admin.Exists(ctx, "times", "counted", orders.AppliesKey).Val(); n != 0 {
+					t.Fatalf("%d keys written by a refused batch", n)
+				}
+				return
+			}
+			statuses, reads := hmgets(t, ctx, admin, a, b)
+			if want := []apply.Status{apply.Applied, apply.Applied}; !reflect.DeepEqual(statuses, want) || reads != tc.reads {
+				t.Fatalf("statuses %v, %d orders read; want both applied, %d read", statuses, reads, tc.reads)
+			}
+			if count, _ := ring(t, ctx, admin); count["seq"] != "1" {
+				t.Fatalf("run not numbered: %v", count)
 			}
 		})
 	}

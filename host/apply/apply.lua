@@ -222,9 +222,9 @@ if norders > 0 and not redis.acl_check_cmd('HSET', KEYS[first_order], 'f', 'v') 
 end
 if norders > 0 then
   if not redis.acl_check_cmd('HSET', KEYS[applies], 'f', 'v') then return deny('HSET', KEYS[applies]) end
-  for _, cmd in ipairs({ 'DEL', 'SADD' }) do
-    if not redis.acl_check_cmd(cmd, KEYS[slot(seq + 1)], 'm') then return deny(cmd, KEYS[slot(seq + 1)]) end
-  end
+  local into = KEYS[slot(seq + 1)]
+  if not redis.acl_check_cmd('DEL', into) then return deny('DEL', into) end
+  if not redis.acl_check_cmd('SADD', into, 'm') then return deny('SADD', into) end
 end
 if not redis.acl_check_cmd('XADD', KEYS[1], '*', 'f', 'v') or not redis.acl_check_cmd('XDEL', KEYS[1], '0-1') then
   return deny('XADD and XDEL', KEYS[1])
