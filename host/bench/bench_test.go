@@ -371,10 +371,17 @@ func measure(b *testing.B, rdb *redis.Client, addr string, r runner, n int, seed
 	perOrder := func(i int) float64 { return (after[i] - before[i]) * 1e6 / float64(n) }
 	u.redis, u.bench, u.host, u.plugins = perOrder(0), perOrder(1), perOrder(2), perOrder(3)
 	if os.Getenv("BENCH_STATS") != "" {
-		us, per := consumerMicros(b, rdb)
-		fmt.Printf("%T: Redis µs per order by command:", r)
-		for name, v := range per {
-			fmt.Printf(" %s=%.2f", name, v/float64(n))
+		us, per, calls := consumerMicros(b, rdb)
+		names := make([]string, 0, len(per))
+		for name := range per {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		// Calls per order do not vary with the machine's load, unlike
+		// commandstats' wall-clock times.
+		fmt.Printf("%T: Redis µs (calls) per order by command:", r)
+		for _, name := range names {
+			fmt.Printf(" %s=%.2f (%.3f)", name, per[name]/float64(n), float64(calls[name])/float64(n))
 		}
 		fmt.Printf(" (commandstats, consumer only: %.2f µs/order)\n", us/float64(n))
 	}

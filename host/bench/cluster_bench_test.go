@@ -158,7 +158,7 @@ func measureOn(b *testing.B, rdb redis.UniversalClient, redisBlock string, n int
 	byCmd := map[string]float64{}
 	for i, c := range nodes {
 		per[i] = (redisCPU(b, c) - before[i]) * 1e6 / float64(n)
-		_, cmds := consumerMicros(b, c)
+		_, cmds, _ := consumerMicros(b, c)
 		for name, us := range cmds {
 			byCmd[name] += us / float64(n)
 		}

@@ -117,21 +117,21 @@ var scriptCommands = map[string]bool{
 	"hset": true, "hmget": true, "hget": true, "type": true, "get": true, "getrange": true, "pfcount": true,
 	"hincrby": true, "hincrbyfloat": true, "sadd": true, "zincrby": true, "pfadd": true,
 	"bitfield": true, "incrby": true, "xadd": true, "xack": true, "xdel": true,
-	"sintercard": true, "zintercard": true,
+	"sintercard": true, "zintercard": true, "exists": true, "smismember": true, "del": true, "hdel": true,
 }
 
 // consumerMicros reads INFO commandstats and returns the Redis time spent
 // for the consumer, in µs: everything but the producer's HSET and PUBLISH,
 // and without counting a script's inner commands twice.
-func consumerMicros(b *testing.B, rdb *redis.Client) (total float64, per map[string]float64) {
+func consumerMicros(b *testing.B, rdb *redis.Client) (total float64, per map[string]float64, calls map[string]int64) {
 	stats, err := redistest.CommandStats(context.Background(), rdb)
 	if err != nil {
 		b.Fatal(err)
 	}
-	per = map[string]float64{}
+	per, calls = map[string]float64{}, map[string]int64{}
 	scripts := false
 	for name, st := range stats {
-		per[name] = st.Usec
+		per[name], calls[name] = st.Usec, st.Calls
 		scripts = scripts || name == "evalsha" || name == "eval"
 	}
 	for name, us := range per {
@@ -142,7 +142,7 @@ func consumerMicros(b *testing.B, rdb *redis.Client) (total float64, per map[str
 			total += us
 		}
 	}
-	return total, per
+	return total, per, calls
 }
 
 // redisCPU is the CPU time Redis has used so far, in seconds (INFO cpu).
