@@ -3,6 +3,7 @@ package dispatch_test
 import (
 	"context"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -244,5 +245,57 @@ func TestDispatchSharesBatchesAndReusesReleasedStorage(t *testing.T) {
 	}
 	if want := []string{"a6", "b6"}; !reflect.DeepEqual(writes(third), want) {
 		t.Errorf("third outcome reads %q, want %q", writes(third), want)
+	}
+}
+
+// barrier is a plugin whose batch is held until every plugin sharing the
+// barrier has started its own: a dispatch that called plugins one after
+// the other would never end (the test's deadline ends it).
+type barrier struct {
+	name    string
+	arrived *sync.WaitGroup
+}
+
+func (b barrier) Name() string { return b.name }
+
+func (b barrier) Process(ctx context.Context, os []sdk.Order) ([]sdk.Result, error) {
+	b.arrived.Done()
+	all := make(chan struct{})
+	go func() { b.arrived.Wait(); close(all) }()
+	select {
+	case <-all:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	out := make([]sdk.Result, len(os))
+	for i, o := range os {
+		out[i] = sdk.Result{Effects: []sdk.Effect{{Command: "SADD", Key: b.name, Args: []string{o.ID}}}}
+	}
+	return out, nil
+}
+
+// TestDispatchCallsPluginsTogether: every plugin of a batch is called at
+// the same time, the last on the dispatching goroutine itself, so a slow
+// plugin delays the batch by its own time only; the writes keep the
+// targets' order.
+func TestDispatchCallsPluginsTogether(t *testing.T) {
+	var arrived sync.WaitGroup
+	names := []string{"a", "b", "c"}
+	arrived.Add(len(names))
+	var targets []dispatch.Target
+	for _, n := range names {
+		targets = append(targets, target(barrier{name: n, arrived: &arrived}))
+	}
+	d := dispatch.New(targets, func(id string) string { return "order:" + id })
+	batch := []orders.Loaded{{Order: sdk.Order{ID: "1", Channel: "c"}, Ref: orders.Ref{ID: "1", Channel: "c"}}}
+	// Generous: on a loaded machine goroutines can wait long to run.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	out, err := d.Dispatch(ctx, batch)
+	if err != nil {
+		t.Fatalf("dispatch: %v (were the plugins called one after the other?)", err)
+	}
+	if got := plugins(out); !reflect.DeepEqual(got, names) {
+		t.Errorf("writes for %q, want %q", got, names)
 	}
 }
