@@ -85,13 +85,8 @@ func Serve(p Plugin) {
 		Plugins:         plugin.PluginSet{PluginKey: &GRPCPlugin{Impl: p}},
 		Logger:          logger,
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			// One stream worker: the host sends one call at a time, and
-			// a worker's stack has grown already, where a goroutine per
-			// call grows a fresh one (copied three times) for each batch.
-			// A call arriving while the worker is busy gets its own
-			// goroutine, as without workers.
 			opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes),
-				grpc.NumStreamWorkers(1), experimental.BufferPool(buffers))
+				experimental.BufferPool(buffers))
 			return grpc.NewServer(opts...)
 		},
 	})

@@ -210,7 +210,6 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 		batch client.Batch
 	}
 	batches := make([]sent, 0, nt)
-	calls := make([]call, 0, nt)
 	var wg sync.WaitGroup
 	for ti, t := range d.targets {
 		name := names[ti]
@@ -247,24 +246,20 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 			batches = append(batches, sent{idx: idx, batch: batch})
 		}
 		var store *sdk.AnswerStore
-		if _, isBatch := t.Processor.(BatchProcessor); isBatch {
+		bp, isBatch := t.Processor.(BatchProcessor)
+		if isBatch {
 			store = d.answerStore()
 			out.held.stores = append(out.held.stores, store)
 		}
-		calls = append(calls, call{ti: ti, t: t, batch: batch, store: store})
-	}
-	// The last call runs on this goroutine: one goroutine fewer to start,
-	// grow a stack for and wake, per batch.
-	for k, c := range calls {
-		if k == len(calls)-1 {
-			answers[c.ti].results, answers[c.ti].err = c.process(ctx)
-			break
-		}
 		wg.Add(1)
-		go func() {
+		go func(ti int, t Target) {
 			defer wg.Done()
-			answers[c.ti].results, answers[c.ti].err = c.process(ctx)
-		}()
+			if isBatch {
+				answers[ti].results, answers[ti].err = bp.ProcessBatch(ctx, batch, store)
+				return
+			}
+			answers[ti].results, answers[ti].err = t.Processor.Process(ctx, batch.Orders())
+		}(ti, t)
 	}
 	wg.Wait()
 	// Every call returned: nothing refers to the batches any more.
@@ -332,21 +327,6 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 	}
 	out.held.writes = out.Writes
 	return out, nil
-}
-
-// call is one target's share of a dispatch.
-type call struct {
-	ti    int
-	t     Target
-	batch client.Batch
-	store *sdk.AnswerStore // nil unless t is a BatchProcessor
-}
-
-func (c call) process(ctx context.Context) ([]sdk.Result, error) {
-	if bp, ok := c.t.Processor.(BatchProcessor); ok {
-		return bp.ProcessBatch(ctx, c.batch, c.store)
-	}
-	return c.t.Processor.Process(ctx, c.batch.Orders())
 }
 
 func attempts(err error) int {
