@@ -275,9 +275,8 @@ func (b barrier) Process(ctx context.Context, os []sdk.Order) ([]sdk.Result, err
 }
 
 // TestDispatchCallsPluginsTogether: every plugin of a batch is called at
-// the same time, the last on the dispatching goroutine itself, so a slow
-// plugin delays the batch by its own time only; the writes keep the
-// targets' order.
+// the same time, so a slow plugin delays the batch by its own time only;
+// the writes keep the targets' order.
 func TestDispatchCallsPluginsTogether(t *testing.T) {
 	var arrived sync.WaitGroup
 	names := []string{"a", "b", "c"}
