@@ -2,6 +2,7 @@ package apply_test
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"strconv"
 	"testing"
@@ -255,5 +256,70 @@ func restore(t *testing.T, ctx context.Context, rdb *redis.Client, snap map[stri
 		if err := rdb.Restore(ctx, k, 0, v).Err(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestLeanCheckAfterFlush: Redis emptied (FLUSHDB, or a restart without
+// persistence) after the load; the producer stores the orders again and
+// runs are numbered anew. Until the count is back at the load's, it is
+// behind it; from then on run since holds another token. Either way
+// every order is read, and each is counted once after the flush.
+func TestLeanCheckAfterFlush(t *testing.T) {
+	for _, runs := range []int{1, 3} {
+		t.Run(strconv.Itoa(runs), func(t *testing.T) {
+			t.Parallel()
+			ctx, rdb, hostA := setup(t, 0)
+			hostB := apply.New(rdb, dlStream, 0)
+			createOrder(t, ctx, rdb, "0")
+			applyTimes(t, ctx, hostB, apply.Batch{Writes: counted(orders.Horizon{}, "0")})
+			createOrder(t, ctx, rdb, "1")
+			createOrder(t, ctx, rdb, "2")
+			h := seen(t, ctx, rdb, "1", "2")
+			if err := rdb.FlushDB(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			ids := []string{"1", "2"}
+			for _, id := range ids {
+				createOrder(t, ctx, rdb, id)
+			}
+			// Run 1 marks order 1; the others mark orders of their own.
+			applyTimes(t, ctx, hostB, apply.Batch{Writes: counted(orders.Horizon{}, "1")})
+			for n := 1; n < runs; n++ {
+				id := "o" + strconv.Itoa(n)
+				createOrder(t, ctx, rdb, id)
+				applyTimes(t, ctx, hostB, apply.Batch{Writes: counted(orders.Horizon{}, id)})
+				ids = append(ids, id)
+			}
+			if c, _ := ring(t, ctx, rdb); c["seq"] != strconv.Itoa(runs) {
+				t.Fatalf("applies %v, want %d runs", c, runs)
+			}
+			statuses := applyTimes(t, ctx, hostA, apply.Batch{Writes: counted(h, "1", "2")})
+			if want := []apply.Status{apply.AlreadyDone, apply.Applied}; !reflect.DeepEqual(statuses, want) {
+				t.Fatalf("statuses %v, want %v", statuses, want)
+			}
+			wantCountedOnce(t, ctx, rdb, ids...)
+		})
+	}
+}
+
+// TestLeanCheckRingSetOfAnotherType: a ring set turned into another type
+// pauses the host with a message that names it and the type it needs,
+// nothing written, as the dead-letter stream does.
+func TestLeanCheckRingSetOfAnotherType(t *testing.T) {
+	ctx, rdb, a := setup(t, 0)
+	createOrder(t, ctx, rdb, "1")
+	if err := rdb.Set(ctx, orders.AppliesSlot(1), "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.Apply(ctx, apply.Batch{Writes: counted(orders.Horizon{}, "1")})
+	var own *apply.OwnKeyError
+	if !errors.As(err, &own) || own.Key != orders.AppliesSlot(1) || own.Have != "string" || own.Want != "set" {
+		t.Fatalf("Apply = %v, want an OwnKeyError for %s", err, orders.AppliesSlot(1))
+	}
+	if want := "eventhost's key eventhost:applies:1 holds a string, not a set: rename or delete it"; err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	if n := rdb.Exists(ctx, "times", "counted", orders.AppliesKey).Val(); n != 0 || rdb.HLen(ctx, orderKey("1")).Val() != 5 {
+		t.Fatalf("part of the batch was written")
 	}
 }
