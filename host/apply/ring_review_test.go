@@ -323,3 +323,36 @@ func TestLeanCheckRingSetOfAnotherType(t *testing.T) {
 		t.Fatalf("part of the batch was written")
 	}
 }
+
+// TestLeanCheckOlderHostMarksAfterTheLoad: a host older than the count
+// (a rolling upgrade, against design.md's rule to stop older hosts first)
+// applies an order after a newer host loaded it, without numbering its
+// run. The newer host's lean check does not read that order; reading
+// every order's markers would have found it done.
+func TestLeanCheckOlderHostMarksAfterTheLoad(t *testing.T) {
+	ctx, rdb, hostA := setup(t, 0)
+	hostB := apply.New(rdb, dlStream, 0)
+	for _, id := range []string{"0", "1", "2"} {
+		createOrder(t, ctx, rdb, id)
+	}
+	applyTimes(t, ctx, hostB, apply.Batch{Writes: counted(orders.Horizon{}, "0")}) // run 1
+	h := seen(t, ctx, rdb, "1", "2")
+	// What the older host's script writes for order 1: its effects and its
+	// marker, in one step, and no run.
+	if _, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, orderKey("1"), orders.DoneField("invoices"), "1700000000000000")
+		p.SAdd(ctx, "counted", "1")
+		p.HIncrBy(ctx, "times", "1", 1)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	statuses := applyTimes(t, ctx, hostA, apply.Batch{Writes: counted(h, "1", "2")})
+	if want := []apply.Status{apply.AlreadyDone, apply.Applied}; !reflect.DeepEqual(statuses, want) {
+		t.Errorf("statuses %v, want %v", statuses, want)
+	}
+	wantCountedOnce(t, ctx, rdb, "0", "1", "2")
+	if !rdb.HExists(ctx, orderKey("1"), orders.DoneField("invoices")).Val() {
+		t.Errorf("order 1's marker is gone")
+	}
+}
