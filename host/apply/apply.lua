@@ -264,8 +264,9 @@ end
 
 -- Phase 2: write. Nothing below can be refused, but for an order hash
 -- whose type was not read (see 2.): its markers go first, and should one
--- not be a hash, the markers set before it are taken back (they were all
--- new) and the batch returns that order as gone, with nothing written.
+-- not be a hash, or hold every marker already, the markers set before it
+-- are taken back (they were all new) and the batch returns that order as
+-- gone, or done, with nothing written.
 local function unmark(upto)
   local j, q = runs_at, first_order
   for _ = 1, nruns do
@@ -288,6 +289,16 @@ for _ = 1, nruns do
       if type(r) == 'table' and r.err then
         unmark(o)
         return { 0, 'gone ' .. (o - first_order + 1) }
+      end
+      -- Every marker was set already, by a write no run numbered (a host
+      -- older than the count, a hand edit): the order is done, as reading
+      -- its markers would have found (only their times are now this
+      -- run's). Some set, some not, cannot be told apart any more.
+      if r == 0 then
+        unmark(o)
+        local out = { 0 }
+        for k = 1, #pairs / 2 do out[#out + 1] = 'done ' .. (o - first_order + 1) .. ' ' .. k end
+        return out
       end
     else
       redis.call('HSET', KEYS[o], unpack(pairs))

@@ -340,18 +340,27 @@ func TestLeanCheckOlderHostMarksAfterTheLoad(t *testing.T) {
 	// What the older host's script writes for order 1: its effects and its
 	// marker, in one step, and no run.
 	if _, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, orderKey("1"), orders.DoneField("invoices"), "1700000000000000")
+		p.HSet(ctx, orderKey("1"), orders.DoneField("invoices"), "1700000000000000", orders.DoneField("summary"), "1700000000000000")
 		p.SAdd(ctx, "counted", "1")
 		p.HIncrBy(ctx, "times", "1", 1)
+		p.HIncrBy(ctx, "summary", "1", 1)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	statuses := applyTimes(t, ctx, hostA, apply.Batch{Writes: counted(h, "1", "2")})
-	if want := []apply.Status{apply.AlreadyDone, apply.Applied}; !reflect.DeepEqual(statuses, want) {
+	writes := counted(h, "1")
+	summary := write("1", "summary", eff("HINCRBY", "summary", "1", "1"))
+	summary.Seen = h
+	writes = append(writes, summary)
+	writes = append(writes, counted(h, "2")...)
+	statuses := applyTimes(t, ctx, hostA, apply.Batch{Writes: writes})
+	if want := []apply.Status{apply.AlreadyDone, apply.AlreadyDone, apply.Applied}; !reflect.DeepEqual(statuses, want) {
 		t.Errorf("statuses %v, want %v", statuses, want)
 	}
 	wantCountedOnce(t, ctx, rdb, "0", "1", "2")
+	if got := rdb.HGetAll(ctx, "summary").Val(); !reflect.DeepEqual(got, map[string]string{"1": "1"}) {
+		t.Errorf("summary = %v, want order 1 counted once", got)
+	}
 	if !rdb.HExists(ctx, orderKey("1"), orders.DoneField("invoices")).Val() {
 		t.Errorf("order 1's marker is gone")
 	}
