@@ -365,3 +365,51 @@ func TestLeanCheckOlderHostMarksAfterTheLoad(t *testing.T) {
 		t.Errorf("order 1's marker is gone")
 	}
 }
+
+// TestLeanCheckAcrossChunks: the script reads KEYS 1000 at a time (EXISTS,
+// SMISMEMBER); orders another host marked on either side of a chunk's
+// edge are found done, and only they are read.
+func TestLeanCheckAcrossChunks(t *testing.T) {
+	ctx, rdb, hostA := setup(t, 0)
+	hostB := apply.New(rdb, dlStream, 0)
+	const n = 2500
+	ids := make([]string, n)
+	pipe := rdb.Pipeline()
+	for i := range ids {
+		ids[i] = "c" + strconv.Itoa(i+1)
+		pipe.HSet(ctx, orderKey(ids[i]), "ts", "1700000000", "qty", "3", "cost", "12.5", "event", "rock", "who", "ann")
+	}
+	createOrder(t, ctx, rdb, "0")
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	applyTimes(t, ctx, hostB, apply.Batch{Writes: counted(orders.Horizon{}, "0")}) // run 1
+	h := seen(t, ctx, rdb, ids...)
+	// Positions in A's batch (1-based): chunk edges at 1000 and 2000.
+	done := []int{1, 999, 1000, 1001, 2000, 2001, 2500}
+	var byB []string
+	for _, p := range done {
+		byB = append(byB, ids[p-1])
+	}
+	applyTimes(t, ctx, hostB, apply.Batch{Writes: counted(orders.Horizon{}, byB[:3]...)}) // run 2
+	applyTimes(t, ctx, hostB, apply.Batch{Writes: counted(orders.Horizon{}, byB[3:]...)}) // run 3
+	statuses, reads := hmgets(t, ctx, rdb, hostA, apply.Batch{Writes: counted(h, ids...)})
+	want := make([]apply.Status, n)
+	for i := range want {
+		want[i] = apply.Applied
+	}
+	for _, p := range done {
+		want[p-1] = apply.AlreadyDone
+	}
+	if !reflect.DeepEqual(statuses, want) {
+		for i := range want {
+			if statuses[i] != want[i] {
+				t.Errorf("order %d: %v, want %v", i+1, statuses[i], want[i])
+			}
+		}
+	}
+	if reads != len(done) {
+		t.Errorf("%d orders read, want the %d marked since the load", reads, len(done))
+	}
+	wantCountedOnce(t, ctx, rdb, append(ids, "0")...)
+}
