@@ -127,8 +127,13 @@ func TestApplyNumbersItsRuns(t *testing.T) {
 // marked, and no others; when it cannot tell, it reads them all.
 func TestApplyReadsOnlyOrdersMarkedSinceTheLoad(t *testing.T) {
 	ctx, rdb, a := setup(t, 0)
-	for i := 1; i <= 7; i++ {
+	for i := 0; i <= 7; i++ {
 		createOrder(t, ctx, rdb, strconv.Itoa(i))
+	}
+	// A load that saw no run has no token to check the history by (see
+	// TestLeanCheckAppliesDeletedAfterALoadThatSawNone): run 1 first.
+	if _, err := a.Apply(ctx, apply.Batch{Writes: counted(orders.Horizon{}, "0")}); err != nil {
+		t.Fatal(err)
 	}
 	// Two hosts load orders 2 and 3 at the same time; the first applies
 	// 1 and 2 before the second applies 2 and 3.
@@ -141,7 +146,7 @@ func TestApplyReadsOnlyOrdersMarkedSinceTheLoad(t *testing.T) {
 	if want := []apply.Status{apply.AlreadyDone, apply.Applied}; !reflect.DeepEqual(statuses, want) || reads != 1 {
 		t.Fatalf("second batch: statuses %v, %d orders read; want 2 done, 3 applied, one read (2, which run 1 marked)", statuses, reads)
 	}
-	if got, want := rdb.HGetAll(ctx, "times").Val(), map[string]string{"1": "1", "2": "1", "3": "1"}; !reflect.DeepEqual(got, want) {
+	if got, want := rdb.HGetAll(ctx, "times").Val(), map[string]string{"0": "1", "1": "1", "2": "1", "3": "1"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("times = %v, want each order counted once: %v", got, want)
 	}
 
@@ -177,8 +182,8 @@ func TestApplyReadsOnlyOrdersMarkedSinceTheLoad(t *testing.T) {
 			t.Fatalf("%s: status %v, %d orders read; want applied after reading its markers", tc.name, statuses[0], reads)
 		}
 	}
-	if got := rdb.HLen(ctx, "times").Val(); got != 7 {
-		t.Fatalf("%d orders counted, want 7", got)
+	if got := rdb.HLen(ctx, "times").Val(); got != 8 {
+		t.Fatalf("%d orders counted, want 8", got)
 	}
 	// An order marked without a run (an older host, a hand edit) is not
 	// in the ring: the load must have seen it, and the dispatcher left it
@@ -200,28 +205,42 @@ func TestApplyLeanCheckFindsVanishedOrders(t *testing.T) {
 		name   string
 		change func(ctx context.Context, rdb *redis.Client) error
 		want   map[string]string // what becomes of order 2's key
+		// reads is how many order hashes the script reads: every one when
+		// EXISTS finds one missing, none when the HSET finds it.
+		reads int
 	}{
-		{"deleted", func(ctx context.Context, rdb *redis.Client) error { return rdb.Del(ctx, orderKey("2")).Err() }, nil},
+		{"deleted", func(ctx context.Context, rdb *redis.Client) error { return rdb.Del(ctx, orderKey("2")).Err() }, nil, 3},
 		{"replaced by a string", func(ctx context.Context, rdb *redis.Client) error {
 			if err := rdb.Del(ctx, orderKey("2")).Err(); err != nil {
 				return err
 			}
 			return rdb.Set(ctx, orderKey("2"), "not an order", 0).Err()
-		}, map[string]string{"string": "not an order"}},
+		}, map[string]string{"string": "not an order"}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ctx, rdb, a := setup(t, 0)
-			for _, id := range []string{"1", "2", "3"} {
+			for _, id := range []string{"0", "1", "2", "3"} {
 				createOrder(t, ctx, rdb, id)
 			}
+			// Run 1, so that the load sees a run and the lean check is used.
+			if _, err := a.Apply(ctx, apply.Batch{Writes: []apply.Write{write("0", "invoices", eff("SADD", "first", "0"))}}); err != nil {
+				t.Fatal(err)
+			}
+			first := rdb.HGet(ctx, orders.AppliesKey, "token").Val()
 			h := seen(t, ctx, rdb, "1", "2", "3")
 			if err := tc.change(ctx, rdb); err != nil {
+				t.Fatal(err)
+			}
+			if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
 				t.Fatal(err)
 			}
 			res, err := a.Apply(ctx, apply.Batch{Writes: counted(h, "1", "2", "3")})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if reads := commandCalls(t, ctx, rdb)["hmget"]; reads != tc.reads {
+				t.Errorf("%d order hashes read, want %d", reads, tc.reads)
 			}
 			if want := []apply.Status{apply.Applied, apply.Vanished, apply.Applied}; !reflect.DeepEqual(res.Statuses, want) {
 				t.Fatalf("statuses %v, want %v (reasons %v)", res.Statuses, want, res.Reasons)
@@ -247,7 +266,11 @@ func TestApplyLeanCheckFindsVanishedOrders(t *testing.T) {
 				t.Fatalf("order 2's key: %v, want %v", got, tc.want)
 			}
 			count, sets := ring(t, ctx, rdb)
-			if want := map[string][]string{orders.AppliesSlot(1): {"#" + count["token"], orderKey("1"), orderKey("3")}}; !reflect.DeepEqual(sets, want) {
+			want := map[string][]string{
+				orders.AppliesSlot(1): {"#" + first, orderKey("0")},
+				orders.AppliesSlot(2): {"#" + count["token"], orderKey("1"), orderKey("3")},
+			}
+			if !reflect.DeepEqual(sets, want) {
 				t.Fatalf("ring %v, want %v: one run, of the orders it marked", sets, want)
 			}
 		})
@@ -263,9 +286,11 @@ func TestApplyRingPermissions(t *testing.T) {
 		err   string // "" for no error
 		reads int    // HMGETs when there is no error
 	}{
-		{deny: "-del", err: "NOPERM this user may not run DEL on eventhost:applies:1"},
+		{deny: "-del", err: "NOPERM this user may not run DEL on eventhost:applies:2"},
+		{deny: "-get", reads: 0}, // the lean check, for comparison
 		{deny: "-smismember", reads: 2},
 		{deny: "-hdel", reads: 2},
+		{deny: "-exists", reads: 2},
 	} {
 		t.Run(tc.deny, func(t *testing.T) {
 			t.Parallel()
@@ -276,16 +301,26 @@ func TestApplyRingPermissions(t *testing.T) {
 			rdb := redis.NewClient(&redis.Options{Addr: admin.Options().Addr, Username: "eh", Password: "pw"})
 			t.Cleanup(func() { rdb.Close() })
 			a := apply.New(rdb, dlStream, 0)
-			createOrder(t, ctx, admin, "1")
-			createOrder(t, ctx, admin, "2")
+			for _, id := range []string{"0", "1", "2"} {
+				createOrder(t, ctx, admin, id)
+			}
+			// Run 1, so that the load sees a run and the lean check may
+			// be used (a load that saw none reads every order anyway).
+			first := apply.New(admin, dlStream, 0)
+			if _, err := first.Apply(ctx, apply.Batch{Writes: []apply.Write{write("0", "invoices", eff("SADD", "first", "0"))}}); err != nil {
+				t.Fatal(err)
+			}
 			b := apply.Batch{Writes: counted(seen(t, ctx, admin, "1", "2"), "1", "2")}
 			if tc.err != "" {
 				_, err := a.Apply(ctx, b)
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("Apply: %v, want %q", err, tc.err)
 				}
-				if n := admin.Exists(ctx, "times", "counted", orders.AppliesKey).Val(); n != 0 {
+				if n := admin.Exists(ctx, "times", "counted", orders.AppliesSlot(2)).Val(); n != 0 {
 					t.Fatalf("%d keys written by a refused batch", n)
+				}
+				if count, _ := ring(t, ctx, admin); count["seq"] != "1" {
+					t.Fatalf("a refused batch was numbered: %v", count)
 				}
 				return
 			}
@@ -293,7 +328,7 @@ func TestApplyRingPermissions(t *testing.T) {
 			if want := []apply.Status{apply.Applied, apply.Applied}; !reflect.DeepEqual(statuses, want) || reads != tc.reads {
 				t.Fatalf("statuses %v, %d orders read; want both applied, %d read", statuses, reads, tc.reads)
 			}
-			if count, _ := ring(t, ctx, admin); count["seq"] != "1" {
+			if count, _ := ring(t, ctx, admin); count["seq"] != "2" {
 				t.Fatalf("run not numbered: %v", count)
 			}
 		})

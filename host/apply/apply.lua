@@ -108,16 +108,28 @@ if ours then
   seq = tonumber(redis.call('HGET', KEYS[applies], 'seq')) or 0
   ours = own(slot(seq + 1), 'set') -- the set this run fills
 end
--- Reading less needs these two (and HDEL, to take the markers back should
--- an order hash turn out not to be a hash): without them, read everything.
-local lean = redis.acl_check_cmd('SMISMEMBER', KEYS[slot(0)], 'm')
-  and (norders == 0 or redis.acl_check_cmd('HDEL', KEYS[first_order], 'f'))
+-- Reading less needs these (and HDEL, to take the markers back should an
+-- order hash turn out not to be a hash): without them, read everything.
+local lean = norders > 0 and redis.acl_check_cmd('SMISMEMBER', KEYS[slot(0)], 'm')
+  and redis.acl_check_cmd('EXISTS', KEYS[first_order])
+  and redis.acl_check_cmd('HDEL', KEYS[first_order], 'f')
 -- marked[o]: a run after the load marked order o. nil: read every order.
+-- A load that saw no count (since 0) has no token to tell this history
+-- from one whose count was deleted after a run marked its orders, and
+-- numbered anew from 1: it reads every order.
 local marked = nil
-if ours and lean and norders > 0 and since >= 0 and since <= seq and seq - since < ring then
-  local same = since == 0
-  if not same and own(slot(since), 'set') then
+if ours and lean and since > 0 and since <= seq and seq - since < ring then
+  local same = false
+  if own(slot(since), 'set') then
     same = redis.call('SMISMEMBER', KEYS[slot(since)], '#' .. since_token)[1] == 1
+  end
+  -- Every run since keeps its set (it holds the run's token at least),
+  -- and no other run in the window writes it: one that is missing was
+  -- deleted, and the orders it named are unknown.
+  if same and seq > since then
+    local sets = {}
+    for n = since + 1, seq do sets[#sets + 1] = KEYS[slot(n)] end
+    same = redis.call('EXISTS', unpack(sets)) == #sets
   end
   local present = 0
   if same then
@@ -252,8 +264,9 @@ end
 
 -- Phase 2: write. Nothing below can be refused, but for an order hash
 -- whose type was not read (see 2.): its markers go first, and should one
--- not be a hash, the markers set before it are taken back (they were all
--- new) and the batch returns that order as gone, with nothing written.
+-- not be a hash, or hold every marker already, the markers set before it
+-- are taken back (they were all new) and the batch returns that order as
+-- gone, or done, with nothing written.
 local function unmark(upto)
   local j, q = runs_at, first_order
   for _ = 1, nruns do
@@ -276,6 +289,16 @@ for _ = 1, nruns do
       if type(r) == 'table' and r.err then
         unmark(o)
         return { 0, 'gone ' .. (o - first_order + 1) }
+      end
+      -- Every marker was set already, by a write no run numbered (a host
+      -- older than the count, a hand edit): the order is done, as reading
+      -- its markers would have found (only their times are now this
+      -- run's). Some set, some not, cannot be told apart any more.
+      if r == 0 then
+        unmark(o)
+        local out = { 0 }
+        for k = 1, #pairs / 2 do out[#out + 1] = 'done ' .. (o - first_order + 1) .. ' ' .. k end
+        return out
       end
     else
       redis.call('HSET', KEYS[o], unpack(pairs))
