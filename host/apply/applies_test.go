@@ -278,19 +278,24 @@ func TestApplyLeanCheckFindsVanishedOrders(t *testing.T) {
 }
 
 // TestApplyRingPermissions: numbering a run is required, so a user who
-// may not DEL the ring's sets gets a NOPERM with nothing written; reading
-// less is not, so a user without SMISMEMBER gets every order read.
+// may not HSET the count gets a NOPERM with nothing written; one who may
+// not fill the ring (DEL, SADD: an ACL from before it) numbers the run
+// past the ring, so that every batch reads every order; reading less is
+// optional, so a user without SMISMEMBER gets every order read.
 func TestApplyRingPermissions(t *testing.T) {
 	for _, tc := range []struct {
 		deny  string
 		err   string // "" for no error
 		reads int    // HMGETs when there is no error
+		seq   string // the count after the run: "" for 2
+		next  int    // HMGETs of the next batch, of one order
 	}{
-		{deny: "-del", err: "NOPERM this user may not run DEL on eventhost:applies:2"},
-		{deny: "-get", reads: 0}, // the lean check, for comparison
-		{deny: "-smismember", reads: 2},
-		{deny: "-hdel", reads: 2},
-		{deny: "-exists", reads: 2},
+		{deny: "-hset", err: "NOPERM this user may not run HSET on purchase_order_details:1"},
+		{deny: "-del", reads: 0, seq: strconv.Itoa(1 + orders.AppliesRing), next: 1},
+		{deny: "-get", reads: 0, next: 0}, // the lean check, for comparison
+		{deny: "-smismember", reads: 2, next: 1},
+		{deny: "-hdel", reads: 2, next: 1},
+		{deny: "-exists", reads: 2, next: 1},
 	} {
 		t.Run(tc.deny, func(t *testing.T) {
 			t.Parallel()
@@ -328,8 +333,19 @@ func TestApplyRingPermissions(t *testing.T) {
 			if want := []apply.Status{apply.Applied, apply.Applied}; !reflect.DeepEqual(statuses, want) || reads != tc.reads {
 				t.Fatalf("statuses %v, %d orders read; want both applied, %d read", statuses, reads, tc.reads)
 			}
-			if count, _ := ring(t, ctx, admin); count["seq"] != "2" {
-				t.Fatalf("run not numbered: %v", count)
+			want := tc.seq
+			if want == "" {
+				want = "2"
+			}
+			if count, _ := ring(t, ctx, admin); count["seq"] != want {
+				t.Fatalf("run numbered %v, want seq %s", count, want)
+			}
+			// The next batch, loaded after this run, reads every order
+			// too when this run could not fill the ring.
+			createOrder(t, ctx, admin, "3")
+			_, reads = hmgets(t, ctx, admin, a, apply.Batch{Writes: counted(seen(t, ctx, admin, "3"), "3")})
+			if reads != tc.next {
+				t.Fatalf("the next batch read %d orders, want %d", reads, tc.next)
 			}
 		})
 	}

@@ -562,6 +562,7 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 	}
 	args.int(applies)
 	args.int(orders.AppliesRing)
+	args.int(orders.AppliesLeanRuns)
 	since, sinceToken := horizon(p.writes, p.planned)
 	args.int64(since)
 	if sinceToken != nil {

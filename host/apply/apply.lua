@@ -12,7 +12,7 @@
 -- write.
 -- ARGV:
 --   now_us, dl_maxlen, group, #ack_streams, key_idx*
---   applies_idx, ring, since, since_token, token
+--   applies_idx, ring, lean_runs, since, since_token, token
 --                                            KEYS[applies_idx] numbers the applies,
 --                                            the ring's sets follow it (see 2.)
 --   #marker_sets, (#names, name*)*           done-marker fields, shared by orders
@@ -45,9 +45,9 @@ local ack_keys = {}
 for s = 1, tonumber(ARGV[4]) do ack_keys[s] = KEYS[tonumber(ARGV[4 + s])] end
 local i = 5 + #ack_keys
 local problems = {}
-local applies, ring = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-local since, since_token, token = tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4]
-i = i + 5
+local applies, ring, lean_runs = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+local since, since_token, token = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
+i = i + 6
 
 local function note(p) problems[#problems + 1] = p end
 
@@ -118,7 +118,9 @@ local lean = norders > 0 and redis.acl_check_cmd('SMISMEMBER', KEYS[slot(0)], 'm
 -- from one whose count was deleted after a run marked its orders, and
 -- numbered anew from 1: it reads every order.
 local marked = nil
-if ours and lean and since > 0 and since <= seq and seq - since < ring then
+-- Past lean_runs runs since, the ring's sets cost more to ask than the
+-- markers (and the ring holds ring - 1 runs besides since's).
+if ours and lean and since > 0 and since <= seq and seq - since <= math.min(lean_runs, ring - 1) then
   local same = false
   if own(slot(since), 'set') then
     same = redis.call('SMISMEMBER', KEYS[slot(since)], '#' .. since_token)[1] == 1
@@ -223,6 +225,7 @@ if #problems > 0 then
   return { 0, unpack(problems) }
 end
 
+local ringless = false
 -- 5. Permissions: refuse the batch before writing, not half way through.
 -- Redis checked the keys already (they are all in KEYS); this checks the
 -- commands, eventhost's own writes first.
@@ -235,8 +238,11 @@ end
 if norders > 0 then
   if not redis.acl_check_cmd('HSET', KEYS[applies], 'f', 'v') then return deny('HSET', KEYS[applies]) end
   local into = KEYS[slot(seq + 1)]
-  if not redis.acl_check_cmd('DEL', into) then return deny('DEL', into) end
-  if not redis.acl_check_cmd('SADD', into, 'm') then return deny('SADD', into) end
+  -- A user who may not fill the ring (an ACL from before it) still
+  -- numbers the run, past the ring: no load before it is then within the
+  -- window, and no load after it finds this run's token, so every batch
+  -- reads every order's markers, as before the ring.
+  ringless = not (redis.acl_check_cmd('DEL', into) and redis.acl_check_cmd('SADD', into, 'm'))
 end
 if not redis.acl_check_cmd('XADD', KEYS[1], '*', 'f', 'v') or not redis.acl_check_cmd('XDEL', KEYS[1], '0-1') then
   return deny('XADD and XDEL', KEYS[1])
@@ -309,7 +315,9 @@ for _ = 1, nruns do
 end
 
 -- This run's number, and the orders it marked, for the runs after it.
-if norders > 0 then
+if norders > 0 and ringless then
+  redis.call('HSET', KEYS[applies], 'seq', seq + ring, 'token', token)
+elseif norders > 0 then
   seq = seq + 1
   redis.call('HSET', KEYS[applies], 'seq', seq, 'token', token)
   local into = KEYS[slot(seq)]

@@ -173,13 +173,13 @@ func TestLeanCheckRetryAfterLostReply(t *testing.T) {
 }
 
 // TestLeanCheckWindowEdge: a run marked order x right after the load,
-// then other runs went on. With 63 runs since the load the ring still
-// holds the first of them, and only x is read; with 64 the script reads
+// then other runs went on. With AppliesLeanRuns runs since the load the
+// ring is asked, and only x is read; with one more the script reads
 // every order (twice y: the second attempt leaves x out). Either way x is found done, and y is counted once.
 func TestLeanCheckWindowEdge(t *testing.T) {
 	for _, tc := range []struct{ others, reads int }{
-		{orders.AppliesRing - 2, 1},
-		{orders.AppliesRing - 1, 3}, // x and y, then y again without x
+		{orders.AppliesLeanRuns - 1, 1},
+		{orders.AppliesLeanRuns, 3}, // x and y, then y again without x
 	} {
 		t.Run(strconv.Itoa(tc.others), func(t *testing.T) {
 			t.Parallel()

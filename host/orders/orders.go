@@ -55,6 +55,10 @@ const AppliesKey = MarkerPrefix + "applies"
 // AppliesRing is how many applies the ring remembers.
 const AppliesRing = 64
 
+// AppliesLeanRuns is how many runs since its load a batch asks the ring
+// about; past it, asking costs more than reading every order's markers.
+const AppliesLeanRuns = 16
+
 // AppliesSlot is the ring set for apply number n.
 func AppliesSlot(n int) string { return AppliesKey + ":" + strconv.Itoa(n%AppliesRing) }
 
