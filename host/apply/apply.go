@@ -181,10 +181,8 @@ type Applier struct {
 	// and EVAL's arguments (boxed once: see run).
 	scriptSHA, scriptSrc any
 
-	// applies are orders.AppliesKey and its ring's sets, as KEYS takes
-	// them; tokens names this applier's runs there (see nextToken).
-	applies []string
-	tokens  tokenSource
+	// tokens names this applier's runs in orders.AppliesKey.
+	tokens tokenSource
 }
 
 // tokenSource makes the tokens apply runs leave in orders.AppliesKey: a
@@ -244,10 +242,6 @@ func New(rdb redis.UniversalClient, stream string, maxLen int64) *Applier {
 	a := &Applier{rdb: rdb, dlStream: stream, dlMaxLen: maxLen, now: time.Now, MaxArgs: 200_000,
 		scriptSHA: redis.NewScript(src).Hash(), scriptSrc: src}
 	a.tokens.init()
-	a.applies = append(a.applies, orders.AppliesKey)
-	for n := range orders.AppliesRing {
-		a.applies = append(a.applies, orders.AppliesSlot(n))
-	}
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		// One script may only touch one hash slot: see cluster.go.
 		a.cluster = newClusterApply(cc)
@@ -459,6 +453,9 @@ func (a *Applier) leaveOut(p *plan, problems []string, refused map[int]leftOut) 
 	for _, pr := range problems {
 		kind, rest, _ := strings.Cut(pr, " ")
 		first, arg, _ := strings.Cut(rest, " ")
+		if kind == "own" {
+			return &OwnKeyError{Key: arg, Have: first, Want: ownType(arg)}
+		}
 		n, err := strconv.Atoi(first)
 		if err != nil || n < 1 {
 			return fmt.Errorf("apply script returned a malformed problem %q", pr)
@@ -535,9 +532,9 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 		}
 		p.deadKeys = append(p.deadKeys, k)
 	}
-	// The applies' count, then its ring, in the order apply.lua takes them.
+	// The applies' count (apply.lua names its ring after it).
 	applies := len(p.keys) + 1
-	p.keys = append(p.keys, a.applies...)
+	p.keys = append(p.keys, orders.AppliesKey)
 	p.token = a.tokens.next()
 	args := &p.args
 	args.boxed("evalsha")

@@ -35,6 +35,7 @@
 --   'done <order> <name>'   the order's marker <name> (1-based) is set already
 --   'gone <order>'          the order hash was deleted (or is not a hash)
 --   'type <key> <have>'     the key holds another type
+--   'own <have> <name>'     eventhost's own key <name> holds another type
 --   'value <n> <why>'       checked field number n holds a value the writes
 --                           cannot use (it is not a number, or would overflow)
 -- A command the ACL user may not run is an error reply starting NOPERM.
@@ -91,26 +92,31 @@ local function each_chunk(from, n, fn)
     fn(c, math.min(c + 999, from + n - 1))
   end
 end
-local function slot(n) return applies + 1 + n % ring end
--- own(k, want) notes a problem when eventhost's own KEYS[k] holds another type.
-local function own(k, want)
-  local have = redis.call('TYPE', KEYS[k])['ok']
-  if have ~= 'none' and have ~= want then
-    note('type ' .. k .. ' ' .. have)
-    return false
-  end
-  return true
-end
+-- The ring's sets are named after KEYS[applies] rather than passed in
+-- KEYS: 64 more keys would cost every run more than the check saves on a
+-- small batch. (This script runs on one node only: see cluster.lua.)
+local function slot(n) return KEYS[applies] .. ':' .. (n % ring) end
 
 local seq = 0 -- the last run's number
-local ours = own(applies, 'hash')
-if ours then
-  seq = tonumber(redis.call('HGET', KEYS[applies], 'seq')) or 0
-  ours = own(slot(seq + 1), 'set') -- the set this run fills
+local ours = true
+local cur = redis.pcall('HGET', KEYS[applies], 'seq')
+if type(cur) == 'table' and cur.err then
+  -- Not a hash (or not readable): the run cannot be numbered.
+  note('own ' .. redis.call('TYPE', KEYS[applies])['ok'] .. ' ' .. KEYS[applies])
+  ours = false
+else
+  seq = tonumber(cur) or 0
+end
+-- A ring set of another type is treated as missing, below, and replaced
+-- when its number comes round again (DEL, then SADD).
+local function ask(key, ...)
+  local r = redis.pcall('SMISMEMBER', key, ...)
+  if type(r) == 'table' and r.err then return nil end
+  return r
 end
 -- Reading less needs these (and HDEL, to take the markers back should an
 -- order hash turn out not to be a hash): without them, read everything.
-local lean = norders > 0 and redis.acl_check_cmd('SMISMEMBER', KEYS[slot(0)], 'm')
+local lean = norders > 0 and redis.acl_check_cmd('SMISMEMBER', slot(0), 'm')
   and redis.acl_check_cmd('EXISTS', KEYS[first_order])
   and redis.acl_check_cmd('HDEL', KEYS[first_order], 'f')
 -- marked[o]: a run after the load marked order o. nil: read every order.
@@ -121,16 +127,14 @@ local marked = nil
 -- Past lean_runs runs since, the ring's sets cost more to ask than the
 -- markers (and the ring holds ring - 1 runs besides since's).
 if ours and lean and since > 0 and since <= seq and seq - since <= math.min(lean_runs, ring - 1) then
-  local same = false
-  if own(slot(since), 'set') then
-    same = redis.call('SMISMEMBER', KEYS[slot(since)], '#' .. since_token)[1] == 1
-  end
+  local r = ask(slot(since), '#' .. since_token)
+  local same = r ~= nil and r[1] == 1
   -- Every run since keeps its set (it holds the run's token at least),
   -- and no other run in the window writes it: one that is missing was
   -- deleted, and the orders it named are unknown.
   if same and seq > since then
     local sets = {}
-    for n = since + 1, seq do sets[#sets + 1] = KEYS[slot(n)] end
+    for n = since + 1, seq do sets[#sets + 1] = slot(n) end
     same = redis.call('EXISTS', unpack(sets)) == #sets
   end
   local present = 0
@@ -142,16 +146,17 @@ if ours and lean and since > 0 and since <= seq and seq - since <= math.min(lean
   if present == norders then
     marked = {}
     for n = since + 1, seq do
-      if not own(slot(n), 'set') then
-        marked = nil
-        break
-      end
       each_chunk(first_order, norders, function(a, b)
-        local r = redis.call('SMISMEMBER', KEYS[slot(n)], unpack(KEYS, a, b))
+        local r = marked and ask(slot(n), unpack(KEYS, a, b))
+        if not r then
+          marked = nil
+          return
+        end
         for k = 1, #r do
           if r[k] == 1 then marked[a - first_order + k] = true end
         end
       end)
+      if not marked then break end
     end
   end
 end
@@ -237,7 +242,7 @@ if norders > 0 and not redis.acl_check_cmd('HSET', KEYS[first_order], 'f', 'v') 
 end
 if norders > 0 then
   if not redis.acl_check_cmd('HSET', KEYS[applies], 'f', 'v') then return deny('HSET', KEYS[applies]) end
-  local into = KEYS[slot(seq + 1)]
+  local into = slot(seq + 1)
   -- A user who may not fill the ring (an ACL from before it) still
   -- numbers the run, past the ring: no load before it is then within the
   -- window, and no load after it finds this run's token, so every batch
@@ -320,11 +325,14 @@ if norders > 0 and ringless then
 elseif norders > 0 then
   seq = seq + 1
   redis.call('HSET', KEYS[applies], 'seq', seq, 'token', token)
-  local into = KEYS[slot(seq)]
+  local into = slot(seq)
   redis.call('DEL', into)
-  redis.call('SADD', into, '#' .. token)
   each_chunk(first_order, norders, function(a, b)
-    redis.call('SADD', into, unpack(KEYS, a, b))
+    if a == first_order then
+      redis.call('SADD', into, '#' .. token, unpack(KEYS, a, b))
+    else
+      redis.call('SADD', into, unpack(KEYS, a, b))
+    end
   end)
 end
 

@@ -303,25 +303,52 @@ func TestLeanCheckAfterFlush(t *testing.T) {
 }
 
 // TestLeanCheckRingSetOfAnotherType: a ring set turned into another type
-// pauses the host with a message that names it and the type it needs,
-// nothing written, as the dead-letter stream does.
+// is replaced when its number comes round (DEL, then SADD), and a batch
+// whose runs since include it reads every order; the count itself turned
+// into another type pauses the host with a message that names it and the
+// type it needs, nothing written, as the dead-letter stream does.
 func TestLeanCheckRingSetOfAnotherType(t *testing.T) {
-	ctx, rdb, a := setup(t, 0)
-	createOrder(t, ctx, rdb, "1")
-	if err := rdb.Set(ctx, orders.AppliesSlot(1), "x", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	_, err := a.Apply(ctx, apply.Batch{Writes: counted(orders.Horizon{}, "1")})
-	var own *apply.OwnKeyError
-	if !errors.As(err, &own) || own.Key != orders.AppliesSlot(1) || own.Have != "string" || own.Want != "set" {
-		t.Fatalf("Apply = %v, want an OwnKeyError for %s", err, orders.AppliesSlot(1))
-	}
-	if want := "eventhost's key eventhost:applies:1 holds a string, not a set: rename or delete it"; err.Error() != want {
-		t.Errorf("error %q, want %q", err, want)
-	}
-	if n := rdb.Exists(ctx, "times", "counted", orders.AppliesKey).Val(); n != 0 || rdb.HLen(ctx, orderKey("1")).Val() != 5 {
-		t.Fatalf("part of the batch was written")
-	}
+	t.Run("ring set", func(t *testing.T) {
+		ctx, rdb, a := setup(t, 0)
+		for _, id := range []string{"0", "1", "2"} {
+			createOrder(t, ctx, rdb, id)
+		}
+		applyTimes(t, ctx, a, apply.Batch{Writes: counted(orders.Horizon{}, "0")}) // run 1
+		h := seen(t, ctx, rdb, "1", "2")
+		if err := rdb.Set(ctx, orders.AppliesSlot(2), "x", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		applyTimes(t, ctx, a, apply.Batch{Writes: counted(orders.Horizon{}, "1")}) // run 2 replaces it
+		if typ := rdb.Type(ctx, orders.AppliesSlot(2)).Val(); typ != "set" {
+			t.Fatalf("run 2's ring set is a %s", typ)
+		}
+		if err := rdb.Set(ctx, orders.AppliesSlot(2), "x", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		statuses, reads := hmgets(t, ctx, rdb, a, apply.Batch{Writes: counted(h, "1", "2")})
+		if want := []apply.Status{apply.AlreadyDone, apply.Applied}; !reflect.DeepEqual(statuses, want) || reads != 3 {
+			t.Fatalf("statuses %v, %d read; want 1 done, 2 applied, every order read (then 2 again)", statuses, reads)
+		}
+		wantCountedOnce(t, ctx, rdb, "0", "1", "2")
+	})
+	t.Run("count", func(t *testing.T) {
+		ctx, rdb, a := setup(t, 0)
+		createOrder(t, ctx, rdb, "1")
+		if err := rdb.Set(ctx, orders.AppliesKey, "x", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := a.Apply(ctx, apply.Batch{Writes: counted(orders.Horizon{}, "1")})
+		var own *apply.OwnKeyError
+		if !errors.As(err, &own) || own.Key != orders.AppliesKey || own.Have != "string" || own.Want != "hash" {
+			t.Fatalf("Apply = %v, want an OwnKeyError for %s", err, orders.AppliesKey)
+		}
+		if want := "eventhost's key eventhost:applies holds a string, not a hash: rename or delete it"; err.Error() != want {
+			t.Errorf("error %q, want %q", err, want)
+		}
+		if n := rdb.Exists(ctx, "times", "counted").Val(); n != 0 || rdb.HLen(ctx, orderKey("1")).Val() != 5 {
+			t.Fatalf("part of the batch was written")
+		}
+	})
 }
 
 // TestLeanCheckOlderHostMarksAfterTheLoad: a host older than the count
