@@ -10,33 +10,60 @@ import (
 // block left it out.
 type Config struct {
 	values map[string]any
+	// declared: values holds every field the plugin declares, as the
+	// host's Configure builds it, so a name it lacks is a typo in the
+	// plugin: the accessors panic with UndeclaredField, which Serve turns
+	// into a configuration error naming it.
+	declared bool
 }
 
 // NewConfig returns a Config holding values; the host and sdktest build one
-// through the plugin's schema, so plugins rarely need this.
+// through the plugin's schema, so plugins rarely need this. Its accessors
+// return the zero value for a name values lacks.
 func NewConfig(values map[string]any) Config { return Config{values: values} }
+
+// declaredConfig is the Config of a plugin's Configure: values holds every
+// field the plugin declares (WithDefaults).
+func declaredConfig(values map[string]any) Config { return Config{values: values, declared: true} }
+
+// UndeclaredField is what a Config's accessor panics with when asked for a
+// field the plugin does not declare in Description.Config: a typo that
+// would otherwise read as an empty setting.
+type UndeclaredField struct{ Name string }
+
+func (u UndeclaredField) Error() string {
+	return fmt.Sprintf("the plugin reads config field %q, which its Description.Config does not declare", u.Name)
+}
+
+func (c Config) get(name string) any {
+	v, ok := c.values[name]
+	if !ok && c.declared {
+		panic(UndeclaredField{Name: name})
+	}
+	return v
+}
 
 // String returns the string field name, or "" when it is not a string.
 func (c Config) String(name string) string {
-	s, _ := c.values[name].(string)
+	s, _ := c.get(name).(string)
 	return s
 }
 
 // Number returns the number field name, or 0 when it is not a number.
 func (c Config) Number(name string) float64 {
-	f, _ := c.values[name].(float64)
+	f, _ := c.get(name).(float64)
 	return f
 }
 
 // Bool returns the bool field name, or false when it is not a bool.
 func (c Config) Bool(name string) bool {
-	b, _ := c.values[name].(bool)
+	b, _ := c.get(name).(bool)
 	return b
 }
 
 // StringList returns the list field name, or nil when it is not a list.
 func (c Config) StringList(name string) []string {
-	switch v := c.values[name].(type) {
+	switch v := c.get(name).(type) {
 	case []string:
 		return v
 	case []any:

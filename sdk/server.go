@@ -51,7 +51,7 @@ func (s *server) Configure(_ context.Context, req *pluginv1.ConfigureRequest) (*
 	fields := s.impl.Describe().Config
 	values, err := WithDefaults(fields, values)
 	if err == nil {
-		err = s.impl.Configure(NewConfig(normalise(fields, values)))
+		err = configure(s.impl, declaredConfig(normalise(fields, values)))
 	}
 	resp := &pluginv1.ConfigureResponse{}
 	for _, fe := range FieldErrors(err) {
@@ -119,4 +119,20 @@ func normalise(fields []Field, values map[string]any) map[string]any {
 		}
 	}
 	return values
+}
+
+// configure calls p.Configure, turning a read of an undeclared field (a
+// typo in the plugin) into an error the host reports, where it would
+// otherwise crash the plugin process.
+func configure(p Plugin, c Config) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			u, ok := r.(UndeclaredField)
+			if !ok {
+				panic(r)
+			}
+			err = u
+		}
+	}()
+	return p.Configure(c)
 }

@@ -120,3 +120,29 @@ func TestHarnessRefusesWhatTheHostRefuses(t *testing.T) {
 		})
 	}
 }
+
+// typo is a plugin that declares "zone" and reads "zon".
+type typo struct{ emitter }
+
+func (p *typo) Describe() sdk.Description {
+	d := p.emitter.Describe()
+	d.Config = []sdk.Field{{Name: "zone", Type: sdk.TypeString, Default: "UTC"}}
+	return d
+}
+func (p *typo) Configure(c sdk.Config) error {
+	if c.String("zone") != "UTC" {
+		return sdk.FieldErrorf("zone", "zone = %q, want the default", c.String("zone"))
+	}
+	_ = c.String("zon")
+	return nil
+}
+
+// TestConfigureReportsAnUndeclaredField: a plugin reading a config field
+// it does not declare gets a configuration error naming the field, not an
+// empty setting, nor a crash.
+func TestConfigureReportsAnUndeclaredField(t *testing.T) {
+	errs := Start(t, &typo{}).Configure(nil)
+	if len(errs) != 1 || errs[0].Field != "" || !strings.Contains(errs[0].Message, `config field "zon", which its Description.Config does not declare`) {
+		t.Fatalf("Configure = %+v, want one error naming the undeclared field", errs)
+	}
+}
