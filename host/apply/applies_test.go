@@ -291,6 +291,7 @@ func TestApplyRingPermissions(t *testing.T) {
 		next  int    // HMGETs of the next batch, of one order
 	}{
 		{deny: "-hset", err: "NOPERM this user may not run HSET on purchase_order_details:1"},
+		{deny: "-hget", err: "NOPERM cannot read eventhost:applies to number the run"},
 		{deny: "-del", reads: 0, seq: strconv.Itoa(1 + orders.AppliesRing), next: 1},
 		{deny: "-get", reads: 0, next: 0}, // the lean check, for comparison
 		{deny: "-smismember", reads: 2, next: 1},

@@ -101,7 +101,10 @@ local seq = 0 -- the last run's number
 local ours = true
 local cur = redis.pcall('HGET', KEYS[applies], 'seq')
 if type(cur) == 'table' and cur.err then
-  -- Not a hash (or not readable): the run cannot be numbered.
+  -- The run cannot be numbered: fail closed, before any write.
+  if not string.find(cur.err, '^WRONGTYPE') then
+    return redis.error_reply('NOPERM cannot read ' .. KEYS[applies] .. ' to number the run: ' .. cur.err)
+  end
   note('own ' .. redis.call('TYPE', KEYS[applies])['ok'] .. ' ' .. KEYS[applies])
   ours = false
 else
