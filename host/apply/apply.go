@@ -204,33 +204,17 @@ func (t *tokenSource) next() string {
 	return t.prefix + strconv.FormatUint(t.n.Add(1), 10)
 }
 
-// ownType is the type eventhost's own key must hold: a stream (the
-// dead-letter and source streams) but for the applies' count and ring.
-func ownType(key string) string {
-	switch {
-	case key == orders.AppliesKey:
-		return "hash"
-	case strings.HasPrefix(key, orders.AppliesKey+":"):
-		return "set"
-	}
-	return ""
-}
-
-// horizon is the last apply every planned write's load saw, or -1 and ""
-// when they do not all know the same one.
+// horizon is the last apply every planned write's load saw, and its
+// token; -1 and nil when they do not all know the same one.
 func horizon(writes []Write, planned []int) (int64, *string) {
-	if len(planned) == 0 {
+	if len(planned) == 0 || !writes[planned[0]].Seen.Known {
 		return -1, nil
 	}
 	h := &writes[planned[0]].Seen
 	for _, w := range planned[1:] {
-		o := &writes[w].Seen
-		if !o.Known || o.Seq != h.Seq || o.Token != h.Token {
+		if writes[w].Seen != *h {
 			return -1, nil
 		}
-	}
-	if !h.Known {
-		return -1, nil
 	}
 	return h.Seq, &h.Token
 }
@@ -453,8 +437,8 @@ func (a *Applier) leaveOut(p *plan, problems []string, refused map[int]leftOut) 
 	for _, pr := range problems {
 		kind, rest, _ := strings.Cut(pr, " ")
 		first, arg, _ := strings.Cut(rest, " ")
-		if kind == "own" {
-			return &OwnKeyError{Key: arg, Have: first, Want: ownType(arg)}
+		if kind == "own" { // the applies' count, the one own key the script reports so
+			return &OwnKeyError{Key: arg, Have: first, Want: "hash"}
 		}
 		n, err := strconv.Atoi(first)
 		if err != nil || n < 1 {
@@ -483,7 +467,7 @@ func (a *Applier) leaveOut(p *plan, problems []string, refused map[int]leftOut) 
 			key := p.keys[n-1]
 			acc := p.accOf(key)
 			if acc == nil {
-				return &OwnKeyError{Key: key, Have: arg, Want: ownType(key)}
+				return &OwnKeyError{Key: key, Have: arg}
 			}
 			for _, w := range p.writesOn(acc) {
 				if _, ok := refused[w]; !ok {

@@ -13,8 +13,8 @@
 -- ARGV:
 --   now_us, dl_maxlen, group, #ack_streams, key_idx*
 --   applies_idx, ring, lean_runs, since, since_token, token
---                                            KEYS[applies_idx] numbers the applies,
---                                            the ring's sets follow it (see 2.)
+--                                            KEYS[applies_idx] numbers the applies;
+--                                            the ring's sets are named after it (see 2.)
 --   #marker_sets, (#names, name*)*           done-marker fields, shared by orders
 --   #orders, first_key_idx, #runs, (count, set_idx)*
 --                                            the order hashes are KEYS[first_key_idx]
@@ -86,7 +86,7 @@ local nruns = tonumber(ARGV[i + 2])
 i = i + 3
 local runs_at = i
 
--- unpack() is bounded by Lua's C stack: keys go in chunks.
+-- unpack() is bounded by Lua's C stack: long lists go in chunks.
 local function each_chunk(from, n, fn)
   for c = from, from + n - 1, 1000 do
     fn(c, math.min(c + 999, from + n - 1))
@@ -330,12 +330,9 @@ elseif norders > 0 then
   redis.call('HSET', KEYS[applies], 'seq', seq, 'token', token)
   local into = slot(seq)
   redis.call('DEL', into)
+  redis.call('SADD', into, '#' .. token)
   each_chunk(first_order, norders, function(a, b)
-    if a == first_order then
-      redis.call('SADD', into, '#' .. token, unpack(KEYS, a, b))
-    else
-      redis.call('SADD', into, unpack(KEYS, a, b))
-    end
+    redis.call('SADD', into, unpack(KEYS, a, b))
   end)
 end
 
@@ -367,16 +364,15 @@ for _ = 1, ndead do
   i = i + n
 end
 
--- unpack() is bounded by Lua's C stack: send long id lists in chunks.
+-- Long id lists go in chunks (each_chunk).
 local function chunked(cmd, key, extra, from, n)
-  for c = from, from + n - 1, 1000 do
-    local last = math.min(c + 999, from + n - 1)
+  each_chunk(from, n, function(a, b)
     if extra then
-      redis.call(cmd, key, extra, unpack(ARGV, c, last))
+      redis.call(cmd, key, extra, unpack(ARGV, a, b))
     else
-      redis.call(cmd, key, unpack(ARGV, c, last))
+      redis.call(cmd, key, unpack(ARGV, a, b))
     end
-  end
+  end)
 end
 
 -- Dead letters this batch replayed are gone with the batch that settled them.

@@ -59,7 +59,8 @@ const AppliesRing = 64
 // about; past it, asking costs more than reading every order's markers.
 const AppliesLeanRuns = 16
 
-// AppliesSlot is the ring set for apply number n.
+// AppliesSlot is the ring set for apply number n (apply.lua builds the
+// same names from AppliesKey).
 func AppliesSlot(n int) string { return AppliesKey + ":" + strconv.Itoa(n%AppliesRing) }
 
 // Horizon is the last apply a load saw: applies numbered up to Seq had
