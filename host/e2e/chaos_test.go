@@ -40,10 +40,7 @@ func TestChaosPubSub(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs in make test")
 	}
-	r := startChaos(t, chaosPlan(6060))
-	r.run()
-	r.settle()
-	r.check()
+	runChaos(t, chaosPlan(6060))
 }
 
 // TestChaosPubSubTwoHosts runs the chaos against two hosts on the Pub/Sub
@@ -57,10 +54,7 @@ func TestChaosPubSubTwoHosts(t *testing.T) {
 	}
 	opt := chaosPlan(8080)
 	opt.Hosts = 2
-	r := startChaos(t, opt)
-	r.run()
-	r.settle()
-	r.check()
+	runChaos(t, opt)
 }
 
 // TestChaosStream runs the chaos against two hosts sharing the stream
@@ -72,6 +66,13 @@ func TestChaosStream(t *testing.T) {
 	}
 	opt := chaosPlan(7070)
 	opt.Stream, opt.Hosts, opt.KillForGood = true, 2, true
+	runChaos(t, opt)
+}
+
+// runChaos starts the hosts, runs the chaos, lets it settle and checks
+// the whole of Redis.
+func runChaos(t *testing.T, opt chaosOptions) {
+	t.Helper()
 	r := startChaos(t, opt)
 	r.run()
 	r.settle()
