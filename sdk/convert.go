@@ -14,7 +14,7 @@ import (
 
 // DescriptionToProto converts d for the wire.
 func DescriptionToProto(d Description) (*pluginv1.DescribeResponse, error) {
-	resp := &pluginv1.DescribeResponse{Name: d.Name, Version: d.Version, Keys: d.Keys, Packed: true}
+	resp := &pluginv1.DescribeResponse{Name: d.Name, Version: d.Version, Keys: d.Keys, Packed: true, Stream: true}
 	for _, f := range d.Config {
 		pf := &pluginv1.ConfigField{
 			Name: f.Name, Type: pluginv1.ConfigField_Type(f.Type), Required: f.Required, Doc: f.Doc,

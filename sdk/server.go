@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 
@@ -72,6 +73,28 @@ func (s *server) Process(_ context.Context, req *pluginv1.ProcessRequest) (*plug
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return ResultsToProto(ProcessBatch(s.impl, orders), packed), nil
+}
+
+// ProcessStream answers each request on the stream as Process would, one
+// at a time. Process' error ends the stream with its status, as it ends a
+// call.
+func (s *server) ProcessStream(st pluginv1.Plugin_ProcessStreamServer) error {
+	for {
+		req, err := st.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := s.Process(st.Context(), req)
+		if err != nil {
+			return err
+		}
+		if err := st.Send(resp); err != nil {
+			return err
+		}
+	}
 }
 
 // processPacked answers a batch of packed orders with packed results, in

@@ -19,7 +19,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='plugin.proto',
   package='eventhost.plugin.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\x0cplugin.proto\x12\x13\x65venthost.plugin.v1\"\x11\n\x0f\x44\x65scribeRequest\"\xab\x01\n\x10\x44\x65scribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04keys\x18\x03 \x03(\t\x12\x30\n\x06\x63onfig\x18\x04 \x03(\x0b\x32 .eventhost.plugin.v1.ConfigField\x12\x0e\n\x06packed\x18\x05 \x01(\x08\x12(\n\x05views\x18\x06 \x03(\x0b\x32\x19.eventhost.plugin.v1.View\"\xfc\x01\n\x04View\x12\r\n\x05title\x18\x01 \x01(\t\x12\x37\n\thistogram\x18\x02 \x01(\x0b\x32\".eventhost.plugin.v1.HistogramViewH\x00\x12/\n\x05table\x18\x03 \x01(\x0b\x32\x1e.eventhost.plugin.v1.TableViewH\x00\x12;\n\x0bleaderboard\x18\x04 \x01(\x0b\x32$.eventhost.plugin.v1.LeaderboardViewH\x00\x12\x36\n\tkey_count\x18\x05 \x01(\x0b\x32!.eventhost.plugin.v1.KeyCountViewH\x00\x42\x06\n\x04kind\"R\n\rHistogramView\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63ounter\x18\x02 \x01(\t\x12\x12\n\nfirst_slot\x18\x03 \x01(\r\x12\x0f\n\x07\x62uckets\x18\x04 \x03(\t\"o\n\tTableView\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\trow_label\x18\x02 \x01(\t\x12\x31\n\x07\x63olumns\x18\x03 \x03(\x0b\x32 .eventhost.plugin.v1.TableColumn\x12\x0f\n\x07sort_by\x18\x04 \x01(\r\">\n\x0bTableColumn\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0e\n\x06suffix\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65\x63imals\x18\x03 \x01(\r\"j\n\x0fLeaderboardView\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x14\n\x0cmember_label\x18\x03 \x01(\t\x12\x13\n\x0bscore_label\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65\x63imals\x18\x05 \x01(\r\"G\n\x0cKeyCountView\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\x12\n\nsize_label\x18\x02 \x01(\t\x12\x12\n\nkeys_label\x18\x03 \x01(\t\"\xea\x01\n\x0b\x43onfigField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x04type\x18\x02 \x01(\x0e\x32%.eventhost.plugin.v1.ConfigField.Type\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x14\n\x0c\x64\x65\x66\x61ult_json\x18\x04 \x01(\t\x12\x0b\n\x03\x64oc\x18\x05 \x01(\t\"c\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTYPE_STRING\x10\x01\x12\x0f\n\x0bTYPE_NUMBER\x10\x02\x12\r\n\tTYPE_BOOL\x10\x03\x12\x14\n\x10TYPE_STRING_LIST\x10\x04\"\'\n\x10\x43onfigureRequest\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\t\"D\n\x11\x43onfigureResponse\x12/\n\x06\x65rrors\x18\x01 \x03(\x0b\x32\x1f.eventhost.plugin.v1.FieldError\",\n\nFieldError\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xcb\x01\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\n\n\x02ts\x18\x03 \x01(\x03\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x0c\n\x04\x63ost\x18\x05 \x01(\x01\x12\r\n\x05\x65vent\x18\x06 \x01(\t\x12\x0b\n\x03who\x18\x07 \x01(\t\x12\x34\n\x05\x65xtra\x18\x08 \x03(\x0b\x32%.eventhost.plugin.v1.Order.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"j\n\x0eProcessRequest\x12*\n\x06orders\x18\x01 \x03(\x0b\x32\x1a.eventhost.plugin.v1.Order\x12\x15\n\rpacked_orders\x18\x02 \x01(\x0c\x12\x15\n\rpacked_answer\x18\x03 \x01(\x08\"4\n\x06\x45\x66\x66\x65\x63t\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x03 \x03(\t\"\x7f\n\x06Result\x12\r\n\x05index\x18\x01 \x01(\r\x12,\n\x07\x65\x66\x66\x65\x63ts\x18\x02 \x03(\x0b\x32\x1b.eventhost.plugin.v1.Effect\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x11\n\tpermanent\x18\x04 \x01(\x08\x12\x16\n\x0epacked_effects\x18\x05 \x01(\x0c\"W\n\x0fProcessResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.eventhost.plugin.v1.Result\x12\x16\n\x0epacked_results\x18\x02 \x01(\x0c\x32\x93\x02\n\x06Plugin\x12W\n\x08\x44\x65scribe\x12$.eventhost.plugin.v1.DescribeRequest\x1a%.eventhost.plugin.v1.DescribeResponse\x12Z\n\tConfigure\x12%.eventhost.plugin.v1.ConfigureRequest\x1a&.eventhost.plugin.v1.ConfigureResponse\x12T\n\x07Process\x12#.eventhost.plugin.v1.ProcessRequest\x1a$.eventhost.plugin.v1.ProcessResponseB3Z1github.com/eventhost/eventhost/sdk/proto/pluginv1b\x06proto3')
+  serialized_pb=_b('\n\x0cplugin.proto\x12\x13\x65venthost.plugin.v1\"\x11\n\x0f\x44\x65scribeRequest\"\xbb\x01\n\x10\x44\x65scribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04keys\x18\x03 \x03(\t\x12\x30\n\x06\x63onfig\x18\x04 \x03(\x0b\x32 .eventhost.plugin.v1.ConfigField\x12\x0e\n\x06packed\x18\x05 \x01(\x08\x12(\n\x05views\x18\x06 \x03(\x0b\x32\x19.eventhost.plugin.v1.View\x12\x0e\n\x06stream\x18\x07 \x01(\x08\"\xfc\x01\n\x04View\x12\r\n\x05title\x18\x01 \x01(\t\x12\x37\n\thistogram\x18\x02 \x01(\x0b\x32\".eventhost.plugin.v1.HistogramViewH\x00\x12/\n\x05table\x18\x03 \x01(\x0b\x32\x1e.eventhost.plugin.v1.TableViewH\x00\x12;\n\x0bleaderboard\x18\x04 \x01(\x0b\x32$.eventhost.plugin.v1.LeaderboardViewH\x00\x12\x36\n\tkey_count\x18\x05 \x01(\x0b\x32!.eventhost.plugin.v1.KeyCountViewH\x00\x42\x06\n\x04kind\"R\n\rHistogramView\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63ounter\x18\x02 \x01(\t\x12\x12\n\nfirst_slot\x18\x03 \x01(\r\x12\x0f\n\x07\x62uckets\x18\x04 \x03(\t\"o\n\tTableView\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\trow_label\x18\x02 \x01(\t\x12\x31\n\x07\x63olumns\x18\x03 \x03(\x0b\x32 .eventhost.plugin.v1.TableColumn\x12\x0f\n\x07sort_by\x18\x04 \x01(\r\">\n\x0bTableColumn\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0e\n\x06suffix\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65\x63imals\x18\x03 \x01(\r\"j\n\x0fLeaderboardView\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x14\n\x0cmember_label\x18\x03 \x01(\t\x12\x13\n\x0bscore_label\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65\x63imals\x18\x05 \x01(\r\"G\n\x0cKeyCountView\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\x12\n\nsize_label\x18\x02 \x01(\t\x12\x12\n\nkeys_label\x18\x03 \x01(\t\"\xea\x01\n\x0b\x43onfigField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x04type\x18\x02 \x01(\x0e\x32%.eventhost.plugin.v1.ConfigField.Type\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x14\n\x0c\x64\x65\x66\x61ult_json\x18\x04 \x01(\t\x12\x0b\n\x03\x64oc\x18\x05 \x01(\t\"c\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTYPE_STRING\x10\x01\x12\x0f\n\x0bTYPE_NUMBER\x10\x02\x12\r\n\tTYPE_BOOL\x10\x03\x12\x14\n\x10TYPE_STRING_LIST\x10\x04\"\'\n\x10\x43onfigureRequest\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\t\"D\n\x11\x43onfigureResponse\x12/\n\x06\x65rrors\x18\x01 \x03(\x0b\x32\x1f.eventhost.plugin.v1.FieldError\",\n\nFieldError\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xcb\x01\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\n\n\x02ts\x18\x03 \x01(\x03\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x0c\n\x04\x63ost\x18\x05 \x01(\x01\x12\r\n\x05\x65vent\x18\x06 \x01(\t\x12\x0b\n\x03who\x18\x07 \x01(\t\x12\x34\n\x05\x65xtra\x18\x08 \x03(\x0b\x32%.eventhost.plugin.v1.Order.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"j\n\x0eProcessRequest\x12*\n\x06orders\x18\x01 \x03(\x0b\x32\x1a.eventhost.plugin.v1.Order\x12\x15\n\rpacked_orders\x18\x02 \x01(\x0c\x12\x15\n\rpacked_answer\x18\x03 \x01(\x08\"4\n\x06\x45\x66\x66\x65\x63t\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x03 \x03(\t\"\x7f\n\x06Result\x12\r\n\x05index\x18\x01 \x01(\r\x12,\n\x07\x65\x66\x66\x65\x63ts\x18\x02 \x03(\x0b\x32\x1b.eventhost.plugin.v1.Effect\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x11\n\tpermanent\x18\x04 \x01(\x08\x12\x16\n\x0epacked_effects\x18\x05 \x01(\x0c\"W\n\x0fProcessResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.eventhost.plugin.v1.Result\x12\x16\n\x0epacked_results\x18\x02 \x01(\x0c\x32\xf3\x02\n\x06Plugin\x12W\n\x08\x44\x65scribe\x12$.eventhost.plugin.v1.DescribeRequest\x1a%.eventhost.plugin.v1.DescribeResponse\x12Z\n\tConfigure\x12%.eventhost.plugin.v1.ConfigureRequest\x1a&.eventhost.plugin.v1.ConfigureResponse\x12T\n\x07Process\x12#.eventhost.plugin.v1.ProcessRequest\x1a$.eventhost.plugin.v1.ProcessResponse\x12^\n\rProcessStream\x12#.eventhost.plugin.v1.ProcessRequest\x1a$.eventhost.plugin.v1.ProcessResponse(\x01\x30\x01\x42\x33Z1github.com/eventhost/eventhost/sdk/proto/pluginv1b\x06proto3')
 )
 
 
@@ -53,8 +53,8 @@ _CONFIGFIELD_TYPE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=1063,
-  serialized_end=1162,
+  serialized_start=1079,
+  serialized_end=1178,
 )
 _sym_db.RegisterEnumDescriptor(_CONFIGFIELD_TYPE)
 
@@ -132,6 +132,13 @@ _DESCRIBERESPONSE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='stream', full_name='eventhost.plugin.v1.DescribeResponse.stream', index=6,
+      number=7, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -145,7 +152,7 @@ _DESCRIBERESPONSE = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=57,
-  serialized_end=228,
+  serialized_end=244,
 )
 
 
@@ -206,8 +213,8 @@ _VIEW = _descriptor.Descriptor(
       name='kind', full_name='eventhost.plugin.v1.View.kind',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=231,
-  serialized_end=483,
+  serialized_start=247,
+  serialized_end=499,
 )
 
 
@@ -258,8 +265,8 @@ _HISTOGRAMVIEW = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=485,
-  serialized_end=567,
+  serialized_start=501,
+  serialized_end=583,
 )
 
 
@@ -310,8 +317,8 @@ _TABLEVIEW = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=569,
-  serialized_end=680,
+  serialized_start=585,
+  serialized_end=696,
 )
 
 
@@ -355,8 +362,8 @@ _TABLECOLUMN = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=682,
-  serialized_end=744,
+  serialized_start=698,
+  serialized_end=760,
 )
 
 
@@ -414,8 +421,8 @@ _LEADERBOARDVIEW = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=746,
-  serialized_end=852,
+  serialized_start=762,
+  serialized_end=868,
 )
 
 
@@ -459,8 +466,8 @@ _KEYCOUNTVIEW = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=854,
-  serialized_end=925,
+  serialized_start=870,
+  serialized_end=941,
 )
 
 
@@ -519,8 +526,8 @@ _CONFIGFIELD = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=928,
-  serialized_end=1162,
+  serialized_start=944,
+  serialized_end=1178,
 )
 
 
@@ -550,8 +557,8 @@ _CONFIGUREREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1164,
-  serialized_end=1203,
+  serialized_start=1180,
+  serialized_end=1219,
 )
 
 
@@ -581,8 +588,8 @@ _CONFIGURERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1205,
-  serialized_end=1273,
+  serialized_start=1221,
+  serialized_end=1289,
 )
 
 
@@ -619,8 +626,8 @@ _FIELDERROR = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1275,
-  serialized_end=1319,
+  serialized_start=1291,
+  serialized_end=1335,
 )
 
 
@@ -657,8 +664,8 @@ _ORDER_EXTRAENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1481,
-  serialized_end=1525,
+  serialized_start=1497,
+  serialized_end=1541,
 )
 
 _ORDER = _descriptor.Descriptor(
@@ -736,8 +743,8 @@ _ORDER = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1322,
-  serialized_end=1525,
+  serialized_start=1338,
+  serialized_end=1541,
 )
 
 
@@ -781,8 +788,8 @@ _PROCESSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1527,
-  serialized_end=1633,
+  serialized_start=1543,
+  serialized_end=1649,
 )
 
 
@@ -826,8 +833,8 @@ _EFFECT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1635,
-  serialized_end=1687,
+  serialized_start=1651,
+  serialized_end=1703,
 )
 
 
@@ -885,8 +892,8 @@ _RESULT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1689,
-  serialized_end=1816,
+  serialized_start=1705,
+  serialized_end=1832,
 )
 
 
@@ -923,8 +930,8 @@ _PROCESSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1818,
-  serialized_end=1905,
+  serialized_start=1834,
+  serialized_end=1921,
 )
 
 _DESCRIBERESPONSE.fields_by_name['config'].message_type = _CONFIGFIELD
@@ -1112,8 +1119,8 @@ _PLUGIN = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1908,
-  serialized_end=2183,
+  serialized_start=1924,
+  serialized_end=2295,
   methods=[
   _descriptor.MethodDescriptor(
     name='Describe',
@@ -1137,6 +1144,15 @@ _PLUGIN = _descriptor.ServiceDescriptor(
     name='Process',
     full_name='eventhost.plugin.v1.Plugin.Process',
     index=2,
+    containing_service=None,
+    input_type=_PROCESSREQUEST,
+    output_type=_PROCESSRESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='ProcessStream',
+    full_name='eventhost.plugin.v1.Plugin.ProcessStream',
+    index=3,
     containing_service=None,
     input_type=_PROCESSREQUEST,
     output_type=_PROCESSRESPONSE,

@@ -42,6 +42,11 @@ func (p *process) kill() {
 	if p == nil {
 		return
 	}
+	if p.rpc != nil {
+		// An open stream would hold the plugin's graceful stop (and Kill
+		// with it) for seconds.
+		p.rpc.Close()
+	}
 	if p.client != nil {
 		p.client.Kill()
 	}

@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/experimental"
@@ -31,6 +33,16 @@ type Client struct {
 	// packed: the plugin said (in Describe) that it reads the compact
 	// encoding; an older plugin gets its orders as messages.
 	packed bool
+	// stream: the plugin said (in Describe) that it serves ProcessStream.
+	stream bool
+	// open is the stream batches go on, opened by the first; nil after a
+	// failed call. Held by one call at a time: a call that finds it held
+	// uses Process instead.
+	open struct {
+		sync.Mutex
+		st     pluginv1.Plugin_ProcessStreamClient
+		cancel context.CancelFunc
+	}
 }
 
 // New wraps the stub returned by go-plugin's Dispense.
@@ -53,6 +65,7 @@ func (c *Client) Describe(ctx context.Context) (sdk.Description, error) {
 		return sdk.Description{}, fmt.Errorf("describe: %w", err)
 	}
 	c.packed = resp.GetPacked()
+	c.stream = resp.GetStream()
 	return sdk.DescriptionFromProto(resp)
 }
 
@@ -112,7 +125,14 @@ func (c *Client) ProcessBatch(ctx context.Context, b Batch, store *sdk.AnswerSto
 	} else {
 		req = sdk.ProcessRequestToProto(b.Orders(), false)
 	}
-	resp, err := c.rpc.Process(ctx, req)
+	var resp *pluginv1.ProcessResponse
+	var err error
+	if c.stream && c.open.TryLock() {
+		resp, err = c.onStream(ctx, req)
+		c.open.Unlock()
+	} else {
+		resp, err = c.rpc.Process(ctx, req)
+	}
 	if status.Code(err) == codes.ResourceExhausted {
 		// gRPC says which side's limit, not whose message: the size of
 		// ours does.
@@ -126,4 +146,53 @@ func (c *Client) ProcessBatch(ctx context.Context, b Batch, store *sdk.AnswerSto
 		store = new(sdk.AnswerStore)
 	}
 	return store.ResultsFromProto(resp, b.Len()), nil
+}
+
+// onStream sends req on the open stream, opening one first if there is
+// none, and waits for its answer. ctx bounds this call alone: when it ends
+// first the stream is cancelled, and the error is ctx's, as Process would
+// return it. After any error the stream is dropped: the next call opens
+// another. c.open must be held.
+func (c *Client) onStream(ctx context.Context, req *pluginv1.ProcessRequest) (*pluginv1.ProcessResponse, error) {
+	if c.open.st == nil {
+		// The stream outlives this call's ctx: it is cancelled by hand.
+		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		st, err := c.rpc.ProcessStream(sctx)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		c.open.st, c.open.cancel = st, cancel
+	}
+	st, cancel := c.open.st, c.open.cancel
+	stop := context.AfterFunc(ctx, cancel)
+	var resp *pluginv1.ProcessResponse
+	err := st.Send(req)
+	if err == nil || err == io.EOF {
+		// Send says io.EOF when the stream has ended; Recv says why.
+		resp, err = st.Recv()
+	}
+	if !stop() || err != nil {
+		cancel()
+		c.open.st, c.open.cancel = nil, nil
+	}
+	if err != nil && ctx.Err() != nil {
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	if err == io.EOF {
+		// The plugin ended the stream without a status: it broke the
+		// protocol, as a call without an answer would.
+		err = status.Error(codes.Internal, "the plugin closed its stream without answering")
+	}
+	return resp, err
+}
+
+// Close ends the open stream, if any. The Client stays usable.
+func (c *Client) Close() {
+	c.open.Lock()
+	defer c.open.Unlock()
+	if c.open.cancel != nil {
+		c.open.cancel()
+		c.open.st, c.open.cancel = nil, nil
+	}
 }

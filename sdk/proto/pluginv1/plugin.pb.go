@@ -129,7 +129,10 @@ type DescribeResponse struct {
 	// How the keys the plugin writes are shown (sdk/view.go). Asked again
 	// after Configure, since they may depend on the settings. A plugin built
 	// before views declares none.
-	Views         []*View `protobuf:"bytes,6,rep,name=views,proto3" json:"views,omitempty"`
+	Views []*View `protobuf:"bytes,6,rep,name=views,proto3" json:"views,omitempty"`
+	// The plugin serves ProcessStream. A host uses Process with a plugin that
+	// does not say so.
+	Stream        bool `protobuf:"varint,7,opt,name=stream,proto3" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -204,6 +207,13 @@ func (x *DescribeResponse) GetViews() []*View {
 		return x.Views
 	}
 	return nil
+}
+
+func (x *DescribeResponse) GetStream() bool {
+	if x != nil {
+		return x.Stream
+	}
+	return false
 }
 
 type View struct {
@@ -1254,14 +1264,15 @@ var File_plugin_proto protoreflect.FileDescriptor
 const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\fplugin.proto\x12\x13eventhost.plugin.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\xd7\x01\n" +
+	"\x0fDescribeRequest\"\xef\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
 	"\x04keys\x18\x03 \x03(\tR\x04keys\x128\n" +
 	"\x06config\x18\x04 \x03(\v2 .eventhost.plugin.v1.ConfigFieldR\x06config\x12\x16\n" +
 	"\x06packed\x18\x05 \x01(\bR\x06packed\x12/\n" +
-	"\x05views\x18\x06 \x03(\v2\x19.eventhost.plugin.v1.ViewR\x05views\"\xac\x02\n" +
+	"\x05views\x18\x06 \x03(\v2\x19.eventhost.plugin.v1.ViewR\x05views\x12\x16\n" +
+	"\x06stream\x18\a \x01(\bR\x06stream\"\xac\x02\n" +
 	"\x04View\x12\x14\n" +
 	"\x05title\x18\x01 \x01(\tR\x05title\x12B\n" +
 	"\thistogram\x18\x02 \x01(\v2\".eventhost.plugin.v1.HistogramViewH\x00R\thistogram\x126\n" +
@@ -1347,11 +1358,12 @@ const file_plugin_proto_rawDesc = "" +
 	"\x0epacked_effects\x18\x05 \x01(\fR\rpackedEffects\"o\n" +
 	"\x0fProcessResponse\x125\n" +
 	"\aresults\x18\x01 \x03(\v2\x1b.eventhost.plugin.v1.ResultR\aresults\x12%\n" +
-	"\x0epacked_results\x18\x02 \x01(\fR\rpackedResults2\x93\x02\n" +
+	"\x0epacked_results\x18\x02 \x01(\fR\rpackedResults2\xf3\x02\n" +
 	"\x06Plugin\x12W\n" +
 	"\bDescribe\x12$.eventhost.plugin.v1.DescribeRequest\x1a%.eventhost.plugin.v1.DescribeResponse\x12Z\n" +
 	"\tConfigure\x12%.eventhost.plugin.v1.ConfigureRequest\x1a&.eventhost.plugin.v1.ConfigureResponse\x12T\n" +
-	"\aProcess\x12#.eventhost.plugin.v1.ProcessRequest\x1a$.eventhost.plugin.v1.ProcessResponseB3Z1github.com/eventhost/eventhost/sdk/proto/pluginv1b\x06proto3"
+	"\aProcess\x12#.eventhost.plugin.v1.ProcessRequest\x1a$.eventhost.plugin.v1.ProcessResponse\x12^\n" +
+	"\rProcessStream\x12#.eventhost.plugin.v1.ProcessRequest\x1a$.eventhost.plugin.v1.ProcessResponse(\x010\x01B3Z1github.com/eventhost/eventhost/sdk/proto/pluginv1b\x06proto3"
 
 var (
 	file_plugin_proto_rawDescOnce sync.Once
@@ -1405,11 +1417,13 @@ var file_plugin_proto_depIdxs = []int32{
 	1,  // 13: eventhost.plugin.v1.Plugin.Describe:input_type -> eventhost.plugin.v1.DescribeRequest
 	10, // 14: eventhost.plugin.v1.Plugin.Configure:input_type -> eventhost.plugin.v1.ConfigureRequest
 	14, // 15: eventhost.plugin.v1.Plugin.Process:input_type -> eventhost.plugin.v1.ProcessRequest
-	2,  // 16: eventhost.plugin.v1.Plugin.Describe:output_type -> eventhost.plugin.v1.DescribeResponse
-	11, // 17: eventhost.plugin.v1.Plugin.Configure:output_type -> eventhost.plugin.v1.ConfigureResponse
-	17, // 18: eventhost.plugin.v1.Plugin.Process:output_type -> eventhost.plugin.v1.ProcessResponse
-	16, // [16:19] is the sub-list for method output_type
-	13, // [13:16] is the sub-list for method input_type
+	14, // 16: eventhost.plugin.v1.Plugin.ProcessStream:input_type -> eventhost.plugin.v1.ProcessRequest
+	2,  // 17: eventhost.plugin.v1.Plugin.Describe:output_type -> eventhost.plugin.v1.DescribeResponse
+	11, // 18: eventhost.plugin.v1.Plugin.Configure:output_type -> eventhost.plugin.v1.ConfigureResponse
+	17, // 19: eventhost.plugin.v1.Plugin.Process:output_type -> eventhost.plugin.v1.ProcessResponse
+	17, // 20: eventhost.plugin.v1.Plugin.ProcessStream:output_type -> eventhost.plugin.v1.ProcessResponse
+	17, // [17:21] is the sub-list for method output_type
+	13, // [13:17] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name

@@ -22,9 +22,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Plugin_Describe_FullMethodName  = "/eventhost.plugin.v1.Plugin/Describe"
-	Plugin_Configure_FullMethodName = "/eventhost.plugin.v1.Plugin/Configure"
-	Plugin_Process_FullMethodName   = "/eventhost.plugin.v1.Plugin/Process"
+	Plugin_Describe_FullMethodName      = "/eventhost.plugin.v1.Plugin/Describe"
+	Plugin_Configure_FullMethodName     = "/eventhost.plugin.v1.Plugin/Configure"
+	Plugin_Process_FullMethodName       = "/eventhost.plugin.v1.Plugin/Process"
+	Plugin_ProcessStream_FullMethodName = "/eventhost.plugin.v1.Plugin/ProcessStream"
 )
 
 // PluginClient is the client API for Plugin service.
@@ -37,6 +38,13 @@ type PluginClient interface {
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
 	Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
 	Process(ctx context.Context, in *ProcessRequest, opts ...grpc.CallOption) (*ProcessResponse, error)
+	// ProcessStream is Process on one long-lived stream: each request gets
+	// exactly one response, in order, before the host sends the next. It
+	// saves a call's set-up on both sides (headers, a goroutine, a wake-up):
+	// about half a small batch's round trip. The host uses it only with a
+	// plugin whose Describe says stream; an error status ends the stream,
+	// and the host opens a new one for the next batch.
+	ProcessStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ProcessRequest, ProcessResponse], error)
 }
 
 type pluginClient struct {
@@ -77,6 +85,19 @@ func (c *pluginClient) Process(ctx context.Context, in *ProcessRequest, opts ...
 	return out, nil
 }
 
+func (c *pluginClient) ProcessStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ProcessRequest, ProcessResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Plugin_ServiceDesc.Streams[0], Plugin_ProcessStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ProcessRequest, ProcessResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Plugin_ProcessStreamClient = grpc.BidiStreamingClient[ProcessRequest, ProcessResponse]
+
 // PluginServer is the server API for Plugin service.
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility.
@@ -87,6 +108,13 @@ type PluginServer interface {
 	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
 	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
 	Process(context.Context, *ProcessRequest) (*ProcessResponse, error)
+	// ProcessStream is Process on one long-lived stream: each request gets
+	// exactly one response, in order, before the host sends the next. It
+	// saves a call's set-up on both sides (headers, a goroutine, a wake-up):
+	// about half a small batch's round trip. The host uses it only with a
+	// plugin whose Describe says stream; an error status ends the stream,
+	// and the host opens a new one for the next batch.
+	ProcessStream(grpc.BidiStreamingServer[ProcessRequest, ProcessResponse]) error
 	mustEmbedUnimplementedPluginServer()
 }
 
@@ -105,6 +133,9 @@ func (UnimplementedPluginServer) Configure(context.Context, *ConfigureRequest) (
 }
 func (UnimplementedPluginServer) Process(context.Context, *ProcessRequest) (*ProcessResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Process not implemented")
+}
+func (UnimplementedPluginServer) ProcessStream(grpc.BidiStreamingServer[ProcessRequest, ProcessResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method ProcessStream not implemented")
 }
 func (UnimplementedPluginServer) mustEmbedUnimplementedPluginServer() {}
 func (UnimplementedPluginServer) testEmbeddedByValue()                {}
@@ -181,6 +212,13 @@ func _Plugin_Process_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Plugin_ProcessStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PluginServer).ProcessStream(&grpc.GenericServerStream[ProcessRequest, ProcessResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Plugin_ProcessStreamServer = grpc.BidiStreamingServer[ProcessRequest, ProcessResponse]
+
 // Plugin_ServiceDesc is the grpc.ServiceDesc for Plugin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -201,6 +239,13 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Plugin_Process_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ProcessStream",
+			Handler:       _Plugin_ProcessStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "plugin.proto",
 }
