@@ -156,8 +156,12 @@ type Applier struct {
 	rdb      redis.UniversalClient
 	dlStream string
 	dlMaxLen int64
-	ackGroup string
 	now      func() time.Time
+
+	// AckGroup is the consumer group a batch's Acks are acknowledged for,
+	// each on the stream it names. Empty (the default) means none: Apply
+	// refuses a batch with Acks, which it could not acknowledge.
+	AckGroup string
 
 	// MaxArgs bounds the arguments of one script run, so that one batch
 	// cannot block Redis for long: a larger batch is applied in several
@@ -233,13 +237,6 @@ func New(rdb redis.UniversalClient, stream string, maxLen int64) *Applier {
 	return a
 }
 
-// AckTo makes the applier acknowledge a batch's Acks for consumer group
-// group, each on the stream it names.
-func (a *Applier) AckTo(group string) *Applier {
-	a.ackGroup = group
-	return a
-}
-
 // Apply writes b atomically: every write lands with its done marker, or
 // none does. A write whose marker is set already is skipped (AlreadyDone);
 // one Redis could not apply (its key holds another type, a value it
@@ -251,8 +248,8 @@ func (a *Applier) Apply(ctx context.Context, b Batch) (Result, error) {
 	if b.empty() {
 		return res, nil
 	}
-	if len(b.Acks) > 0 && a.ackGroup == "" {
-		return res, errors.New("apply: batch acknowledges stream entries, but no group was set with AckTo")
+	if len(b.Acks) > 0 && a.AckGroup == "" {
+		return res, errors.New("apply: batch acknowledges stream entries, but no group was set in AckGroup")
 	}
 	live := liveWrites(b.Writes, res.Statuses)
 	if a.cluster != nil {
@@ -533,7 +530,7 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 	args.int64(now.UnixMicro())
 	args.int64(a.dlMaxLen)
 	if len(tail.Acks) > 0 {
-		args.str(&a.ackGroup)
+		args.str(&a.AckGroup)
 	} else {
 		args.boxed("")
 	}

@@ -539,7 +539,7 @@ func TestApplyMarksReplaysAndAcks(t *testing.T) {
 	ctx, rdb, a := setup(t, 0)
 	const group = "eventhost"
 	streams := []string{"purchase_orders:{0}", "purchase_orders:{1}"}
-	a.AckTo(group)
+	a.AckGroup = group
 	createOrder(t, ctx, rdb, "1")
 	createOrder(t, ctx, rdb, "2")
 	var entries []apply.Ack
@@ -617,8 +617,8 @@ func TestApplyMarksReplaysAndAcks(t *testing.T) {
 
 func TestApplyAcksNeedAStream(t *testing.T) {
 	ctx, _, a := setup(t, 0)
-	if _, err := a.Apply(ctx, apply.Batch{Acks: []apply.Ack{{Stream: "s", ID: "1-1"}}}); err == nil || !strings.Contains(err.Error(), "AckTo") {
-		t.Errorf("Apply with acks and no group: err = %v, want one naming AckTo", err)
+	if _, err := a.Apply(ctx, apply.Batch{Acks: []apply.Ack{{Stream: "s", ID: "1-1"}}}); err == nil || !strings.Contains(err.Error(), "AckGroup") {
+		t.Errorf("Apply with acks and no group: err = %v, want one naming AckGroup", err)
 	}
 }
 

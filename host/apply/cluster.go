@@ -1043,7 +1043,7 @@ func (r *clusterRun) settle(ctx context.Context, b Batch) error {
 	for _, st := range streams {
 		for ids := acks[st]; len(ids) > 0; {
 			n := min(len(ids), chunk)
-			pipe.XAck(ctx, st, r.a.ackGroup, ids[:n]...)
+			pipe.XAck(ctx, st, r.a.AckGroup, ids[:n]...)
 			ids = ids[n:]
 		}
 	}

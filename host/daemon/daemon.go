@@ -132,7 +132,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var pluginsAdded func()
 	switch d.cfg.Source.Kind {
 	case "stream":
-		eng.Applier.AckTo(d.cfg.Source.Stream.Group)
+		eng.Applier.AckGroup = d.cfg.Source.Stream.Group
 		src := source.NewStream(rdb, *d.cfg.Source.Stream, d.cfg.Batch.MaxOrders, d.logger.Named("source"), d.metrics)
 		// The group's pending entries are the record of unfinished work:
 		// no catch-up scan is needed.
