@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/apply"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/orders"
 )
 
@@ -64,14 +65,14 @@ func hmgets(t *testing.T, ctx context.Context, rdb *redis.Client, a *apply.Appli
 func ring(t *testing.T, ctx context.Context, rdb *redis.Client) (map[string]string, map[string][]string) {
 	t.Helper()
 	sets := map[string][]string{}
-	for n := range orders.AppliesRing {
-		m := rdb.SMembers(ctx, orders.AppliesSlot(n)).Val()
+	for n := range keyspace.AppliesRing {
+		m := rdb.SMembers(ctx, keyspace.AppliesSlot(n)).Val()
 		if len(m) > 0 {
 			sort.Strings(m)
-			sets[orders.AppliesSlot(n)] = m
+			sets[keyspace.AppliesSlot(n)] = m
 		}
 	}
-	return rdb.HGetAll(ctx, orders.AppliesKey).Val(), sets
+	return rdb.HGetAll(ctx, keyspace.AppliesKey).Val(), sets
 }
 
 // TestApplyNumbersItsRuns: every run that marks orders numbers itself in
@@ -93,7 +94,7 @@ func TestApplyNumbersItsRuns(t *testing.T) {
 	if count["seq"] != "1" || first == "" || len(count) != 2 {
 		t.Fatalf("applies after one run = %v, want seq 1 and a token", count)
 	}
-	want := map[string][]string{orders.AppliesSlot(1): {"#" + first, orderKey("1"), orderKey("2")}}
+	want := map[string][]string{keyspace.AppliesSlot(1): {"#" + first, orderKey("1"), orderKey("2")}}
 	if !reflect.DeepEqual(sets, want) {
 		t.Fatalf("ring after one run = %v, want %v", sets, want)
 	}
@@ -109,16 +110,16 @@ func TestApplyNumbersItsRuns(t *testing.T) {
 		t.Fatalf("a run that marked nothing was counted: %v", c)
 	}
 	// Run 1+AppliesRing reuses run 1's set, emptied first.
-	if err := rdb.HSet(ctx, orders.AppliesKey, "seq", orders.AppliesRing).Err(); err != nil {
+	if err := rdb.HSet(ctx, keyspace.AppliesKey, "seq", keyspace.AppliesRing).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.Apply(ctx, apply.Batch{Writes: counted(orders.Horizon{}, "3")}); err != nil {
 		t.Fatal(err)
 	}
 	count, sets = ring(t, ctx, rdb)
-	want = map[string][]string{orders.AppliesSlot(1): {"#" + count["token"], orderKey("3")}}
-	if count["seq"] != strconv.Itoa(orders.AppliesRing+1) || count["token"] == first || !reflect.DeepEqual(sets, want) {
-		t.Fatalf("after run %d: applies %v, ring %v; want ring %v", orders.AppliesRing+1, count, sets, want)
+	want = map[string][]string{keyspace.AppliesSlot(1): {"#" + count["token"], orderKey("3")}}
+	if count["seq"] != strconv.Itoa(keyspace.AppliesRing+1) || count["token"] == first || !reflect.DeepEqual(sets, want) {
+		t.Fatalf("after run %d: applies %v, ring %v; want ring %v", keyspace.AppliesRing+1, count, sets, want)
 	}
 }
 
@@ -163,7 +164,7 @@ func TestApplyReadsOnlyOrdersMarkedSinceTheLoad(t *testing.T) {
 		}},
 		{"the ring no longer holds every run since", func() orders.Horizon {
 			h := seen(t, ctx, rdb, "4")
-			if err := rdb.HIncrBy(ctx, orders.AppliesKey, "seq", orders.AppliesRing).Err(); err != nil {
+			if err := rdb.HIncrBy(ctx, keyspace.AppliesKey, "seq", keyspace.AppliesRing).Err(); err != nil {
 				t.Fatal(err)
 			}
 			return h
@@ -227,7 +228,7 @@ func TestApplyLeanCheckFindsVanishedOrders(t *testing.T) {
 			if _, err := a.Apply(ctx, apply.Batch{Writes: []apply.Write{write("0", "invoices", eff("SADD", "first", "0"))}}); err != nil {
 				t.Fatal(err)
 			}
-			first := rdb.HGet(ctx, orders.AppliesKey, "token").Val()
+			first := rdb.HGet(ctx, keyspace.AppliesKey, "token").Val()
 			h := seen(t, ctx, rdb, "1", "2", "3")
 			if err := tc.change(ctx, rdb); err != nil {
 				t.Fatal(err)
@@ -267,8 +268,8 @@ func TestApplyLeanCheckFindsVanishedOrders(t *testing.T) {
 			}
 			count, sets := ring(t, ctx, rdb)
 			want := map[string][]string{
-				orders.AppliesSlot(1): {"#" + first, orderKey("0")},
-				orders.AppliesSlot(2): {"#" + count["token"], orderKey("1"), orderKey("3")},
+				keyspace.AppliesSlot(1): {"#" + first, orderKey("0")},
+				keyspace.AppliesSlot(2): {"#" + count["token"], orderKey("1"), orderKey("3")},
 			}
 			if !reflect.DeepEqual(sets, want) {
 				t.Fatalf("ring %v, want %v: one run, of the orders it marked", sets, want)
@@ -292,7 +293,7 @@ func TestApplyRingPermissions(t *testing.T) {
 	}{
 		{deny: "-hset", err: "NOPERM this user may not run HSET on purchase_order_details:1"},
 		{deny: "-hget", err: "NOPERM cannot read eventhost:applies to number the run"},
-		{deny: "-del", reads: 0, seq: strconv.Itoa(1 + orders.AppliesRing), next: 1},
+		{deny: "-del", reads: 0, seq: strconv.Itoa(1 + keyspace.AppliesRing), next: 1},
 		{deny: "-get", reads: 0, next: 0}, // the lean check, for comparison
 		{deny: "-smismember", reads: 2, next: 1},
 		{deny: "-hdel", reads: 2, next: 1},
@@ -322,7 +323,7 @@ func TestApplyRingPermissions(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("Apply: %v, want %q", err, tc.err)
 				}
-				if n := admin.Exists(ctx, "times", "counted", orders.AppliesSlot(2)).Val(); n != 0 {
+				if n := admin.Exists(ctx, "times", "counted", keyspace.AppliesSlot(2)).Val(); n != 0 {
 					t.Fatalf("%d keys written by a refused batch", n)
 				}
 				if count, _ := ring(t, ctx, admin); count["seq"] != "1" {

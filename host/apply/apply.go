@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/deadletter"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/sdk"
 )
@@ -185,11 +186,11 @@ type Applier struct {
 	// and EVAL's arguments (boxed once: see run).
 	scriptSHA, scriptSrc any
 
-	// tokens names this applier's runs in orders.AppliesKey.
+	// tokens names this applier's runs in keyspace.AppliesKey.
 	tokens tokenSource
 }
 
-// tokenSource makes the tokens apply runs leave in orders.AppliesKey: a
+// tokenSource makes the tokens apply runs leave in keyspace.AppliesKey: a
 // random prefix per applier and a count, so that no two runs anywhere
 // share one, and a run on a replica that lost it is told apart from
 // another run with the same number.
@@ -515,7 +516,7 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 	}
 	// The applies' count (apply.lua names its ring after it).
 	applies := len(p.keys) + 1
-	p.keys = append(p.keys, orders.AppliesKey)
+	p.keys = append(p.keys, keyspace.AppliesKey)
 	p.token = a.tokens.next()
 	args := &p.args
 	args.boxed("evalsha")
@@ -539,8 +540,8 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 		args.int(k)
 	}
 	args.int(applies)
-	args.int(orders.AppliesRing)
-	args.int(orders.AppliesLeanRuns)
+	args.int(keyspace.AppliesRing)
+	args.int(keyspace.AppliesLeanRuns)
 	since, sinceToken := horizon(p.writes, p.planned)
 	args.int64(since)
 	if sinceToken != nil {
@@ -567,7 +568,7 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 		d := &dead[i]
 		args.int(p.deadKeys[i])
 		// Dead letters are few: their own strings may allocate.
-		field := orders.DeadField(d.Plugin)
+		field := keyspace.DeadField(d.Plugin)
 		args.str(&field)
 		fields := d.Fields()
 		args.int(len(fields) + 2)

@@ -14,7 +14,7 @@ import (
 	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/rediserr"
 	"github.com/eventhost/eventhost/sdk"
 )
@@ -42,7 +42,7 @@ func createOrder(t *testing.T, ctx context.Context, rdb *redis.Client, id string
 }
 
 func write(id, plugin string, effects ...sdk.Effect) apply.Write {
-	return apply.Write{OrderKey: orderKey(id), Marker: orders.DoneField(plugin), Effects: effects,
+	return apply.Write{OrderKey: orderKey(id), Marker: keyspace.DoneField(plugin), Effects: effects,
 		Plugin: plugin, OrderID: id, Channel: "purchase_orders"}
 }
 
@@ -61,7 +61,7 @@ func dump(t *testing.T, ctx context.Context, rdb *redis.Client) map[string]any {
 	}
 	out := map[string]any{}
 	for _, k := range keys {
-		if strings.HasPrefix(k, "purchase_order_details:") || k == dlStream || strings.HasPrefix(k, orders.AppliesKey) {
+		if strings.HasPrefix(k, "purchase_order_details:") || k == dlStream || strings.HasPrefix(k, keyspace.AppliesKey) {
 			continue
 		}
 		typ := rdb.Type(ctx, k).Val()
@@ -382,7 +382,7 @@ func TestApplyRefusesWhatRedisWouldRefuse(t *testing.T) {
 			for i, st := range res.Statuses {
 				w := tt.writes[i]
 				done := rdb.HExists(ctx, w.OrderKey, w.Marker).Val()
-				dead := rdb.HExists(ctx, w.OrderKey, orders.DeadField(w.Plugin)).Val()
+				dead := rdb.HExists(ctx, w.OrderKey, keyspace.DeadField(w.Plugin)).Val()
 				if done != (st == apply.Applied) || dead != (st == apply.Refused) {
 					t.Errorf("write %d (%v): done marker %v, dead marker %v", i, st, done, dead)
 				}
@@ -432,7 +432,7 @@ func TestApplyCheckReadDeniedFailsClosed(t *testing.T) {
 	if got := dump(t, ctx, admin); !reflect.DeepEqual(got, map[string]any{"n": "abc"}) {
 		t.Errorf("data: %#v, want n alone, unchanged", got)
 	}
-	if admin.HExists(ctx, orderKey("1"), orders.DoneField("b")).Val() || admin.Exists(ctx, dlStream).Val() != 0 {
+	if admin.HExists(ctx, orderKey("1"), keyspace.DoneField("b")).Val() || admin.Exists(ctx, dlStream).Val() != 0 {
 		t.Errorf("a marker or a dead letter was written")
 	}
 }
@@ -451,7 +451,7 @@ func TestApplyOwnKeyOfAnotherType(t *testing.T) {
 	if class, reason := rediserr.Classify(err); class != rediserr.Paused || reason != "eventhost's own key holds another type" {
 		t.Errorf("Classify = %v %q, want a pause naming eventhost's own key", class, reason)
 	}
-	if rdb.Exists(ctx, "s").Val() != 0 || rdb.HExists(ctx, orderKey("1"), orders.DoneField("a")).Val() {
+	if rdb.Exists(ctx, "s").Val() != 0 || rdb.HExists(ctx, orderKey("1"), keyspace.DoneField("a")).Val() {
 		t.Errorf("part of the batch was written")
 	}
 }
@@ -579,7 +579,7 @@ func TestApplyMarksReplaysAndAcks(t *testing.T) {
 	if !reflect.DeepEqual(res.Statuses, []apply.Status{apply.Applied}) {
 		t.Errorf("statuses = %v", res.Statuses)
 	}
-	if _, err := rdb.HGet(ctx, orderKey("2"), orders.DeadField("p")).Result(); err != nil {
+	if _, err := rdb.HGet(ctx, orderKey("2"), keyspace.DeadField("p")).Result(); err != nil {
 		t.Errorf("order 2 has no dead marker for p: %v", err)
 	}
 	if n := rdb.Exists(ctx, orderKey("3")).Val(); n != 0 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/sdk"
 )
@@ -130,7 +131,7 @@ func BenchmarkApplyRedisTime(b *testing.B) {
 // loadHorizon reads the applies' count as the loader does before it reads
 // a batch's hashes.
 func loadHorizon(b *testing.B, rdb *redis.Client) orders.Horizon {
-	v, err := rdb.HMGet(context.Background(), orders.AppliesKey, "seq", "token").Result()
+	v, err := rdb.HMGet(context.Background(), keyspace.AppliesKey, "seq", "token").Result()
 	if err != nil {
 		b.Fatal(err)
 	}

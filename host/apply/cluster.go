@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/deadletter"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/sdk"
 )
@@ -71,12 +72,10 @@ const (
 	// another; the sweep compares a marker's time on the order's node with
 	// the record's node).
 	RecordKeep = 2 * attemptWindow
-	// RecordPrefix starts the name of every slot's idempotency record.
-	RecordPrefix = "eventhost:applied:"
 )
 
 // recordKey is the name of the idempotency record of the slot tag names.
-func recordKey(tag string) string { return RecordPrefix + "{" + tag + "}" }
+func recordKey(tag string) string { return keyspace.RecordPrefix + "{" + tag + "}" }
 
 // pairField is the record field of one (order, plugin) pair.
 func pairField(w Write) string { return w.Marker + " " + w.OrderKey }
@@ -201,7 +200,7 @@ type clusterRun struct {
 // intentField is the order hash field that holds the intent of the pair
 // whose done marker is marker; mark.lua deletes it with the marker's set.
 func intentField(marker string) string {
-	return orders.MarkerPrefix + "intent:" + strings.TrimPrefix(marker, orders.DonePrefix)
+	return keyspace.IntentField(strings.TrimPrefix(marker, keyspace.DonePrefix))
 }
 
 // intentDigest is a digest of a pair's answer: the same effects in the same
@@ -785,8 +784,9 @@ func (r *clusterRun) runShares(ctx context.Context, slots []int, mode string) ([
 		if mode == "check" {
 			script = r.c.check
 		}
-		// The plan's second key (emptyKey, for apply.lua's type checks)
-		// is in another slot: cluster.lua takes the record in its place.
+		// The plan's second key (keyspace.EmptyKey, for apply.lua's type
+		// checks) is in another slot: cluster.lua takes the record in its
+		// place.
 		keys := slices.Clone(sh.plan.keys)
 		keys[1] = sh.record
 		cmds = append(cmds, nodeCmd{key: sh.record, script: script, keys: keys, argv: encodeShare(sh.plan, mode, nowUS, deadlineUS)})
@@ -986,7 +986,7 @@ func (r *clusterRun) markOrders(ctx context.Context, live []int, dead []deadlett
 	}
 	for _, d := range dead {
 		if d.OrderKey != "" {
-			add(d.OrderKey, orders.DeadField(d.Plugin), -1)
+			add(d.OrderKey, keyspace.DeadField(d.Plugin), -1)
 		}
 	}
 	if len(os) == 0 {

@@ -18,7 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/rediserr"
 	"github.com/eventhost/eventhost/sdk"
 )
@@ -63,7 +63,7 @@ func TestClusterReviewRedoWaitsForWritesItFindsDone(t *testing.T) {
 					orderKey = k
 				}
 			}
-			w := Write{OrderKey: orderKey, Marker: orders.DoneField("p"), Plugin: "p", OrderID: "o1", Channel: "c", Effects: []sdk.Effect{tc.effect}}
+			w := Write{OrderKey: orderKey, Marker: keyspace.DoneField("p"), Plugin: "p", OrderID: "o1", Channel: "c", Effects: []sdk.Effect{tc.effect}}
 			b := Batch{Writes: []Write{w}}
 			createOrders(t, ctx, cc, nil, b)
 
@@ -252,9 +252,9 @@ func TestClusterReviewACLCheckPerKey(t *testing.T) {
 	t.Cleanup(func() { _ = user.Close() })
 
 	allowed, denied := "sales:{k}:a", "zother:{k}:b" // one slot
-	p := Write{OrderKey: "acl:order:o1", Marker: orders.DoneField("a"), Plugin: "a", OrderID: "o1", Channel: "c",
+	p := Write{OrderKey: "acl:order:o1", Marker: keyspace.DoneField("a"), Plugin: "a", OrderID: "o1", Channel: "c",
 		Effects: []sdk.Effect{{Command: "HINCRBY", Key: allowed, Args: []string{"n", "1"}}}}
-	q := Write{OrderKey: "acl:order:o2", Marker: orders.DoneField("b"), Plugin: "b", OrderID: "o2", Channel: "c",
+	q := Write{OrderKey: "acl:order:o2", Marker: keyspace.DoneField("b"), Plugin: "b", OrderID: "o2", Channel: "c",
 		Effects: []sdk.Effect{{Command: "HINCRBY", Key: denied, Args: []string{"n", "1"}}}}
 	b := Batch{Writes: []Write{p, q}}
 	createOrders(t, ctx, admin, nil, b)
@@ -298,7 +298,7 @@ func TestClusterReviewRedoWithChangedEffects(t *testing.T) {
 	if slotOf(k1) == slotOf(k2) {
 		t.Fatal("test keys share a slot")
 	}
-	first := Write{OrderKey: "changed:order:o1", Marker: orders.DoneField("hourly"), Plugin: "hourly", OrderID: "o1", Channel: "c",
+	first := Write{OrderKey: "changed:order:o1", Marker: keyspace.DoneField("hourly"), Plugin: "hourly", OrderID: "o1", Channel: "c",
 		Effects: []sdk.Effect{{Command: "HINCRBY", Key: k1, Args: []string{"orders", "1"}}}}
 	redo := first
 	redo.Effects = []sdk.Effect{{Command: "HINCRBY", Key: k2, Args: []string{"orders", "1"}}}
@@ -329,7 +329,7 @@ func TestClusterReviewRedoWithChangedEffects(t *testing.T) {
 		t.Errorf("redo: %v %v, want Refused with a dead letter saying the plugin answered otherwise", res.Statuses, res.DeadLetters)
 	}
 	h := cc.HGetAll(ctx, first.OrderKey).Val()
-	if len(h) != 3 || h["ts"] != "1700000000" || h["qty"] != "1" || h[orders.DeadField("hourly")] == "" {
+	if len(h) != 3 || h["ts"] != "1700000000" || h["qty"] != "1" || h[keyspace.DeadField("hourly")] == "" {
 		t.Errorf("order hash = %v, want ts, qty and the dead marker (no intent left)", h)
 	}
 }
@@ -376,7 +376,7 @@ func TestClusterReviewClockSkewsAddUp(t *testing.T) {
 	ctx := t.Context()
 	cc := cl.Client()
 	const skew = 4 * time.Second // each within the documented 5 s
-	w := Write{OrderKey: "skew:order:o1", Marker: orders.DoneField("p"), Plugin: "p", OrderID: "o1", Channel: "c",
+	w := Write{OrderKey: "skew:order:o1", Marker: keyspace.DoneField("p"), Plugin: "p", OrderID: "o1", Channel: "c",
 		Effects: []sdk.Effect{{Command: "HINCRBY", Key: "skew:counts", Args: []string{"n", "1"}}, {Command: "HINCRBY", Key: "skew:other", Args: []string{"n", "1"}}}}
 	if slotOf("skew:counts") == slotOf("skew:other") {
 		t.Fatal("test keys share a slot")
@@ -452,7 +452,7 @@ func TestClusterReviewOrderLostBeforeMarkCountsOnce(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	ctx := t.Context()
 	cc := cl.Client()
-	w := Write{OrderKey: "lost:order:o1", Marker: orders.DoneField("p"), Plugin: "p", OrderID: "o1", Channel: "c",
+	w := Write{OrderKey: "lost:order:o1", Marker: keyspace.DoneField("p"), Plugin: "p", OrderID: "o1", Channel: "c",
 		Effects: []sdk.Effect{{Command: "HINCRBY", Key: "lost:counts", Args: []string{"n", "1"}}, {Command: "HINCRBY", Key: "lost:other", Args: []string{"n", "1"}}}}
 	b := Batch{Writes: []Write{w}}
 	createOrders(t, ctx, cc, nil, b)
@@ -521,7 +521,7 @@ func TestClusterVanishedOrderLeavesNoHash(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	ctx := t.Context()
 	cc := cl.Client()
-	w := Write{OrderKey: "gone:order:o1", Marker: orders.DoneField("p"), Plugin: "p", OrderID: "o1", Channel: "c",
+	w := Write{OrderKey: "gone:order:o1", Marker: keyspace.DoneField("p"), Plugin: "p", OrderID: "o1", Channel: "c",
 		Effects: []sdk.Effect{{Command: "HINCRBY", Key: "gone:counts", Args: []string{"n", "1"}}}}
 	a := New(cc, testDL, 0)
 	res, err := a.Apply(ctx, Batch{Writes: []Write{w}}) // the order hash was never there, or deleted
@@ -551,7 +551,7 @@ func TestClusterTwoAnswersAtOnceLandOnce(t *testing.T) {
 	const n = 40
 	var old, new Batch
 	for i := range n {
-		w := Write{OrderKey: fmt.Sprintf("deploy:order:%d", i), Marker: orders.DoneField("hourly"), Plugin: "hourly", OrderID: strconv.Itoa(i), Channel: "c",
+		w := Write{OrderKey: fmt.Sprintf("deploy:order:%d", i), Marker: keyspace.DoneField("hourly"), Plugin: "hourly", OrderID: strconv.Itoa(i), Channel: "c",
 			Effects: []sdk.Effect{{Command: "HINCRBY", Key: "deploy:v1:" + strconv.Itoa(i%7), Args: []string{"orders", "1"}}}}
 		old.Writes = append(old.Writes, w)
 		w.Effects = []sdk.Effect{{Command: "HINCRBY", Key: "deploy:v2:" + strconv.Itoa(i%5), Args: []string{"orders", "1"}}}
@@ -641,7 +641,7 @@ func TestClusterReviewCheckReadDeniedByACL(t *testing.T) {
 
 	count := "sales:{acl}:count"
 	admin.Set(ctx, count, "abc", 0)
-	p := Write{OrderKey: "acl:order:o0", Marker: orders.DoneField("counter"), Plugin: "counter", OrderID: "o0", Channel: "c",
+	p := Write{OrderKey: "acl:order:o0", Marker: keyspace.DoneField("counter"), Plugin: "counter", OrderID: "o0", Channel: "c",
 		Effects: []sdk.Effect{{Command: "INCRBY", Key: count, Args: []string{"1"}}}}
 	others := []sdk.Effect{
 		{Command: "HINCRBY", Key: "sales:{acl}:totals", Args: []string{"n", "7"}},
@@ -653,7 +653,7 @@ func TestClusterReviewCheckReadDeniedByACL(t *testing.T) {
 	}
 	b := Batch{Writes: []Write{p}}
 	for i, e := range others {
-		b.Writes = append(b.Writes, Write{OrderKey: fmt.Sprintf("acl:order:o%d", i+1), Marker: orders.DoneField("other"), Plugin: "other",
+		b.Writes = append(b.Writes, Write{OrderKey: fmt.Sprintf("acl:order:o%d", i+1), Marker: keyspace.DoneField("other"), Plugin: "other",
 			OrderID: fmt.Sprintf("o%d", i+1), Channel: "c", Effects: []sdk.Effect{e}})
 	}
 	createOrders(t, ctx, admin, nil, b)
@@ -709,9 +709,9 @@ func TestClusterReviewFloatCheckAgreesWithRedis(t *testing.T) {
 	floats, ints := "sales:{f}:a", "sales:{f}:b" // one slot
 	long := "0." + strings.Repeat("0", 5200) + "1"
 	cc.HSet(ctx, floats, "v", long)
-	p := Write{OrderKey: "float:order:o1", Marker: orders.DoneField("f"), Plugin: "f", OrderID: "o1", Channel: "c",
+	p := Write{OrderKey: "float:order:o1", Marker: keyspace.DoneField("f"), Plugin: "f", OrderID: "o1", Channel: "c",
 		Effects: []sdk.Effect{{Command: "HINCRBYFLOAT", Key: floats, Args: []string{"v", "1.5"}}}}
-	q := Write{OrderKey: "float:order:o2", Marker: orders.DoneField("g"), Plugin: "g", OrderID: "o2", Channel: "c",
+	q := Write{OrderKey: "float:order:o2", Marker: keyspace.DoneField("g"), Plugin: "g", OrderID: "o2", Channel: "c",
 		Effects: []sdk.Effect{{Command: "HINCRBY", Key: ints, Args: []string{"n", "7"}}}}
 	b := Batch{Writes: []Write{p, q}}
 	createOrders(t, ctx, cc, nil, b)
@@ -761,7 +761,7 @@ func TestClusterReviewDeadLetterWaitedBeforeDeadMarker(t *testing.T) {
 	}
 	bad := "dlwait:bad"
 	cc.Set(ctx, bad, "not a hash", 0)
-	w := Write{OrderKey: orderKey, Marker: orders.DoneField("p"), Plugin: "p", OrderID: "o1", Channel: "c",
+	w := Write{OrderKey: orderKey, Marker: keyspace.DoneField("p"), Plugin: "p", OrderID: "o1", Channel: "c",
 		Effects: []sdk.Effect{{Command: "HINCRBY", Key: bad, Args: []string{"n", "1"}}}}
 	b := Batch{Writes: []Write{w}}
 	createOrders(t, ctx, cc, nil, b)
@@ -778,7 +778,7 @@ func TestClusterReviewDeadLetterWaitedBeforeDeadMarker(t *testing.T) {
 	}
 	written := masterOffset(t, ctx, master)
 	res, err := a.Apply(ctx, b) // the pipeline's retry
-	dead := cc.HGet(ctx, orderKey, orders.DeadField("p")).Val()
+	dead := cc.HGet(ctx, orderKey, keyspace.DeadField("p")).Val()
 	acked := replicaAckOffset(t, ctx, master)
 	t.Logf("retry: %v %v; dead marker %q; acked %d written %d", res.Statuses, err, dead, acked, written)
 	if dead != "" && acked < written {
@@ -801,7 +801,7 @@ func TestClusterReviewDeadLetterStreamOfAnotherType(t *testing.T) {
 	dl := "review:deadletters"
 	cc.Set(ctx, dl, "not a stream", 0)
 	cc.Set(ctx, "own:bad", "not a hash", 0)
-	w := Write{OrderKey: "own:order:o1", Marker: orders.DoneField("inv"), Plugin: "inv", OrderID: "o1", Channel: "c",
+	w := Write{OrderKey: "own:order:o1", Marker: keyspace.DoneField("inv"), Plugin: "inv", OrderID: "o1", Channel: "c",
 		Effects: []sdk.Effect{{Command: "HINCRBY", Key: "own:bad", Args: []string{"n", "1"}}}}
 	createOrders(t, ctx, cc, nil, Batch{Writes: []Write{w}})
 	a := New(cc, dl, 0)
@@ -812,7 +812,7 @@ func TestClusterReviewDeadLetterStreamOfAnotherType(t *testing.T) {
 		class, reason := rediserr.Classify(err)
 		t.Errorf("Apply with the dead-letter stream a string = %v (class %v, pause reason %q), want an OwnKeyError for %s", err, class, reason, dl)
 	}
-	if cc.HExists(ctx, w.OrderKey, orders.DeadField("inv")).Val() {
+	if cc.HExists(ctx, w.OrderKey, keyspace.DeadField("inv")).Val() {
 		t.Errorf("the dead marker was set though its letter could not be written")
 	}
 }
@@ -842,7 +842,7 @@ func TestClusterReviewVanishedAfterLandingSaysSo(t *testing.T) {
 	if slotOf(k1) == slotOf(k2) {
 		t.Fatal("test keys share a slot")
 	}
-	w := Write{OrderKey: p + "order:o1", Marker: orders.DoneField("inv"), Plugin: "inv", OrderID: "o1", Channel: "c",
+	w := Write{OrderKey: p + "order:o1", Marker: keyspace.DoneField("inv"), Plugin: "inv", OrderID: "o1", Channel: "c",
 		Effects: []sdk.Effect{{Command: "SADD", Key: k1, Args: []string{"o1"}}, {Command: "HINCRBY", Key: k2, Args: []string{"n", "1"}}}}
 	b := Batch{Writes: []Write{w}}
 	createOrders(t, ctx, cc, nil, b)

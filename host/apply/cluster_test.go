@@ -15,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/redisconn"
 	"github.com/eventhost/eventhost/host/rediserr"
 	"github.com/eventhost/eventhost/sdk"
@@ -81,7 +81,7 @@ func TestCluster(t *testing.T) {
 			b := randomBatch(rng, prefix, 60)
 			// One pair Redis refuses: its key holds a string.
 			bad := prefix + "wrongtype"
-			b.Writes = append(b.Writes, Write{OrderKey: prefix + "order:bad", Marker: orders.DoneField("p1"), Plugin: "p1", OrderID: prefix + "bad",
+			b.Writes = append(b.Writes, Write{OrderKey: prefix + "order:bad", Marker: keyspace.DoneField("p1"), Plugin: "p1", OrderID: prefix + "bad",
 				Effects: []sdk.Effect{{Command: "SADD", Key: prefix + "set:0", Args: []string{"bad"}}, {Command: "HINCRBY", Key: bad, Args: []string{"f", "1"}}}})
 			createOrders(t, ctx, cl.Client(), single, b)
 			for _, c := range []redis.Cmdable{cl.Client(), single} {
@@ -131,9 +131,9 @@ func TestCluster(t *testing.T) {
 			t.Fatal("test keys share a slot")
 		}
 		cl.Client().Set(ctx, badKey, "not a hash", 0)
-		w1 := Write{OrderKey: p + "o1", Marker: orders.DoneField("inv"), Plugin: "inv", OrderID: "o1", Channel: "c",
+		w1 := Write{OrderKey: p + "o1", Marker: keyspace.DoneField("inv"), Plugin: "inv", OrderID: "o1", Channel: "c",
 			Effects: []sdk.Effect{{Command: "SADD", Key: okKey, Args: []string{"o1"}}, {Command: "HINCRBY", Key: badKey, Args: []string{"n", "1"}}}}
-		w2 := Write{OrderKey: p + "o2", Marker: orders.DoneField("inv"), Plugin: "inv", OrderID: "o2", Channel: "c",
+		w2 := Write{OrderKey: p + "o2", Marker: keyspace.DoneField("inv"), Plugin: "inv", OrderID: "o2", Channel: "c",
 			Effects: []sdk.Effect{{Command: "SADD", Key: okKey, Args: []string{"o2"}}}}
 		b := Batch{Writes: []Write{w1, w2}}
 		createOrders(t, ctx, cl.Client(), nil, b)
@@ -153,7 +153,7 @@ func TestCluster(t *testing.T) {
 		}
 		// A pair within one slot is not checked first: its write script
 		// refuses it whole.
-		w0 := Write{OrderKey: p + "o0", Marker: orders.DoneField("one"), Plugin: "one", OrderID: "o0", Channel: "c",
+		w0 := Write{OrderKey: p + "o0", Marker: keyspace.DoneField("one"), Plugin: "one", OrderID: "o0", Channel: "c",
 			Effects: []sdk.Effect{{Command: "HINCRBY", Key: badKey, Args: []string{"n", "1"}}}}
 		createOrders(t, ctx, cl.Client(), nil, Batch{Writes: []Write{w0}})
 		if res, err := a.Apply(ctx, Batch{Writes: []Write{w0}}); err != nil || res.Statuses[0] != Refused || res.Reasons[0] != want {
@@ -167,9 +167,9 @@ func TestCluster(t *testing.T) {
 			t.Fatal("test keys share a slot")
 		}
 		cl.Client().Set(ctx, strKey, "x", 0)
-		w5 := Write{OrderKey: p + "o5", Marker: orders.DoneField("inv"), Plugin: "inv", OrderID: "o5", Channel: "c",
+		w5 := Write{OrderKey: p + "o5", Marker: keyspace.DoneField("inv"), Plugin: "inv", OrderID: "o5", Channel: "c",
 			Effects: []sdk.Effect{{Command: "SADD", Key: strKey, Args: []string{"o5"}}, {Command: "HINCRBY", Key: hashKey, Args: []string{"n", "1"}}}}
-		w6 := Write{OrderKey: p + "o6", Marker: orders.DoneField("one"), Plugin: "one", OrderID: "o6", Channel: "c",
+		w6 := Write{OrderKey: p + "o6", Marker: keyspace.DoneField("one"), Plugin: "one", OrderID: "o6", Channel: "c",
 			Effects: []sdk.Effect{{Command: "SADD", Key: strKey, Args: []string{"o6"}}}}
 		createOrders(t, ctx, cl.Client(), nil, Batch{Writes: []Write{w5, w6}})
 		setWant := "refused effect: key refuse:notaset holds a string, but its effects need a set"
@@ -186,7 +186,7 @@ func TestCluster(t *testing.T) {
 			t.Errorf("%s = %q, want it untouched", strKey, got)
 		}
 
-		m := cl.Client().HMGet(ctx, w1.OrderKey, w1.Marker, orders.DeadField("inv")).Val()
+		m := cl.Client().HMGet(ctx, w1.OrderKey, w1.Marker, keyspace.DeadField("inv")).Val()
 		if m[0] != nil || m[1] == nil {
 			t.Errorf("order o1 markers done=%v dead=%v, want no done marker and a dead marker", m[0], m[1])
 		}
@@ -344,7 +344,7 @@ func randomBatch(rng *rand.Rand, prefix string, n int) Batch {
 	for o := range n {
 		id := fmt.Sprintf("%s%d", prefix, o)
 		for _, plugin := range []string{"p1", "p2"} {
-			w := Write{OrderKey: prefix + "order:" + id, Marker: orders.DoneField(plugin), Plugin: plugin, OrderID: id, Channel: "c"}
+			w := Write{OrderKey: prefix + "order:" + id, Marker: keyspace.DoneField(plugin), Plugin: plugin, OrderID: id, Channel: "c"}
 			for range 1 + rng.IntN(4) {
 				k := rng.IntN(6)
 				var e sdk.Effect
@@ -527,7 +527,7 @@ func recordEntries(t *testing.T, ctx context.Context, cc *redis.ClusterClient, p
 	t.Helper()
 	n := 0
 	err := redisconn.ForEachMaster(ctx, cc, func(ctx context.Context, node redis.UniversalClient) error {
-		keys, err := node.Keys(ctx, RecordPrefix+"*").Result()
+		keys, err := node.Keys(ctx, keyspace.RecordPrefix+"*").Result()
 		if err != nil {
 			return err
 		}

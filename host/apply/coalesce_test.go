@@ -14,7 +14,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/sdk"
 )
 
@@ -143,7 +143,7 @@ func state(t *testing.T, ctx context.Context, rdb *redis.Client) map[string]any 
 	t.Helper()
 	out := map[string]any{}
 	for _, key := range rdb.Keys(ctx, "*").Val() {
-		if key == dlStream || len(key) > 22 && key[:22] == "purchase_order_details" || strings.HasPrefix(key, orders.AppliesKey) {
+		if key == dlStream || len(key) > 22 && key[:22] == "purchase_order_details" || strings.HasPrefix(key, keyspace.AppliesKey) {
 			continue
 		}
 		switch typ := rdb.Type(ctx, key).Val(); typ {

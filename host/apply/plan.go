@@ -3,7 +3,7 @@ package apply
 import (
 	"fmt"
 
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 )
 
 // plan is one run of apply.lua: the live writes of a batch coalesced per
@@ -23,13 +23,14 @@ import (
 // slabs all keys share, and a plan that is reset keeps its memory.
 type plan struct {
 	writes []Write // the batch's writes, which the indexes below name
-	// keys are the script's KEYS: the dead-letter stream, emptyKey, the
-	// streams to acknowledge entries on, the order hashes in order, then
-	// the keys effects write (and, appended by encode, order hashes of
-	// dead letters).
+	// keys are the script's KEYS: the dead-letter stream,
+	// keyspace.EmptyKey (for the type checks, see there), the streams to
+	// acknowledge entries on, the order hashes in order, then the keys
+	// effects write (and, appended by encode, order hashes of dead
+	// letters).
 	keys []string
 	own  []int // eventhost's own streams among keys
-	// token names the run in orders.AppliesKey (encode sets it).
+	// token names the run in keyspace.AppliesKey (encode sets it).
 	token string
 	acks  []int // the streams to acknowledge on, in keys
 	// names finds what a name is to the plan (a key, an order hash, a
@@ -95,13 +96,6 @@ type namedKey struct {
 }
 
 type span struct{ from, to int }
-
-// emptyKey is a key eventhost never writes (plugins may not: it is under
-// the reserved prefix). The script checks the types of a batch's set and
-// sorted-set keys with one SINTERCARD/ZINTERCARD that includes it: Redis
-// checks every key's type first, and an empty key then ends the command at
-// once. Should it exist after all, the check is slower, never wrong.
-const emptyKey = orders.MarkerPrefix + "empty"
 
 type fieldRef struct {
 	acc   *keyAcc
@@ -251,9 +245,9 @@ func (p *plan) build(writes []Write, live []int, dlStream string, ackStreams []s
 	if p.names == nil {
 		p.names = make(map[string]int32, 4*len(live))
 	}
-	p.keys = append(p.keys, dlStream, emptyKey)
+	p.keys = append(p.keys, dlStream, keyspace.EmptyKey)
 	p.named[p.name(dlStream)].key = 1
-	p.named[p.name(emptyKey)].key = 2
+	p.named[p.name(keyspace.EmptyKey)].key = 2
 	p.own = append(p.own, 1)
 	for _, st := range ackStreams {
 		k := p.key(st)
@@ -487,7 +481,8 @@ func (p *plan) sameMarkers(names []string, ws []int) bool {
 func (p *plan) layOut() {
 	for i := range p.orders {
 		// Appended even if named before (it never is: the streams and
-		// emptyKey are not order hashes), so that positions stay consecutive.
+		// keyspace.EmptyKey are not order hashes), so that positions stay
+		// consecutive.
 		o := &p.orders[i]
 		p.keys = append(p.keys, o.name)
 		if nk := &p.named[o.named]; nk.key == 0 {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/sdk"
 )
 
@@ -88,7 +88,7 @@ func TestReviewPlanReuseAcrossShapes(t *testing.T) {
 		for key, markers := range wantMarkers {
 			var have []string
 			for f := range coalesced.HGetAll(ctx, key).Val() {
-				if strings.HasPrefix(f, orders.DonePrefix) {
+				if strings.HasPrefix(f, keyspace.DonePrefix) {
 					have = append(have, f)
 				}
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/apply"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/orders"
 )
 
@@ -60,7 +61,7 @@ func TestLeanCheckRingSetOfARunSinceDeleted(t *testing.T) {
 		t.Fatalf("horizon %+v, want run 1", h)
 	}
 	applyTimes(t, ctx, hostB, apply.Batch{Writes: counted(orders.Horizon{}, "1")}) // run 2 marks 1
-	if err := rdb.Del(ctx, orders.AppliesSlot(2)).Err(); err != nil {
+	if err := rdb.Del(ctx, keyspace.AppliesSlot(2)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	statuses := applyTimes(t, ctx, hostA, apply.Batch{Writes: counted(h, "1")})
@@ -82,13 +83,13 @@ func TestLeanCheckAppliesDeletedAfterALoadThatSawNone(t *testing.T) {
 		keys func() []string
 	}{
 		{"the count and its ring", func() []string {
-			keys := []string{orders.AppliesKey}
-			for n := range orders.AppliesRing {
-				keys = append(keys, orders.AppliesSlot(n))
+			keys := []string{keyspace.AppliesKey}
+			for n := range keyspace.AppliesRing {
+				keys = append(keys, keyspace.AppliesSlot(n))
 			}
 			return keys
 		}},
-		{"the count alone", func() []string { return []string{orders.AppliesKey} }},
+		{"the count alone", func() []string { return []string{keyspace.AppliesKey} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -178,8 +179,8 @@ func TestLeanCheckRetryAfterLostReply(t *testing.T) {
 // every order (twice y: the second attempt leaves x out). Either way x is found done, and y is counted once.
 func TestLeanCheckWindowEdge(t *testing.T) {
 	for _, tc := range []struct{ others, reads int }{
-		{orders.AppliesLeanRuns - 1, 1},
-		{orders.AppliesLeanRuns, 3}, // x and y, then y again without x
+		{keyspace.AppliesLeanRuns - 1, 1},
+		{keyspace.AppliesLeanRuns, 3}, // x and y, then y again without x
 	} {
 		t.Run(strconv.Itoa(tc.others), func(t *testing.T) {
 			t.Parallel()
@@ -315,14 +316,14 @@ func TestLeanCheckRingSetOfAnotherType(t *testing.T) {
 		}
 		applyTimes(t, ctx, a, apply.Batch{Writes: counted(orders.Horizon{}, "0")}) // run 1
 		h := seen(t, ctx, rdb, "1", "2")
-		if err := rdb.Set(ctx, orders.AppliesSlot(2), "x", 0).Err(); err != nil {
+		if err := rdb.Set(ctx, keyspace.AppliesSlot(2), "x", 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 		applyTimes(t, ctx, a, apply.Batch{Writes: counted(orders.Horizon{}, "1")}) // run 2 replaces it
-		if typ := rdb.Type(ctx, orders.AppliesSlot(2)).Val(); typ != "set" {
+		if typ := rdb.Type(ctx, keyspace.AppliesSlot(2)).Val(); typ != "set" {
 			t.Fatalf("run 2's ring set is a %s", typ)
 		}
-		if err := rdb.Set(ctx, orders.AppliesSlot(2), "x", 0).Err(); err != nil {
+		if err := rdb.Set(ctx, keyspace.AppliesSlot(2), "x", 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 		statuses, reads := hmgets(t, ctx, rdb, a, apply.Batch{Writes: counted(h, "1", "2")})
@@ -334,13 +335,13 @@ func TestLeanCheckRingSetOfAnotherType(t *testing.T) {
 	t.Run("count", func(t *testing.T) {
 		ctx, rdb, a := setup(t, 0)
 		createOrder(t, ctx, rdb, "1")
-		if err := rdb.Set(ctx, orders.AppliesKey, "x", 0).Err(); err != nil {
+		if err := rdb.Set(ctx, keyspace.AppliesKey, "x", 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 		_, err := a.Apply(ctx, apply.Batch{Writes: counted(orders.Horizon{}, "1")})
 		var own *apply.OwnKeyError
-		if !errors.As(err, &own) || own.Key != orders.AppliesKey || own.Have != "string" || own.Want != "hash" {
-			t.Fatalf("Apply = %v, want an OwnKeyError for %s", err, orders.AppliesKey)
+		if !errors.As(err, &own) || own.Key != keyspace.AppliesKey || own.Have != "string" || own.Want != "hash" {
+			t.Fatalf("Apply = %v, want an OwnKeyError for %s", err, keyspace.AppliesKey)
 		}
 		if want := "eventhost's key eventhost:applies holds a string, not a hash: rename or delete it"; err.Error() != want {
 			t.Errorf("error %q, want %q", err, want)
@@ -367,7 +368,7 @@ func TestLeanCheckOlderHostMarksAfterTheLoad(t *testing.T) {
 	// What the older host's script writes for order 1: its effects and its
 	// marker, in one step, and no run.
 	if _, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, orderKey("1"), orders.DoneField("invoices"), "1700000000000000", orders.DoneField("summary"), "1700000000000000")
+		p.HSet(ctx, orderKey("1"), keyspace.DoneField("invoices"), "1700000000000000", keyspace.DoneField("summary"), "1700000000000000")
 		p.SAdd(ctx, "counted", "1")
 		p.HIncrBy(ctx, "times", "1", 1)
 		p.HIncrBy(ctx, "summary", "1", 1)
@@ -388,7 +389,7 @@ func TestLeanCheckOlderHostMarksAfterTheLoad(t *testing.T) {
 	if got := rdb.HGetAll(ctx, "summary").Val(); !reflect.DeepEqual(got, map[string]string{"1": "1"}) {
 		t.Errorf("summary = %v, want order 1 counted once", got)
 	}
-	if !rdb.HExists(ctx, orderKey("1"), orders.DoneField("invoices")).Val() {
+	if !rdb.HExists(ctx, orderKey("1"), keyspace.DoneField("invoices")).Val() {
 		t.Errorf("order 1's marker is gone")
 	}
 }

@@ -24,12 +24,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/apply"
-	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/dispatch"
 	"github.com/eventhost/eventhost/host/intake"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/pipeline"
@@ -178,7 +178,7 @@ func BenchmarkCatchUp(b *testing.B) {
 		}
 		// The plugins were enabled before these orders: they are not history.
 		for _, p := range plugins {
-			rdb.HSet(ctx, catchup.RegistryKey, p, time.Now().Add(-time.Hour).UnixMilli())
+			rdb.HSet(ctx, keyspace.RegistryKey, p, time.Now().Add(-time.Hour).UnixMilli())
 		}
 		gen := publish.NewGenerator(int64(i) + 500)
 		for stored := 0; stored < n; {
@@ -471,7 +471,7 @@ func measureLatency(b *testing.B, rdb *redis.Client, addr string, r runner, rate
 		pub, _ := strconv.ParseInt(f["published_us"], 10, 64)
 		var done int64
 		for _, p := range plugins {
-			d, _ := strconv.ParseInt(f[orders.DoneField(p)], 10, 64)
+			d, _ := strconv.ParseInt(f[keyspace.DoneField(p)], 10, 64)
 			done = max(done, d)
 		}
 		byMarker = append(byMarker, time.Duration(done-pub)*time.Microsecond)
@@ -539,7 +539,7 @@ func waitApplied(b *testing.B, rdb redis.Cmdable, id string) {
 		f := rdb.HGetAll(context.Background(), orderPrefix+id).Val()
 		done := 0
 		for _, p := range plugins {
-			if _, ok := f[orders.DoneField(p)]; ok {
+			if _, ok := f[keyspace.DoneField(p)]; ok {
 				done++
 			}
 		}
@@ -641,7 +641,7 @@ func waitRegistered(b *testing.B, addr string) {
 	defer c.Close()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		reg := c.HGetAll(context.Background(), catchup.RegistryKey).Val()
+		reg := c.HGetAll(context.Background(), keyspace.RegistryKey).Val()
 		ok := len(reg) == len(plugins)
 		for _, v := range reg {
 			_, err := strconv.ParseInt(v, 10, 64)
@@ -731,7 +731,7 @@ func (r *inProcess) start(b *testing.B, addr string) {
 	if err := hist.Configure(sdk.NewConfig(values)); err != nil {
 		b.Fatal(err)
 	}
-	reserved := []string{orderPrefix, orders.MarkerPrefix, "eventhost:deadletter"}
+	reserved := []string{orderPrefix, keyspace.MarkerPrefix, "eventhost:deadletter"}
 	var targets []dispatch.Target
 	for _, p := range []sdk.Plugin{hist, eventssummary.New(), customerinvoices.New()} {
 		d := p.Describe()

@@ -15,7 +15,7 @@ import (
 	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -69,7 +69,7 @@ func BenchmarkCatchUpHistory(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, p := range plugins {
-		rdb.HSet(ctx, catchup.RegistryKey, p, time.Now().Add(-time.Hour).UnixMilli())
+		rdb.HSet(ctx, keyspace.RegistryKey, p, time.Now().Add(-time.Hour).UnixMilli())
 	}
 	for b.Loop() {
 		ref := bareScan(b, rdb, n)
@@ -354,7 +354,7 @@ func longestScanCall(b *testing.B, rdb *redis.Client) time.Duration {
 func doneFields() []string {
 	var out []string
 	for _, p := range plugins {
-		out = append(out, orders.DoneField(p))
+		out = append(out, keyspace.DoneField(p))
 	}
 	return out
 }

@@ -14,9 +14,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 	"github.com/eventhost/eventhost/host/redisconn"
 )
@@ -210,7 +210,7 @@ plugin "customer-invoices" {}
 		b.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for len(rdb.HGetAll(context.Background(), catchup.RegistryKey).Val()) < len(plugins) {
+	for len(rdb.HGetAll(context.Background(), keyspace.RegistryKey).Val()) < len(plugins) {
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			b.Fatal("eventhost did not register its plugins within 30s")

@@ -9,8 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/host/keyspace"
 )
 
 // storeHistory stores n orders that every plugin has counted, and
@@ -21,7 +21,7 @@ func storeHistory(b *testing.B, rdb *redis.Client, n int) {
 		b.Fatal(err)
 	}
 	for _, p := range plugins {
-		if err := rdb.HSet(ctx, catchup.RegistryKey, p, time.Now().Add(-time.Hour).UnixMilli()).Err(); err != nil {
+		if err := rdb.HSet(ctx, keyspace.RegistryKey, p, time.Now().Add(-time.Hour).UnixMilli()).Err(); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
 )
@@ -57,13 +58,13 @@ func scan(t *testing.T, ctx context.Context, s *catchup.Scanner, wants ...catchu
 func TestScanFindsWhatEachPluginHasNotFinished(t *testing.T) {
 	ctx, rdb := start(t)
 	order(t, ctx, rdb, "fresh")
-	order(t, ctx, rdb, "done-a", orders.DoneField("a"))
-	order(t, ctx, rdb, "dead-b", orders.DeadField("b"))
-	order(t, ctx, rdb, "history-a", orders.HistoryField("a"))
-	order(t, ctx, rdb, "all-done", orders.DoneField("a"), orders.DoneField("b"))
-	order(t, ctx, rdb, "bad", orders.DeadOrderField)
+	order(t, ctx, rdb, "done-a", keyspace.DoneField("a"))
+	order(t, ctx, rdb, "dead-b", keyspace.DeadField("b"))
+	order(t, ctx, rdb, "history-a", keyspace.HistoryField("a"))
+	order(t, ctx, rdb, "all-done", keyspace.DoneField("a"), keyspace.DoneField("b"))
+	order(t, ctx, rdb, "bad", keyspace.DeadOrderField)
 	rdb.Set(ctx, prefix+"a-string", "x", 0)
-	rdb.HSet(ctx, prefix+"only-markers", orders.DoneField("zz"), "1") // not an order: no order field
+	rdb.HSet(ctx, prefix+"only-markers", keyspace.DoneField("zz"), "1") // not an order: no order field
 
 	s := catchup.NewScanner(rdb, prefix)
 	s.Count = 2 // several SCAN round trips
@@ -114,11 +115,11 @@ func TestRegistryMarksHistoryOnce(t *testing.T) {
 	if typ := rdb.Type(ctx, prefix+"a-string").Val(); typ != "string" {
 		t.Errorf("marking history turned a string key into a %s", typ)
 	}
-	when, err := rdb.HGet(ctx, catchup.RegistryKey, "p").Result()
+	when, err := rdb.HGet(ctx, keyspace.RegistryKey, "p").Result()
 	if err != nil || when != first.Token {
 		t.Errorf("registry entry for p = %q, %v; want the token %q", when, err, first.Token)
 	}
-	if v := rdb.HGet(ctx, prefix+"7", orders.HistoryField("p")).Val(); v != first.Token {
+	if v := rdb.HGet(ctx, prefix+"7", keyspace.HistoryField("p")).Val(); v != first.Token {
 		t.Errorf("history marker = %q, want the token %q", v, first.Token)
 	}
 }
@@ -139,7 +140,7 @@ func TestRunnerOnce(t *testing.T) {
 	if len(none) != 0 {
 		t.Fatalf("catch-up on an empty database emitted %v", none)
 	}
-	order(t, ctx, rdb, "1", orders.DoneField("a"))
+	order(t, ctx, rdb, "1", keyspace.DoneField("a"))
 	order(t, ctx, rdb, "2")
 	var got []string
 	err := r.Once(ctx, ab, func(_ context.Context, ref orders.Ref) error {
@@ -177,10 +178,10 @@ func TestRegistryInterruptedMarkingIsVoid(t *testing.T) {
 	if _, err := reg.Enable(dying, "p"); err == nil {
 		t.Fatal("Enable went on after its context ended")
 	}
-	state := rdb.HGet(ctx, catchup.RegistryKey, "p").Val()
+	state := rdb.HGet(ctx, keyspace.RegistryKey, "p").Val()
 	marked := 0
 	for i := range 30 {
-		if rdb.HExists(ctx, prefix+fmt.Sprint(i), orders.HistoryField("p")).Val() {
+		if rdb.HExists(ctx, prefix+fmt.Sprint(i), keyspace.HistoryField("p")).Val() {
 			marked++
 		}
 	}
@@ -194,10 +195,10 @@ func TestRegistryInterruptedMarkingIsVoid(t *testing.T) {
 	if err != nil || !reg2.Voided || reg2.Fresh || "marking:"+reg2.Token == state {
 		t.Fatalf("Enable after the interruption = %+v, %v; want voided with a new token", reg2, err)
 	}
-	if got := rdb.HGet(ctx, catchup.RegistryKey, "p").Val(); got != reg2.Token {
+	if got := rdb.HGet(ctx, keyspace.RegistryKey, "p").Val(); got != reg2.Token {
 		t.Errorf("registry entry = %q, want %q", got, reg2.Token)
 	}
-	if rdb.HExists(ctx, prefix+"meanwhile", orders.HistoryField("p")).Val() {
+	if rdb.HExists(ctx, prefix+"meanwhile", keyspace.HistoryField("p")).Val() {
 		t.Error("the order stored after the interrupted marking was marked as history")
 	}
 	got, st := scan(t, ctx, s, catchup.Want{Plugin: "p", Token: reg2.Token})
@@ -213,8 +214,8 @@ func TestRegistryInterruptedMarkingIsVoid(t *testing.T) {
 // none.
 func TestScanHistoryToken(t *testing.T) {
 	ctx, rdb := start(t)
-	rdb.HSet(ctx, prefix+"old", "ts", "1", "qty", "1", "cost", "1", "event", "e", "who", "w", orders.HistoryField("p"), "100")
-	rdb.HSet(ctx, prefix+"void", "ts", "1", "qty", "1", "cost", "1", "event", "e", "who", "w", orders.HistoryField("p"), "99")
+	rdb.HSet(ctx, prefix+"old", "ts", "1", "qty", "1", "cost", "1", "event", "e", "who", "w", keyspace.HistoryField("p"), "100")
+	rdb.HSet(ctx, prefix+"void", "ts", "1", "qty", "1", "cost", "1", "event", "e", "who", "w", keyspace.HistoryField("p"), "99")
 	s := catchup.NewScanner(rdb, prefix)
 	for _, tt := range []struct {
 		want catchup.Want

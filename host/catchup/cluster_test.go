@@ -7,7 +7,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 )
 
 // On a cluster the scan and the history marking walk every master: a
@@ -24,7 +24,7 @@ func TestClusterScanAndMarkEveryMaster(t *testing.T) {
 		id := fmt.Sprint(i)
 		fields := []any{"ts", "1627000000", "qty", "1", "cost", "1.00", "event", "e", "who", "w"}
 		if i%3 == 0 {
-			fields = append(fields, orders.DoneField("a"), "1")
+			fields = append(fields, keyspace.DoneField("a"), "1")
 		} else {
 			want[id] = []string{"a"}
 		}
@@ -55,7 +55,7 @@ func TestClusterScanAndMarkEveryMaster(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 300 {
-		v, err := rdb.HGet(ctx, prefix+fmt.Sprint(i), orders.HistoryField("b")).Result()
+		v, err := rdb.HGet(ctx, prefix+fmt.Sprint(i), keyspace.HistoryField("b")).Result()
 		if err != nil || v != regs["b"].Token {
 			t.Fatalf("order %d: history marker of b = %q, %v; want the token %q", i, v, err, regs["b"].Token)
 		}

@@ -10,15 +10,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/redisconn"
 )
-
-// RegistryKey is the hash that records, per plugin, its registration
-// token: the time in unix milliseconds when it was first enabled, and the
-// value of its history markers. While the history is being marked the
-// value is "marking:" + token.
-const RegistryKey = orders.MarkerPrefix + "plugins"
 
 const markingPrefix = "marking:"
 
@@ -130,12 +124,12 @@ func (r *Registry) EnableAll(ctx context.Context, plugins []string) (map[string]
 // with in claim, or the registration in force.
 func (r *Registry) claim(ctx context.Context, plugin string) (reg Registration, claim string, err error) {
 	for {
-		state, err := r.rdb.HGet(ctx, RegistryKey, plugin).Result()
+		state, err := r.rdb.HGet(ctx, keyspace.RegistryKey, plugin).Result()
 		switch {
 		case errors.Is(err, redis.Nil):
 			state = ""
 		case err != nil:
-			return Registration{}, "", fmt.Errorf("read %s: %w", RegistryKey, err)
+			return Registration{}, "", fmt.Errorf("read %s: %w", keyspace.RegistryKey, err)
 		}
 		var to string
 		switch {
@@ -163,7 +157,7 @@ func (r *Registry) claim(ctx context.Context, plugin string) (reg Registration, 
 }
 
 func (r *Registry) swap(ctx context.Context, plugin, from, to string) (string, error) {
-	got, err := swapState.Run(ctx, r.rdb, []string{RegistryKey}, plugin, from, to).Text()
+	got, err := swapState.Run(ctx, r.rdb, []string{keyspace.RegistryKey}, plugin, from, to).Text()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return "", fmt.Errorf("register plugin %s: %w", plugin, err)
 	}
@@ -175,7 +169,7 @@ func (r *Registry) swap(ctx context.Context, plugin, from, to string) (string, e
 func (r *Registry) mark(ctx context.Context, plugins []string, regs map[string]Registration) error {
 	args := make([]any, 0, 2*len(plugins))
 	for _, p := range plugins {
-		args = append(args, orders.HistoryField(p), regs[p].Token)
+		args = append(args, keyspace.HistoryField(p), regs[p].Token)
 	}
 	return redisconn.ForEachMaster(ctx, r.rdb, func(ctx context.Context, node redis.UniversalClient) error {
 		return r.markNode(ctx, node, plugins, args)

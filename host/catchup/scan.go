@@ -17,7 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/redisconn"
 )
 
@@ -103,7 +103,7 @@ func (s *Scanner) Scan(ctx context.Context, wants []Want, fn func([]Unfinished) 
 		if w.History {
 			token = "*" // no marker holds it: history counts for nothing
 		}
-		args = append(args, orders.DoneField(w.Plugin), orders.DeadField(w.Plugin), orders.HistoryField(w.Plugin), token)
+		args = append(args, keyspace.DoneField(w.Plugin), keyspace.DeadField(w.Plugin), keyspace.HistoryField(w.Plugin), token)
 	}
 	// A cluster is walked master by master, each with its own cursor.
 	err := redisconn.ForEachMaster(ctx, s.rdb, func(ctx context.Context, node redis.UniversalClient) error {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 )
 
 // storeCounted stores n orders every plugin of ARGV[4:] has counted, in
@@ -42,7 +42,7 @@ func BenchmarkScanPerKey(b *testing.B) {
 	var done []string
 	var wants []catchup.Want
 	for _, p := range plugins {
-		done = append(done, orders.DoneField(p))
+		done = append(done, keyspace.DoneField(p))
 		wants = append(wants, catchup.Want{Plugin: p})
 	}
 	if err := redistest.StoreCounted(ctx, rdb, prefix, 0, n, done); err != nil {

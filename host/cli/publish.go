@@ -9,7 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/config"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 	"github.com/eventhost/eventhost/host/redisconn"
 )
@@ -100,7 +100,7 @@ func waitApplied(ctx context.Context, rdb redis.UniversalClient, cfg *config.Con
 		if err == nil {
 			missing := 0
 			for _, p := range cfg.Plugins {
-				if _, ok := fields[orders.DoneField(p.Name)]; !ok {
+				if _, ok := fields[keyspace.DoneField(p.Name)]; !ok {
 					missing++
 				}
 			}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/eventhost/eventhost/host/apply"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/pluginhost"
 	"github.com/eventhost/eventhost/host/policy"
@@ -195,7 +196,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 	names, markers := make([]string, nt), make([]string, nt)
 	for ti, t := range d.targets {
 		names[ti] = t.Processor.Name()
-		markers[ti] = orders.DoneField(names[ti])
+		markers[ti] = keyspace.DoneField(names[ti])
 	}
 	sc, ok := d.scratch.get()
 	if !ok {

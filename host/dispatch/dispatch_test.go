@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eventhost/eventhost/host/dispatch"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/policy"
 	"github.com/eventhost/eventhost/sdk"
@@ -142,7 +143,7 @@ func TestDispatchOutcome(t *testing.T) {
 	}
 	var writes []string
 	for _, w := range out.Writes {
-		if w.OrderKey != "order:"+w.OrderID || w.Marker != orders.DoneField(w.Plugin) || w.Effects[0].Key != w.Plugin || w.Effects[0].Args[0] != w.OrderID {
+		if w.OrderKey != "order:"+w.OrderID || w.Marker != keyspace.DoneField(w.Plugin) || w.Effects[0].Key != w.Plugin || w.Effects[0].Args[0] != w.OrderID {
 			t.Errorf("write %+v does not match its order and plugin", w)
 		}
 		writes = append(writes, w.OrderID+w.Plugin)

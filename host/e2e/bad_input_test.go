@@ -16,7 +16,7 @@ import (
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -136,11 +136,11 @@ func TestBadInputOrders(t *testing.T) {
 		for k, v := range b.fields {
 			want[k] = v
 		}
-		if _, ok := got[orders.DeadOrderField]; ok && b.fields != nil {
-			got[orders.DeadOrderField] = "(set)"
+		if _, ok := got[keyspace.DeadOrderField]; ok && b.fields != nil {
+			got[keyspace.DeadOrderField] = "(set)"
 		}
 		if b.fields != nil {
-			want[orders.DeadOrderField] = "(set)"
+			want[keyspace.DeadOrderField] = "(set)"
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s%s = %v, want %v", orderPrefix, b.id, got, want)
@@ -281,7 +281,7 @@ func doneMarkers(t *testing.T, rdb *redis.Client, os []publish.Order) map[string
 		}
 		m := map[string]string{}
 		for f, v := range h {
-			if strings.HasPrefix(f, orders.DonePrefix) {
+			if strings.HasPrefix(f, keyspace.DonePrefix) {
 				m[f] = v
 			}
 		}

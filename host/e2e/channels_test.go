@@ -15,7 +15,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -154,7 +154,7 @@ func hashHas(t *testing.T, rdb *redis.Client, id string, fields ...string) {
 func doneOf(plugins ...string) []string {
 	out := make([]string, len(plugins))
 	for i, p := range plugins {
-		out[i] = orders.DoneField(p)
+		out[i] = keyspace.DoneField(p)
 	}
 	return out
 }
@@ -223,7 +223,7 @@ func TestChannelsCatchUp(t *testing.T) {
 	hashHas(t, rdb, onA.ID, doneOf(everyChannel...)...)
 	hashHas(t, rdb, onB.ID, doneOf(bundled...)...)
 	hashHas(t, rdb, down.ID, doneOf(everyChannel...)...)
-	hashHas(t, rdb, "Z1", orders.DeadOrderField)
+	hashHas(t, rdb, "Z1", keyspace.DeadOrderField)
 	if got, want := deadLetters(t, rdb), []string{"Z1||"}; strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("dead letters = %q, want %q (a bad order found by catch-up, channel unknown)", got, want)
 	}
@@ -266,8 +266,8 @@ func TestChannelsWithIDPrefixes(t *testing.T) {
 	if !strings.Contains(res.stdout, "processed 1, already done 0, dead-lettered 0 (1 to do of 3 orders stored)") {
 		t.Errorf("backfill summary %q, want 1 processed of 3 stored", res.stdout)
 	}
-	hashHas(t, rdb, histB.ID, orders.DoneField(invoices), orders.HistoryField(invoices))
-	hashHas(t, rdb, histA.ID, orders.HistoryField(invoices))
+	hashHas(t, rdb, histB.ID, keyspace.DoneField(invoices), keyspace.HistoryField(invoices))
+	hashHas(t, rdb, histA.ID, keyspace.HistoryField(invoices))
 
 	// The first start registers the other two: the three orders are their
 	// history. Then, while no host runs, orders and bad orders arrive.
@@ -289,8 +289,8 @@ func TestChannelsWithIDPrefixes(t *testing.T) {
 		t.Fatalf("eventhost exited %d after SIGTERM, want 0", code)
 	}
 	hist := historyMarkers(everyChannel...)
-	hashHas(t, rdb, histA.ID, append(hist, orders.HistoryField(invoices))...)
-	hashHas(t, rdb, histB.ID, append(hist, orders.HistoryField(invoices), orders.DoneField(invoices))...)
+	hashHas(t, rdb, histA.ID, append(hist, keyspace.HistoryField(invoices))...)
+	hashHas(t, rdb, histB.ID, append(hist, keyspace.HistoryField(invoices), keyspace.DoneField(invoices))...)
 	hashHas(t, rdb, downA.ID, doneOf(everyChannel...)...)
 	hashHas(t, rdb, downB.ID, doneOf(bundled...)...)
 	if got, want := deadLetters(t, rdb), []string{"B-bad|b|", "X-bad||"}; strings.Join(got, " ") != strings.Join(want, " ") {
@@ -306,8 +306,8 @@ func TestChannelsWithIDPrefixes(t *testing.T) {
 	store(t, rdb, fixedX, fixedB)
 	res = mustRun(t, 0, "deadletter", "replay", "-config", cfg, "-all")
 	wantLine(t, res.stdout, "replayed 2 of 2 entries: 5 applied, 0 already done, 0 dead-lettered again")
-	hashHas(t, rdb, "X-bad", append(doneOf(everyChannel...), orders.DeadOrderField)...)
-	hashHas(t, rdb, "B-bad", append(doneOf(bundled...), orders.DeadOrderField)...)
+	hashHas(t, rdb, "X-bad", append(doneOf(everyChannel...), keyspace.DeadOrderField)...)
+	hashHas(t, rdb, "B-bad", append(doneOf(bundled...), keyspace.DeadOrderField)...)
 	if got := deadLetters(t, rdb); len(got) != 0 {
 		t.Errorf("dead letters after the replay = %q, want none", got)
 	}

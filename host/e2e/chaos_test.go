@@ -19,9 +19,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -590,8 +589,8 @@ func (r *chaosRun) check() {
 		if p, err := r.rdb.XPending(context.Background(), channel, streamGroup).Result(); err != nil || p.Count != 0 {
 			problems = append(problems, fmt.Sprintf("group %s: %v entries pending (%v), want 0", streamGroup, p, err))
 		}
-		if _, ok := got[catchup.RegistryKey]; ok {
-			problems = append(problems, "the stream source needs no plugin registry, but "+catchup.RegistryKey+" exists")
+		if _, ok := got[keyspace.RegistryKey]; ok {
+			problems = append(problems, "the stream source needs no plugin registry, but "+keyspace.RegistryKey+" exists")
 		}
 	} else {
 		problems = registryProblems(got, bundled...)
@@ -704,7 +703,7 @@ func (r *chaosRun) checkOrderHashes(got map[string]value) []string {
 			delete(fields, f)
 		}
 		for _, p := range bundled {
-			f := orders.DoneField(p)
+			f := keyspace.DoneField(p)
 			at, ok := fields[f]
 			if _, err := strconv.ParseInt(at, 10, 64); !ok || err != nil {
 				wrong = append(wrong, fmt.Sprintf("%s = %q, want an apply time in µs", f, at))

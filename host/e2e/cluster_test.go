@@ -11,6 +11,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 	"github.com/eventhost/eventhost/host/redisconn"
 )
@@ -72,7 +73,7 @@ func recordEntries(t *testing.T, ctx context.Context, cc *redis.ClusterClient) i
 	t.Helper()
 	n := 0
 	err := redisconn.ForEachMaster(ctx, cc, func(ctx context.Context, node redis.UniversalClient) error {
-		keys, err := node.Keys(ctx, apply.RecordPrefix+"*").Result()
+		keys, err := node.Keys(ctx, keyspace.RecordPrefix+"*").Result()
 		if err != nil {
 			return err
 		}
@@ -131,7 +132,7 @@ func checkClusterState(t *testing.T, ctx context.Context, cc *redis.ClusterClien
 	}
 	records := 0
 	for k, v := range got {
-		if !strings.HasPrefix(k, apply.RecordPrefix) {
+		if !strings.HasPrefix(k, keyspace.RecordPrefix) {
 			continue
 		}
 		delete(got, k)

@@ -15,7 +15,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 	"github.com/eventhost/eventhost/sdk"
 )
@@ -52,7 +52,7 @@ func TestDryRun(t *testing.T) {
 	}
 	// stored[1] is done for customer-invoices; stored[2]'s customer's invoice key
 	// is a string, which SADD cannot write; "bad" has no qty.
-	must(t, rdb.HSet(ctx, orderPrefix+stored[1].ID, orders.DoneField("customer-invoices"), "1").Err())
+	must(t, rdb.HSet(ctx, orderPrefix+stored[1].ID, keyspace.DoneField("customer-invoices"), "1").Err())
 	must(t, rdb.Set(ctx, "invoices:"+stored[2].Who, "not a set", 0).Err())
 	must(t, rdb.HSet(ctx, orderPrefix+"bad", "ts", "1626998400", "cost", "1", "event", "e", "who", "w").Err())
 	must(t, rdb.Set(ctx, "ttl-key", "v", 0).Err())

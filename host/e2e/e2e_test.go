@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -82,7 +82,7 @@ func checkOrderHash(t *testing.T, key string, v value) {
 	}
 	want := []string{"cost", "event", "qty", "ts", "who"}
 	for _, p := range bundled {
-		want = append(want, orders.DoneField(p))
+		want = append(want, keyspace.DoneField(p))
 	}
 	sort.Strings(want)
 	if strings.Join(fields, ",") != strings.Join(want, ",") {

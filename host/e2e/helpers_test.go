@@ -19,9 +19,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/publish"
 )
@@ -231,11 +231,11 @@ func takeRegistry(t *testing.T, state map[string]value, plugins ...string) {
 // registryProblems is takeRegistry, returning what is wrong instead of
 // reporting it.
 func registryProblems(state map[string]value, plugins ...string) []string {
-	v, ok := state[catchup.RegistryKey]
+	v, ok := state[keyspace.RegistryKey]
 	if !ok {
-		return []string{fmt.Sprintf("plugin registry %s is missing", catchup.RegistryKey)}
+		return []string{fmt.Sprintf("plugin registry %s is missing", keyspace.RegistryKey)}
 	}
-	delete(state, catchup.RegistryKey)
+	delete(state, keyspace.RegistryKey)
 	var problems, names []string
 	for _, line := range strings.Split(v.Data, "\n") {
 		name, when, _ := strings.Cut(line, "=")
@@ -319,7 +319,7 @@ func unapplied(rdb redis.Cmdable, ids []string, plugins []string) []string {
 	var left []string
 	for i, c := range cmds {
 		for _, p := range plugins {
-			if _, ok := c.Val()[orders.DoneField(p)]; !ok {
+			if _, ok := c.Val()[keyspace.DoneField(p)]; !ok {
 				left = append(left, ids[i])
 				break
 			}
@@ -373,11 +373,11 @@ func dump(t *testing.T, rdb *redis.Client, match string) map[string]value {
 // order hashes it marked, and the last run's set holds its token.
 func takeApplies(t *testing.T, out map[string]value) {
 	t.Helper()
-	count, ok := out[orders.AppliesKey]
-	delete(out, orders.AppliesKey)
+	count, ok := out[keyspace.AppliesKey]
+	delete(out, keyspace.AppliesKey)
 	var slots []string
 	for k := range out {
-		if strings.HasPrefix(k, orders.AppliesKey+":") {
+		if strings.HasPrefix(k, keyspace.AppliesKey+":") {
 			slots = append(slots, k)
 		}
 	}
@@ -389,16 +389,16 @@ func takeApplies(t *testing.T, out map[string]value) {
 	}
 	fields := strings.Split(count.Data, "\n")
 	if count.Type != "hash" || len(fields) != 2 || !strings.HasPrefix(fields[0], "seq=") || !strings.HasPrefix(fields[1], "token=") {
-		t.Errorf("%s = %s %q, want fields seq and token", orders.AppliesKey, count.Type, count.Data)
+		t.Errorf("%s = %s %q, want fields seq and token", keyspace.AppliesKey, count.Type, count.Data)
 		return
 	}
 	seq, err := strconv.Atoi(strings.TrimPrefix(fields[0], "seq="))
 	token := strings.TrimPrefix(fields[1], "token=")
 	if err != nil || seq < 1 || token == "" {
-		t.Errorf("%s = %q, want a run number and its token", orders.AppliesKey, count.Data)
+		t.Errorf("%s = %q, want a run number and its token", keyspace.AppliesKey, count.Data)
 		return
 	}
-	if len(slots) > min(seq, orders.AppliesRing) {
+	if len(slots) > min(seq, keyspace.AppliesRing) {
 		t.Errorf("%d ring sets after %d runs", len(slots), seq)
 	}
 	for _, k := range slots {
@@ -416,7 +416,7 @@ func takeApplies(t *testing.T, out map[string]value) {
 		if v.Type != "set" || tokens != 1 {
 			t.Errorf("ring set %s: %s with %d tokens, want a set with one", k, v.Type, tokens)
 		}
-		if k == orders.AppliesSlot(seq) && !strings.Contains("\n"+v.Data+"\n", "\n#"+token+"\n") {
+		if k == keyspace.AppliesSlot(seq) && !strings.Contains("\n"+v.Data+"\n", "\n#"+token+"\n") {
 			t.Errorf("ring set %s lacks the last run's token %q", k, token)
 		}
 	}

@@ -6,9 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -51,10 +50,10 @@ func TestInterruptedHistoryMarking(t *testing.T) {
 	cfgPath := writeConfig(t, srv, "u8", "")
 	h := launchHost(t, cfgPath, nil)
 	waitFor(t, 30*time.Second, "the marking to begin", func() bool {
-		return rdb.HExists(ctx, first[0], orders.HistoryField(bundled[0])).Val()
+		return rdb.HExists(ctx, first[0], keyspace.HistoryField(bundled[0])).Val()
 	})
 	h.kill()
-	reg := rdb.HGetAll(ctx, catchup.RegistryKey).Val()
+	reg := rdb.HGetAll(ctx, keyspace.RegistryKey).Val()
 	for _, p := range bundled {
 		if !strings.HasPrefix(reg[p], "marking:") {
 			t.Fatalf("after the kill, the registry holds %q for %s, want marking:TOKEN (the marking finished first: store more history)", reg[p], p)
@@ -76,7 +75,7 @@ func TestInterruptedHistoryMarking(t *testing.T) {
 
 	checkOrderHashes(t, rdb, meanwhile, bundled)
 	checkTutorialStateAnyOrder(t, rdb, all)
-	takeRegistry(t, dump(t, rdb, catchup.RegistryKey), bundled...)
+	takeRegistry(t, dump(t, rdb, keyspace.RegistryKey), bundled...)
 	if !strings.Contains(h.log.String(), "the marking of this plugin's history was interrupted") {
 		t.Error("the log does not say that the interrupted marking was voided")
 	}

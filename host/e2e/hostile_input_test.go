@@ -10,7 +10,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -179,8 +179,8 @@ func TestHostileInputOrders(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, marked := got[orders.DeadOrderField]
-		delete(got, orders.DeadOrderField)
+		_, marked := got[keyspace.DeadOrderField]
+		delete(got, keyspace.DeadOrderField)
 		if wantMarked := len(b.id) <= deadletter.MaxIDBytes; marked != wantMarked {
 			t.Errorf("%.60q: dead marker set = %v, want %v", orderPrefix+b.id, marked, wantMarked)
 		}
@@ -188,7 +188,7 @@ func TestHostileInputOrders(t *testing.T) {
 			t.Errorf("%.60q holds %d fields, want the %d stored", orderPrefix+b.id, len(got), len(b.fields))
 		}
 		for k := range got {
-			if strings.HasPrefix(k, orders.MarkerPrefix) {
+			if strings.HasPrefix(k, keyspace.MarkerPrefix) {
 				t.Errorf("%.60q has marker %s", orderPrefix+b.id, k)
 			}
 		}

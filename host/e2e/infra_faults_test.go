@@ -19,10 +19,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -455,7 +454,7 @@ func tutorialStates(t *testing.T, rdb *redis.Client, os []publish.Order) (got, w
 	diffState(t, withoutFloats(want), modelState(os, 8))
 
 	got = dump(t, rdb, "")
-	delete(got, catchup.RegistryKey) // checked where the plugins are known
+	delete(got, keyspace.RegistryKey) // checked where the plugins are known
 	if got[channel].Type == "stream" {
 		delete(got, channel) // the stream source's entries: the producer's data
 	}
@@ -488,7 +487,7 @@ func checkOrderHashes(t *testing.T, rdb *redis.Client, os []publish.Order, plugi
 		got := cmds[i].Val()
 		want := o.Hash()
 		for _, p := range plugins {
-			want[orders.DoneField(p)] = "(set)"
+			want[keyspace.DoneField(p)] = "(set)"
 		}
 		for _, f := range extra {
 			want[f] = "(set)"
@@ -521,10 +520,10 @@ func markerCounts(t *testing.T, rdb *redis.Client, os []publish.Order) []int {
 	out := make([]int, len(os))
 	for i, c := range cmds {
 		for f := range c.Val() {
-			if !strings.HasPrefix(f, orders.DonePrefix) {
+			if !strings.HasPrefix(f, keyspace.DonePrefix) {
 				continue
 			}
-			if !isBundled(strings.TrimPrefix(f, orders.DonePrefix)) {
+			if !isBundled(strings.TrimPrefix(f, keyspace.DonePrefix)) {
 				t.Errorf("order %s has marker %s of an unknown plugin", os[i].ID, f)
 			}
 			out[i]++
@@ -768,7 +767,7 @@ func TestReadyWhileCatchingUp(t *testing.T) {
 	// Registered an hour ago: the orders stored below are not history, and
 	// registering them again is a read, which the pause below lets through.
 	for _, p := range bundled {
-		if err := rdb.HSet(ctx, catchup.RegistryKey, p, time.Now().Add(-time.Hour).UnixMilli()).Err(); err != nil {
+		if err := rdb.HSet(ctx, keyspace.RegistryKey, p, time.Now().Add(-time.Hour).UnixMilli()).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -822,7 +821,7 @@ func TestLiveOrdersPassCatchUp(t *testing.T) {
 	rdb := srv.Client()
 	ctx := context.Background()
 	for _, p := range bundled { // registered an hour ago: what is stored is not history
-		if err := rdb.HSet(ctx, catchup.RegistryKey, p, time.Now().Add(-time.Hour).UnixMilli()).Err(); err != nil {
+		if err := rdb.HSet(ctx, keyspace.RegistryKey, p, time.Now().Add(-time.Hour).UnixMilli()).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -845,7 +844,7 @@ func TestLiveOrdersPassCatchUp(t *testing.T) {
 		pipe := rdb.Pipeline()
 		cmds := make([]*redis.StringCmd, len(os))
 		for i, o := range os {
-			cmds[i] = pipe.HGet(ctx, orderPrefix+o.ID, orders.DoneField("events-summary"))
+			cmds[i] = pipe.HGet(ctx, orderPrefix+o.ID, keyspace.DoneField("events-summary"))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			t.Fatal(err)

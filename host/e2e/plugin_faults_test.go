@@ -20,7 +20,7 @@ import (
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -187,7 +187,7 @@ func (r *faultRun) checkLiar(t *testing.T, applied map[string]bool) {
 	for i, c := range cmds {
 		id := r.published[i].ID
 		for _, p := range append([]string{liarName}, bundled...) {
-			_, has := c.Val()[orders.DoneField(p)]
+			_, has := c.Val()[keyspace.DoneField(p)]
 			if want := p != liarName || applied[id]; has != want && bad < 10 {
 				bad++
 				t.Errorf("order %s: %s done marker present = %v, want %v", id, p, has, want)

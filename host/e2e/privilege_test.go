@@ -15,7 +15,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -106,7 +106,7 @@ func TestPrivilegeAllowKeys(t *testing.T) {
 	}
 
 	checkOrderHashes(t, rdb, allowed, bundled)
-	checkOrderHashes(t, rdb, forbidden, others, orders.DeadField("events-summary"))
+	checkOrderHashes(t, rdb, forbidden, others, keyspace.DeadField("events-summary"))
 
 	// The state: the tutorial's for every order, except that events-summary's
 	// keys hold only the allowed orders.

@@ -18,7 +18,7 @@ import (
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
 	"github.com/eventhost/eventhost/host/internal/testplugins/topcustomers"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -280,7 +280,7 @@ func markers(t *testing.T, rdb *redis.Client, os []publish.Order, plugin string)
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(os))
 	for i, o := range os {
-		cmds[i] = pipe.HMGet(ctx, orderPrefix+o.ID, orders.DoneField(plugin), orders.HistoryField(plugin))
+		cmds[i] = pipe.HMGet(ctx, orderPrefix+o.ID, keyspace.DoneField(plugin), keyspace.HistoryField(plugin))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		t.Fatal(err)

@@ -15,11 +15,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -54,7 +53,7 @@ func wantLine(t *testing.T, out, line string) {
 func historyMarkers(plugins ...string) []string {
 	out := make([]string, len(plugins))
 	for i, p := range plugins {
-		out[i] = orders.HistoryField(p)
+		out[i] = keyspace.HistoryField(p)
 	}
 	return out
 }
@@ -110,7 +109,7 @@ func TestBackfill(t *testing.T) {
 	checkTutorialState(t, rdb, counted)
 	checkOrderHashes(t, rdb, history, bundled, historyMarkers(bundled...)...)
 	checkOrderHashes(t, rdb, live, bundled)
-	takeRegistry(t, dump(t, rdb, catchup.RegistryKey), bundled...)
+	takeRegistry(t, dump(t, rdb, keyspace.RegistryKey), bundled...)
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -281,7 +280,7 @@ func checkLiarConsistent(t *testing.T, rdb *redis.Client, os []publish.Order) {
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.BoolCmd, len(os))
 	for i, o := range os {
-		cmds[i] = pipe.HExists(ctx, orderPrefix+o.ID, orders.DoneField(liarName))
+		cmds[i] = pipe.HExists(ctx, orderPrefix+o.ID, keyspace.DoneField(liarName))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		t.Fatal(err)

@@ -12,9 +12,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -167,7 +167,7 @@ func TestSandboxHostilePlugin(t *testing.T) {
 		if strings.Contains(k, sandboxPassword) || strings.Contains(v.Data, sandboxPassword) {
 			t.Errorf("key %q holds the Redis password", k)
 		}
-		if !strings.HasPrefix(k, orderPrefix) && !strings.HasPrefix(k, "hostile:") && k != catchup.RegistryKey {
+		if !strings.HasPrefix(k, orderPrefix) && !strings.HasPrefix(k, "hostile:") && k != keyspace.RegistryKey {
 			t.Errorf("unexpected key %q (%s)", k, v.Type)
 		}
 	}

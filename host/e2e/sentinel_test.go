@@ -16,7 +16,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
-	"github.com/eventhost/eventhost/host/orders"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -237,7 +237,7 @@ func appliedAfter(t *testing.T, rdb *redis.Client, ids []string, t0 time.Time) i
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HMGet(ctx, orderPrefix+id, orders.DoneField(bundled[0]))
+		cmds[i] = pipe.HMGet(ctx, orderPrefix+id, keyspace.DoneField(bundled[0]))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		t.Fatalf("read done markers: %v", err)

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventhost/eventhost/host/catchup"
 	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -66,7 +66,7 @@ func TestSystemdNotify(t *testing.T) {
 				note.subscribers = subs[channel]
 				// The first catch-up registers the plugins (a read:
 				// it is not held up by the write pause below).
-				note.registry, _ = rdb.HGetAll(ctx, catchup.RegistryKey).Result()
+				note.registry, _ = rdb.HGetAll(ctx, keyspace.RegistryKey).Result()
 				// Bounded: a READY=1 sent too early (writes still
 				// paused) must fail the test, not hang it.
 				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)

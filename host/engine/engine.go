@@ -17,6 +17,7 @@ import (
 	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/dispatch"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/pipeline"
@@ -107,7 +108,7 @@ func Start(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, l
 // order hashes, eventhost's own keys, the dead-letter stream and the source
 // stream.
 func ReservedKeys(cfg *config.Config) []string {
-	out := []string{cfg.OrderKeyPrefix, orders.MarkerPrefix, cfg.DeadLetter.Stream}
+	out := []string{cfg.OrderKeyPrefix, keyspace.MarkerPrefix, cfg.DeadLetter.Stream}
 	if cfg.Source.Stream != nil {
 		out = append(out, cfg.Source.Stream.Key)
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/sdk"
 )
@@ -84,7 +85,7 @@ func checkAccepted(t *testing.T, lim orders.Limits, o sdk.Order, cost string) {
 	for k, v := range o.Extra {
 		strs = append(strs, k, v)
 		size += len(k) + len(v)
-		if strings.HasPrefix(k, orders.MarkerPrefix) {
+		if strings.HasPrefix(k, keyspace.MarkerPrefix) {
 			t.Errorf("marker %q passed to plugins", k)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/rediserr"
 )
 
@@ -131,8 +132,8 @@ type loadScratch struct {
 	seen Horizon
 }
 
-// horizon reads the reply of HMGET AppliesKey seq token; unknown when it
-// is an error or not what an apply writes.
+// horizon reads the reply of HMGET keyspace.AppliesKey seq token; unknown
+// when it is an error or not what an apply writes.
 func horizon(cmd *redis.SliceCmd) Horizon {
 	v, err := cmd.Result()
 	if err != nil || len(v) != 2 {
@@ -253,7 +254,7 @@ func (l *Loader) readRaw(ctx context.Context, s *loadScratch) (again []int, err 
 	}
 	// The applies' count first: Redis runs a pipeline in order, so any
 	// apply after it may have marked what the HGETALLs read (apply.lua).
-	seen := redis.NewSliceCmd(ctx, "hmget", AppliesKey, "seq", "token")
+	seen := redis.NewSliceCmd(ctx, "hmget", keyspace.AppliesKey, "seq", "token")
 	pipe := l.rdb.Pipeline()
 	_ = pipe.Process(ctx, seen)             // only queues
 	_ = pipe.BatchProcess(ctx, s.cmders...) // only queues

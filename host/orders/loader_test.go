@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/orders"
 )
 
@@ -22,11 +23,11 @@ func TestLoaderRejectsBadKeysOneByOne(t *testing.T) {
 	ctx := t.Context()
 	rdb := redistest.Start(t).Client()
 	const prefix = "purchase_order_details:"
-	rdb.HSet(ctx, prefix+"ok", "ts", "1627000000", "qty", "2", "cost", "3.50", "event", "e", "who", "w", orders.DoneField("p"), "1")
+	rdb.HSet(ctx, prefix+"ok", "ts", "1627000000", "qty", "2", "cost", "3.50", "event", "e", "who", "w", keyspace.DoneField("p"), "1")
 	rdb.Set(ctx, prefix+"a-string", "x", 0)
 	rdb.HSet(ctx, prefix+"no-qty", "ts", "1627000000", "cost", "3.50", "event", "e", "who", "w")
 	// A cluster's tombstone: an order lost after its effects landed.
-	rdb.HSet(ctx, prefix+"tombstone", orders.DoneField("p"), "1")
+	rdb.HSet(ctx, prefix+"tombstone", keyspace.DoneField("p"), "1")
 
 	refs := []orders.Ref{{ID: "ok"}, {ID: "a-string"}, {ID: "missing"}, {ID: "no-qty"}, {ID: "tombstone"}}
 	loaded, rejected, err := orders.NewLoader(rdb, prefix).Load(ctx, refs)
@@ -159,11 +160,11 @@ func TestLoaderReadsBothProtocols(t *testing.T) {
 	const prefix = "purchase_order_details:"
 	good := []any{"ts", "1627000000", "qty", "2", "cost", "3.50", "event", "e", "who", "w"}
 	rdb.HSet(ctx, prefix+"ok", good...)
-	rdb.HSet(ctx, prefix+"extra", append(good, "seat", "A12", "note", "", orders.DoneField("p"), "1", orders.DeadField("q"), "x")...)
+	rdb.HSet(ctx, prefix+"extra", append(good, "seat", "A12", "note", "", keyspace.DoneField("p"), "1", keyspace.DeadField("q"), "x")...)
 	rdb.HSet(ctx, prefix+"empty-who", append(good, "who", "")...)
 	rdb.HSet(ctx, prefix+"big", append(good, "blob", strings.Repeat("é", 3000))...)
 	rdb.Set(ctx, prefix+"a-string", "x", 0)
-	rdb.HSet(ctx, prefix+"tombstone", orders.DoneField("p"), "1")
+	rdb.HSet(ctx, prefix+"tombstone", keyspace.DoneField("p"), "1")
 	var refs []orders.Ref
 	for _, id := range []string{"ok", "extra", "missing", "a-string", "empty-who", "big", "tombstone", "", "ok"} {
 		refs = append(refs, orders.Ref{ID: id, Channel: "c"})

@@ -3,65 +3,10 @@
 package orders
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/eventhost/eventhost/sdk"
 )
-
-// MarkerPrefix starts every field eventhost itself keeps in an order's hash.
-// Such fields are stripped before an order reaches a plugin.
-const MarkerPrefix = "eventhost:"
-
-// DonePrefix + plugin name is the field that records that the plugin's
-// effects for the order have been applied.
-const DonePrefix = MarkerPrefix + "done:"
-
-// DoneField is the marker field for plugin.
-func DoneField(plugin string) string { return DonePrefix + plugin }
-
-// DeadPrefix + plugin name marks an order dead-lettered for that plugin;
-// DeadField (no plugin) marks an order that is itself bad. Catch-up passes
-// over dead-lettered pairs: they wait for a replay.
-const DeadPrefix = MarkerPrefix + "dead:"
-
-// DeadOrderField marks an order hash that no plugin could be given.
-const DeadOrderField = MarkerPrefix + "dead"
-
-// DeadField is the dead-letter marker field for plugin ("" for the order).
-func DeadField(plugin string) string {
-	if plugin == "" {
-		return DeadOrderField
-	}
-	return DeadPrefix + plugin
-}
-
-// HistoryPrefix + plugin name marks an order that was already stored when
-// the plugin was first enabled: catch-up leaves it alone, backfill does not.
-const HistoryPrefix = MarkerPrefix + "history:"
-
-// HistoryField is the history marker field for plugin.
-func HistoryField(plugin string) string { return HistoryPrefix + plugin }
-
-// AppliesKey is the hash in which every apply on one Redis (not a cluster)
-// numbers itself: field "seq" is the last apply's number, "token" its
-// token. AppliesKey + ":" + n, for n in [0, AppliesRing), are the ring of
-// sets that hold the order keys each of the last AppliesRing applies
-// marked (apply number % AppliesRing), and "#" + its token. A load reads
-// the hash first, so an apply can tell which orders were marked after the
-// load read them (see apply.lua).
-const AppliesKey = MarkerPrefix + "applies"
-
-// AppliesRing is how many applies the ring remembers.
-const AppliesRing = 64
-
-// AppliesLeanRuns is how many runs since its load a batch asks the ring
-// about; past it, asking costs more than reading every order's markers.
-const AppliesLeanRuns = 16
-
-// AppliesSlot is the ring set for apply number n (apply.lua builds the
-// same names from AppliesKey).
-func AppliesSlot(n int) string { return AppliesKey + ":" + strconv.Itoa(n%AppliesRing) }
 
 // Horizon is the last apply a load saw: applies numbered up to Seq had
 // run when it read the order hashes, apply Seq with Token. The zero value

@@ -140,12 +140,6 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-func TestDoneField(t *testing.T) {
-	if got, want := orders.DoneField("sales-histogram"), "eventhost:done:sales-histogram"; got != want {
-		t.Errorf("DoneField = %q, want %q", got, want)
-	}
-}
-
 func TestRefFor(t *testing.T) {
 	listens := func(ch string) bool { return ch == "a" }
 	tests := []struct {

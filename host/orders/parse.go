@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/sdk"
 )
 
@@ -17,7 +18,7 @@ type field struct{ name, value string }
 // the order is done already: until then the order is not stored.
 func HoldsOrder(fields map[string]string) bool {
 	for k := range fields {
-		if !strings.HasPrefix(k, MarkerPrefix) {
+		if !strings.HasPrefix(k, keyspace.MarkerPrefix) {
 			return true
 		}
 	}
@@ -26,7 +27,7 @@ func HoldsOrder(fields map[string]string) bool {
 
 func holdsOrder(fields []field) bool {
 	for _, f := range fields {
-		if !strings.HasPrefix(f.name, MarkerPrefix) {
+		if !strings.HasPrefix(f.name, keyspace.MarkerPrefix) {
 			return true
 		}
 	}
@@ -66,7 +67,7 @@ func parse(ref Ref, key string, fields []field, lim Limits) (sdk.Order, map[stri
 	for i := range fields {
 		k, v := fields[i].name, fields[i].value
 		var err error
-		if strings.HasPrefix(k, MarkerPrefix) {
+		if strings.HasPrefix(k, keyspace.MarkerPrefix) {
 			// Ours, stripped before plugins: only their size matters.
 			if len(k) > lim.MaxFieldBytes || len(v) > lim.MaxFieldBytes {
 				err = lim.checkField(key, k, v)
@@ -98,14 +99,14 @@ func parse(ref Ref, key string, fields []field, lim Limits) (sdk.Order, map[stri
 			who = &fields[i].value
 			continue
 		}
-		if strings.HasPrefix(k, DonePrefix) {
+		if strings.HasPrefix(k, keyspace.DonePrefix) {
 			if done == nil {
 				done = map[string]bool{}
 			}
-			done[strings.TrimPrefix(k, DonePrefix)] = true
+			done[strings.TrimPrefix(k, keyspace.DonePrefix)] = true
 			continue
 		}
-		if strings.HasPrefix(k, MarkerPrefix) {
+		if strings.HasPrefix(k, keyspace.MarkerPrefix) {
 			continue
 		}
 		if o.Extra == nil {

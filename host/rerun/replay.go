@@ -11,6 +11,7 @@ import (
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/engine"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
 )
@@ -168,7 +169,7 @@ func readDone(ctx context.Context, rdb redis.UniversalClient, cfg *config.Config
 	}
 	fields := make([]string, len(cfg.Plugins))
 	for i, p := range cfg.Plugins {
-		fields[i] = orders.DoneField(p.Name)
+		fields[i] = keyspace.DoneField(p.Name)
 	}
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(ids))

@@ -14,8 +14,8 @@ import (
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/metrics"
-	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/host/pipeline"
 	"github.com/eventhost/eventhost/host/publish"
 )
@@ -91,7 +91,7 @@ plugin "customer-invoices" {}
 	}
 
 	for _, id := range ids {
-		got, err := rdb.HMGet(ctx, prefix+id, orders.DoneField("events-summary"), orders.DoneField("customer-invoices")).Result()
+		got, err := rdb.HMGet(ctx, prefix+id, keyspace.DoneField("events-summary"), keyspace.DoneField("customer-invoices")).Result()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,102 @@
+// Package keyspace names what eventhost itself keeps in Redis: the marker
+// fields in an order's hash, the plugin registry, the count and ring of
+// applies, and a cluster's idempotency records. It holds names and nothing
+// else, so that one file says what lives under MarkerPrefix and no two
+// packages can pick the same name for different things.
+//
+// The rule: every key or field name eventhost writes lives here, and other
+// packages build names only from these. Names that configuration chooses
+// are not here: the order hashes' prefix, the source stream and the
+// dead-letter stream (config.DefaultDeadLetterStream is its default). The
+// Lua scripts cannot import Go: mark.lua and catchup's scan.lua spell the
+// marker prefixes out, and touch.lua's field "eventhost:wait" exists only
+// within one run of that script.
+//
+// The strings are Redis state: a stored order's markers and a running
+// host's registry outlive any one build, so a name here never changes.
+package keyspace
+
+import "strconv"
+
+// MarkerPrefix starts every field eventhost itself keeps in an order's hash.
+// Such fields are stripped before an order reaches a plugin.
+const MarkerPrefix = "eventhost:"
+
+// DonePrefix + plugin name is the field that records that the plugin's
+// effects for the order have been applied.
+const DonePrefix = MarkerPrefix + "done:"
+
+// DoneField is the marker field for plugin.
+func DoneField(plugin string) string { return DonePrefix + plugin }
+
+// DeadPrefix + plugin name marks an order dead-lettered for that plugin;
+// DeadField (no plugin) marks an order that is itself bad. Catch-up passes
+// over dead-lettered pairs: they wait for a replay.
+const DeadPrefix = MarkerPrefix + "dead:"
+
+// DeadOrderField marks an order hash that no plugin could be given.
+const DeadOrderField = MarkerPrefix + "dead"
+
+// DeadField is the dead-letter marker field for plugin ("" for the order).
+func DeadField(plugin string) string {
+	if plugin == "" {
+		return DeadOrderField
+	}
+	return DeadPrefix + plugin
+}
+
+// HistoryPrefix + plugin name marks an order that was already stored when
+// the plugin was first enabled: catch-up leaves it alone, backfill does not.
+const HistoryPrefix = MarkerPrefix + "history:"
+
+// HistoryField is the history marker field for plugin.
+func HistoryField(plugin string) string { return HistoryPrefix + plugin }
+
+// IntentPrefix + plugin name is the field, in an order's hash on a Redis
+// Cluster, that holds a digest of the plugin's first answer for the order
+// while its effects are written slot by slot (intent.lua), so that a redo
+// or another host whose plugin answers differently is told before it
+// writes, instead of landing a second answer in other hash slots. mark.lua
+// deletes it when it sets the pair's done or dead marker.
+const IntentPrefix = MarkerPrefix + "intent:"
+
+// IntentField is the intent field for plugin.
+func IntentField(plugin string) string { return IntentPrefix + plugin }
+
+// RegistryKey is the hash that records, per plugin, its registration
+// token: the time in unix milliseconds when it was first enabled, and the
+// value of its history markers. While the history is being marked the
+// value is "marking:" + token.
+const RegistryKey = MarkerPrefix + "plugins"
+
+// AppliesKey is the hash in which every apply on one Redis (not a cluster)
+// numbers itself: field "seq" is the last apply's number, "token" its
+// token. AppliesKey + ":" + n, for n in [0, AppliesRing), are the ring of
+// sets that hold the order keys each of the last AppliesRing applies
+// marked (apply number % AppliesRing), and "#" + its token. A load reads
+// the hash first, so an apply can tell which orders were marked after the
+// load read them (see apply.lua).
+const AppliesKey = MarkerPrefix + "applies"
+
+// AppliesRing is how many applies the ring remembers.
+const AppliesRing = 64
+
+// AppliesLeanRuns is how many runs since its load a batch asks the ring
+// about; past it, asking costs more than reading every order's markers.
+const AppliesLeanRuns = 16
+
+// AppliesSlot is the ring set for apply number n (apply.lua builds the
+// same names from AppliesKey).
+func AppliesSlot(n int) string { return AppliesKey + ":" + strconv.Itoa(n%AppliesRing) }
+
+// RecordPrefix starts the name of every slot's idempotency record on a
+// Redis Cluster (apply's recordKey adds the slot's hash tag).
+const RecordPrefix = MarkerPrefix + "applied:"
+
+// EmptyKey is a key eventhost never writes (plugins may not: it is under
+// MarkerPrefix). The apply script checks the types of a batch's set and
+// sorted-set keys with one SINTERCARD/ZINTERCARD that includes it: Redis
+// checks every key's type first, and an empty key then ends the command at
+// once. Should it exist after all, the check is slower, never wrong. It is
+// named here so that no name eventhost does write takes it.
+const EmptyKey = MarkerPrefix + "empty"

@@ -1,0 +1,81 @@
+package keyspace_test
+
+import (
+	"testing"
+
+	"github.com/eventhost/eventhost/host/keyspace"
+)
+
+// The wanted names are spelled out, not built from the constants: they are
+// what stored orders and running hosts already hold, so a change to any of
+// them is a change to Redis state, not a refactor.
+
+func TestNames(t *testing.T) {
+	tests := []struct {
+		name string
+		got  string
+		want string
+	}{
+		{"MarkerPrefix", keyspace.MarkerPrefix, "eventhost:"},
+		{"DonePrefix", keyspace.DonePrefix, "eventhost:done:"},
+		{"DeadPrefix", keyspace.DeadPrefix, "eventhost:dead:"},
+		{"DeadOrderField", keyspace.DeadOrderField, "eventhost:dead"},
+		{"HistoryPrefix", keyspace.HistoryPrefix, "eventhost:history:"},
+		{"IntentPrefix", keyspace.IntentPrefix, "eventhost:intent:"},
+		{"RegistryKey", keyspace.RegistryKey, "eventhost:plugins"},
+		{"AppliesKey", keyspace.AppliesKey, "eventhost:applies"},
+		{"RecordPrefix", keyspace.RecordPrefix, "eventhost:applied:"},
+		{"EmptyKey", keyspace.EmptyKey, "eventhost:empty"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s = %q, want %q", tt.name, tt.got, tt.want)
+		}
+	}
+	// apply.lua is told the ring's size and the lean limit, but the ring's
+	// sets already in Redis are numbered modulo 64.
+	if keyspace.AppliesRing != 64 || keyspace.AppliesLeanRuns != 16 {
+		t.Errorf("AppliesRing, AppliesLeanRuns = %d, %d, want 64, 16", keyspace.AppliesRing, keyspace.AppliesLeanRuns)
+	}
+}
+
+func TestFields(t *testing.T) {
+	tests := []struct {
+		name string
+		got  string
+		want string
+	}{
+		{"DoneField", keyspace.DoneField("sales-histogram"), "eventhost:done:sales-histogram"},
+		{"DeadField plugin", keyspace.DeadField("sales-histogram"), "eventhost:dead:sales-histogram"},
+		// An order that is itself bad is dead for every plugin: one field
+		// without a plugin name.
+		{"DeadField order", keyspace.DeadField(""), "eventhost:dead"},
+		{"HistoryField", keyspace.HistoryField("sales-histogram"), "eventhost:history:sales-histogram"},
+		{"IntentField", keyspace.IntentField("sales-histogram"), "eventhost:intent:sales-histogram"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s = %q, want %q", tt.name, tt.got, tt.want)
+		}
+	}
+}
+
+func TestAppliesSlot(t *testing.T) {
+	tests := []struct {
+		n    int
+		want string
+	}{
+		{0, "eventhost:applies:0"},
+		{1, "eventhost:applies:1"},
+		{keyspace.AppliesRing - 1, "eventhost:applies:63"},
+		// Run numbers grow without end; the ring wraps at AppliesRing.
+		{keyspace.AppliesRing, "eventhost:applies:0"},
+		{keyspace.AppliesRing + 1, "eventhost:applies:1"},
+		{2*keyspace.AppliesRing + 5, "eventhost:applies:5"},
+	}
+	for _, tt := range tests {
+		if got := keyspace.AppliesSlot(tt.n); got != tt.want {
+			t.Errorf("AppliesSlot(%d) = %q, want %q", tt.n, got, tt.want)
+		}
+	}
+}
