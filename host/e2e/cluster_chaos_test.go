@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,6 +75,16 @@ func TestClusterChaos(t *testing.T) {
 		}
 	}()
 
+	// The hosts are frozen while the backlog is stored, so that the first
+	// fault finds them with all of it to apply: a host that had caught up
+	// would meet no refusal, since the producer cannot store a chunk
+	// either while a master refuses writes.
+	signalHosts(t, hosts, syscall.SIGSTOP)
+	t.Cleanup(func() { // before the hosts' own cleanup stops them
+		for _, h := range hosts {
+			_ = h.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	})
 	produced := make(chan error, 1)
 	var stored atomic.Int64
 	go func() {
@@ -105,9 +116,10 @@ func TestClusterChaos(t *testing.T) {
 		produced <- nil
 	}()
 
-	// 0. One master refuses writes for 2 s (NOREPLICAS) while the others
-	// take them: every batch's slots there fail after its slots elsewhere
-	// landed, and each retry must skip those (the records).
+	// 0. One master refuses writes (NOREPLICAS) while the others take
+	// them: every batch's slots there fail after its slots elsewhere
+	// landed, and each retry must skip those (the records). It refuses
+	// until a host met it, and then 2 s more.
 	waitFor(t, time.Minute, "the backlog to be stored", func() bool { return stored.Load() >= backlog })
 	refusing := masterAddr(t, ctx, cc, "sales_histogram:time_of_day")
 	rc := redis.NewClient(&redis.Options{Addr: refusing})
@@ -116,6 +128,22 @@ func TestClusterChaos(t *testing.T) {
 	if err := rc.ConfigSet(ctx, "min-replicas-to-write", "5").Err(); err != nil {
 		t.Fatal(err)
 	}
+	signalHosts(t, hosts, syscall.SIGCONT)
+	note("hosts go on, with the backlog to apply")
+	met := func() bool {
+		for _, h := range hosts {
+			for _, m := range pausedLine.FindAllStringSubmatch(h.log.String(), -1) {
+				if m[1] == noReplicas {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(20 * time.Second); !met() && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	note("a host met the refusal: %v", met())
 	time.Sleep(2 * time.Second)
 	if err := rc.ConfigSet(ctx, "min-replicas-to-write", "0").Err(); err != nil {
 		t.Fatal(err)
@@ -202,8 +230,22 @@ func TestClusterChaos(t *testing.T) {
 		}
 	}
 	t.Logf("hosts paused (pauses and retries by reason): %v", pauses)
-	if pauses["redis has too few replicas (NOREPLICAS)"] == 0 {
+	if pauses[noReplicas] == 0 {
 		t.Errorf("no host met the master refusing writes: the fault did not hit")
+	}
+}
+
+// noReplicas is pausedLine's reason for a master refusing writes for want
+// of replicas.
+const noReplicas = "redis has too few replicas (NOREPLICAS)"
+
+// signalHosts sends sig to every host's process.
+func signalHosts(t *testing.T, hosts []*host, sig syscall.Signal) {
+	t.Helper()
+	for _, h := range hosts {
+		if err := h.cmd.Process.Signal(sig); err != nil {
+			t.Fatalf("signal %v to host %d: %v", sig, h.cmd.Process.Pid, err)
+		}
 	}
 }
 
