@@ -51,27 +51,7 @@ func BenchmarkApplyRedisTime(b *testing.B) {
 	exactCPU, exactNaiveCPU := 0.0, 0.0
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		var writes []apply.Write
-		pipe := rdb.Pipeline()
-		for o := 0; o < perBatch; o++ {
-			id := fmt.Sprintf("%d-%d", i, o)
-			pipe.HSet(ctx, orderKey(id), "ts", "1700000000", "qty", "3", "cost", "12.5", "event", "rock", "who", "ann")
-			event := "event-" + strconv.Itoa(o%30)
-			var hist, summary, invoices sdk.Effects
-			hist.BitfieldIncrBy("sales_histogram:time_of_day", "u32", 32*(1+int64(o%24)), 3, sdk.OverflowSat)
-			hist.BitfieldIncrBy("sales_histogram:time_of_day:"+event, "u32", 32*(1+int64(o%24)), 3, sdk.OverflowSat)
-			summary.SAdd("sales:"+event, id)
-			summary.HIncrByFloat("sales_summary", event+":total_sales", 12.5)
-			summary.HIncrBy("sales_summary", event+":total_tickets_sold", 3)
-			invoices.SAdd("invoices:customer-"+id, id)
-			writes = append(writes,
-				write(id, "sales-histogram", hist.List()...),
-				write(id, "events-summary", summary.List()...),
-				write(id, "customer-invoices", invoices.List()...))
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			b.Fatal(err)
-		}
+		writes := tutorialBatch(b, rdb, strconv.Itoa(i), perBatch)
 		exact := i%2 == 1
 		if !exact {
 			h := loadHorizon(b, rdb)
@@ -79,18 +59,7 @@ func BenchmarkApplyRedisTime(b *testing.B) {
 				writes[w].Seen = h
 			}
 		}
-		naive := rdb.Pipeline()
-		for o := 0; o < perBatch; o++ {
-			id := fmt.Sprintf("%d-%d", i, o)
-			event := "event-" + strconv.Itoa(o%30)
-			off := strconv.Itoa(32 * (1 + o%24))
-			naive.Do(ctx, "BITFIELD", "naive:sales_histogram:time_of_day", "OVERFLOW", "SAT", "INCRBY", "u32", off, "3")
-			naive.Do(ctx, "BITFIELD", "naive:sales_histogram:time_of_day:"+event, "OVERFLOW", "SAT", "INCRBY", "u32", off, "3")
-			naive.SAdd(ctx, "naive:sales:"+event, id)
-			naive.Do(ctx, "HINCRBYFLOAT", "naive:sales_summary", event+":total_sales", "12.5")
-			naive.Do(ctx, "HINCRBY", "naive:sales_summary", event+":total_tickets_sold", "3")
-			naive.SAdd(ctx, "naive:invoices:customer-"+id, id)
-		}
+		naive := naiveBatch(rdb, strconv.Itoa(i), perBatch)
 		before := redisCPU(b, rdb)
 		if _, err := naive.Exec(ctx); err != nil {
 			b.Fatal(err)
@@ -166,4 +135,140 @@ func redisCPU(b *testing.B, rdb *redis.Client) float64 {
 		b.Fatal(err)
 	}
 	return cpu
+}
+
+// tutorialBatch stores perBatch orders, ids batch-0 on, and returns the
+// bundled plugins' writes for them: 30 events, 24 hours, a customer each.
+func tutorialBatch(b *testing.B, rdb *redis.Client, batch string, perBatch int) []apply.Write {
+	ctx := context.Background()
+	var writes []apply.Write
+	pipe := rdb.Pipeline()
+	for o := 0; o < perBatch; o++ {
+		id := batch + "-" + strconv.Itoa(o)
+		pipe.HSet(ctx, orderKey(id), "ts", "1700000000", "qty", "3", "cost", "12.5", "event", "rock", "who", "ann")
+		event := "event-" + strconv.Itoa(o%30)
+		var hist, summary, invoices sdk.Effects
+		hist.BitfieldIncrBy("sales_histogram:time_of_day", "u32", 32*(1+int64(o%24)), 3, sdk.OverflowSat)
+		hist.BitfieldIncrBy("sales_histogram:time_of_day:"+event, "u32", 32*(1+int64(o%24)), 3, sdk.OverflowSat)
+		summary.SAdd("sales:"+event, id)
+		summary.HIncrByFloat("sales_summary", event+":total_sales", 12.5)
+		summary.HIncrBy("sales_summary", event+":total_tickets_sold", 3)
+		invoices.SAdd("invoices:customer-"+id, id)
+		writes = append(writes,
+			write(id, "sales-histogram", hist.List()...),
+			write(id, "events-summary", summary.List()...),
+			write(id, "customer-invoices", invoices.List()...))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return writes
+}
+
+// naiveBatch queues the tutorial's six commands per order for the orders
+// of tutorialBatch, on keys of their own, as the naive program sends them.
+func naiveBatch(rdb *redis.Client, batch string, perBatch int) redis.Pipeliner {
+	ctx := context.Background()
+	naive := rdb.Pipeline()
+	for o := 0; o < perBatch; o++ {
+		id := batch + "-" + strconv.Itoa(o)
+		event := "event-" + strconv.Itoa(o%30)
+		off := strconv.Itoa(32 * (1 + o%24))
+		naive.Do(ctx, "BITFIELD", "naive:sales_histogram:time_of_day", "OVERFLOW", "SAT", "INCRBY", "u32", off, "3")
+		naive.Do(ctx, "BITFIELD", "naive:sales_histogram:time_of_day:"+event, "OVERFLOW", "SAT", "INCRBY", "u32", off, "3")
+		naive.SAdd(ctx, "naive:sales:"+event, id)
+		naive.Do(ctx, "HINCRBYFLOAT", "naive:sales_summary", event+":total_sales", "12.5")
+		naive.Do(ctx, "HINCRBY", "naive:sales_summary", event+":total_tickets_sold", "3")
+		naive.SAdd(ctx, "naive:invoices:customer-"+id, id)
+	}
+	return naive
+}
+
+// BenchmarkApplyScriptParts tells where the apply script's Redis time per
+// order goes, by commandstats (the figure issue 10 compares with the naive
+// commands'), on the batches of BenchmarkApplyRedisTime applied as the
+// pipeline applies them (lean check). Batch by batch it turns between the
+// script and copies of it with one part cut out: the done markers' HSET,
+// the effects' commands, and everything (the script returns before it
+// reads its arguments, so what is left is passing them in). Each variant's
+// µs per order is reported with the naive commands' for the same batches;
+// a part's cost is the script's figure less its variant's.
+func BenchmarkApplyScriptParts(b *testing.B) {
+	srv := redistest.Start(b)
+	rdb := srv.Client()
+	ctx := context.Background()
+	perBatch := 512 // BENCH_APPLY_BATCH, as for BenchmarkApplyRedisTime
+	if n, err := strconv.Atoi(os.Getenv("BENCH_APPLY_BATCH")); err == nil && n > 0 {
+		perBatch = n
+	}
+	variants := []struct {
+		name string
+		cut  map[string]string // apply.lua's text → what replaces it
+	}{
+		{"script", nil},
+		{"no-markers", map[string]string{
+			"local r = redis.pcall('HSET', KEYS[o], unpack(pairs))": "local r = 1",
+			"redis.call('HSET', KEYS[o], unpack(pairs))":            "local _ = 0",
+		}},
+		{"no-effects", map[string]string{
+			"redis.call(cmd, KEYS[tonumber(ARGV[i])], unpack(ARGV, i + 1, i + argc))": "local _ = 0",
+		}},
+		{"arguments-only", map[string]string{"local now = ARGV[1]\n": "do return { 1 } end\n"}},
+	}
+	appliers := make([]*apply.Applier, len(variants))
+	for v, variant := range variants {
+		appliers[v] = apply.New(rdb, dlStream, 0)
+		if err := apply.CutScript(appliers[v], variant.cut); err != nil {
+			b.Fatalf("%s: %v", variant.name, err)
+		}
+	}
+	if err := rdb.HSet(ctx, orderKey("warm-up"), "ts", "1700000000", "qty", "3", "cost", "12.5", "event", "rock", "who", "ann").Err(); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := appliers[0].Apply(ctx, apply.Batch{Writes: []apply.Write{write("warm-up", "customer-invoices", eff("SADD", "warm-up", "1"))}}); err != nil {
+		b.Fatal(err)
+	}
+	spent := make([]float64, len(variants)) // evalsha µs, by variant
+	naiveSpent, batches := 0.0, make([]int, len(variants))
+	evalsha := func() float64 { return commandMicros(b, rdb)["evalsha"] }
+	naiveMicros := func() float64 {
+		us := commandMicros(b, rdb)
+		return us["bitfield"] + us["sadd"] + us["hincrbyfloat"] + us["hincrby"]
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		v := i % len(variants)
+		writes := tutorialBatch(b, rdb, strconv.Itoa(i), perBatch)
+		h := loadHorizon(b, rdb)
+		for w := range writes {
+			writes[w].Seen = h
+		}
+		naive := naiveBatch(rdb, strconv.Itoa(i), perBatch)
+		before := naiveMicros()
+		if _, err := naive.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+		naiveSpent += naiveMicros() - before
+		before = evalsha()
+		b.StartTimer()
+		if _, err := appliers[v].Apply(ctx, apply.Batch{Writes: writes}); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		spent[v] += evalsha() - before
+		batches[v]++
+	}
+	naivePerOrder := naiveSpent / float64(b.N*perBatch)
+	b.ReportMetric(naivePerOrder, "naive-us/order")
+	var parts []string
+	for v, variant := range variants {
+		if batches[v] == 0 {
+			continue
+		}
+		perOrder := spent[v] / float64(batches[v]*perBatch)
+		b.ReportMetric(perOrder, variant.name+"-us/order")
+		parts = append(parts, fmt.Sprintf("%s %.2f", variant.name, perOrder))
+	}
+	b.Logf("commandstats µs per order: naive commands %.2f; evalsha: %s", naivePerOrder, strings.Join(parts, ", "))
 }
