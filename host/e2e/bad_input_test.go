@@ -20,15 +20,6 @@ import (
 	"github.com/eventhost/eventhost/host/publish"
 )
 
-// badOrder is an order id announced with a hash the host must refuse.
-type badOrder struct {
-	id string
-	// fields is the hash as stored; nil stores no hash at all.
-	fields map[string]string
-	// reason is what the dead letter's reason must say besides the hash key.
-	reason string
-}
-
 // badOrders returns one order per way an order hash can be malformed, built
 // from a valid order so that exactly one field is wrong in each.
 func badOrders() []badOrder {

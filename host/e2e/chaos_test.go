@@ -7,7 +7,6 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -337,48 +336,6 @@ func (r *chaosRun) produce(ctx context.Context) ([]publish.Order, error) {
 		r.progress.Store(int64(len(stored)))
 	}
 	return stored, nil
-}
-
-// storeAndPublish sends HSET and PUBLISH for each order in os, in order, in
-// one pipeline, again and again until Redis acknowledges all of it. It
-// returns, for each publish, how many subscribers received it.
-//
-// With stream set it appends {id: <id>} to the stream instead (as eventhost
-// publish -stream does); every entry then counts as heard: the group keeps
-// it until a host takes it.
-func storeAndPublish(ctx context.Context, rdb *redis.Client, os []publish.Order, stream bool) ([]int64, error) {
-	for {
-		// A transaction, as a careful shop would: a plain pipeline sent
-		// while Redis loads its AOF after a restart gets LOADING for HSET
-		// but runs PUBLISH (allowed while loading), announcing ids whose
-		// hash is not stored yet.
-		pipe := rdb.TxPipeline()
-		pubs := make([]*redis.IntCmd, len(os))
-		for i, o := range os {
-			pipe.HSet(ctx, orderPrefix+o.ID, o.Fields()...)
-			if stream {
-				pipe.XAdd(ctx, &redis.XAddArgs{Stream: channel, Values: []any{publish.StreamIDField, o.ID}})
-			} else {
-				pubs[i] = pipe.Publish(ctx, channel, o.ID)
-			}
-		}
-		_, err := pipe.Exec(ctx)
-		if err == nil {
-			heard := make([]int64, len(os))
-			for i, c := range pubs {
-				heard[i] = 1
-				if c != nil {
-					heard[i] = c.Val()
-				}
-			}
-			return heard, nil
-		}
-		select {
-		case <-time.After(20 * time.Millisecond):
-		case <-ctx.Done():
-			return nil, fmt.Errorf("store orders %s..%s: %w (last error: %v)", os[0].ID, os[len(os)-1].ID, ctx.Err(), err)
-		}
-	}
 }
 
 // chaosAction is one fault.
@@ -877,20 +834,4 @@ func (r *chaosRun) fail(format string, args ...any) {
 		}
 	}
 	r.t.Logf("the %d hosts' logs are in %s (kept with go test -artifacts)", len(r.started), dir)
-}
-
-// catchUpLine is the host's log line for a finished catch-up.
-var catchUpLine = regexp.MustCompile(`catch-up done: orders_scanned=\d+ unfinished=(\d+)`)
-
-// reconnectCatchUps counts the catch-ups of one host's log after a
-// reconnect (every one after the catch-up of its start; the chaos does not
-// reload), and sums the unfinished orders they found.
-func reconnectCatchUps(log string) (runs, found int) {
-	for i, m := range catchUpLine.FindAllStringSubmatch(log, -1) {
-		if n, err := strconv.Atoi(m[1]); err == nil && i > 0 {
-			runs++
-			found += n
-		}
-	}
-	return runs, found
 }

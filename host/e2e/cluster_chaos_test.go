@@ -289,15 +289,6 @@ func durableChunk(ctx context.Context, cc *redis.ClusterClient, os []publish.Ord
 	return nil
 }
 
-func masterAddr(t *testing.T, ctx context.Context, cc *redis.ClusterClient, key string) string {
-	t.Helper()
-	node, err := cc.MasterForKey(ctx, key)
-	if err != nil {
-		t.Fatalf("master of %s: %v", key, err)
-	}
-	return node.Options().Addr
-}
-
 func server(t *testing.T, cl *redistest.Cluster, addr string) *redistest.Server {
 	t.Helper()
 	for _, s := range cl.Nodes {

@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -15,24 +14,6 @@ import (
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/publish"
 )
-
-// onCluster rewrites the config at path (written by writeConfig for a
-// placeholder server) to talk to the cluster cl instead.
-func onCluster(t *testing.T, path string, placeholder *redistest.Server, cl *redistest.Cluster) string {
-	t.Helper()
-	return replaceInConfig(t, path, fmt.Sprintf("redis { address = %q }", placeholder.Addr),
-		fmt.Sprintf("redis {\n  cluster { addresses = [%s] }\n}", quoteList(cl.Addrs())))
-}
-
-// mustRunOK runs an eventhost command and fails the test unless it exits 0.
-func mustRunOK(t *testing.T, args ...string) cmdResult {
-	t.Helper()
-	res := runEventhost(t, 60*time.Second, nil, args...)
-	if res.code != 0 {
-		t.Fatalf("eventhost %v exited %d\nstdout:\n%s\nstderr:\n%s", args, res.code, res.stdout, res.stderr)
-	}
-	return res
-}
 
 // checkStored checks that every order of os is stored in its hash exactly
 // as published.

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -50,24 +48,6 @@ func TestClusterTutorialEquivalence(t *testing.T) {
 	checkClusterState(t, ctx, cc, published, true)
 }
 
-// clusterConfig is writeConfig's config (u8 counters) for the cluster cl,
-// on source "stream" (key purchase_orders, one node) or Pub/Sub.
-func clusterConfig(t *testing.T, cl *redistest.Cluster, stream bool, extra string) string {
-	t.Helper()
-	placeholder := &redistest.Server{Addr: "cluster.invalid:1"}
-	path := onCluster(t, writeConfig(t, placeholder, "u8", extra), placeholder, cl)
-	if stream {
-		path = replaceInConfig(t, path, fmt.Sprintf("source \"pubsub\" { channels = [%q] }", channel),
-			fmt.Sprintf(`source "stream" {
-  stream         = %q
-  group          = %q
-  claim_idle     = "1s"
-  max_deliveries = 1000
-}`, channel, streamGroup))
-	}
-	return path
-}
-
 // recordEntries counts the fields of every idempotency record.
 func recordEntries(t *testing.T, ctx context.Context, cc *redis.ClusterClient) int {
 	t.Helper()
@@ -86,78 +66,4 @@ func recordEntries(t *testing.T, ctx context.Context, cc *redis.ClusterClient) i
 		t.Fatal(err)
 	}
 	return n
-}
-
-// dumpCluster reads every key of every master.
-func dumpCluster(t *testing.T, ctx context.Context, cc *redis.ClusterClient) map[string]value {
-	t.Helper()
-	out := map[string]value{}
-	err := redisconn.ForEachMaster(ctx, cc, func(ctx context.Context, node redis.UniversalClient) error {
-		for k, v := range dump(t, node.(*redis.Client), "") {
-			out[k] = v
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// checkClusterState compares every key of the cluster with the tutorial's
-// listeners replayed over published (ids deduplicated) on a single server,
-// and checks the idempotency records: each entry names a pair marked
-// done. It returns the number of record entries. With registry it checks
-// and leaves out the plugin registry (Pub/Sub's catch-up writes it).
-func checkClusterState(t *testing.T, ctx context.Context, cc *redis.ClusterClient, published []publish.Order, registry bool) int {
-	t.Helper()
-	var unique []publish.Order
-	seen := map[string]bool{}
-	for _, o := range published {
-		if !seen[o.ID] {
-			seen[o.ID] = true
-			unique = append(unique, o)
-		}
-	}
-	refSrv := redistest.Start(t)
-	ref := refSrv.Client()
-	replayTutorial(t, ref, unique, "u8")
-	want := dump(t, ref, "")
-	checkSalesTotals(t, want, unique)
-	diffState(t, withoutFloats(want), modelState(unique, 8))
-
-	got := dumpCluster(t, ctx, cc)
-	if registry { // the catch-up's: Pub/Sub only
-		takeRegistry(t, got, bundled...)
-	}
-	records := 0
-	for k, v := range got {
-		if !strings.HasPrefix(k, keyspace.RecordPrefix) {
-			continue
-		}
-		delete(got, k)
-		for _, line := range strings.Split(v.Data, "\n") {
-			field, _, _ := strings.Cut(line, "=")
-			marker, order, _ := strings.Cut(field, " ")
-			if h, ok := got[order]; !ok || !strings.Contains(h.Data, marker+"=") {
-				t.Errorf("record %s holds %q, but that order is not marked done", k, field)
-			}
-			records++
-		}
-	}
-	orderHashes := 0
-	for k, v := range got {
-		if strings.HasPrefix(k, orderPrefix) {
-			checkOrderHash(t, k, v)
-			delete(got, k)
-			orderHashes++
-		}
-	}
-	if orderHashes != len(unique) {
-		t.Errorf("%d order hashes, want %d", orderHashes, len(unique))
-	}
-	delete(got, channel) // the stream source's stream, if any
-	diffState(t, got, want)
-	t.Logf("%d orders: %d keys identical to the tutorial's; %d idempotency record entries left, all of pairs marked done", len(unique), len(want), records)
-	return records
 }

@@ -212,10 +212,3 @@ func quoted(s string) string {
 	}
 	return s
 }
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/publish"
 )
 
@@ -69,25 +67,6 @@ func TestTutorialEquivalence(t *testing.T) {
 		t.Errorf("no u8 counter wrapped: the test does not exercise wrap-around")
 	}
 	t.Logf("%d orders: %d keys identical to the tutorial's, %d counters wrapped", len(published), len(want), wraps)
-}
-
-// checkOrderHash checks an order hash holds its five fields and exactly one
-// done marker per plugin.
-func checkOrderHash(t *testing.T, key string, v value) {
-	t.Helper()
-	var fields []string
-	for _, line := range strings.Split(v.Data, "\n") {
-		f, _, _ := strings.Cut(line, "=")
-		fields = append(fields, f)
-	}
-	want := []string{"cost", "event", "qty", "ts", "who"}
-	for _, p := range bundled {
-		want = append(want, keyspace.DoneField(p))
-	}
-	sort.Strings(want)
-	if strings.Join(fields, ",") != strings.Join(want, ",") {
-		t.Errorf("%s has fields %v, want %v", key, fields, want)
-	}
 }
 
 // modelWrapCheck counts, per histogram key and hour, how often a u8 counter

@@ -568,3 +568,36 @@ func tail(s string, lines int) string {
 	}
 	return strings.Join(parts, "\n")
 }
+
+// repoRoot is the repository, seen from this package's directory (where
+// go test runs its tests).
+const repoRoot = "../.."
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sortedCopy(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
+}
+
+// catchUpLine is the host's log line for a finished catch-up.
+var catchUpLine = regexp.MustCompile(`catch-up done: orders_scanned=\d+ unfinished=(\d+)`)
+
+// reconnectCatchUps counts the catch-ups of one host's log after a
+// reconnect (every one after the catch-up of its start; the chaos does not
+// reload), and sums the unfinished orders they found.
+func reconnectCatchUps(log string) (runs, found int) {
+	for i, m := range catchUpLine.FindAllStringSubmatch(log, -1) {
+		if n, err := strconv.Atoi(m[1]); err == nil && i > 0 {
+			runs++
+			found += n
+		}
+	}
+	return runs, found
+}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -22,10 +21,6 @@ import (
 	"github.com/eventhost/eventhost/host/internal/testbin"
 	"github.com/eventhost/eventhost/host/metrics"
 )
-
-// repoRoot is the repository, seen from this package's directory (where
-// go test runs its tests).
-const repoRoot = "../.."
 
 // TestVersion builds eventhost as `make build` does, with the version and
 // commit linked in, and checks both spellings of the command.
@@ -200,10 +195,4 @@ func httpGet(t *testing.T, addr, path string) httpResult {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return httpResult{code: resp.StatusCode, body: string(b)}
-}
-
-func sortedCopy(s []string) []string {
-	out := append([]string(nil), s...)
-	sort.Strings(out)
-	return out
 }

@@ -266,24 +266,6 @@ func TestPrivilegeRedisTLS(t *testing.T) {
 	}
 }
 
-// replaceInConfig writes a copy of the config at path with old (which must
-// occur) replaced by new, and returns the copy's path.
-func replaceInConfig(t *testing.T, path, old, new string) string {
-	t.Helper()
-	src, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(src), old) {
-		t.Fatalf("config %s has no %s", path, old)
-	}
-	out := filepath.Join(t.TempDir(), "eventhost.hcl")
-	if err := os.WriteFile(out, []byte(strings.Replace(string(src), old, new, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // hclList writes ss as an HCL list of strings.
 func hclList(ss []string) string {
 	q := make([]string, len(ss))

@@ -26,38 +26,6 @@ import (
 // does, between and next to runs of the daemon, and check the exact state
 // they leave.
 
-// mustRun runs eventhost with args and fails the test unless it exits with
-// code.
-func mustRun(t *testing.T, code int, args ...string) cmdResult {
-	t.Helper()
-	res := runEventhost(t, 2*time.Minute, nil, args...)
-	if res.code != code {
-		t.Fatalf("eventhost %s exited %d, want %d\nstdout:\n%s\nstderr:\n%s",
-			strings.Join(args, " "), res.code, code, res.stdout, tail(res.stderr, 40))
-	}
-	return res
-}
-
-// wantLine fails the test unless out holds line as one of its lines.
-func wantLine(t *testing.T, out, line string) {
-	t.Helper()
-	for _, l := range strings.Split(out, "\n") {
-		if l == line {
-			return
-		}
-	}
-	t.Errorf("output lacks the line %q:\n%s", line, out)
-}
-
-// historyMarkers are the history marker fields of plugins.
-func historyMarkers(plugins ...string) []string {
-	out := make([]string, len(plugins))
-	for i, p := range plugins {
-		out[i] = keyspace.HistoryField(p)
-	}
-	return out
-}
-
 // TestBackfill: orders stored before a plugin was first enabled are history
 // for it, which the daemon does not count; `eventhost backfill` counts them,
 // once: run again, it changes nothing. Interrupted with SIGINT, it finishes

@@ -195,15 +195,6 @@ plugin "customer-invoices" {}
 		"%d orders exact, none lost, none doubled", strings.Join(pauses, ", "), runs, found, recounted, len(all))
 }
 
-// quoteList renders addrs as the items of an HCL list.
-func quoteList(addrs []string) string {
-	q := make([]string, len(addrs))
-	for i, a := range addrs {
-		q[i] = strconv.Quote(a)
-	}
-	return strings.Join(q, ", ")
-}
-
 // isReady reports whether GET url answers 200.
 func isReady(url string) bool {
 	resp, err := http.Get(url)

@@ -12,16 +12,6 @@ import (
 	"github.com/eventhost/eventhost/host/publish"
 )
 
-// generated returns the n orders `eventhost publish -n n -seed seed` sends.
-func generated(seed int64, n int) []publish.Order {
-	gen := publish.NewGenerator(seed)
-	out := make([]publish.Order, n)
-	for i := range out {
-		out[i] = gen.Next()
-	}
-	return out
-}
-
 // publishCLI runs `eventhost publish` with args against the config at path
 // and fails the test unless it exits 0.
 func publishCLI(t *testing.T, path string, args ...string) {

@@ -14,36 +14,6 @@ import (
 	"github.com/eventhost/eventhost/host/publish"
 )
 
-const streamGroup = "eventhost"
-
-// streamConfig is writeConfig with source "stream" (claim_idle short, so a
-// dead host's entries move on quickly) and a metrics endpoint (see
-// host.metricsAddr).
-func streamConfig(t *testing.T, srv *redistest.Server, extra string) string {
-	t.Helper()
-	path := writeConfig(t, srv, "u8", metricsBlock+extra)
-	return replaceInConfig(t, path, fmt.Sprintf("source \"pubsub\" { channels = [%q] }", channel),
-		fmt.Sprintf(`source "stream" {
-  stream         = %q
-  group          = %q
-  claim_idle     = "1s"
-  max_deliveries = 3
-}`, channel, streamGroup))
-}
-
-// checkStreamSettled checks that the group holds no pending entry: every
-// entry was acknowledged with its effects.
-func checkStreamSettled(t *testing.T, rdb *redis.Client) {
-	t.Helper()
-	p, err := rdb.XPending(context.Background(), channel, streamGroup).Result()
-	if err != nil {
-		t.Fatalf("xpending: %v", err)
-	}
-	if p.Count != 0 {
-		t.Errorf("%d entries still pending in group %s (%v), want 0", p.Count, streamGroup, p.Consumers)
-	}
-}
-
 // TestStreamTwoHosts: two hosts in one consumer group share the stream and
 // together count every order exactly once; when one is killed with entries
 // pending, the other claims them after claim_idle.
