@@ -42,6 +42,9 @@ type Client struct {
 		sync.Mutex
 		st     pluginv1.Plugin_ProcessStreamClient
 		cancel context.CancelFunc
+		// seq numbers the requests sent on streams: an answer must carry
+		// its request's.
+		seq uint64
 	}
 }
 
@@ -170,10 +173,19 @@ func (c *Client) onStream(ctx context.Context, req *pluginv1.ProcessRequest) (*p
 	var resp *pluginv1.ProcessResponse
 	if err == nil {
 		st := c.open.st
+		c.open.seq++
+		req.Seq = c.open.seq
 		err = st.Send(req)
 		if err == nil || err == io.EOF {
 			// Send says io.EOF when the stream has ended; Recv says why.
 			resp, err = st.Recv()
+		}
+		if err == nil && resp.GetSeq() != req.GetSeq() {
+			// A second answer to an earlier request, or one sent unasked:
+			// taken for this one, it would be another batch's effects.
+			err = status.Errorf(codes.Internal, "the plugin answered request %d on its stream with the answer to request %d",
+				req.GetSeq(), resp.GetSeq())
+			resp = nil
 		}
 	}
 	if !stop() || err != nil {

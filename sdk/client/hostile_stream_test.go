@@ -35,9 +35,10 @@ func (p rawPlugin) Describe(context.Context, *pluginv1.DescribeRequest) (*plugin
 func (p rawPlugin) ProcessStream(st pluginv1.Plugin_ProcessStreamServer) error { return p.stream(st) }
 
 // answer is what a correct plugin answers to req (sent as messages, since
-// rawPlugin does not say packed): INCRBY total by each order's qty.
+// rawPlugin does not say packed): INCRBY total by each order's qty, with
+// the request's seq.
 func answer(req *pluginv1.ProcessRequest) *pluginv1.ProcessResponse {
-	resp := &pluginv1.ProcessResponse{}
+	resp := &pluginv1.ProcessResponse{Seq: req.GetSeq()}
 	for i, o := range req.GetOrders() {
 		resp.Results = append(resp.Results, &pluginv1.Result{Index: uint32(i), Effects: []*pluginv1.Effect{
 			{Command: "INCRBY", Key: "total", Args: []string{strconv.FormatInt(o.GetQty(), 10)}},
