@@ -76,8 +76,8 @@ func (s *server) Process(_ context.Context, req *pluginv1.ProcessRequest) (*plug
 }
 
 // ProcessStream answers each request on the stream as Process would, one
-// at a time. Process' error ends the stream with its status, as it ends a
-// call.
+// at a time, each answer carrying its request's seq. Process' error ends
+// the stream with its status, as it ends a call.
 func (s *server) ProcessStream(st pluginv1.Plugin_ProcessStreamServer) error {
 	for {
 		req, err := st.Recv()
@@ -91,6 +91,7 @@ func (s *server) ProcessStream(st pluginv1.Plugin_ProcessStreamServer) error {
 		if err != nil {
 			return err
 		}
+		resp.Seq = req.GetSeq()
 		if err := st.Send(resp); err != nil {
 			return err
 		}

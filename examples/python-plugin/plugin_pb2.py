@@ -19,7 +19,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='plugin.proto',
   package='eventhost.plugin.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\x0cplugin.proto\x12\x13\x65venthost.plugin.v1\"\x11\n\x0f\x44\x65scribeRequest\"\xbb\x01\n\x10\x44\x65scribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04keys\x18\x03 \x03(\t\x12\x30\n\x06\x63onfig\x18\x04 \x03(\x0b\x32 .eventhost.plugin.v1.ConfigField\x12\x0e\n\x06packed\x18\x05 \x01(\x08\x12(\n\x05views\x18\x06 \x03(\x0b\x32\x19.eventhost.plugin.v1.View\x12\x0e\n\x06stream\x18\x07 \x01(\x08\"\xfc\x01\n\x04View\x12\r\n\x05title\x18\x01 \x01(\t\x12\x37\n\thistogram\x18\x02 \x01(\x0b\x32\".eventhost.plugin.v1.HistogramViewH\x00\x12/\n\x05table\x18\x03 \x01(\x0b\x32\x1e.eventhost.plugin.v1.TableViewH\x00\x12;\n\x0bleaderboard\x18\x04 \x01(\x0b\x32$.eventhost.plugin.v1.LeaderboardViewH\x00\x12\x36\n\tkey_count\x18\x05 \x01(\x0b\x32!.eventhost.plugin.v1.KeyCountViewH\x00\x42\x06\n\x04kind\"R\n\rHistogramView\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63ounter\x18\x02 \x01(\t\x12\x12\n\nfirst_slot\x18\x03 \x01(\r\x12\x0f\n\x07\x62uckets\x18\x04 \x03(\t\"o\n\tTableView\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\trow_label\x18\x02 \x01(\t\x12\x31\n\x07\x63olumns\x18\x03 \x03(\x0b\x32 .eventhost.plugin.v1.TableColumn\x12\x0f\n\x07sort_by\x18\x04 \x01(\r\">\n\x0bTableColumn\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0e\n\x06suffix\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65\x63imals\x18\x03 \x01(\r\"j\n\x0fLeaderboardView\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x14\n\x0cmember_label\x18\x03 \x01(\t\x12\x13\n\x0bscore_label\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65\x63imals\x18\x05 \x01(\r\"G\n\x0cKeyCountView\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\x12\n\nsize_label\x18\x02 \x01(\t\x12\x12\n\nkeys_label\x18\x03 \x01(\t\"\xea\x01\n\x0b\x43onfigField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x04type\x18\x02 \x01(\x0e\x32%.eventhost.plugin.v1.ConfigField.Type\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x14\n\x0c\x64\x65\x66\x61ult_json\x18\x04 \x01(\t\x12\x0b\n\x03\x64oc\x18\x05 \x01(\t\"c\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTYPE_STRING\x10\x01\x12\x0f\n\x0bTYPE_NUMBER\x10\x02\x12\r\n\tTYPE_BOOL\x10\x03\x12\x14\n\x10TYPE_STRING_LIST\x10\x04\"\'\n\x10\x43onfigureRequest\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\t\"D\n\x11\x43onfigureResponse\x12/\n\x06\x65rrors\x18\x01 \x03(\x0b\x32\x1f.eventhost.plugin.v1.FieldError\",\n\nFieldError\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xcb\x01\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\n\n\x02ts\x18\x03 \x01(\x03\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x0c\n\x04\x63ost\x18\x05 \x01(\x01\x12\r\n\x05\x65vent\x18\x06 \x01(\t\x12\x0b\n\x03who\x18\x07 \x01(\t\x12\x34\n\x05\x65xtra\x18\x08 \x03(\x0b\x32%.eventhost.plugin.v1.Order.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"j\n\x0eProcessRequest\x12*\n\x06orders\x18\x01 \x03(\x0b\x32\x1a.eventhost.plugin.v1.Order\x12\x15\n\rpacked_orders\x18\x02 \x01(\x0c\x12\x15\n\rpacked_answer\x18\x03 \x01(\x08\"4\n\x06\x45\x66\x66\x65\x63t\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x03 \x03(\t\"\x7f\n\x06Result\x12\r\n\x05index\x18\x01 \x01(\r\x12,\n\x07\x65\x66\x66\x65\x63ts\x18\x02 \x03(\x0b\x32\x1b.eventhost.plugin.v1.Effect\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x11\n\tpermanent\x18\x04 \x01(\x08\x12\x16\n\x0epacked_effects\x18\x05 \x01(\x0c\"W\n\x0fProcessResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.eventhost.plugin.v1.Result\x12\x16\n\x0epacked_results\x18\x02 \x01(\x0c\x32\xf3\x02\n\x06Plugin\x12W\n\x08\x44\x65scribe\x12$.eventhost.plugin.v1.DescribeRequest\x1a%.eventhost.plugin.v1.DescribeResponse\x12Z\n\tConfigure\x12%.eventhost.plugin.v1.ConfigureRequest\x1a&.eventhost.plugin.v1.ConfigureResponse\x12T\n\x07Process\x12#.eventhost.plugin.v1.ProcessRequest\x1a$.eventhost.plugin.v1.ProcessResponse\x12^\n\rProcessStream\x12#.eventhost.plugin.v1.ProcessRequest\x1a$.eventhost.plugin.v1.ProcessResponse(\x01\x30\x01\x42\x33Z1github.com/eventhost/eventhost/sdk/proto/pluginv1b\x06proto3')
+  serialized_pb=_b('\n\x0cplugin.proto\x12\x13\x65venthost.plugin.v1\"\x11\n\x0f\x44\x65scribeRequest\"\xbb\x01\n\x10\x44\x65scribeResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04keys\x18\x03 \x03(\t\x12\x30\n\x06\x63onfig\x18\x04 \x03(\x0b\x32 .eventhost.plugin.v1.ConfigField\x12\x0e\n\x06packed\x18\x05 \x01(\x08\x12(\n\x05views\x18\x06 \x03(\x0b\x32\x19.eventhost.plugin.v1.View\x12\x0e\n\x06stream\x18\x07 \x01(\x08\"\xfc\x01\n\x04View\x12\r\n\x05title\x18\x01 \x01(\t\x12\x37\n\thistogram\x18\x02 \x01(\x0b\x32\".eventhost.plugin.v1.HistogramViewH\x00\x12/\n\x05table\x18\x03 \x01(\x0b\x32\x1e.eventhost.plugin.v1.TableViewH\x00\x12;\n\x0bleaderboard\x18\x04 \x01(\x0b\x32$.eventhost.plugin.v1.LeaderboardViewH\x00\x12\x36\n\tkey_count\x18\x05 \x01(\x0b\x32!.eventhost.plugin.v1.KeyCountViewH\x00\x42\x06\n\x04kind\"R\n\rHistogramView\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0f\n\x07\x63ounter\x18\x02 \x01(\t\x12\x12\n\nfirst_slot\x18\x03 \x01(\r\x12\x0f\n\x07\x62uckets\x18\x04 \x03(\t\"o\n\tTableView\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\trow_label\x18\x02 \x01(\t\x12\x31\n\x07\x63olumns\x18\x03 \x03(\x0b\x32 .eventhost.plugin.v1.TableColumn\x12\x0f\n\x07sort_by\x18\x04 \x01(\r\">\n\x0bTableColumn\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0e\n\x06suffix\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65\x63imals\x18\x03 \x01(\r\"j\n\x0fLeaderboardView\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x14\n\x0cmember_label\x18\x03 \x01(\t\x12\x13\n\x0bscore_label\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65\x63imals\x18\x05 \x01(\r\"G\n\x0cKeyCountView\x12\x0f\n\x07pattern\x18\x01 \x01(\t\x12\x12\n\nsize_label\x18\x02 \x01(\t\x12\x12\n\nkeys_label\x18\x03 \x01(\t\"\xea\x01\n\x0b\x43onfigField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x04type\x18\x02 \x01(\x0e\x32%.eventhost.plugin.v1.ConfigField.Type\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x14\n\x0c\x64\x65\x66\x61ult_json\x18\x04 \x01(\t\x12\x0b\n\x03\x64oc\x18\x05 \x01(\t\"c\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTYPE_STRING\x10\x01\x12\x0f\n\x0bTYPE_NUMBER\x10\x02\x12\r\n\tTYPE_BOOL\x10\x03\x12\x14\n\x10TYPE_STRING_LIST\x10\x04\"\'\n\x10\x43onfigureRequest\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\t\"D\n\x11\x43onfigureResponse\x12/\n\x06\x65rrors\x18\x01 \x03(\x0b\x32\x1f.eventhost.plugin.v1.FieldError\",\n\nFieldError\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xcb\x01\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\n\n\x02ts\x18\x03 \x01(\x03\x12\x0b\n\x03qty\x18\x04 \x01(\x03\x12\x0c\n\x04\x63ost\x18\x05 \x01(\x01\x12\r\n\x05\x65vent\x18\x06 \x01(\t\x12\x0b\n\x03who\x18\x07 \x01(\t\x12\x34\n\x05\x65xtra\x18\x08 \x03(\x0b\x32%.eventhost.plugin.v1.Order.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"w\n\x0eProcessRequest\x12*\n\x06orders\x18\x01 \x03(\x0b\x32\x1a.eventhost.plugin.v1.Order\x12\x15\n\rpacked_orders\x18\x02 \x01(\x0c\x12\x15\n\rpacked_answer\x18\x03 \x01(\x08\x12\x0b\n\x03seq\x18\x04 \x01(\x04\"4\n\x06\x45\x66\x66\x65\x63t\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x03 \x03(\t\"\x7f\n\x06Result\x12\r\n\x05index\x18\x01 \x01(\r\x12,\n\x07\x65\x66\x66\x65\x63ts\x18\x02 \x03(\x0b\x32\x1b.eventhost.plugin.v1.Effect\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x11\n\tpermanent\x18\x04 \x01(\x08\x12\x16\n\x0epacked_effects\x18\x05 \x01(\x0c\"d\n\x0fProcessResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.eventhost.plugin.v1.Result\x12\x16\n\x0epacked_results\x18\x02 \x01(\x0c\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x32\xf3\x02\n\x06Plugin\x12W\n\x08\x44\x65scribe\x12$.eventhost.plugin.v1.DescribeRequest\x1a%.eventhost.plugin.v1.DescribeResponse\x12Z\n\tConfigure\x12%.eventhost.plugin.v1.ConfigureRequest\x1a&.eventhost.plugin.v1.ConfigureResponse\x12T\n\x07Process\x12#.eventhost.plugin.v1.ProcessRequest\x1a$.eventhost.plugin.v1.ProcessResponse\x12^\n\rProcessStream\x12#.eventhost.plugin.v1.ProcessRequest\x1a$.eventhost.plugin.v1.ProcessResponse(\x01\x30\x01\x42\x33Z1github.com/eventhost/eventhost/sdk/proto/pluginv1b\x06proto3')
 )
 
 
@@ -776,6 +776,13 @@ _PROCESSREQUEST = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='seq', full_name='eventhost.plugin.v1.ProcessRequest.seq', index=3,
+      number=4, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -789,7 +796,7 @@ _PROCESSREQUEST = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=1543,
-  serialized_end=1649,
+  serialized_end=1662,
 )
 
 
@@ -833,8 +840,8 @@ _EFFECT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1651,
-  serialized_end=1703,
+  serialized_start=1664,
+  serialized_end=1716,
 )
 
 
@@ -892,8 +899,8 @@ _RESULT = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1705,
-  serialized_end=1832,
+  serialized_start=1718,
+  serialized_end=1845,
 )
 
 
@@ -918,6 +925,13 @@ _PROCESSRESPONSE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='seq', full_name='eventhost.plugin.v1.ProcessResponse.seq', index=2,
+      number=3, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -930,8 +944,8 @@ _PROCESSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1834,
-  serialized_end=1921,
+  serialized_start=1847,
+  serialized_end=1947,
 )
 
 _DESCRIBERESPONSE.fields_by_name['config'].message_type = _CONFIGFIELD
@@ -1119,8 +1133,8 @@ _PLUGIN = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1924,
-  serialized_end=2295,
+  serialized_start=1950,
+  serialized_end=2321,
   methods=[
   _descriptor.MethodDescriptor(
     name='Describe',

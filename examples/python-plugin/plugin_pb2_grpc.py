@@ -69,7 +69,8 @@ class PluginServicer(object):
     saves a call's set-up on both sides (headers, a goroutine, a wake-up):
     about half a small batch's round trip. The host uses it only with a
     plugin whose Describe says stream; an error status ends the stream,
-    and the host opens a new one for the next batch.
+    and the host opens a new one for the next batch. Each response carries
+    its request's seq.
     """
     context.set_code(grpc.StatusCode.UNIMPLEMENTED)
     context.set_details('Method not implemented!')

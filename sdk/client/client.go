@@ -42,6 +42,9 @@ type Client struct {
 		sync.Mutex
 		st     pluginv1.Plugin_ProcessStreamClient
 		cancel context.CancelFunc
+		// seq numbers the requests sent on streams: an answer must carry
+		// its request's.
+		seq uint64
 	}
 }
 
@@ -154,23 +157,36 @@ func (c *Client) ProcessBatch(ctx context.Context, b Batch, store *sdk.AnswerSto
 // return it. After any error the stream is dropped: the next call opens
 // another. c.open must be held.
 func (c *Client) onStream(ctx context.Context, req *pluginv1.ProcessRequest) (*pluginv1.ProcessResponse, error) {
+	var sctx context.Context
 	if c.open.st == nil {
 		// The stream outlives this call's ctx: it is cancelled by hand.
-		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		st, err := c.rpc.ProcessStream(sctx)
-		if err != nil {
-			cancel()
-			return nil, err
-		}
-		c.open.st, c.open.cancel = st, cancel
+		sctx, c.open.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	}
-	st, cancel := c.open.st, c.open.cancel
+	cancel := c.open.cancel
+	// Before the stream is opened: opening waits for the connection (up
+	// to gRPC's 20 s connect timeout), and ctx bounds that too.
 	stop := context.AfterFunc(ctx, cancel)
+	var err error
+	if c.open.st == nil {
+		c.open.st, err = c.rpc.ProcessStream(sctx)
+	}
 	var resp *pluginv1.ProcessResponse
-	err := st.Send(req)
-	if err == nil || err == io.EOF {
-		// Send says io.EOF when the stream has ended; Recv says why.
-		resp, err = st.Recv()
+	if err == nil {
+		st := c.open.st
+		c.open.seq++
+		req.Seq = c.open.seq
+		err = st.Send(req)
+		if err == nil || err == io.EOF {
+			// Send says io.EOF when the stream has ended; Recv says why.
+			resp, err = st.Recv()
+		}
+		if err == nil && resp.GetSeq() != req.GetSeq() {
+			// A second answer to an earlier request, or one sent unasked:
+			// taken for this one, it would be another batch's effects.
+			err = status.Errorf(codes.Internal, "the plugin answered request %d on its stream with the answer to request %d",
+				req.GetSeq(), resp.GetSeq())
+			resp = nil
+		}
 	}
 	if !stop() || err != nil {
 		cancel()

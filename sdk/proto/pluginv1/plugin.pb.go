@@ -1004,7 +1004,12 @@ type ProcessRequest struct {
 	PackedOrders []byte `protobuf:"bytes,2,opt,name=packed_orders,json=packedOrders,proto3" json:"packed_orders,omitempty"`
 	// The host reads ProcessResponse.packed_results: a plugin that knows the
 	// field answers in it. An older plugin ignores this and answers in results.
-	PackedAnswer  bool `protobuf:"varint,3,opt,name=packed_answer,json=packedAnswer,proto3" json:"packed_answer,omitempty"`
+	PackedAnswer bool `protobuf:"varint,3,opt,name=packed_answer,json=packedAnswer,proto3" json:"packed_answer,omitempty"`
+	// On ProcessStream: the request's number (from 1), which its answer
+	// carries back in ProcessResponse.seq, so that a surplus answer (a second
+	// one, or one sent unasked) is refused rather than taken for the next
+	// request's. 0 on Process.
+	Seq           uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1058,6 +1063,13 @@ func (x *ProcessRequest) GetPackedAnswer() bool {
 		return x.PackedAnswer
 	}
 	return false
+}
+
+func (x *ProcessRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
 }
 
 type Effect struct {
@@ -1211,6 +1223,8 @@ type ProcessResponse struct {
 	// decodes a whole batch's answer with a few allocations instead of several
 	// per order.
 	PackedResults []byte `protobuf:"bytes,2,opt,name=packed_results,json=packedResults,proto3" json:"packed_results,omitempty"`
+	// On ProcessStream: the seq of the request this answers.
+	Seq           uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1257,6 +1271,13 @@ func (x *ProcessResponse) GetPackedResults() []byte {
 		return x.PackedResults
 	}
 	return nil
+}
+
+func (x *ProcessResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
 }
 
 var File_plugin_proto protoreflect.FileDescriptor
@@ -1341,11 +1362,12 @@ const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8e\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa0\x01\n" +
 	"\x0eProcessRequest\x122\n" +
 	"\x06orders\x18\x01 \x03(\v2\x1a.eventhost.plugin.v1.OrderR\x06orders\x12#\n" +
 	"\rpacked_orders\x18\x02 \x01(\fR\fpackedOrders\x12#\n" +
-	"\rpacked_answer\x18\x03 \x01(\bR\fpackedAnswer\"H\n" +
+	"\rpacked_answer\x18\x03 \x01(\bR\fpackedAnswer\x12\x10\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\"H\n" +
 	"\x06Effect\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n" +
@@ -1355,10 +1377,11 @@ const file_plugin_proto_rawDesc = "" +
 	"\aeffects\x18\x02 \x03(\v2\x1b.eventhost.plugin.v1.EffectR\aeffects\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1c\n" +
 	"\tpermanent\x18\x04 \x01(\bR\tpermanent\x12%\n" +
-	"\x0epacked_effects\x18\x05 \x01(\fR\rpackedEffects\"o\n" +
+	"\x0epacked_effects\x18\x05 \x01(\fR\rpackedEffects\"\x81\x01\n" +
 	"\x0fProcessResponse\x125\n" +
 	"\aresults\x18\x01 \x03(\v2\x1b.eventhost.plugin.v1.ResultR\aresults\x12%\n" +
-	"\x0epacked_results\x18\x02 \x01(\fR\rpackedResults2\xf3\x02\n" +
+	"\x0epacked_results\x18\x02 \x01(\fR\rpackedResults\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq2\xf3\x02\n" +
 	"\x06Plugin\x12W\n" +
 	"\bDescribe\x12$.eventhost.plugin.v1.DescribeRequest\x1a%.eventhost.plugin.v1.DescribeResponse\x12Z\n" +
 	"\tConfigure\x12%.eventhost.plugin.v1.ConfigureRequest\x1a&.eventhost.plugin.v1.ConfigureResponse\x12T\n" +

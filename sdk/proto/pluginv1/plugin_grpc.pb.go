@@ -43,7 +43,8 @@ type PluginClient interface {
 	// saves a call's set-up on both sides (headers, a goroutine, a wake-up):
 	// about half a small batch's round trip. The host uses it only with a
 	// plugin whose Describe says stream; an error status ends the stream,
-	// and the host opens a new one for the next batch.
+	// and the host opens a new one for the next batch. Each response carries
+	// its request's seq.
 	ProcessStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ProcessRequest, ProcessResponse], error)
 }
 
@@ -113,7 +114,8 @@ type PluginServer interface {
 	// saves a call's set-up on both sides (headers, a goroutine, a wake-up):
 	// about half a small batch's round trip. The host uses it only with a
 	// plugin whose Describe says stream; an error status ends the stream,
-	// and the host opens a new one for the next batch.
+	// and the host opens a new one for the next batch. Each response carries
+	// its request's seq.
 	ProcessStream(grpc.BidiStreamingServer[ProcessRequest, ProcessResponse]) error
 	mustEmbedUnimplementedPluginServer()
 }
