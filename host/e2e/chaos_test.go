@@ -203,13 +203,7 @@ func chaosConfig(t *testing.T, srv *redistest.Server, stream bool) string {
 	t.Helper()
 	path := writeConfig(t, srv, "u8", "")
 	if stream {
-		path = replaceInConfig(t, path, fmt.Sprintf("source \"pubsub\" { channels = [%q] }", channel),
-			fmt.Sprintf(`source "stream" {
-  stream         = %q
-  group          = %q
-  claim_idle     = "1s"
-  max_deliveries = 1000
-}`, channel, streamGroup))
+		path = toStreamSource(t, path, 1000)
 	}
 	src, err := os.ReadFile(path)
 	if err != nil {

@@ -51,13 +51,21 @@ const streamGroup = "eventhost"
 func streamConfig(t *testing.T, srv *redistest.Server, extra string) string {
 	t.Helper()
 	path := writeConfig(t, srv, "u8", metricsBlock+extra)
+	return toStreamSource(t, path, 3)
+}
+
+// toStreamSource replaces writeConfig's Pub/Sub source in the config at
+// path with source "stream" on the same key, claim_idle 1s (a dead host's
+// entries move on quickly) and maxDeliveries.
+func toStreamSource(t *testing.T, path string, maxDeliveries int) string {
+	t.Helper()
 	return replaceInConfig(t, path, fmt.Sprintf("source \"pubsub\" { channels = [%q] }", channel),
 		fmt.Sprintf(`source "stream" {
   stream         = %q
   group          = %q
   claim_idle     = "1s"
-  max_deliveries = 3
-}`, channel, streamGroup))
+  max_deliveries = %d
+}`, channel, streamGroup, maxDeliveries))
 }
 
 // clusterConfig is writeConfig's config (u8 counters) for the cluster cl,
@@ -67,13 +75,7 @@ func clusterConfig(t *testing.T, cl *redistest.Cluster, stream bool, extra strin
 	placeholder := &redistest.Server{Addr: "cluster.invalid:1"}
 	path := onCluster(t, writeConfig(t, placeholder, "u8", extra), placeholder, cl)
 	if stream {
-		path = replaceInConfig(t, path, fmt.Sprintf("source \"pubsub\" { channels = [%q] }", channel),
-			fmt.Sprintf(`source "stream" {
-  stream         = %q
-  group          = %q
-  claim_idle     = "1s"
-  max_deliveries = 1000
-}`, channel, streamGroup))
+		path = toStreamSource(t, path, 1000)
 	}
 	return path
 }

@@ -370,18 +370,9 @@ func toAny(ss []string) []any {
 // holds; a marker of a plugin not in bundled fails the test.
 func markerCounts(t *testing.T, rdb *redis.Client, os []publish.Order) []int {
 	t.Helper()
-	ctx := context.Background()
-	pipe := rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(os))
-	for i, o := range os {
-		cmds[i] = pipe.HGetAll(ctx, orderPrefix+o.ID)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		t.Fatalf("read order hashes: %v", err)
-	}
 	out := make([]int, len(os))
-	for i, c := range cmds {
-		for f := range c.Val() {
+	for i, h := range orderHashes(t, rdb, os) {
+		for f := range h {
 			if !strings.HasPrefix(f, keyspace.DonePrefix) {
 				continue
 			}

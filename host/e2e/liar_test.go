@@ -166,19 +166,11 @@ func (r *faultRun) checkLiar(t *testing.T, applied map[string]bool) {
 		t.Errorf("liar's keys are %q, want only %q", keys, wantKeys)
 	}
 
-	pipe := r.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(r.published))
-	for i, o := range r.published {
-		cmds[i] = pipe.HGetAll(ctx, orderPrefix+o.ID)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
 	bad := 0
-	for i, c := range cmds {
+	for i, h := range orderHashes(t, r.rdb, r.published) {
 		id := r.published[i].ID
 		for _, p := range append([]string{liarName}, bundled...) {
-			_, has := c.Val()[keyspace.DoneField(p)]
+			_, has := h[keyspace.DoneField(p)]
 			if want := p != liarName || applied[id]; has != want && bad < 10 {
 				bad++
 				t.Errorf("order %s: %s done marker present = %v, want %v", id, p, has, want)

@@ -78,18 +78,10 @@ func tutorialStates(t *testing.T, rdb *redis.Client, os []publish.Order) (got, w
 // fields (any value).
 func checkOrderHashes(t *testing.T, rdb *redis.Client, os []publish.Order, plugins []string, extra ...string) {
 	t.Helper()
-	ctx := context.Background()
-	pipe := rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(os))
-	for i, o := range os {
-		cmds[i] = pipe.HGetAll(ctx, orderPrefix+o.ID)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		t.Fatalf("read order hashes: %v", err)
-	}
+	hashes := orderHashes(t, rdb, os)
 	bad := 0
 	for i, o := range os {
-		got := cmds[i].Val()
+		got := hashes[i]
 		want := o.Hash()
 		for _, p := range plugins {
 			want[keyspace.DoneField(p)] = "(set)"
@@ -297,6 +289,25 @@ func allIDs(published []publish.Order) map[string]bool {
 	out := make(map[string]bool, len(published))
 	for _, o := range published {
 		out[o.ID] = true
+	}
+	return out
+}
+
+// orderHashes reads the hash of each order of os, in one pipeline.
+func orderHashes(t *testing.T, rdb *redis.Client, os []publish.Order) []map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(os))
+	for i, o := range os {
+		cmds[i] = pipe.HGetAll(ctx, orderPrefix+o.ID)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatalf("read order hashes: %v", err)
+	}
+	out := make([]map[string]string, len(os))
+	for i, c := range cmds {
+		out[i] = c.Val()
 	}
 	return out
 }

@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"net"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/eventhost/eventhost/sdk/client"
@@ -54,25 +52,7 @@ func serveRaw(t *testing.T, p pluginv1.PluginServer) (*client.Client, string, *g
 	t.Helper()
 	srv := grpc.NewServer()
 	pluginv1.RegisterPluginServer(srv, p)
-	sock := filepath.Join(t.TempDir(), "p.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := client.New(pluginv1.NewPluginClient(conn))
-	t.Cleanup(func() {
-		c.Close()
-		conn.Close()
-		srv.Stop()
-	})
-	if _, err := c.Describe(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	c, sock, conn := connect(t, srv)
 	return c, sock, srv, conn
 }
 

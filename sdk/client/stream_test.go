@@ -71,6 +71,14 @@ func serve(t *testing.T, p sdk.Plugin, noStream bool) (*client.Client, *calls) {
 	if err := (&sdk.GRPCPlugin{Impl: p}).GRPCServer(nil, srv); err != nil {
 		t.Fatal(err)
 	}
+	c, _, _ := connect(t, srv)
+	return c, n
+}
+
+// connect serves srv on a Unix socket, dials it and returns the described
+// client, the socket's path and the connection; all end with the test.
+func connect(t *testing.T, srv *grpc.Server) (*client.Client, string, *grpc.ClientConn) {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "p.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
@@ -90,7 +98,7 @@ func serve(t *testing.T, p sdk.Plugin, noStream bool) (*client.Client, *calls) {
 	if _, err := c.Describe(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return c, n
+	return c, sock, conn
 }
 
 func orders(event string, qty ...int64) []sdk.Order {
