@@ -67,10 +67,10 @@ class PluginServicer(object):
     """ProcessStream is Process on one long-lived stream: each request gets
     exactly one response, in order, before the host sends the next. It
     saves a call's set-up on both sides (headers, a goroutine, a wake-up):
-    about half a small batch's round trip. The host uses it only with a
-    plugin whose Describe says stream; an error status ends the stream,
-    and the host opens a new one for the next batch. Each response carries
-    its request's seq.
+    a third or so of a small batch's round trip to three plugins. The host
+    uses it only with a plugin whose Describe says stream; an error status
+    ends the stream, and the host opens a new one for the next batch. Each
+    response carries its request's seq.
     """
     context.set_code(grpc.StatusCode.UNIMPLEMENTED)
     context.set_details('Method not implemented!')
