@@ -27,6 +27,7 @@ import (
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/dispatch"
 	"github.com/eventhost/eventhost/host/intake"
+	"github.com/eventhost/eventhost/host/internal/procstat"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
 	"github.com/eventhost/eventhost/host/keyspace"
@@ -399,22 +400,13 @@ func hostGC(b *testing.B, r runner) (alloc, gcs float64) {
 }
 
 // cpuSeconds is the user and system CPU time process pid has used, in
-// seconds (/proc/<pid>/stat, in clock ticks of 10 ms); 0 when unknown.
+// seconds; 0 when unknown.
 func cpuSeconds(pid int) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procstat.Read(pid)
 	if err != nil {
 		return 0
 	}
-	// The command name, in parentheses, may hold spaces: fields count
-	// from after its closing one. utime and stime are fields 14 and 15.
-	_, rest, ok := strings.Cut(string(data), ") ")
-	f := strings.Fields(rest)
-	if !ok || len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseFloat(f[11], 64)
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	return (utime + stime) / 100
+	return st.CPU.Seconds()
 }
 
 // measureLatency publishes rate orders/s for seconds through r and returns

@@ -15,6 +15,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/deadletter"
+	"github.com/eventhost/eventhost/host/internal/procstat"
 	"github.com/eventhost/eventhost/host/internal/redistest"
 	"github.com/eventhost/eventhost/host/internal/testbin"
 	"github.com/eventhost/eventhost/host/keyspace"
@@ -262,14 +263,7 @@ func findLiarChild(parent int, binary string, skip map[int]bool) int {
 		if argv0, _, _ := strings.Cut(string(cmdline), "\x00"); argv0 != binary {
 			continue
 		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
-		rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
-		f := strings.Fields(rest)
-		if len(f) < 2 || f[0] == "Z" || f[1] != strconv.Itoa(parent) {
+		if st, err := procstat.Read(pid); err != nil || st.State == 'Z' || st.PPID != parent {
 			continue
 		}
 		return pid

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/eventhost/eventhost/host/internal/procstat"
 	"github.com/eventhost/eventhost/host/internal/testbin"
 )
 
@@ -26,22 +27,11 @@ func (p procInfo) String() string {
 
 // readProc reads /proc/PID; ok is false when the process is gone.
 func readProc(pid int) (p procInfo, ok bool) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procstat.Read(pid)
 	if err != nil {
 		return procInfo{}, false
 	}
-	// pid (comm) state ppid …; comm may hold spaces and parentheses.
-	s := string(stat)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return procInfo{}, false
-	}
-	fields := strings.Fields(s[i+1:])
-	if len(fields) < 2 {
-		return procInfo{}, false
-	}
-	p = procInfo{pid: pid, state: fields[0][0]}
-	p.ppid, _ = strconv.Atoi(fields[1])
+	p = procInfo{pid: pid, ppid: st.PPID, state: st.State}
 	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
 		p.exe = exe
 	} else if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil {

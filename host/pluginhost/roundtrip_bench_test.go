@@ -2,12 +2,10 @@ package pluginhost_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/dispatch"
+	"github.com/eventhost/eventhost/host/internal/procstat"
 	"github.com/eventhost/eventhost/host/internal/testbin"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
@@ -109,25 +108,15 @@ func treeCPU() (self, children time.Duration) {
 		if err != nil {
 			continue
 		}
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		st, err := procstat.Read(pid)
 		if err != nil {
 			continue
 		}
-		// Fields after the command, which may hold spaces: state, ppid, …
-		text := string(data)
-		f := strings.Fields(text[strings.LastIndexByte(text, ')')+2:])
-		if len(f) < 13 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		user, _ := strconv.ParseInt(f[11], 10, 64)
-		sys, _ := strconv.ParseInt(f[12], 10, 64)
-		cpu := time.Duration(user+sys) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 		switch {
 		case pid == me:
-			self += cpu
-		case ppid == me:
-			children += cpu
+			self += st.CPU
+		case st.PPID == me:
+			children += st.CPU
 		}
 	}
 	return self, children
