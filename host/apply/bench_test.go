@@ -32,18 +32,8 @@ func BenchmarkApplyRedisTime(b *testing.B) {
 	rdb := srv.Client()
 	ctx := context.Background()
 	a := apply.New(rdb, dlStream, 0)
-	perBatch := 512 // BENCH_APPLY_BATCH: orders per batch
-	if n, err := strconv.Atoi(os.Getenv("BENCH_APPLY_BATCH")); err == nil && n > 0 {
-		perBatch = n
-	}
-	// Run 1 before the first batch's load: a load that saw no run reads
-	// every order, and the first batch is meant to use the lean check.
-	if err := rdb.HSet(ctx, orderKey("warm-up"), "ts", "1700000000", "qty", "3", "cost", "12.5", "event", "rock", "who", "ann").Err(); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := a.Apply(ctx, apply.Batch{Writes: []apply.Write{write("warm-up", "customer-invoices", eff("SADD", "warm-up", "1"))}}); err != nil {
-		b.Fatal(err)
-	}
+	perBatch := batchSize()
+	runOne(b, rdb, a)
 	total := 0
 	b.ResetTimer()
 	rdb.ConfigResetStat(ctx)
@@ -137,6 +127,28 @@ func redisCPU(b *testing.B, rdb *redis.Client) float64 {
 	return cpu
 }
 
+// batchSize is the orders per batch of the apply benchmarks: 512, or
+// BENCH_APPLY_BATCH.
+func batchSize() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_APPLY_BATCH")); err == nil && n > 0 {
+		return n
+	}
+	return 512
+}
+
+// runOne applies one order through a, so that run 1 is there before the
+// first batch's load: a load that saw no run reads every order, and the
+// benchmarks' batches are meant to use the lean check.
+func runOne(b *testing.B, rdb *redis.Client, a *apply.Applier) {
+	ctx := context.Background()
+	if err := rdb.HSet(ctx, orderKey("warm-up"), "ts", "1700000000", "qty", "3", "cost", "12.5", "event", "rock", "who", "ann").Err(); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := a.Apply(ctx, apply.Batch{Writes: []apply.Write{write("warm-up", "customer-invoices", eff("SADD", "warm-up", "1"))}}); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // tutorialBatch stores perBatch orders, ids batch-0 on, and returns the
 // bundled plugins' writes for them: 30 events, 24 hours, a customer each.
 func tutorialBatch(b *testing.B, rdb *redis.Client, batch string, perBatch int) []apply.Write {
@@ -197,10 +209,7 @@ func BenchmarkApplyScriptParts(b *testing.B) {
 	srv := redistest.Start(b)
 	rdb := srv.Client()
 	ctx := context.Background()
-	perBatch := 512 // BENCH_APPLY_BATCH, as for BenchmarkApplyRedisTime
-	if n, err := strconv.Atoi(os.Getenv("BENCH_APPLY_BATCH")); err == nil && n > 0 {
-		perBatch = n
-	}
+	perBatch := batchSize()
 	variants := []struct {
 		name string
 		cut  map[string]string // apply.lua's text → what replaces it
@@ -222,12 +231,7 @@ func BenchmarkApplyScriptParts(b *testing.B) {
 			b.Fatalf("%s: %v", variant.name, err)
 		}
 	}
-	if err := rdb.HSet(ctx, orderKey("warm-up"), "ts", "1700000000", "qty", "3", "cost", "12.5", "event", "rock", "who", "ann").Err(); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := appliers[0].Apply(ctx, apply.Batch{Writes: []apply.Write{write("warm-up", "customer-invoices", eff("SADD", "warm-up", "1"))}}); err != nil {
-		b.Fatal(err)
-	}
+	runOne(b, rdb, appliers[0])
 	spent := make([]float64, len(variants)) // evalsha µs, by variant
 	naiveSpent, batches := 0.0, make([]int, len(variants))
 	evalsha := func() float64 { return commandMicros(b, rdb)["evalsha"] }
