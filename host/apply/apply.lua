@@ -25,9 +25,11 @@
 --                                            values the writes will read: kind 'h'
 --                                            is hash fields, 's' the string itself
 --                                            (field ''), 'p' a HyperLogLog
---   #op_runs, (command, argc, #ops, (key_idx, arg*)*)*
+--   #op_runs, (command, argc, #ops, first_key_idx, arg*)*
 --                                            the coalesced effects, by runs of
---                                            one command and argument count
+--                                            one command and argument count on
+--                                            consecutive keys: op j of a run
+--                                            writes KEYS[first_key_idx + j - 1]
 --   #dead_letters, (order_key_idx or 0, marker, #fields, field*)*
 --   #deletes, dead-letter id*, (#acks, source entry id*) per ack stream
 -- Returns {1} once everything is written, or {0, problem*} with nothing
@@ -51,6 +53,10 @@ local since, since_token, token = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5
 i = i + 6
 
 local function note(p) problems[#problems + 1] = p end
+-- Numbers read once per run, range or field are read as `ARGV[n] + 0`:
+-- Lua 5.1's tonumber() parses a string twice (lua_isnumber, then
+-- lua_tonumber), and a big batch has thousands of them. The host writes
+-- these arguments, so they always are numbers.
 
 -- @checks
 
@@ -211,7 +217,7 @@ for _ = 1, ngroups do
   i = i + 2
   local ranges = {}
   for r = 1, n do
-    ranges[r] = { tonumber(ARGV[i]), tonumber(ARGV[i + 1]) }
+    ranges[r] = { ARGV[i] + 0, ARGV[i + 1] + 0 }
     i = i + 2
   end
   if not (bulk[want] and bulk_ok(bulk[want], ranges)) then
@@ -265,15 +271,15 @@ local nops = tonumber(ARGV[i]); i = i + 1
 local ops_at = i
 local allowed = {}
 for _ = 1, nops do
-  local cmd, argc, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
+  local cmd, argc, n, k = ARGV[i], ARGV[i + 1] + 0, ARGV[i + 2] + 0, ARGV[i + 3] + 0
+  i = i + 4
   if not allowed[cmd] then
-    if not redis.acl_check_cmd(cmd, KEYS[tonumber(ARGV[i])], unpack(ARGV, i + 1, i + argc)) then
-      return deny(cmd, KEYS[tonumber(ARGV[i])])
+    if not redis.acl_check_cmd(cmd, KEYS[k], unpack(ARGV, i, i + argc - 1)) then
+      return deny(cmd, KEYS[k])
     end
     allowed[cmd] = true
   end
-  i = i + n * (1 + argc)
+  i = i + n * argc
 end
 
 -- Phase 2: write. Nothing below can be refused, but for an order hash
@@ -338,11 +344,16 @@ end
 
 i = ops_at
 for _ = 1, nops do
-  local cmd, argc, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
-  for _ = 1, n do
-    redis.call(cmd, KEYS[tonumber(ARGV[i])], unpack(ARGV, i + 1, i + argc))
-    i = i + 1 + argc
+  local cmd, argc, n, k = ARGV[i], ARGV[i + 1] + 0, ARGV[i + 2] + 0, ARGV[i + 3] + 0
+  i = i + 4
+  if argc == 1 then -- most runs (a member each): no unpack() call per command
+    for o = 0, n - 1 do redis.call(cmd, KEYS[k + o], ARGV[i + o]) end
+    i = i + n
+  else
+    for o = 0, n - 1 do
+      redis.call(cmd, KEYS[k + o], unpack(ARGV, i, i + argc - 1))
+      i = i + argc
+    end
   end
 end
 

@@ -220,7 +220,8 @@ func BenchmarkApplyScriptParts(b *testing.B) {
 			"redis.call('HSET', KEYS[o], unpack(pairs))":            "local _ = 0",
 		}},
 		{"no-effects", map[string]string{
-			"redis.call(cmd, KEYS[tonumber(ARGV[i])], unpack(ARGV, i + 1, i + argc))": "local _ = 0",
+			"redis.call(cmd, KEYS[k + o], ARGV[i + o])":                   "local _ = 0",
+			"redis.call(cmd, KEYS[k + o], unpack(ARGV, i, i + argc - 1))": "local _ = 0",
 		}},
 		{"arguments-only", map[string]string{"local now = ARGV[1]\n": "do return { 1 } end\n"}},
 	}

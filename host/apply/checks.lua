@@ -44,16 +44,18 @@ end
 -- index after the section, and an error reply when the ACL user may not
 -- make a check's read.
 local function check_values(i, note, read_only)
-  local nchecks = tonumber(ARGV[i]); i = i + 1
+  -- Counts and indexes are read with `+ 0`, steps' values by the sum itself:
+  -- tonumber() would parse each string twice (see apply.lua).
+  local nchecks = ARGV[i] + 0; i = i + 1
   local fi = 0 -- fields are numbered across checks, for the problems
   for _ = 1, nchecks do
-    local k = tonumber(ARGV[i])
+    local k = ARGV[i] + 0
     local kind = ARGV[i + 1]
-    local nfields = tonumber(ARGV[i + 2])
+    local nfields = ARGV[i + 2] + 0
     i = i + 3
     for _ = 1, nfields do
       local field = ARGV[i]
-      local nsteps = tonumber(ARGV[i + 1])
+      local nsteps = ARGV[i + 1] + 0
       i = i + 2
       fi = fi + 1
       local cur
@@ -101,7 +103,7 @@ local function check_values(i, note, read_only)
               if not n then why = 'holds ' .. string.format('%q', string.sub(num, 1, 40)) .. ', not an integer' end
             end
             if not why then
-              n = n + tonumber(v)
+              n = n + v
               if n >= int_limit or n <= -int_limit then why = 'would overflow a 64-bit integer' end
               num = string.format('%.0f', n)
             end
@@ -114,7 +116,7 @@ local function check_values(i, note, read_only)
               end
             end
             if not why then
-              n = n + tonumber(v)
+              n = n + v
               if not finite(n) then why = 'would become infinite' end
               -- Redis stores the sum as text; an integral one reads back as an integer.
               if n == math.floor(n) and n < int_limit and n > -int_limit then

@@ -8,17 +8,23 @@ package apply
 const chunk = 1000
 
 // opWriter lays out the coalesced commands: as apply.lua reads them, runs
-// of one command with one number of arguments, (command, argc, #ops,
-// (key_idx, arg*)*)*; or, with perOp, as cluster.lua does, (command,
-// key_idx, argc, arg*)*. The caller sets the count (runs or ops) at the
-// place it reserved.
+// of one command with one number of arguments on consecutive keys,
+// (command, argc, #ops, first_key_idx, arg*)*, op j of a run writing
+// KEYS[first_key_idx + j - 1]; or, with perOp, as cluster.lua does,
+// (command, key_idx, argc, arg*)*. The caller sets the count (runs or ops)
+// at the place it reserved.
+//
+// A run names its first key only: in a tutorial batch most commands are
+// one SADD per order on a key of its own, laid out one after the other,
+// and a key index per command cost the script a string and a number to
+// parse per order.
 type opWriter struct {
 	a     *args
 	perOp bool
 	n     int // runs, or ops with perOp
 	// the current run
-	cmd              any
-	argc, count, cAt int
+	cmd                     any
+	argc, count, cAt, first int
 }
 
 // op starts a command on the key at idx with argc arguments, which the
@@ -31,14 +37,14 @@ func (w *opWriter) op(cmd any, idx, argc int) {
 		w.n++
 		return
 	}
-	if w.n == 0 || cmd != w.cmd || argc != w.argc {
+	if w.n == 0 || cmd != w.cmd || argc != w.argc || idx != w.first+w.count {
 		w.end()
 		w.a.boxed(cmd)
 		w.a.int(argc)
-		w.cAt, w.count, w.cmd, w.argc = w.a.reserve(), 0, cmd, argc
+		w.cAt, w.count, w.cmd, w.argc, w.first = w.a.reserve(), 0, cmd, argc, idx
+		w.a.int(idx)
 		w.n++
 	}
-	w.a.int(idx)
 	w.count++
 }
 
