@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -276,4 +277,60 @@ func BenchmarkApplyScriptParts(b *testing.B) {
 		parts = append(parts, fmt.Sprintf("%s %.2f", variant.name, perOrder))
 	}
 	b.Logf("commandstats µs per order: naive commands %.2f; evalsha: %s", naivePerOrder, strings.Join(parts, ", "))
+}
+
+// BenchmarkApplyInstructions counts the instructions Redis executes for the
+// apply script and for the naive commands, on the same tutorial batches,
+// with Redis run under callgrind (valgrind). Unlike commandstats' times the
+// counts do not move with the machine's load, so one run compares the two
+// exactly: it is issue 10's "Redis time per order at or below the naive
+// program's", in instructions. script/order is EVALSHA's count with the
+// lean check (what commandstats times for it); naive/order is the six
+// commands' (Redis' call(), which commandstats times: not reading their
+// requests nor writing their replies). Each b.N is one batch of each;
+// `-benchtime 4x` is plenty (Redis runs some 50 times slower under it).
+func BenchmarkApplyInstructions(b *testing.B) {
+	srv := redistest.StartCallgrind(b)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: time.Minute, WriteTimeout: time.Minute})
+	defer rdb.Close()
+	ctx := context.Background()
+	a := apply.New(rdb, dlStream, 0)
+	perBatch := batchSize()
+	runOne(b, rdb, a)
+	b.ResetTimer()
+	b.StopTimer()
+	naive := make([]redis.Pipeliner, b.N)
+	writes := make([][]apply.Write, b.N)
+	for i := range b.N {
+		writes[i] = tutorialBatch(b, rdb, strconv.Itoa(i), perBatch)
+		naive[i] = naiveBatch(rdb, strconv.Itoa(i), perBatch)
+	}
+	srv.Zero(b)
+	for _, p := range naive {
+		if _, err := p.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	naiveCount := srv.Dump(b)["call"]
+	var scriptCount int64
+	for i := range b.N {
+		h := loadHorizon(b, rdb) // as a load reads it: the lean check
+		for w := range writes[i] {
+			writes[i][w].Seen = h
+		}
+		srv.Zero(b)
+		b.StartTimer()
+		if _, err := a.Apply(ctx, apply.Batch{Writes: writes[i]}); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		scriptCount += srv.Dump(b)["evalShaCommand"]
+	}
+	if naiveCount == 0 || scriptCount == 0 {
+		b.Fatalf("no counts for call (%d) or evalShaCommand (%d): is redis-server stripped of its symbols?", naiveCount, scriptCount)
+	}
+	orders := float64(b.N * perBatch)
+	b.ReportMetric(float64(scriptCount)/orders, "script-instr/order")
+	b.ReportMetric(float64(naiveCount)/orders, "naive-instr/order")
+	b.ReportMetric(float64(scriptCount)/float64(naiveCount), "script/naive")
 }

@@ -37,16 +37,18 @@ type Server struct {
 // redis-server fails the test: CI must provide it.
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	return start(t, nil, func(port string) []string { return []string{"--port", port} }, extra)
+	return start(t, nil, nil, func(port string) []string { return []string{"--port", port} }, extra)
 }
 
 // start launches redis-server with listen's arguments for a free port, the
-// common ones and extra; tc is how to reach it (nil: plain TCP). Under go
-// test -short it skips the test: make test-short runs no server.
+// common ones and extra, as an argument of wrap when wrap is not empty (a
+// program that runs it, such as valgrind); tc is how to reach it (nil: plain
+// TCP). Under go test -short it skips the test: make test-short runs no
+// server.
 //
 // A port found free can be taken by another process before redis-server
 // binds it; redis-server then exits at once, and start tries another port.
-func start(t testing.TB, tc *tls.Config, listen func(port string) []string, extra []string) *Server {
+func start(t testing.TB, tc *tls.Config, wrap []string, listen func(port string) []string, extra []string) *Server {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test (starts redis-server): runs in make test")
@@ -61,7 +63,7 @@ func start(t testing.TB, tc *tls.Config, listen func(port string) []string, extr
 	for try := 1; ; try++ {
 		port := strconv.Itoa(freePort(t))
 		s.Addr = "127.0.0.1:" + port
-		s.args = append([]string{bin}, listen(port)...)
+		s.args = append(append(append([]string(nil), wrap...), bin), listen(port)...)
 		s.args = append(s.args, "--bind", "127.0.0.1", "--save", "",
 			"--appendonly", "no", "--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log"))
 		s.args = append(s.args, extra...)

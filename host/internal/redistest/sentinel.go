@@ -37,7 +37,7 @@ func StartSentinel(t testing.TB) *SentinelSet {
 		if err := os.WriteFile(conf, []byte(rules), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s := start(t, nil, func(port string) []string { return []string{conf, "--sentinel", "--port", port} }, nil)
+		s := start(t, nil, nil, func(port string) []string { return []string{conf, "--sentinel", "--port", port} }, nil)
 		set.Sentinels = append(set.Sentinels, s)
 	}
 	set.waitKnown(t)

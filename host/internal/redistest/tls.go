@@ -103,7 +103,7 @@ func (c *Certs) ClientConfig(t testing.TB) *tls.Config {
 func StartTLS(t testing.TB, extra ...string) (*Server, *Certs) {
 	t.Helper()
 	c := NewCerts(t)
-	s := start(t, c.ClientConfig(t), func(port string) []string {
+	s := start(t, c.ClientConfig(t), nil, func(port string) []string {
 		return []string{"--port", "0", "--tls-port", port,
 			"--tls-cert-file", c.ServerCert, "--tls-key-file", c.ServerKey,
 			"--tls-ca-cert-file", c.CAFile, "--tls-auth-clients", "yes"}
