@@ -93,8 +93,8 @@ func Start(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, l
 		e.Applier.WaitReplicas, e.Applier.WaitTimeout = c.WaitReplicas, c.WaitTimeout
 	}
 	e.dispatcher = dispatch.New(targets(e.plugins), e.Loader.Key)
-	e.Pipeline = pipeline.New(e.Loader, e.dispatcher, e.Applier,
-		m, logger.Named("pipeline"), cfg.Batch.MaxOrders, cfg.Batch.MaxWait)
+	e.Pipeline = pipeline.New(e.Loader, e.dispatcher, e.Applier, m, logger.Named("pipeline"))
+	e.Pipeline.MaxOrders, e.Pipeline.MaxWait = cfg.Batch.MaxOrders, cfg.Batch.MaxWait
 	for _, r := range e.plugins {
 		e.Pipeline.SetMaxAttempts(r.inst.Name(), r.cfg.MaxAttempts)
 	}
