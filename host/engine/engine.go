@@ -119,7 +119,9 @@ func ReservedKeys(cfg *config.Config) []string {
 // reserved (see ReservedKeys) within limits (the limits block): the check every answer of a running plugin
 // passes, and the verdict `eventhost dry-run` prints.
 func Policy(p config.Plugin, keys, reserved []string, limits policy.Limits) *policy.Policy {
-	return policy.New(p.Name, keys, reserved, policy.AllowKeys(p.AllowKeys), policy.WithLimits(limits))
+	pol := policy.New(p.Name, keys, reserved)
+	pol.AllowKeys, pol.Limits = p.AllowKeys, limits
+	return pol
 }
 
 // launch starts the plugin of block p and notes what it was started from.
