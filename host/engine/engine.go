@@ -93,8 +93,8 @@ func Start(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, l
 		e.Applier.WaitReplicas, e.Applier.WaitTimeout = c.WaitReplicas, c.WaitTimeout
 	}
 	e.dispatcher = dispatch.New(targets(e.plugins), e.Loader.Key)
-	e.Pipeline = pipeline.New(e.Loader, e.dispatcher, e.Applier,
-		m, logger.Named("pipeline"), cfg.Batch.MaxOrders, cfg.Batch.MaxWait)
+	e.Pipeline = pipeline.New(e.Loader, e.dispatcher, e.Applier, m, logger.Named("pipeline"))
+	e.Pipeline.MaxOrders, e.Pipeline.MaxWait = cfg.Batch.MaxOrders, cfg.Batch.MaxWait
 	for _, r := range e.plugins {
 		e.Pipeline.SetMaxAttempts(r.inst.Name(), r.cfg.MaxAttempts)
 	}
@@ -119,7 +119,9 @@ func ReservedKeys(cfg *config.Config) []string {
 // reserved (see ReservedKeys) within limits (the limits block): the check every answer of a running plugin
 // passes, and the verdict `eventhost dry-run` prints.
 func Policy(p config.Plugin, keys, reserved []string, limits policy.Limits) *policy.Policy {
-	return policy.New(p.Name, keys, reserved, policy.AllowKeys(p.AllowKeys), policy.WithLimits(limits))
+	pol := policy.New(p.Name, keys, reserved)
+	pol.AllowKeys, pol.Limits = p.AllowKeys, limits
+	return pol
 }
 
 // launch starts the plugin of block p and notes what it was started from.

@@ -10,9 +10,9 @@ import (
 )
 
 // A batch takes the ids already waiting, live ones first, then found ones
-// (a catch-up's), up to maxOrders, and goes: with maxWait 0 it never waits
+// (a catch-up's), up to MaxOrders, and goes: with MaxWait 0 it never waits
 // for more (a wait here would hang the test, as no more ids come). With
-// maxWait set, it waits for live company until the intake closes or the
+// MaxWait set, it waits for live company until the intake closes or the
 // batch is full.
 func TestFillTakesWhatIsWaiting(t *testing.T) {
 	refs := func(ids ...string) []orders.Ref {
@@ -43,10 +43,11 @@ func TestFillTakesWhatIsWaiting(t *testing.T) {
 		{name: "live first, then found", maxOrders: 4, waiting: []string{"b", "c"}, found: []string{"x", "y", "z"}, first: []string{"a"}, want: []string{"a", "b", "c", "x"}, wantOpen: true, wantFound: 2},
 		{name: "found fills what live leaves", maxOrders: 10, found: []string{"x", "y"}, first: []string{"a"}, want: []string{"a", "x", "y"}, wantOpen: true},
 		{name: "no room for found", maxOrders: 2, waiting: []string{"b", "c"}, found: []string{"x"}, first: []string{"a"}, want: []string{"a", "b"}, wantOpen: true, wantLeft: 1, wantFound: 1},
+		{name: "max_orders 0 counts as 1", waiting: []string{"b", "c"}, want: []string{"b"}, wantOpen: true, wantLeft: 1},
 		{name: "max_wait waits until full", maxOrders: 3, maxWait: time.Hour, waiting: []string{"b", "c", "d"}, first: []string{"a"}, want: []string{"a", "b", "c"}, wantOpen: true, wantLeft: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := &Pipeline{maxOrders: tc.maxOrders, maxWait: tc.maxWait}
+			p := &Pipeline{MaxOrders: tc.maxOrders, MaxWait: tc.maxWait}
 			in := intake.NewQueue(10)
 			for _, r := range refs(tc.waiting...) {
 				in.Offer(r)

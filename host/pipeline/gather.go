@@ -22,7 +22,7 @@ func (p *Pipeline) gather(ctx context.Context, in inputs, ready chan<- prepared,
 		if batch == nil {
 			batch = p.getBatch()
 		}
-		batch = p.retries.popDue(time.Now(), batch[:0], p.maxOrders)
+		batch = p.retries.popDue(time.Now(), batch[:0], p.batchMax())
 		if len(batch) == 0 {
 			// inflight first: the apply stage queues a batch's retries
 			// before it counts the batch out, so 0 here means the queue
@@ -100,18 +100,18 @@ func (in inputs) liveReady() <-chan struct{} {
 }
 
 // fill adds to batch the ids already waiting, live ones first, up to
-// maxOrders, without waiting for more; with maxWait set, it then waits up
-// to maxWait for more live ids (a host that prefers fewer, larger batches
+// MaxOrders, without waiting for more; with MaxWait set, it then waits up
+// to MaxWait for more live ids (a host that prefers fewer, larger batches
 // to the lowest latency). An intake found closed is returned nil.
 func (p *Pipeline) fill(batch []orders.Ref, in inputs, timer *time.Timer) ([]orders.Ref, inputs) {
 	batch, in.live = p.takeLive(batch, in.live)
 	batch, in.found = p.take(batch, in.found)
-	if p.maxWait <= 0 || len(batch) >= p.maxOrders || in.live == nil {
+	if p.MaxWait <= 0 || len(batch) >= p.batchMax() || in.live == nil {
 		return batch, in
 	}
-	timer.Reset(p.maxWait)
+	timer.Reset(p.MaxWait)
 	defer timer.Stop()
-	for len(batch) < p.maxOrders && in.live != nil {
+	for len(batch) < p.batchMax() && in.live != nil {
 		select {
 		case <-in.live.Ready():
 			batch, in.live = p.takeLive(batch, in.live)
@@ -122,23 +122,23 @@ func (p *Pipeline) fill(batch []orders.Ref, in inputs, timer *time.Timer) ([]ord
 	return batch, in
 }
 
-// takeLive adds the ids waiting in live to batch, up to maxOrders; it
+// takeLive adds the ids waiting in live to batch, up to MaxOrders; it
 // returns nil for live once live is closed and drained.
 func (p *Pipeline) takeLive(batch []orders.Ref, live *intake.Queue) ([]orders.Ref, *intake.Queue) {
 	if live == nil {
 		return batch, nil
 	}
-	batch, closed := live.Take(batch, p.maxOrders)
+	batch, closed := live.Take(batch, p.batchMax())
 	if closed {
 		return batch, nil
 	}
 	return batch, live
 }
 
-// take adds the ids waiting in ch to batch, up to maxOrders; it returns
+// take adds the ids waiting in ch to batch, up to MaxOrders; it returns
 // nil for ch once ch is closed.
 func (p *Pipeline) take(batch []orders.Ref, ch <-chan orders.Ref) ([]orders.Ref, <-chan orders.Ref) {
-	for len(batch) < p.maxOrders && ch != nil {
+	for len(batch) < p.batchMax() && ch != nil {
 		select {
 		case ref, ok := <-ch:
 			if !ok {
@@ -159,13 +159,13 @@ func (p *Pipeline) getBatch() []orders.Ref {
 	case b := <-p.spareBatches:
 		return b[:0]
 	default:
-		return make([]orders.Ref, 0, p.maxOrders)
+		return make([]orders.Ref, 0, p.batchMax())
 	}
 }
 
 // putBatch takes back a batch slice once nothing refers to its refs.
 func (p *Pipeline) putBatch(refs []orders.Ref) {
-	if cap(refs) < p.maxOrders {
+	if cap(refs) < p.batchMax() {
 		return
 	}
 	clear(refs) // drop the strings the refs hold for the GC

@@ -13,26 +13,35 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/eventhost/eventhost/host/apply"
+	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/dispatch"
 	"github.com/eventhost/eventhost/host/intake"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/orders"
 )
 
-// Pipeline processes batches of order ids.
+// Pipeline processes batches of order ids. Its exported fields are
+// settings, which New sets to their defaults (MaxOrders and MaxWait to
+// config's); change them before Run, which reads them without a lock.
 type Pipeline struct {
 	loader     *orders.Loader
 	dispatcher *dispatch.Dispatcher
 	applier    *apply.Applier
 	metrics    *metrics.Metrics
 	logger     hclog.Logger
-	maxOrders  int
-	maxWait    time.Duration
 	// maxAttempts is each plugin's max_attempts: how often an order is
 	// tried on it after transient errors before it is dead-lettered. A
 	// reload sets it while batches run, hence the lock.
 	attemptsMu  sync.Mutex
 	maxAttempts map[string]int
+
+	// MaxOrders is the most ids a batch holds (max_orders). Below 1 counts
+	// as 1: a batch of 0 would never be cut.
+	MaxOrders int
+	// MaxWait > 0 makes a batch wait up to that long for more ids
+	// (max_wait). At 0, the default, a batch goes out as soon as the
+	// pipeline can take it, with the ids that arrived meanwhile.
+	MaxWait time.Duration
 	// RetryBackoff is the wait before an order's first retry on a plugin;
 	// it doubles with each further attempt, up to RetryBackoffMax.
 	RetryBackoff, RetryBackoffMax time.Duration
@@ -59,17 +68,18 @@ type Pipeline struct {
 // its last try. "" when it runs.
 func (p *Pipeline) Paused() (reason string, since time.Time) { return p.pause.get() }
 
-// New wires a pipeline. A batch holds at most maxOrders ids. It is sent as
-// soon as the pipeline can take it, with the ids that arrived meanwhile;
-// maxWait > 0 makes it wait up to that long for more ids first.
-func New(l *orders.Loader, d *dispatch.Dispatcher, a *apply.Applier, m *metrics.Metrics, logger hclog.Logger, maxOrders int, maxWait time.Duration) *Pipeline {
+// New wires a pipeline, with the exported fields at their defaults.
+func New(l *orders.Loader, d *dispatch.Dispatcher, a *apply.Applier, m *metrics.Metrics, logger hclog.Logger) *Pipeline {
 	return &Pipeline{
-		loader: l, dispatcher: d, applier: a, metrics: m, logger: logger, maxOrders: maxOrders, maxWait: maxWait,
-		maxAttempts: map[string]int{}, RetryBackoff: 100 * time.Millisecond, RetryBackoffMax: 5 * time.Second,
-		MissingHashWait: 30 * time.Second,
-		spareBatches:    make(chan []orders.Ref, 3), // one applied, one prepared, one gathered
+		loader: l, dispatcher: d, applier: a, metrics: m, logger: logger, maxAttempts: map[string]int{},
+		MaxOrders: config.DefaultMaxOrders, MaxWait: config.DefaultMaxWait,
+		RetryBackoff: 100 * time.Millisecond, RetryBackoffMax: 5 * time.Second, MissingHashWait: 30 * time.Second,
+		spareBatches: make(chan []orders.Ref, 3), // one applied, one prepared, one gathered
 	}
 }
+
+// batchMax is MaxOrders, at least 1.
+func (p *Pipeline) batchMax() int { return max(p.MaxOrders, 1) }
 
 // SetMaxAttempts sets how often plugin gets to try one order (at least once).
 // It may be called while Run runs.
@@ -95,9 +105,9 @@ func (p *Pipeline) SetMaxAttempts(plugin string, n int) {
 // gathered; an order in both is applied once, by the done marker the
 // script checks.
 //
-// Run reads in ahead of the pipeline by at most a batch (maxOrders ids).
+// Run reads in ahead of the pipeline by at most a batch (MaxOrders ids).
 func (p *Pipeline) Run(ctx context.Context, in <-chan orders.Ref) error {
-	live := intake.NewQueue(p.maxOrders)
+	live := intake.NewQueue(p.batchMax())
 	defer live.Close() // ends the copying below if the pipeline failed
 	go func() {
 		defer live.Close()

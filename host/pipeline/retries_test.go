@@ -55,7 +55,7 @@ func TestBackoffDoublesUpToTheCap(t *testing.T) {
 // TestDefaultBackoff: docs/design.md's retry schedule, as New sets it: 100ms
 // before the first retry, doubling, at most 5s.
 func TestDefaultBackoff(t *testing.T) {
-	p := New(nil, nil, nil, nil, nil, 1, 0)
+	p := New(nil, nil, nil, nil, nil)
 	want := []time.Duration{100, 100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000}
 	for attempt, w := range want {
 		if got := p.backoff(attempt); got != w*time.Millisecond {

@@ -15,14 +15,22 @@ import (
 // KeyType returns the Redis type (as TYPE names it) that command writes.
 func KeyType(command string) string { return sdk.KeyType(command) }
 
-// Policy is one plugin's write permission.
+// Policy is one plugin's write permission. Its exported fields come from
+// the config; set them after New and before the first check, which reads
+// them without a lock.
 type Policy struct {
 	plugin   string
 	patterns []string
 	reserved []string
-	// allow is the block's allow_keys; nil allows every declared pattern.
-	allow  []string
-	limits Limits
+
+	// AllowKeys narrows the declared patterns to keys that also match one
+	// of them (the plugin block's allow_keys). Nil, the default, narrows
+	// nothing; an empty, non-nil one refuses every key (config rejects
+	// that before it gets here).
+	AllowKeys []string
+	// Limits bound one order's effects (the limits block); zero fields,
+	// as New leaves them, mean the defaults (Limits.WithDefaults).
+	Limits Limits
 }
 
 // Limits bound what one plugin may write for one order (the limits block);
@@ -36,37 +44,17 @@ const (
 	DefaultMaxBytes        = sdk.DefaultMaxBytes
 )
 
-// WithLimits sets the limits (see Limits; zero fields keep the defaults).
-func WithLimits(l Limits) Option {
-	return func(p *Policy) { p.limits = l.WithDefaults() }
-}
-
-// Option narrows a Policy.
-type Option func(*Policy)
-
-// AllowKeys narrows the declared patterns to keys that also match one of
-// allow (the plugin block's allow_keys). A nil allow narrows nothing; an
-// empty, non-nil one refuses every key (config rejects that before it gets
-// here).
-func AllowKeys(allow []string) Option {
-	return func(p *Policy) { p.allow = allow }
-}
-
 // New returns the policy for plugin, which declared patterns. Keys starting
 // with any of reserved (order hashes, eventhost's own keys) are refused even
 // when a pattern matches them.
-func New(plugin string, patterns, reserved []string, opts ...Option) *Policy {
-	p := &Policy{plugin: plugin, patterns: patterns, reserved: reserved, limits: Limits{}.WithDefaults()}
-	for _, o := range opts {
-		o(p)
-	}
-	return p
+func New(plugin string, patterns, reserved []string) *Policy {
+	return &Policy{plugin: plugin, patterns: patterns, reserved: reserved}
 }
 
 // Check returns why e is not allowed, or nil: sdk.CheckEffect's reasons
 // (the command and its arguments), then the key's.
 func (p *Policy) Check(e sdk.Effect) error {
-	if err := sdk.CheckEffect(e, p.limits); err != nil {
+	if err := sdk.CheckEffect(e, p.Limits); err != nil {
 		return fmt.Errorf("plugin %s: %w", p.plugin, err)
 	}
 	return p.checkKey(e)
@@ -83,8 +71,8 @@ func (p *Policy) checkKey(e sdk.Effect) error {
 	if err := sdk.CheckKey(e, p.patterns); err != nil {
 		return fmt.Errorf("plugin %s: %w", p.plugin, err)
 	}
-	if p.allow != nil && !sdk.MatchesAny(p.allow, e.Key) {
-		return fmt.Errorf("plugin %s: %s %s: key is outside the block's allow_keys %q (the plugin declares %q)", p.plugin, e.Command, e.Key, p.allow, p.patterns)
+	if p.AllowKeys != nil && !sdk.MatchesAny(p.AllowKeys, e.Key) {
+		return fmt.Errorf("plugin %s: %s %s: key is outside the block's allow_keys %q (the plugin declares %q)", p.plugin, e.Command, e.Key, p.AllowKeys, p.patterns)
 	}
 	return nil
 }
@@ -93,7 +81,7 @@ func (p *Policy) checkKey(e sdk.Effect) error {
 // returns the first violation: of sdk.CheckEffects (commands, arguments,
 // count and size) first, as sdktest finds them, then of the keys.
 func (p *Policy) CheckAll(effects []sdk.Effect) error {
-	if err := sdk.CheckEffects(effects, p.limits); err != nil {
+	if err := sdk.CheckEffects(effects, p.Limits); err != nil {
 		return fmt.Errorf("plugin %s: %w", p.plugin, err)
 	}
 	for _, e := range effects {

@@ -201,7 +201,9 @@ func TestAllowKeys(t *testing.T) {
 			if tt.declared != nil {
 				ps = tt.declared
 			}
-			err := policy.New("p", ps, reserved, policy.AllowKeys(tt.allow)).Check(sdk.Effect{Command: "HINCRBY", Key: tt.key, Args: []string{"f", "1"}})
+			pol := policy.New("p", ps, reserved)
+			pol.AllowKeys = tt.allow
+			err := pol.Check(sdk.Effect{Command: "HINCRBY", Key: tt.key, Args: []string{"f", "1"}})
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("Check(%s) = %v, want allowed", tt.key, err)
@@ -329,7 +331,9 @@ func TestCheckAllLimits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := policy.New("p", []string{"m:*"}, reserved, policy.WithLimits(tt.limits)).CheckAll(tt.effects)
+			pol := policy.New("p", []string{"m:*"}, reserved)
+			pol.Limits = tt.limits
+			err := pol.CheckAll(tt.effects)
 			if tt.wantErr == "" && err != nil {
 				t.Fatalf("CheckAll = %v, want allowed", err)
 			}

@@ -93,7 +93,9 @@ func TestHarnessRefusesWhatTheHostRefuses(t *testing.T) {
 			p := &emitter{effects: tt.effects}
 			// What the host says, minus the "plugin emitter: " it adds.
 			var want string
-			if err := policy.New("emitter", p.Describe().Keys, nil, policy.WithLimits(tt.limits)).CheckAll(tt.effects); err != nil {
+			pol := policy.New("emitter", p.Describe().Keys, nil)
+			pol.Limits = tt.limits
+			if err := pol.CheckAll(tt.effects); err != nil {
 				want = strings.TrimPrefix(err.Error(), "plugin emitter: ")
 			}
 			for _, call := range []struct {
