@@ -211,28 +211,8 @@ func BenchmarkApplyScriptParts(b *testing.B) {
 	rdb := srv.Client()
 	ctx := context.Background()
 	perBatch := batchSize()
-	variants := []struct {
-		name string
-		cut  map[string]string // apply.lua's text → what replaces it
-	}{
-		{"script", nil},
-		{"no-markers", map[string]string{
-			"local r = redis.pcall('HSET', KEYS[o], unpack(pairs))": "local r = 1",
-			"redis.call('HSET', KEYS[o], unpack(pairs))":            "local _ = 0",
-		}},
-		{"no-effects", map[string]string{
-			"redis.call(cmd, KEYS[k + o], ARGV[i + o])":                   "local _ = 0",
-			"redis.call(cmd, KEYS[k + o], unpack(ARGV, i, i + argc - 1))": "local _ = 0",
-		}},
-		{"arguments-only", map[string]string{"local now = ARGV[1]\n": "do return { 1 } end\n"}},
-	}
-	appliers := make([]*apply.Applier, len(variants))
-	for v, variant := range variants {
-		appliers[v] = apply.New(rdb, dlStream, 0)
-		if err := apply.CutScript(appliers[v], variant.cut); err != nil {
-			b.Fatalf("%s: %v", variant.name, err)
-		}
-	}
+	variants := scriptParts()
+	appliers := partAppliers(b, rdb, variants)
 	runOne(b, rdb, appliers[0])
 	spent := make([]float64, len(variants)) // evalsha µs, by variant
 	naiveSpent, batches := 0.0, make([]int, len(variants))
@@ -279,31 +259,76 @@ func BenchmarkApplyScriptParts(b *testing.B) {
 	b.Logf("commandstats µs per order: naive commands %.2f; evalsha: %s", naivePerOrder, strings.Join(parts, ", "))
 }
 
+// scriptPart is apply.lua with one part cut out (nil: the script whole).
+type scriptPart struct {
+	name string
+	cut  map[string]string // apply.lua's text → what replaces it
+}
+
+// scriptParts are the variants the part benchmarks turn between: the
+// script, then without the done markers' HSET, without the effects'
+// commands, and with everything cut but passing the arguments in.
+func scriptParts() []scriptPart {
+	return []scriptPart{
+		{"script", nil},
+		{"no-markers", map[string]string{
+			"local r = redis.pcall('HSET', KEYS[o], unpack(pairs))": "local r = 1",
+			"redis.call('HSET', KEYS[o], unpack(pairs))":            "local _ = 0",
+		}},
+		{"no-effects", map[string]string{
+			"redis.call(cmd, KEYS[k + o], ARGV[i + o])":                   "local _ = 0",
+			"redis.call(cmd, KEYS[k + o], unpack(ARGV, i, i + argc - 1))": "local _ = 0",
+		}},
+		{"arguments-only", map[string]string{"local now = ARGV[1]\n": "do return { 1 } end\n"}},
+	}
+}
+
+// partAppliers returns an Applier per variant, each running its script.
+func partAppliers(b *testing.B, rdb *redis.Client, variants []scriptPart) []*apply.Applier {
+	appliers := make([]*apply.Applier, len(variants))
+	for v, variant := range variants {
+		appliers[v] = apply.New(rdb, dlStream, 0)
+		if err := apply.CutScript(appliers[v], variant.cut); err != nil {
+			b.Fatalf("%s: %v", variant.name, err)
+		}
+	}
+	return appliers
+}
+
 // BenchmarkApplyInstructions counts the instructions Redis executes for the
 // apply script and for the naive commands, on the same tutorial batches,
 // with Redis run under callgrind (valgrind). Unlike commandstats' times the
 // counts do not move with the machine's load, so one run compares the two
 // exactly: it is issue 10's "Redis time per order at or below the naive
-// program's", in instructions. script/order is EVALSHA's count with the
-// lean check (what commandstats times for it); naive/order is the six
-// commands' (Redis' call(), which commandstats times: not reading their
-// requests nor writing their replies). Each b.N is one batch of each;
+// program's", in instructions. script-instr/order is EVALSHA's count with
+// the lean check (what commandstats times for it); naive-instr/order is the
+// six commands' (Redis' call(), which commandstats times: not reading their
+// requests nor writing their replies). The script's parts are counted as
+// BenchmarkApplyScriptParts times them: a part's count is the script's less
+// its variant's. Each b.N is one batch per variant and one naive batch;
 // `-benchtime 4x` is plenty (Redis runs some 50 times slower under it).
 func BenchmarkApplyInstructions(b *testing.B) {
 	srv := redistest.StartCallgrind(b)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: time.Minute, WriteTimeout: time.Minute})
 	defer rdb.Close()
 	ctx := context.Background()
-	a := apply.New(rdb, dlStream, 0)
+	variants := scriptParts()
+	appliers := partAppliers(b, rdb, variants)
 	perBatch := batchSize()
-	runOne(b, rdb, a)
+	for _, a := range appliers { // each script loaded (EVAL) before the counts
+		runOne(b, rdb, a)
+	}
 	b.ResetTimer()
 	b.StopTimer()
+	batch := func(i, v int) string { return strconv.Itoa(i) + "-" + strconv.Itoa(v) }
 	naive := make([]redis.Pipeliner, b.N)
-	writes := make([][]apply.Write, b.N)
+	writes := make([][][]apply.Write, b.N) // by batch, then variant
 	for i := range b.N {
-		writes[i] = tutorialBatch(b, rdb, strconv.Itoa(i), perBatch)
 		naive[i] = naiveBatch(rdb, strconv.Itoa(i), perBatch)
+		writes[i] = make([][]apply.Write, len(variants))
+		for v := range variants {
+			writes[i][v] = tutorialBatch(b, rdb, batch(i, v), perBatch)
+		}
 	}
 	srv.Zero(b)
 	for _, p := range naive {
@@ -312,25 +337,32 @@ func BenchmarkApplyInstructions(b *testing.B) {
 		}
 	}
 	naiveCount := srv.Dump(b)["call"]
-	var scriptCount int64
+	counts := make([]int64, len(variants))
 	for i := range b.N {
-		h := loadHorizon(b, rdb) // as a load reads it: the lean check
-		for w := range writes[i] {
-			writes[i][w].Seen = h
+		for v := range variants {
+			h := loadHorizon(b, rdb) // as a load reads it: the lean check
+			for w := range writes[i][v] {
+				writes[i][v][w].Seen = h
+			}
+			srv.Zero(b)
+			b.StartTimer()
+			if _, err := appliers[v].Apply(ctx, apply.Batch{Writes: writes[i][v]}); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			counts[v] += srv.Dump(b)["evalShaCommand"]
 		}
-		srv.Zero(b)
-		b.StartTimer()
-		if _, err := a.Apply(ctx, apply.Batch{Writes: writes[i]}); err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		scriptCount += srv.Dump(b)["evalShaCommand"]
 	}
-	if naiveCount == 0 || scriptCount == 0 {
-		b.Fatalf("no counts for call (%d) or evalShaCommand (%d): is redis-server stripped of its symbols?", naiveCount, scriptCount)
+	if naiveCount == 0 || counts[0] == 0 {
+		b.Fatalf("no counts for call (%d) or evalShaCommand (%d): is redis-server stripped of its symbols?", naiveCount, counts[0])
 	}
 	orders := float64(b.N * perBatch)
-	b.ReportMetric(float64(scriptCount)/orders, "script-instr/order")
 	b.ReportMetric(float64(naiveCount)/orders, "naive-instr/order")
-	b.ReportMetric(float64(scriptCount)/float64(naiveCount), "script/naive")
+	parts := []string{fmt.Sprintf("naive commands %.0f", float64(naiveCount)/orders)}
+	for v, variant := range variants {
+		b.ReportMetric(float64(counts[v])/orders, variant.name+"-instr/order")
+		parts = append(parts, fmt.Sprintf("%s %.0f", variant.name, float64(counts[v])/orders))
+	}
+	b.ReportMetric(float64(counts[0])/float64(naiveCount), "script/naive")
+	b.Logf("Redis instructions per order: %s; script / naive %.3f", strings.Join(parts, ", "), float64(counts[0])/float64(naiveCount))
 }
