@@ -11,6 +11,7 @@ import (
 	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/internal/redistest"
+	"github.com/eventhost/eventhost/sdk"
 )
 
 // Each shape of the effects' runs (layout.go's opWriter, apply.lua's write
@@ -232,4 +233,76 @@ func TestApplyRunsDeniedCommandAfterOtherRuns(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A batch lands whole or not at all. ZINCRBY has no value check: the
+// script relies on Redis taking the coalesced increment, but Redis reads a
+// ZINCRBY increment with strtod and refuses one past float64's range
+// ("ERR value is not a valid float"), in the write phase, after the done
+// markers and the commands before it were written. Two increments of
+// 1e308 (plain decimals policy accepts, each finite) sum to one.
+// Applied one by one, Redis takes both (the score becomes inf).
+func TestApplyZIncrBySumPastFloat64IsAtomic(t *testing.T) {
+	e308 := "1" + strings.Repeat("0", 308)
+	testZIncrByAtomic(t, [][]string{{e308}, {e308}})
+}
+
+// The same for a sum that underflows to zero: each increment is about
+// 1e-300, their sum 1e-330, which Redis' strtod reads as an underflow and
+// refuses.
+func TestApplyZIncrBySumUnderflowIsAtomic(t *testing.T) {
+	a := "0." + strings.Repeat("0", 299) + "1" + strings.Repeat("0", 29) + "1" // 1e-300 + 1e-330
+	b := "-0." + strings.Repeat("0", 299) + "1"                                // -1e-300
+	testZIncrByAtomic(t, [][]string{{a}, {b}})
+}
+
+// testZIncrByAtomic applies one order per element of incs, each a SADD and
+// ZINCRBYs of the increments on one member, and fails if Apply leaves a
+// batch half written: an error with any marker or key written.
+func testZIncrByAtomic(t *testing.T, incs [][]string) {
+	t.Helper()
+	ctx, rdb, a := setup(t, 0)
+	var writes []apply.Write
+	for o, inc := range incs {
+		id := "z" + strconv.Itoa(o)
+		createOrder(t, ctx, rdb, id)
+		fx := []sdk.Effect{eff("SADD", "seen", id)}
+		for _, v := range inc {
+			fx = append(fx, eff("ZINCRBY", "rank", v, "m"))
+		}
+		writes = append(writes, write(id, "p", fx...))
+	}
+	for _, w := range writes {
+		for _, e := range w.Effects {
+			if err := sdk.CheckEffect(e, sdk.Limits{}); err != nil {
+				t.Fatalf("policy refuses %v: %v", e, err)
+			}
+		}
+	}
+	res, err := a.Apply(ctx, apply.Batch{Writes: writes})
+	if err != nil {
+		var left []string
+		for _, k := range rdb.Keys(ctx, "*").Val() {
+			if !strings.HasPrefix(k, "purchase_order_details:") {
+				left = append(left, k)
+			}
+		}
+		for _, w := range writes {
+			if rdb.HExists(ctx, w.OrderKey, w.Marker).Val() {
+				left = append(left, w.OrderKey+" "+w.Marker)
+			}
+		}
+		if len(left) > 0 {
+			t.Fatalf("Apply = %v, and the batch is half written: %v", err, left)
+		}
+		t.Fatalf("Apply = %v", err)
+	}
+	t.Logf("statuses %v, reasons %v, rank %v", res.Statuses, res.Reasons, rdb.ZRangeWithScores(ctx, "rank", 0, -1).Val())
+}
+
+// One ZINCRBY increment policy accepts (a plain decimal of at most 400
+// characters that Go's ParseFloat reads as 0 without an error) that Redis
+// refuses as an underflow: the batch must not be half written either.
+func TestApplyZIncrByTinyIncrementIsAtomic(t *testing.T) {
+	testZIncrByAtomic(t, [][]string{{"0." + strings.Repeat("0", 330) + "1"}})
 }
