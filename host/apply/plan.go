@@ -2,6 +2,8 @@ package apply
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 
 	"github.com/eventhost/eventhost/host/keyspace"
 )
@@ -280,10 +282,40 @@ func (p *plan) build(writes []Write, live []int, dlStream string, ackStreams []s
 			p.add(acc, e)
 		}
 	}
+	p.refuseUnreadableScores(refused)
 	p.groupWrites()
 	p.layOut()
 	for i := range p.orders {
 		p.orders[i].set = p.markerSet(p.orders[i].writes)
+	}
+}
+
+// refuseUnreadableScores refuses the writes to each sorted-set member
+// whose summed increment Redis would refuse: ZINCRBY reads it as a double
+// and refuses one past its range or one that underflows to 0, in the
+// script's write phase, after the done markers and other effects.
+func (p *plan) refuseUnreadableScores(refused map[int]leftOut) {
+	for _, acc := range p.accs {
+		if acc.class != classZSet {
+			continue
+		}
+		for f := acc.fields.head; f != 0; f = p.fields.next[f-1] {
+			fl := &p.fields.v[f-1]
+			sum := &p.steps.v[fl.steps.head-1].sum
+			if sum.big == nil {
+				continue // at most 18 digits: a double Redis reads
+			}
+			s := sum.String()
+			if v, _ := strconv.ParseFloat(s, 64); !math.IsInf(v, 0) && (v != 0 || s == "0") {
+				continue
+			}
+			reason := fmt.Sprintf("refused effect: key %s member %s: the batch's increments sum to %.20s…, which Redis cannot read as a double", acc.key, fl.name, s)
+			for _, w := range p.writesOf(acc, fl.name) {
+				if _, ok := refused[w]; !ok {
+					refused[w] = leftOut{Refused, reason}
+				}
+			}
+		}
 	}
 }
 

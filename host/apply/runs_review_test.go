@@ -2,6 +2,7 @@ package apply_test
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -296,6 +297,27 @@ func testZIncrByAtomic(t *testing.T, incs [][]string) {
 			t.Fatalf("Apply = %v, and the batch is half written: %v", err, left)
 		}
 		t.Fatalf("Apply = %v", err)
+	}
+	// Refusing the member's writes is what the script does for a hash
+	// field's sum that would become infinite; a write lands whole or not.
+	var want []string
+	for i, w := range writes {
+		done := rdb.HExists(ctx, w.OrderKey, w.Marker).Val()
+		switch res.Statuses[i] {
+		case apply.Applied:
+			want = append(want, w.OrderID)
+		case apply.Refused:
+			if done {
+				t.Errorf("write %d refused (%s), but its marker is set", i, res.Reasons[i])
+			}
+		default:
+			t.Errorf("write %d: %v", i, res.Statuses[i])
+		}
+	}
+	got := rdb.SMembers(ctx, "seen").Val()
+	sort.Strings(got)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("seen = %v, want the applied writes' %v", got, want)
 	}
 	t.Logf("statuses %v, reasons %v, rank %v", res.Statuses, res.Reasons, rdb.ZRangeWithScores(ctx, "rank", 0, -1).Val())
 }
