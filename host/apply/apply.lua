@@ -41,30 +41,32 @@
 --   'value <n> <why>'       checked field number n holds a value the writes
 --                           cannot use (it is not a number, or would overflow)
 -- A command the ACL user may not run is an error reply starting NOPERM.
+-- The globals the loops read, as locals: each global read is a table lookup.
+local KEYS, ARGV, redis, unpack, tonumber, type, string, math = KEYS, ARGV, redis, unpack, tonumber, type, string, math
+-- Numbers in ARGV are read as `ARGV[n] + 0`: Lua 5.1's tonumber() parses
+-- a string twice (lua_isnumber, then lua_tonumber), and a batch has
+-- hundreds of them. The host writes these arguments, so they always are
+-- numbers.
 local now = ARGV[1]
-local dl_maxlen = tonumber(ARGV[2])
+local dl_maxlen = ARGV[2] + 0
 local group = ARGV[3]
 local ack_keys = {}
-for s = 1, tonumber(ARGV[4]) do ack_keys[s] = KEYS[tonumber(ARGV[4 + s])] end
+for s = 1, ARGV[4] + 0 do ack_keys[s] = KEYS[ARGV[4 + s] + 0] end
 local i = 5 + #ack_keys
 local problems = {}
-local applies, ring, lean_runs = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-local since, since_token, token = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
+local applies, ring, lean_runs = ARGV[i] + 0, ARGV[i + 1] + 0, ARGV[i + 2] + 0
+local since, since_token, token = ARGV[i + 3] + 0, ARGV[i + 4], ARGV[i + 5]
 i = i + 6
 
 local function note(p) problems[#problems + 1] = p end
--- Numbers read once per run, range or field are read as `ARGV[n] + 0`:
--- Lua 5.1's tonumber() parses a string twice (lua_isnumber, then
--- lua_tonumber), and a big batch has thousands of them. The host writes
--- these arguments, so they always are numbers.
 
 -- @checks
 
 -- 1. Marker sets.
-local nsets = tonumber(ARGV[i]); i = i + 1
+local nsets = ARGV[i] + 0; i = i + 1
 local set_names, set_pairs = {}, {}
 for s = 1, nsets do
-  local n = tonumber(ARGV[i]); i = i + 1
+  local n = ARGV[i] + 0; i = i + 1
   local names, pairs = {}, {}
   for k = 1, n do
     names[k] = ARGV[i]
@@ -86,9 +88,9 @@ end
 -- read here. Every order is read when that cannot be told: the ring no
 -- longer holds every run since, or holds another history (a failover lost
 -- run since, and the numbers went on without it), or an order hash is gone.
-local norders = tonumber(ARGV[i])
-local first_order = tonumber(ARGV[i + 1])
-local nruns = tonumber(ARGV[i + 2])
+local norders = ARGV[i] + 0
+local first_order = ARGV[i + 1] + 0
+local nruns = ARGV[i + 2] + 0
 i = i + 3
 local runs_at = i
 
@@ -172,7 +174,7 @@ end
 
 local o = 0
 for _ = 1, nruns do
-  local count, names = tonumber(ARGV[i]), set_names[tonumber(ARGV[i + 1])]
+  local count, names = ARGV[i] + 0, set_names[ARGV[i + 1] + 0]
   for _ = 1, count do
     o = o + 1
     if not marked or marked[o] then
@@ -211,9 +213,9 @@ local function bulk_ok(cmd, ranges)
   end
   return #ks == 1 or flush()
 end
-local ngroups = tonumber(ARGV[i]); i = i + 1
+local ngroups = ARGV[i] + 0; i = i + 1
 for _ = 1, ngroups do
-  local want, n = ARGV[i], tonumber(ARGV[i + 1])
+  local want, n = ARGV[i], ARGV[i + 1] + 0
   i = i + 2
   local ranges = {}
   for r = 1, n do
@@ -267,7 +269,7 @@ for _, key in ipairs(ack_keys) do
   end
 end
 -- Once per command: Redis checked every key already, as part of KEYS.
-local nops = tonumber(ARGV[i]); i = i + 1
+local nops = ARGV[i] + 0; i = i + 1
 local ops_at = i
 local allowed = {}
 for _ = 1, nops do
@@ -290,7 +292,7 @@ end
 local function unmark(upto)
   local j, q = runs_at, first_order
   for _ = 1, nruns do
-    local count, names = tonumber(ARGV[j]), set_names[tonumber(ARGV[j + 1])]
+    local count, names = ARGV[j] + 0, set_names[ARGV[j + 1] + 0]
     for _ = 1, count do
       if q >= upto then return end
       redis.call('HDEL', KEYS[q], unpack(names))
@@ -302,7 +304,7 @@ end
 i = runs_at
 o = first_order
 for _ = 1, nruns do
-  local count, pairs = tonumber(ARGV[i]), set_pairs[tonumber(ARGV[i + 1])]
+  local count, pairs = ARGV[i] + 0, set_pairs[ARGV[i + 1] + 0]
   for _ = 1, count do
     if marked and not marked[o - first_order + 1] then
       local r = redis.pcall('HSET', KEYS[o], unpack(pairs))
@@ -357,11 +359,11 @@ for _ = 1, nops do
   end
 end
 
-local ndead = tonumber(ARGV[i]); i = i + 1
+local ndead = ARGV[i] + 0; i = i + 1
 for _ = 1, ndead do
-  local order_idx = tonumber(ARGV[i])
+  local order_idx = ARGV[i] + 0
   local marker = ARGV[i + 1]
-  local n = tonumber(ARGV[i + 2])
+  local n = ARGV[i + 2] + 0
   i = i + 3
   -- Mark the order hash (never create one) so catch-up passes it over.
   if order_idx > 0 and redis.call('TYPE', KEYS[order_idx])['ok'] == 'hash' then
@@ -387,14 +389,14 @@ local function chunked(cmd, key, extra, from, n)
 end
 
 -- Dead letters this batch replayed are gone with the batch that settled them.
-local ndel = tonumber(ARGV[i]); i = i + 1
+local ndel = ARGV[i] + 0; i = i + 1
 chunked('XDEL', KEYS[1], nil, i, ndel)
 i = i + ndel
 
 -- Source stream entries are acknowledged in the same step as their effects:
 -- a host dying before this leaves them pending, to be claimed again.
 for _, key in ipairs(ack_keys) do
-  local nack = tonumber(ARGV[i]); i = i + 1
+  local nack = ARGV[i] + 0; i = i + 1
   chunked('XACK', key, group, i, nack)
   i = i + nack
 end
