@@ -137,7 +137,14 @@ func checkArgs(cmd string, args []string, l Limits) error {
 		if len(args) != 2 {
 			return fmt.Errorf("wants increment and member, got %d arguments", len(args))
 		}
-		return isFloat(args[0])
+		if err := isFloat(args[0]); err != nil {
+			return err
+		}
+		// Redis reads a score increment as a double and refuses a non-zero
+		// one that rounds to 0 (HINCRBYFLOAT's long double takes it).
+		if f, _ := strconv.ParseFloat(args[0], 64); f == 0 && strings.ContainsAny(args[0], "123456789") {
+			return fmt.Errorf("%q rounds to 0 as a double, which Redis refuses as a ZINCRBY increment", args[0])
+		}
 	case "INCRBY":
 		if len(args) != 1 {
 			return fmt.Errorf("wants one increment, got %d arguments", len(args))

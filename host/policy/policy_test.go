@@ -84,6 +84,12 @@ func TestCheck(t *testing.T) {
 		{name: "HINCRBYFLOAT two points", effect: eff("HINCRBYFLOAT", "m:h", "f", "1.2.3"), wantErr: "is not a finite decimal number"},
 		{name: "HINCRBYFLOAT too long", effect: eff("HINCRBYFLOAT", "m:h", "f", strings.Repeat("1", 401)), wantErr: "is not a finite decimal number"},
 		{name: "ZINCRBY nan", effect: eff("ZINCRBY", "m:z", "NaN", "m"), wantErr: "is not a finite decimal number"},
+		// Redis refuses these as ZINCRBY increments; HINCRBYFLOAT takes them.
+		{name: "ZINCRBY rounding to 0", effect: eff("ZINCRBY", "m:z", "0."+strings.Repeat("0", 330)+"1", "m"), wantErr: "rounds to 0 as a double"},
+		{name: "ZINCRBY negative rounding to 0", effect: eff("ZINCRBY", "m:z", "-0."+strings.Repeat("0", 330)+"1", "m"), wantErr: "rounds to 0 as a double"},
+		{name: "ZINCRBY subnormal", effect: eff("ZINCRBY", "m:z", "0."+strings.Repeat("0", 309)+"1", "m")},
+		{name: "ZINCRBY zero", effect: eff("ZINCRBY", "m:z", "0.000", "m")},
+		{name: "HINCRBYFLOAT past a double's smallest", effect: eff("HINCRBYFLOAT", "m:h", "f", "0."+strings.Repeat("0", 330)+"1")},
 		// Go's ParseInt takes these; Redis does not, half way through a batch.
 		{name: "HINCRBY plus sign", effect: eff("HINCRBY", "m:h", "f", "+5"), wantErr: `"+5" is not a 64-bit integer`},
 		{name: "HINCRBY leading zeros", effect: eff("HINCRBY", "m:h", "f", "007"), wantErr: `"007" is not a 64-bit integer`},
