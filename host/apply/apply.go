@@ -525,8 +525,9 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 	for i := range p.keys {
 		args.str(&p.keys[i])
 	}
-	// The done marker holds the apply time in microseconds: the latency
-	// benchmark reads it, and it tells a person when an order was counted.
+	// The done markers hold the apply time, which tells a person when an
+	// order was counted: a field each in microseconds, a list of plugins
+	// in milliseconds (keyspace.DoneList: the list must stay short).
 	now := a.now()
 	args.int64(now.UnixMicro())
 	args.int64(a.dlMaxLen)
@@ -553,9 +554,16 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 	args.int(len(p.sets))
 	for s := range p.sets {
 		names := p.set(s + 1)
+		plugins := p.setPlugins(names)
+		if list, ok := keyspace.DoneList(now.UnixMilli(), plugins); ok {
+			args.str(&list)
+		} else {
+			args.boxed("")
+		}
 		args.int(len(names))
 		for i := range names {
 			args.str(&names[i])
+			args.str(&plugins[i])
 		}
 	}
 	appendOrders(args, p)

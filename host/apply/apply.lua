@@ -15,7 +15,12 @@
 --   applies_idx, ring, lean_runs, since, since_token, token
 --                                            KEYS[applies_idx] numbers the applies;
 --                                            the ring's sets are named after it (see 2.)
---   #marker_sets, (#names, name*)*           done-marker fields, shared by orders
+--   #marker_sets, (list, #names, (name, plugin)*)*
+--                                            done markers, shared by orders: the
+--                                            plugins' fields and names, and the
+--                                            value of the one field that names
+--                                            them all ('' when they need a
+--                                            field each; keyspace.DoneList)
 --   #orders, first_key_idx, #runs, (count, set_idx)*
 --                                            the order hashes are KEYS[first_key_idx]
 --                                            on; runs of orders share a marker set
@@ -62,19 +67,31 @@ local function note(p) problems[#problems + 1] = p end
 
 -- @checks
 
--- 1. Marker sets.
+-- 1. Marker sets. An order's plugins are marked done with one field that
+-- lists them all (keyspace.DoneListField), or a field each when the list
+-- would not fit, or the order holds a list already (a list is written
+-- once: a plugin done later gets a field of its own).
+local done_list = 'eventhost:done'
 local nsets = ARGV[i] + 0; i = i + 1
-local set_names, set_pairs = {}, {}
+local set_names, set_pairs, set_plugins, set_lists = {}, {}, {}, {}
 for s = 1, nsets do
-  local n = ARGV[i] + 0; i = i + 1
-  local names, pairs = {}, {}
+  local list, n = ARGV[i], ARGV[i + 1] + 0
+  i = i + 2
+  local names, pairs, plugins = {}, {}, {}
   for k = 1, n do
     names[k] = ARGV[i]
+    plugins[k] = ' ' .. ARGV[i + 1] .. ' '
     pairs[2 * k - 1] = ARGV[i]
     pairs[2 * k] = now
-    i = i + 1
+    i = i + 2
   end
-  set_names[s], set_pairs[s] = names, pairs
+  set_names[s], set_pairs[s], set_plugins[s] = names, pairs, plugins
+  set_lists[s] = list ~= '' and list
+end
+-- lists(v, plugins, k): list v (from an order hash) names plugin k. The
+-- time comes first, with no space before it: it never matches a name.
+local function lists(v, plugins, k)
+  return v and string.find(v .. ' ', plugins[k], 1, true) ~= nil
 end
 
 -- 2. Orders: the hash still exists and no marker is set yet.
@@ -172,18 +189,22 @@ if ours and lean and since > 0 and since <= seq and seq - since <= math.min(lean
   end
 end
 
+-- listed[o]: order o, read here, holds a list of done plugins already.
+local listed = {}
 local o = 0
 for _ = 1, nruns do
-  local count, names = ARGV[i] + 0, set_names[ARGV[i + 1] + 0]
+  local count, s = ARGV[i] + 0, ARGV[i + 1] + 0
+  local names, plugins = set_names[s], set_plugins[s]
   for _ = 1, count do
     o = o + 1
     if not marked or marked[o] then
-      local r = redis.pcall('HMGET', KEYS[first_order + o - 1], 'ts', unpack(names))
+      local r = redis.pcall('HMGET', KEYS[first_order + o - 1], 'ts', done_list, unpack(names))
       if r.err or not r[1] then
         note('gone ' .. o)
       else
+        listed[o] = r[2] ~= false
         for k = 1, #names do
-          if r[k + 1] then note('done ' .. o .. ' ' .. k) end
+          if r[k + 2] or lists(r[2], plugins, k) then note('done ' .. o .. ' ' .. k) end
         end
       end
     end
@@ -251,6 +272,12 @@ end
 if norders > 0 and not redis.acl_check_cmd('HSET', KEYS[first_order], 'f', 'v') then
   return deny('HSET', KEYS[first_order])
 end
+-- An ACL from before the list, without the commands that write one to an
+-- order not read: a field each, as then.
+if norders > 0 and not (redis.acl_check_cmd('HSETNX', KEYS[first_order], 'f', 'v')
+    and redis.acl_check_cmd('HGET', KEYS[first_order], 'f')) then
+  for s = 1, nsets do set_lists[s] = false end
+end
 if norders > 0 then
   if not redis.acl_check_cmd('HSET', KEYS[applies], 'f', 'v') then return deny('HSET', KEYS[applies]) end
   local into = slot(seq + 1)
@@ -285,43 +312,87 @@ for _ = 1, nops do
 end
 
 -- Phase 2: write. Nothing below can be refused, but for an order hash
--- whose type was not read (see 2.): its markers go first, and should one
--- not be a hash, or hold every marker already, the markers set before it
+-- whose markers were not read (see 2.): its markers go first, and should
+-- one not be a hash, or be marked done already, the markers set before it
 -- are taken back (they were all new) and the batch returns that order as
 -- gone, or done, with nothing written.
+-- as_list[o]: order key o was marked with a list (else a field each).
+local as_list = {}
 local function unmark(upto)
   local j, q = runs_at, first_order
   for _ = 1, nruns do
     local count, names = ARGV[j] + 0, set_names[ARGV[j + 1] + 0]
     for _ = 1, count do
       if q >= upto then return end
-      redis.call('HDEL', KEYS[q], unpack(names))
+      if as_list[q] then
+        redis.call('HDEL', KEYS[q], done_list)
+      else
+        redis.call('HDEL', KEYS[q], unpack(names))
+      end
       q = q + 1
     end
     j = j + 2
   end
 end
+-- mark_unread goes on marking order key o, whose markers were not read,
+-- after r, the reply to its HSETNX of set s's list (false for a set with
+-- no list), did not: it returns the batch's reply when it must stop.
+local function mark_unread(o, s, r)
+  local n = o - first_order + 1
+  if r then
+    if type(r) == 'table' and r.err then
+      unmark(o)
+      return { 0, 'gone ' .. n }
+    end
+    -- The order holds a list already (done for other plugins before the
+    -- load, or by a write no run numbered): if it names none of these
+    -- plugins, they get a field each.
+    local have, plugins = redis.call('HGET', KEYS[o], done_list), set_plugins[s]
+    local out = { 0 }
+    for k = 1, #plugins do
+      if lists(have, plugins, k) then out[#out + 1] = 'done ' .. n .. ' ' .. k end
+    end
+    if #out > 1 then
+      unmark(o)
+      return out
+    end
+  end
+  local pairs = set_pairs[s]
+  local set = redis.pcall('HSET', KEYS[o], unpack(pairs))
+  if type(set) == 'table' and set.err then
+    unmark(o)
+    return { 0, 'gone ' .. n }
+  end
+  -- Every marker was set already, by a write no run numbered (a host
+  -- older than the count, a hand edit): the order is done, as reading
+  -- its markers would have found (only their times are now this
+  -- run's). Some set, some not, cannot be told apart any more.
+  if set == 0 then
+    unmark(o)
+    local out = { 0 }
+    for k = 1, #pairs / 2 do out[#out + 1] = 'done ' .. n .. ' ' .. k end
+    return out
+  end
+end
 i = runs_at
 o = first_order
 for _ = 1, nruns do
-  local count, pairs = ARGV[i] + 0, set_pairs[ARGV[i + 1] + 0]
+  local count, s = ARGV[i] + 0, ARGV[i + 1] + 0
+  local list, pairs = set_lists[s], set_pairs[s]
   for _ = 1, count do
-    if marked and not marked[o - first_order + 1] then
-      local r = redis.pcall('HSET', KEYS[o], unpack(pairs))
-      if type(r) == 'table' and r.err then
-        unmark(o)
-        return { 0, 'gone ' .. (o - first_order + 1) }
+    local n = o - first_order + 1
+    if marked and not marked[n] then
+      -- The common case inline: one field, new.
+      local r = list and redis.pcall('HSETNX', KEYS[o], done_list, list)
+      if r == 1 then
+        as_list[o] = true
+      else
+        local stop = mark_unread(o, s, r)
+        if stop then return stop end
       end
-      -- Every marker was set already, by a write no run numbered (a host
-      -- older than the count, a hand edit): the order is done, as reading
-      -- its markers would have found (only their times are now this
-      -- run's). Some set, some not, cannot be told apart any more.
-      if r == 0 then
-        unmark(o)
-        local out = { 0 }
-        for k = 1, #pairs / 2 do out[#out + 1] = 'done ' .. (o - first_order + 1) .. ' ' .. k end
-        return out
-      end
+    elseif list and not listed[n] then
+      redis.call('HSET', KEYS[o], done_list, list)
+      as_list[o] = true
     else
       redis.call('HSET', KEYS[o], unpack(pairs))
     end

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,6 +45,65 @@ func createOrder(t *testing.T, ctx context.Context, rdb *redis.Client, id string
 func write(id, plugin string, effects ...sdk.Effect) apply.Write {
 	return apply.Write{OrderKey: orderKey(id), Marker: keyspace.DoneField(plugin), Effects: effects,
 		Plugin: plugin, OrderID: id, Channel: "purchase_orders"}
+}
+
+// isDone reports whether w's order hash marks w's plugin done, by either
+// form of done marker (keyspace.Done).
+func isDone(t *testing.T, ctx context.Context, rdb redis.Cmdable, w apply.Write) bool {
+	t.Helper()
+	fields, err := rdb.HGetAll(ctx, w.OrderKey).Result()
+	if err != nil {
+		t.Fatalf("read the markers of %s: %v", w.OrderKey, err)
+	}
+	return keyspace.Done(fields, w.Plugin)
+}
+
+// donePlugins returns, sorted, the plugins the order hash at key marks
+// done, by either form of done marker.
+func donePlugins(t *testing.T, ctx context.Context, rdb redis.Cmdable, key string) []string {
+	t.Helper()
+	fields, err := rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		t.Fatalf("read the markers of %s: %v", key, err)
+	}
+	var out []string
+	for f, v := range fields {
+		if p, ok := strings.CutPrefix(f, keyspace.DonePrefix); ok {
+			out = append(out, p)
+		}
+		if f == keyspace.DoneListField {
+			out = slices.AppendSeq(out, keyspace.DoneListPlugins(v))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// wantDoneList fails unless the markers of the order hash at key are one
+// list (keyspace.DoneList) of plugins, in that order, timed between
+// before and after (unix µs, cut to ms), and no field each.
+func wantDoneList(t *testing.T, ctx context.Context, rdb redis.Cmdable, key string, before, after int64, plugins ...string) {
+	t.Helper()
+	fields, err := rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		t.Fatalf("read the markers of %s: %v", key, err)
+	}
+	var marks []string
+	for f := range fields {
+		if strings.HasPrefix(f, keyspace.MarkerPrefix) {
+			marks = append(marks, f)
+		}
+	}
+	if !reflect.DeepEqual(marks, []string{keyspace.DoneListField}) {
+		t.Fatalf("%s holds the markers %v, want only %s", key, marks, keyspace.DoneListField)
+	}
+	at, names, _ := strings.Cut(fields[keyspace.DoneListField], " ")
+	if names != strings.Join(plugins, " ") {
+		t.Errorf("%s's list names %q, want %q", key, names, strings.Join(plugins, " "))
+	}
+	if ms, err := strconv.ParseInt(at, 10, 64); err != nil || ms < before/1000 || ms > after/1000 {
+		t.Errorf("%s's list = %q, want a unix time in ms between %d and %d first", key, fields[keyspace.DoneListField], before/1000, after/1000)
+	}
 }
 
 func eff(cmd, key string, args ...string) sdk.Effect {
@@ -101,7 +161,7 @@ func TestApplyWritesAndIsIdempotent(t *testing.T) {
 		"hist":          "\x00\x03",
 	}
 
-	// The done marker holds the apply time in microseconds (see apply.go).
+	// The done markers hold the apply time (see apply.go).
 	before := time.Now().UnixMicro()
 	res, err := a.Apply(ctx, batch)
 	if err != nil {
@@ -114,15 +174,9 @@ func TestApplyWritesAndIsIdempotent(t *testing.T) {
 	if got := dump(t, ctx, rdb); !reflect.DeepEqual(got, want) {
 		t.Errorf("after first Apply:\n got %#v\nwant %#v", got, want)
 	}
-	for _, w := range batch.Writes {
-		v, err := rdb.HGet(ctx, w.OrderKey, w.Marker).Result()
-		if err != nil {
-			t.Fatalf("marker %s of %s: %v", w.Marker, w.OrderKey, err)
-		}
-		if us, err := strconv.ParseInt(v, 10, 64); err != nil || us < before || us > after {
-			t.Errorf("marker %s = %q, want a unix time in µs between %d and %d", w.Marker, v, before, after)
-		}
-	}
+	// Each order's plugins are marked done with one list.
+	wantDoneList(t, ctx, rdb, orderKey("1"), before, after, "events-summary", "customer-invoices")
+	wantDoneList(t, ctx, rdb, orderKey("2"), before, after, "counter")
 
 	res, err = a.Apply(ctx, batch)
 	if err != nil {
@@ -381,7 +435,7 @@ func TestApplyRefusesWhatRedisWouldRefuse(t *testing.T) {
 			var refused []apply.Write
 			for i, st := range res.Statuses {
 				w := tt.writes[i]
-				done := rdb.HExists(ctx, w.OrderKey, w.Marker).Val()
+				done := isDone(t, ctx, rdb, w)
 				dead := rdb.HExists(ctx, w.OrderKey, keyspace.DeadField(w.Plugin)).Val()
 				if done != (st == apply.Applied) || dead != (st == apply.Refused) {
 					t.Errorf("write %d (%v): done marker %v, dead marker %v", i, st, done, dead)

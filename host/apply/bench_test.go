@@ -275,8 +275,9 @@ func scriptParts() []scriptPart {
 	return []scriptPart{
 		{"script", nil},
 		{"no-markers", map[string]string{
-			"local r = redis.pcall('HSET', KEYS[o], unpack(pairs))": "local r = 1",
-			"redis.call('HSET', KEYS[o], unpack(pairs))":            "local _ = 0",
+			"local r = list and redis.pcall('HSETNX', KEYS[o], done_list, list)": "local r = 1",
+			"redis.call('HSET', KEYS[o], done_list, list)":                       "local _ = 0",
+			"      redis.call('HSET', KEYS[o], unpack(pairs))":                   "      local _ = 0",
 		}},
 		{"no-effects", map[string]string{
 			"redis.call(cmd, KEYS[k + o], ARGV[i + o])":                   "local _ = 0",

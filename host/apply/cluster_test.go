@@ -486,7 +486,9 @@ func clusterState(t *testing.T, ctx context.Context, cc *redis.ClusterClient, pr
 	return out
 }
 
-// stateOf reads every key under prefix, marker times blanked.
+// stateOf reads every key under prefix, marker times blanked and done
+// markers a field each: one node marks an order's plugins with one list,
+// a cluster a pair at a time.
 func stateOf(t *testing.T, ctx context.Context, c redis.UniversalClient, prefix string) map[string]string {
 	t.Helper()
 	keys, err := c.Keys(ctx, prefix+"*").Result()
@@ -499,6 +501,12 @@ func stateOf(t *testing.T, ctx context.Context, c redis.UniversalClient, prefix 
 		switch typ := c.Type(ctx, k).Val(); typ {
 		case "hash":
 			for f, v := range c.HGetAll(ctx, k).Val() {
+				if f == keyspace.DoneListField {
+					for p := range keyspace.DoneListPlugins(v) {
+						lines = append(lines, keyspace.DoneField(p)+"=(time)")
+					}
+					continue
+				}
 				if strings.HasPrefix(f, "eventhost:") {
 					v = "(time)"
 				}

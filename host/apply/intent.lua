@@ -5,12 +5,15 @@
 -- or another host whose plugin answers differently is told, before it
 -- writes anything, instead of landing a second answer in other hash slots.
 -- It calls only HMGET and HSETNX, which the host's ACL allows.
+-- A pair is also done when the order's list of done plugins
+-- (keyspace.DoneListField, written by a host on one Redis) names its
+-- plugin: the marker with its prefix, eventhost:done:, taken off.
 -- KEYS[1] is the order hash; ARGV: #pairs, (marker, intent_field, digest)*.
 -- Returns { '1' when the order hash holds the order (its ts), else '0', then
 -- per pair: 'done' (marker set), 'gone' (no order, nothing stored), 'ok'
 -- (the intent is this digest), or the other digest stored first }.
 local n = tonumber(ARGV[1])
-local fields = { 'ts' }
+local fields = { 'ts', 'eventhost:done' }
 for p = 0, n - 1 do
   fields[#fields + 1] = ARGV[2 + 3 * p]
   fields[#fields + 1] = ARGV[3 + 3 * p]
@@ -20,9 +23,15 @@ if v.err then
   return { '0' } -- not a hash: a vanished order
 end
 local present = v[1] ~= false
+-- The list starts with the time, with no space before it: never a name.
+local list = v[2] and (v[2] .. ' ')
 local out = { present and '1' or '0' }
 for p = 0, n - 1 do
-  local done, first, digest = v[2 + 2 * p], v[3 + 2 * p], ARGV[4 + 3 * p]
+  local done, first, digest = v[3 + 2 * p], v[4 + 2 * p], ARGV[4 + 3 * p]
+  local marker = ARGV[2 + 3 * p]
+  if not done and list and string.sub(marker, 1, 15) == 'eventhost:done:' then
+    done = string.find(list, ' ' .. string.sub(marker, 16) .. ' ', 1, true)
+  end
   if done then
     out[#out + 1] = 'done'
   elseif not present then

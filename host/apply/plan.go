@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/eventhost/eventhost/host/keyspace"
 )
@@ -490,6 +491,19 @@ func (p *plan) markerID(names []string) []byte {
 func (p *plan) set(s int) []string {
 	sp := p.sets[s-1]
 	return p.setNames[sp.from:sp.to:sp.to]
+}
+
+// setPlugins returns the plugins whose done markers names are: "" for a
+// name that is not a done marker, which keeps its set from having a list
+// (keyspace.DoneList).
+func (p *plan) setPlugins(names []string) []string {
+	plugins := make([]string, len(names))
+	for i, n := range names {
+		if plugin, ok := strings.CutPrefix(n, keyspace.DonePrefix); ok {
+			plugins[i] = plugin
+		}
+	}
+	return plugins
 }
 
 func (p *plan) sameMarkers(names []string, ws []int) bool {

@@ -7,14 +7,12 @@ import (
 	"runtime/debug"
 	"sort"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/sdk"
 )
 
@@ -83,16 +81,10 @@ func TestReviewPlanReuseAcrossShapes(t *testing.T) {
 		// kept from an earlier batch would mark other plugins done.
 		wantMarkers := map[string][]string{}
 		for _, w := range writes {
-			wantMarkers[w.OrderKey] = append(wantMarkers[w.OrderKey], w.Marker)
+			wantMarkers[w.OrderKey] = append(wantMarkers[w.OrderKey], w.Plugin)
 		}
 		for key, markers := range wantMarkers {
-			var have []string
-			for f := range coalesced.HGetAll(ctx, key).Val() {
-				if strings.HasPrefix(f, keyspace.DonePrefix) {
-					have = append(have, f)
-				}
-			}
-			sort.Strings(have)
+			have := donePlugins(t, ctx, coalesced, key)
 			sort.Strings(markers)
 			if !reflect.DeepEqual(have, markers) {
 				t.Fatalf("round %d: order hash %s holds the done markers %v, want %v", round, key, have, markers)

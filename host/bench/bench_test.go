@@ -461,15 +461,27 @@ func measureLatency(b *testing.B, rdb *redis.Client, addr string, r runner, rate
 	for _, id := range sent {
 		f := rdb.HGetAll(ctx, orderPrefix+id).Val()
 		pub, _ := strconv.ParseInt(f["published_us"], 10, 64)
-		var done int64
-		for _, p := range plugins {
-			d, _ := strconv.ParseInt(f[keyspace.DoneField(p)], 10, 64)
-			done = max(done, d)
-		}
-		byMarker = append(byMarker, time.Duration(done-pub)*time.Microsecond)
+		byMarker = append(byMarker, time.Duration(markedAt(f)-pub)*time.Microsecond)
 		seen = append(seen, applied[id].Sub(time.UnixMicro(pub)))
 	}
 	return seen, byMarker, burst
+}
+
+// markedAt is the latest time, in unix microseconds, an order hash's done
+// markers hold: a field each holds microseconds, a list of plugins
+// (keyspace.DoneList) milliseconds.
+func markedAt(f map[string]string) int64 {
+	var at int64
+	for _, p := range plugins {
+		d, _ := strconv.ParseInt(f[keyspace.DoneField(p)], 10, 64)
+		at = max(at, d)
+	}
+	if list, ok := f[keyspace.DoneListField]; ok {
+		ms, _, _ := strings.Cut(list, " ")
+		d, _ := strconv.ParseInt(ms, 10, 64)
+		at = max(at, d*1000)
+	}
+	return at
 }
 
 // appliedWatch records when each order hash is written the second time.
@@ -531,7 +543,7 @@ func waitApplied(b *testing.B, rdb redis.Cmdable, id string) {
 		f := rdb.HGetAll(context.Background(), orderPrefix+id).Val()
 		done := 0
 		for _, p := range plugins {
-			if _, ok := f[keyspace.DoneField(p)]; ok {
+			if keyspace.Done(f, p) {
 				done++
 			}
 		}

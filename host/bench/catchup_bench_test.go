@@ -56,7 +56,7 @@ func BenchmarkCatchUpHistory(b *testing.B) {
 	rdb := srv.Client()
 	ctx := context.Background()
 	testbin.Dir(b) // built now, not while a start is timed
-	if err := redistest.StoreCounted(ctx, rdb, orderPrefix, 0, n, doneFields()); err != nil {
+	if err := redistest.StoreCounted(ctx, rdb, orderPrefix, 0, n, plugins); err != nil {
 		b.Fatal(err)
 	}
 	for from := 0; from < n; from += redistest.CountedChunk {
@@ -348,13 +348,4 @@ func longestScanCall(b *testing.B, rdb *redis.Client) time.Duration {
 		}
 	}
 	return longest
-}
-
-// doneFields are the bundled plugins' done-marker fields.
-func doneFields() []string {
-	var out []string
-	for _, p := range plugins {
-		out = append(out, keyspace.DoneField(p))
-	}
-	return out
 }

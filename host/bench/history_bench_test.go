@@ -17,7 +17,7 @@ import (
 // registers the plugins as enabled before them.
 func storeHistory(b *testing.B, rdb *redis.Client, n int) {
 	ctx := context.Background()
-	if err := redistest.StoreCounted(ctx, rdb, orderPrefix, 0, n, doneFields()); err != nil {
+	if err := redistest.StoreCounted(ctx, rdb, orderPrefix, 0, n, plugins); err != nil {
 		b.Fatal(err)
 	}
 	for _, p := range plugins {

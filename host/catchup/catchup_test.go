@@ -65,25 +65,39 @@ func TestScanFindsWhatEachPluginHasNotFinished(t *testing.T) {
 	order(t, ctx, rdb, "bad", keyspace.DeadOrderField)
 	rdb.Set(ctx, prefix+"a-string", "x", 0)
 	rdb.HSet(ctx, prefix+"only-markers", keyspace.DoneField("zz"), "1") // not an order: no order field
+	// Plugins marked done with one list (keyspace.DoneList), alone or
+	// with a field each; a list names whole names only, after its time.
+	list := func(id, value string, markers ...string) {
+		order(t, ctx, rdb, id, markers...)
+		rdb.HSet(ctx, prefix+id, keyspace.DoneListField, value)
+	}
+	list("list-ab", "1700000000000 a b")
+	list("list-b", "1700000000000 b")
+	list("list-a-field-b", "1700000000000 a", keyspace.DoneField("b"))
+	list("list-names-ab", "1700000000000 ab")
+	list("list-time-a", "a b") // the first word is the time, never a name
 
 	s := catchup.NewScanner(rdb, prefix)
 	s.Count = 2 // several SCAN round trips
 	got, st := scan(t, ctx, s, catchup.Want{Plugin: "a"}, catchup.Want{Plugin: "b"})
 	want := map[string][]string{
-		"fresh":     {"a", "b"},
-		"done-a":    {"b"},
-		"dead-b":    {"a"},
-		"history-a": {"b"},
+		"fresh":         {"a", "b"},
+		"done-a":        {"b"},
+		"dead-b":        {"a"},
+		"history-a":     {"b"},
+		"list-b":        {"a"},
+		"list-names-ab": {"a", "b"},
+		"list-time-a":   {"a"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("unfinished = %v, want %v", got, want)
 	}
-	if st.Keys != 8 || st.Unfinished != 4 {
-		t.Errorf("stats = %+v, want 8 keys seen and 4 unfinished", st)
+	if st.Keys != 13 || st.Unfinished != 7 {
+		t.Errorf("stats = %+v, want 13 keys seen and 7 unfinished", st)
 	}
 
 	got, _ = scan(t, ctx, s, catchup.Want{Plugin: "a", History: true})
-	want = map[string][]string{"fresh": {"a"}, "dead-b": {"a"}, "history-a": {"a"}}
+	want = map[string][]string{"fresh": {"a"}, "dead-b": {"a"}, "history-a": {"a"}, "list-b": {"a"}, "list-names-ab": {"a"}, "list-time-a": {"a"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("backfill scan for a = %v, want %v", got, want)
 	}

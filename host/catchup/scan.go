@@ -96,14 +96,14 @@ func (s *Scanner) Scan(ctx context.Context, wants []Want, fn func([]Unfinished) 
 	if len(wants) == 0 {
 		return st, nil
 	}
-	args := make([]any, 0, 5+4*len(wants))
+	args := make([]any, 0, 5+5*len(wants))
 	args = append(args, "0", globEscape(s.prefix)+"*", s.Count, len(s.prefix), len(wants))
 	for _, w := range wants {
 		token := w.Token
 		if w.History {
 			token = "*" // no marker holds it: history counts for nothing
 		}
-		args = append(args, keyspace.DoneField(w.Plugin), keyspace.DeadField(w.Plugin), keyspace.HistoryField(w.Plugin), token)
+		args = append(args, keyspace.DoneField(w.Plugin), keyspace.DeadField(w.Plugin), keyspace.HistoryField(w.Plugin), token, w.Plugin)
 	}
 	// A cluster is walked master by master, each with its own cursor.
 	err := redisconn.ForEachMaster(ctx, s.rdb, func(ctx context.Context, node redis.UniversalClient) error {

@@ -3,7 +3,8 @@
 -- ARGV: cursor, match, count, length of the key prefix, #wants, then per
 --   want: done, dead, history
 --   field, history token ("" counts any history marker as history; "*"
---   counts none, for a backfill).
+--   counts none, for a backfill), plugin name. A plugin is also done when
+--   the order's list of done plugins (keyspace.DoneListField) names it.
 -- Returns { next cursor, keys seen, { id, flags }* }: flags
 -- has one character per want, "1" when that plugin has not finished the
 -- order. Keys that are not hashes, that hold no order field, or that are
@@ -12,9 +13,12 @@
 -- calls nothing but SCAN and HMGET, which the host's ACL allows.
 local skip = tonumber(ARGV[4]) + 1 -- where the id starts in a key
 local nw = tonumber(ARGV[5])
-local function arg(j, n) return ARGV[6 + 4 * (j - 1) + n] end
-local done = {}
-for j = 1, nw do done[j] = arg(j, 0) end
+local function arg(j, n) return ARGV[6 + 5 * (j - 1) + n] end
+local done, named = { 'eventhost:done' }, {}
+for j = 1, nw do
+  done[j + 1] = arg(j, 0)
+  named[j] = ' ' .. arg(j, 4) .. ' '
+end
 local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
 local keys = page[2]
 local out = {}
@@ -25,8 +29,10 @@ for i = 1, #keys do
   local v = call('HMGET', k, unpack(done))
   if v.err == nil then
     local missing = nil
+    -- The list starts with the time, with no space before it: never a name.
+    local list = v[1] and (v[1] .. ' ')
     for j = 1, nw do
-      if not v[j] then
+      if not v[j + 1] and not (list and string.find(list, named[j], 1, true)) then
         missing = missing or {}
         missing[#missing + 1] = j
       end

@@ -100,7 +100,7 @@ func waitApplied(ctx context.Context, rdb redis.UniversalClient, cfg *config.Con
 		if err == nil {
 			missing := 0
 			for _, p := range cfg.Plugins {
-				if _, ok := fields[keyspace.DoneField(p.Name)]; !ok {
+				if !keyspace.Done(fields, p.Name) {
 					missing++
 				}
 			}

@@ -271,7 +271,7 @@ func doneMarkers(t *testing.T, rdb *redis.Client, os []publish.Order) map[string
 			t.Fatal(err)
 		}
 		m := map[string]string{}
-		for f, v := range h {
+		for f, v := range doneView(h) {
 			if strings.HasPrefix(f, keyspace.DonePrefix) {
 				m[f] = v
 			}

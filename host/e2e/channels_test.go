@@ -138,7 +138,7 @@ func pluginState(t *testing.T, rdb *redis.Client) map[string]value {
 // hashHas checks that order id's hash holds exactly fields (values aside).
 func hashHas(t *testing.T, rdb *redis.Client, id string, fields ...string) {
 	t.Helper()
-	got := rdb.HGetAll(context.Background(), orderPrefix+id).Val()
+	got := doneView(rdb.HGetAll(context.Background(), orderPrefix+id).Val())
 	want := append([]string{"ts", "qty", "cost", "event", "who"}, fields...)
 	var names []string
 	for f := range got {

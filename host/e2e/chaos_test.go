@@ -646,6 +646,7 @@ func (r *chaosRun) checkOrderHashes(got map[string]value) []string {
 			f, val, _ := strings.Cut(line, "=")
 			fields[f] = val
 		}
+		fields = doneView(fields)
 		var wrong []string
 		for f, w := range want {
 			if fields[f] != w {

@@ -319,7 +319,7 @@ func unapplied(rdb redis.Cmdable, ids []string, plugins []string) []string {
 	var left []string
 	for i, c := range cmds {
 		for _, p := range plugins {
-			if _, ok := c.Val()[keyspace.DoneField(p)]; !ok {
+			if !keyspace.Done(c.Val(), p) {
 				left = append(left, ids[i])
 				break
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -533,17 +534,9 @@ func TestLiveOrdersPassCatchUp(t *testing.T) {
 	all := append(missed, live...)
 	waitApplied(t, rdb, ids(all), bundled, 120*time.Second)
 	doneAt := func(os []publish.Order) []int64 {
-		pipe := rdb.Pipeline()
-		cmds := make([]*redis.StringCmd, len(os))
-		for i, o := range os {
-			cmds[i] = pipe.HGet(ctx, orderPrefix+o.ID, keyspace.DoneField("events-summary"))
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			t.Fatal(err)
-		}
 		out := make([]int64, len(os))
-		for i, c := range cmds {
-			out[i], _ = c.Int64()
+		for i, h := range orderHashes(t, rdb, os) {
+			out[i], _ = strconv.ParseInt(h[keyspace.DoneField("events-summary")], 10, 64)
 		}
 		return out
 	}

@@ -115,18 +115,10 @@ func checkLeaderboard(t *testing.T, rdb *redis.Client, key string, want map[stri
 // markers reads each order's done and history markers for plugin.
 func markers(t *testing.T, rdb *redis.Client, os []publish.Order, plugin string) (done, history []bool) {
 	t.Helper()
-	ctx := context.Background()
-	pipe := rdb.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(os))
-	for i, o := range os {
-		cmds[i] = pipe.HMGet(ctx, orderPrefix+o.ID, keyspace.DoneField(plugin), keyspace.HistoryField(plugin))
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
 	done, history = make([]bool, len(os)), make([]bool, len(os))
-	for i, c := range cmds {
-		done[i], history[i] = c.Val()[0] != nil, c.Val()[1] != nil
+	for i, h := range orderHashes(t, rdb, os) {
+		_, done[i] = h[keyspace.DoneField(plugin)]
+		_, history[i] = h[keyspace.HistoryField(plugin)]
 	}
 	return done, history
 }

@@ -245,17 +245,9 @@ func interruptBackfill(t *testing.T, rdb *redis.Client, cfgPath string, total in
 func checkLiarConsistent(t *testing.T, rdb *redis.Client, os []publish.Order) {
 	t.Helper()
 	ctx := context.Background()
-	pipe := rdb.Pipeline()
-	cmds := make([]*redis.BoolCmd, len(os))
-	for i, o := range os {
-		cmds[i] = pipe.HExists(ctx, orderPrefix+o.ID, keyspace.DoneField(liarName))
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
 	var marked []string
-	for i, c := range cmds {
-		if c.Val() {
+	for i, h := range orderHashes(t, rdb, os) {
+		if _, ok := h[keyspace.DoneField(liarName)]; ok {
 			marked = append(marked, os[i].ID)
 		}
 	}

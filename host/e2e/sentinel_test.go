@@ -221,21 +221,22 @@ func appliedOf(all, left []string) []string {
 }
 
 // appliedAfter counts the orders in ids whose done markers were set after
-// t0 (a marker holds its apply time in unix microseconds).
+// t0 (a marker holds its apply time: a field in unix microseconds, a list
+// in milliseconds, read by doneView as the start of its millisecond).
 func appliedAfter(t *testing.T, rdb *redis.Client, ids []string, t0 time.Time) int {
 	t.Helper()
 	ctx := context.Background()
 	pipe := rdb.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(ids))
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HMGet(ctx, orderPrefix+id, keyspace.DoneField(bundled[0]))
+		cmds[i] = pipe.HGetAll(ctx, orderPrefix+id)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		t.Fatalf("read done markers: %v", err)
 	}
 	n := 0
 	for _, c := range cmds {
-		s, _ := c.Val()[0].(string)
+		s := doneView(c.Val())[keyspace.DoneField(bundled[0])]
 		us, err := strconv.ParseInt(s, 10, 64)
 		if err == nil && us > t0.UnixMicro() {
 			n++

@@ -1,6 +1,9 @@
 package keyspace_test
 
 import (
+	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/eventhost/eventhost/host/keyspace"
@@ -18,6 +21,7 @@ func TestNames(t *testing.T) {
 	}{
 		{"MarkerPrefix", keyspace.MarkerPrefix, "eventhost:"},
 		{"DonePrefix", keyspace.DonePrefix, "eventhost:done:"},
+		{"DoneListField", keyspace.DoneListField, "eventhost:done"},
 		{"DeadPrefix", keyspace.DeadPrefix, "eventhost:dead:"},
 		{"DeadOrderField", keyspace.DeadOrderField, "eventhost:dead"},
 		{"HistoryPrefix", keyspace.HistoryPrefix, "eventhost:history:"},
@@ -76,6 +80,62 @@ func TestAppliesSlot(t *testing.T) {
 	for _, tt := range tests {
 		if got := keyspace.AppliesSlot(tt.n); got != tt.want {
 			t.Errorf("AppliesSlot(%d) = %q, want %q", tt.n, got, tt.want)
+		}
+	}
+}
+
+func TestDoneList(t *testing.T) {
+	const ms = 1764460800123
+	long := strings.Repeat("x", keyspace.DoneListMax-len("1764460800123 "))
+	tests := []struct {
+		name    string
+		plugins []string
+		want    string // "" for no list
+	}{
+		{"the tutorial's plugins", []string{"sales-histogram", "events-summary", "customer-invoices"},
+			"1764460800123 sales-histogram events-summary customer-invoices"},
+		{"one", []string{"p"}, "1764460800123 p"},
+		{"exactly DoneListMax bytes", []string{long}, "1764460800123 " + long},
+		{"one byte more", []string{long + "x"}, ""},
+		{"a name with a space", []string{"a", "b c"}, ""},
+		{"an empty name", []string{"a", ""}, ""},
+		{"no plugin", nil, ""},
+	}
+	for _, tt := range tests {
+		got, ok := keyspace.DoneList(ms, tt.plugins)
+		if got != tt.want || ok != (tt.want != "") {
+			t.Errorf("%s: DoneList = %q, %v; want %q", tt.name, got, ok, tt.want)
+		}
+	}
+}
+
+func TestDoneListHolds(t *testing.T) {
+	list := "1764460800123 sales-histogram events-summary"
+	for _, tt := range []struct {
+		plugin string
+		want   bool
+	}{
+		{"sales-histogram", true},
+		{"events-summary", true},
+		{"sales", false},           // a name is whole
+		{"events-summary ", false}, // never a space
+		{"1764460800123", false},   // the time is no name
+		{"", false},
+	} {
+		if got := keyspace.DoneListHolds(list, tt.plugin); got != tt.want {
+			t.Errorf("DoneListHolds(%q, %q) = %v, want %v", list, tt.plugin, got, tt.want)
+		}
+	}
+	if got := slices.Collect(keyspace.DoneListPlugins(list)); !reflect.DeepEqual(got, []string{"sales-histogram", "events-summary"}) {
+		t.Errorf("DoneListPlugins = %q", got)
+	}
+	if got := slices.Collect(keyspace.DoneListPlugins("1764460800123")); len(got) != 0 {
+		t.Errorf("DoneListPlugins of a time alone = %q, want none", got)
+	}
+	fields := map[string]string{keyspace.DoneListField: list, keyspace.DoneField("customer-invoices"): "1764460800123456"}
+	for p, want := range map[string]bool{"sales-histogram": true, "customer-invoices": true, "other": false} {
+		if got := keyspace.Done(fields, p); got != want {
+			t.Errorf("Done(%v, %q) = %v, want %v", fields, p, got, want)
 		}
 	}
 }

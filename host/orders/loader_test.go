@@ -160,7 +160,9 @@ func TestLoaderReadsBothProtocols(t *testing.T) {
 	const prefix = "purchase_order_details:"
 	good := []any{"ts", "1627000000", "qty", "2", "cost", "3.50", "event", "e", "who", "w"}
 	rdb.HSet(ctx, prefix+"ok", good...)
-	rdb.HSet(ctx, prefix+"extra", append(good, "seat", "A12", "note", "", keyspace.DoneField("p"), "1", keyspace.DeadField("q"), "x")...)
+	// Done for p by its own field, and for r and s by a list of them.
+	rdb.HSet(ctx, prefix+"extra", append(good, "seat", "A12", "note", "", keyspace.DoneField("p"), "1", keyspace.DeadField("q"), "x",
+		keyspace.DoneListField, "1700000000000 r s")...)
 	rdb.HSet(ctx, prefix+"empty-who", append(good, "who", "")...)
 	rdb.HSet(ctx, prefix+"big", append(good, "blob", strings.Repeat("é", 3000))...)
 	rdb.Set(ctx, prefix+"a-string", "x", 0)
@@ -199,8 +201,9 @@ func TestLoaderReadsBothProtocols(t *testing.T) {
 	if len(resp3Loaded) != 3 || len(resp3Rejected) != 6 {
 		t.Fatalf("RESP3: loaded %+v, rejected %+v; want 3 and 6", resp3Loaded, resp3Rejected)
 	}
-	if e := resp3Loaded[1]; e.Order.Extra["seat"] != "A12" || e.Order.Extra["note"] != "" || len(e.Order.Extra) != 2 || !e.Done["p"] || len(e.Done) != 1 {
-		t.Errorf("order extra: %+v, done %v; want seat and note, done for p", e.Order, e.Done)
+	if e := resp3Loaded[1]; e.Order.Extra["seat"] != "A12" || e.Order.Extra["note"] != "" || len(e.Order.Extra) != 2 ||
+		!reflect.DeepEqual(e.Done, map[string]bool{"p": true, "r": true, "s": true}) {
+		t.Errorf("order extra: %+v, done %v; want seat and note, done for p, r and s", e.Order, e.Done)
 	}
 	for name, got := range map[string][2]any{"RESP2": {resp2Loaded, resp2Rejected}, "go-redis HGETALL": {mapLoaded, mapRejected}} {
 		if !reflect.DeepEqual(got[0], resp3Loaded) {

@@ -99,6 +99,15 @@ func parse(ref Ref, key string, fields []field, lim Limits) (sdk.Order, map[stri
 			who = &fields[i].value
 			continue
 		}
+		if k == keyspace.DoneListField {
+			if done == nil {
+				done = map[string]bool{}
+			}
+			for p := range keyspace.DoneListPlugins(v) {
+				done[p] = true
+			}
+			continue
+		}
 		if strings.HasPrefix(k, keyspace.DonePrefix) {
 			if done == nil {
 				done = map[string]bool{}

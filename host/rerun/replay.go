@@ -167,10 +167,11 @@ func readDone(ctx context.Context, rdb redis.UniversalClient, cfg *config.Config
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	fields := make([]string, len(cfg.Plugins))
+	fields := make([]string, len(cfg.Plugins), len(cfg.Plugins)+1)
 	for i, p := range cfg.Plugins {
 		fields[i] = keyspace.DoneField(p.Name)
 	}
+	fields = append(fields, keyspace.DoneListField)
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(ids))
 	for i, id := range ids {
@@ -187,8 +188,9 @@ func readDone(ctx context.Context, rdb redis.UniversalClient, cfg *config.Config
 		if err != nil {
 			continue // not a hash: nothing is done
 		}
-		for j, v := range vals {
-			if v != nil {
+		list, _ := vals[len(cfg.Plugins)].(string)
+		for j, v := range vals[:len(cfg.Plugins)] {
+			if v != nil || keyspace.DoneListHolds(list, cfg.Plugins[j].Name) {
 				if out[ids[i]] == nil {
 					out[ids[i]] = map[string]bool{}
 				}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -90,13 +91,16 @@ plugin "customer-invoices" {}
 		t.Errorf("second backfill counts = %+v, want %+v (its own pairs only)", second.Counts, want)
 	}
 
+	// The first backfill marks its plugin with a list (the batch's only
+	// plugin), the second, finding a list there, with a field of its own.
 	for _, id := range ids {
-		got, err := rdb.HMGet(ctx, prefix+id, keyspace.DoneField("events-summary"), keyspace.DoneField("customer-invoices")).Result()
+		got, err := rdb.HMGet(ctx, prefix+id, keyspace.DoneListField, keyspace.DoneField("events-summary"), keyspace.DoneField("customer-invoices")).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got[0] == nil || got[1] == nil {
-			t.Errorf("order %s: done markers = %v, want both set", id, got)
+		list, _ := got[0].(string)
+		if _, names, _ := strings.Cut(list, " "); names != "events-summary" || got[1] != nil || got[2] == nil {
+			t.Errorf("order %s: done markers (list, events-summary, customer-invoices) = %q, want a list naming events-summary and a field for customer-invoices", id, got)
 		}
 	}
 	if n, err := rdb.XLen(ctx, cfg.DeadLetter.Stream).Result(); err != nil || n != 1 {
