@@ -114,7 +114,7 @@ func (r *naive) waitCount(b *testing.B, n int) {
 // scriptCommands are the commands eventhost's apply script runs; INFO
 // commandstats counts them on their own too, inside EVALSHA's time.
 var scriptCommands = map[string]bool{
-	"hset": true, "hmget": true, "hget": true, "type": true, "get": true, "getrange": true, "pfcount": true,
+	"hset": true, "hsetnx": true, "hmget": true, "hget": true, "type": true, "get": true, "getrange": true, "pfcount": true,
 	"hincrby": true, "hincrbyfloat": true, "sadd": true, "zincrby": true, "pfadd": true,
 	"bitfield": true, "incrby": true, "xadd": true, "xack": true, "xdel": true,
 	"sintercard": true, "zintercard": true, "exists": true, "smismember": true, "del": true, "hdel": true,
