@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -100,6 +101,28 @@ func TestScanFindsWhatEachPluginHasNotFinished(t *testing.T) {
 	want = map[string][]string{"fresh": {"a"}, "dead-b": {"a"}, "history-a": {"a"}, "list-b": {"a"}, "list-names-ab": {"a"}, "list-time-a": {"a"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("backfill scan for a = %v, want %v", got, want)
+	}
+}
+
+// A scan whose reads Redis refuses (an ACL user without HGET or HMGET)
+// fails with Redis' reason, rather than pass over every order as done.
+func TestScanFailsWhenItMayNotRead(t *testing.T) {
+	ctx, admin := start(t)
+	order(t, ctx, admin, "fresh")
+	order(t, ctx, admin, "done-a", keyspace.DoneField("a"))
+	for _, deny := range []string{"-hget", "-hmget"} {
+		t.Run(deny, func(t *testing.T) {
+			user := "scan" + deny
+			if err := admin.Do(ctx, "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", deny).Err(); err != nil {
+				t.Fatal(err)
+			}
+			rdb := redis.NewClient(&redis.Options{Addr: admin.Options().Addr, Username: user, Password: "pw"})
+			t.Cleanup(func() { rdb.Close() })
+			_, err := catchup.NewScanner(rdb, prefix).Scan(ctx, []catchup.Want{{Plugin: "a"}}, func([]catchup.Unfinished) error { return nil })
+			if err == nil || !strings.Contains(err.Error(), "NOPERM") {
+				t.Fatalf("Scan = %v, want Redis' NOPERM", err)
+			}
+		})
 	}
 }
 

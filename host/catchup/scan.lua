@@ -10,31 +10,46 @@
 -- order. Keys that are not hashes, that hold no order field, or that are
 -- bad orders (eventhost:dead) are passed over.
 -- It writes nothing, so it also runs while Redis refuses writes, and it
--- calls nothing but SCAN and HMGET, which the host's ACL allows.
+-- calls nothing but SCAN, HGET and HMGET, which the host's ACL allows.
 local skip = tonumber(ARGV[4]) + 1 -- where the id starts in a key
 local nw = tonumber(ARGV[5])
 local function arg(j, n) return ARGV[6 + 5 * (j - 1) + n] end
-local done, named = { 'eventhost:done' }, {}
+local done, named = {}, {}
 for j = 1, nw do
-  done[j + 1] = arg(j, 0)
+  done[j] = arg(j, 0)
   named[j] = ' ' .. arg(j, 4) .. ' '
 end
 local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
 local keys = page[2]
 local out = {}
 local call = redis.pcall
+-- refused says why Redis refused to read key k (a reply r that is an
+-- error other than WRONGTYPE: an ACL without the command), or nil. A key of
+-- another type is passed over; a refusal fails the scan, rather than pass
+-- over every order.
+local function refused(r, k)
+  if type(r) == 'table' and r.err and not string.find(r.err, '^WRONGTYPE') then
+    return redis.error_reply('NOPERM cannot read ' .. k .. ' to find unfinished orders: ' .. r.err)
+  end
+end
 for i = 1, #keys do
   local k = keys[i]
-  -- The common case, every plugin done, costs one HMGET of the done fields.
-  local v = call('HMGET', k, unpack(done))
-  if v.err == nil then
-    local missing = nil
+  -- The common case, every plugin done by one list, costs one HGET; a
+  -- plugin the list does not name, one HMGET of the done fields more.
+  local list = call('HGET', k, 'eventhost:done')
+  if refused(list, k) then return refused(list, k) end
+  if type(list) ~= 'table' then
+    local missing, v = nil, nil
     -- The list starts with the time, with no space before it: never a name.
-    local list = v[1] and (v[1] .. ' ')
+    list = list and (list .. ' ')
     for j = 1, nw do
-      if not v[j + 1] and not (list and string.find(list, named[j], 1, true)) then
-        missing = missing or {}
-        missing[#missing + 1] = j
+      if not (list and string.find(list, named[j], 1, true)) then
+        v = v or call('HMGET', k, unpack(done))
+        if refused(v, k) then return refused(v, k) end
+        if not v[j] then
+          missing = missing or {}
+          missing[#missing + 1] = j
+        end
       end
     end
     if missing then
@@ -44,6 +59,7 @@ for i = 1, #keys do
         fields[#fields + 1] = arg(j, 2)
       end
       local w = call('HMGET', k, unpack(fields))
+      if refused(w, k) then return refused(w, k) end
       local order = w[2] or w[3] or w[4] or w[5] or w[6]
       if order and not w[1] then
         local flags, any = {}, false
