@@ -307,13 +307,13 @@ func TestApplyRingPermissions(t *testing.T) {
 			}
 			rdb := redis.NewClient(&redis.Options{Addr: admin.Options().Addr, Username: "eh", Password: "pw"})
 			t.Cleanup(func() { rdb.Close() })
-			a := apply.New(rdb, dlStream, 0)
+			a := apply.New(rdb, dlStream)
 			for _, id := range []string{"0", "1", "2"} {
 				createOrder(t, ctx, admin, id)
 			}
 			// Run 1, so that the load sees a run and the lean check may
 			// be used (a load that saw none reads every order anyway).
-			first := apply.New(admin, dlStream, 0)
+			first := apply.New(admin, dlStream)
 			if _, err := first.Apply(ctx, apply.Batch{Writes: []apply.Write{write("0", "invoices", eff("SADD", "first", "0"))}}); err != nil {
 				t.Fatal(err)
 			}

@@ -156,8 +156,12 @@ func (e *OwnKeyError) Error() string {
 type Applier struct {
 	rdb      redis.UniversalClient
 	dlStream string
-	dlMaxLen int64
 	now      func() time.Time
+
+	// DeadLetterMaxLen trims the dead-letter stream to about this many
+	// entries as dead letters are added (XADD MAXLEN ~); 0 (the default)
+	// keeps them all.
+	DeadLetterMaxLen int64
 
 	// AckGroup is the consumer group a batch's Acks are acknowledged for,
 	// each on the stream it names. Empty (the default) means none: Apply
@@ -224,11 +228,10 @@ func horizon(writes []Write, planned []int) (int64, *string) {
 	return h.Seq, &h.Token
 }
 
-// New returns an Applier writing dead letters to stream (trimmed to about
-// maxLen entries when maxLen > 0).
-func New(rdb redis.UniversalClient, stream string, maxLen int64) *Applier {
+// New returns an Applier writing dead letters to stream.
+func New(rdb redis.UniversalClient, stream string) *Applier {
 	src := withChecks(applyLua)
-	a := &Applier{rdb: rdb, dlStream: stream, dlMaxLen: maxLen, now: time.Now, MaxArgs: 200_000,
+	a := &Applier{rdb: rdb, dlStream: stream, now: time.Now, MaxArgs: 200_000,
 		scriptSHA: redis.NewScript(src).Hash(), scriptSrc: src}
 	a.tokens.init()
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
@@ -530,7 +533,7 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 	// in milliseconds (keyspace.DoneList: the list must stay short).
 	now := a.now()
 	args.int64(now.UnixMicro())
-	args.int64(a.dlMaxLen)
+	args.int64(a.DeadLetterMaxLen)
 	if len(tail.Acks) > 0 {
 		args.str(&a.AckGroup)
 	} else {

@@ -28,7 +28,9 @@ func setup(t *testing.T, maxLen int64) (context.Context, *redis.Client, *apply.A
 		t.Skip("integration test against redis-server; skipped with -short")
 	}
 	rdb := redistest.Start(t).Client()
-	return t.Context(), rdb, apply.New(rdb, dlStream, maxLen)
+	a := apply.New(rdb, dlStream)
+	a.DeadLetterMaxLen = maxLen
+	return t.Context(), rdb, a
 }
 
 func orderKey(id string) string { return "purchase_order_details:" + id }
@@ -475,7 +477,7 @@ func TestApplyCheckReadDeniedFailsClosed(t *testing.T) {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: admin.Options().Addr, Username: "eh", Password: "pw"})
 	t.Cleanup(func() { rdb.Close() })
-	a := apply.New(rdb, dlStream, 0)
+	a := apply.New(rdb, dlStream)
 	_, err := a.Apply(ctx, apply.Batch{Writes: []apply.Write{
 		write("1", "a", eff("INCRBY", "n", "1")),
 		write("1", "b", eff("HINCRBY", "h", "g", "2")),

@@ -32,7 +32,7 @@ func BenchmarkApplyRedisTime(b *testing.B) {
 	srv := redistest.Start(b)
 	rdb := srv.Client()
 	ctx := context.Background()
-	a := apply.New(rdb, dlStream, 0)
+	a := apply.New(rdb, dlStream)
 	perBatch := batchSize()
 	runOne(b, rdb, a)
 	total := 0
@@ -291,7 +291,7 @@ func scriptParts() []scriptPart {
 func partAppliers(b *testing.B, rdb *redis.Client, variants []scriptPart) []*apply.Applier {
 	appliers := make([]*apply.Applier, len(variants))
 	for v, variant := range variants {
-		appliers[v] = apply.New(rdb, dlStream, 0)
+		appliers[v] = apply.New(rdb, dlStream)
 		if err := apply.CutScript(appliers[v], variant.cut); err != nil {
 			b.Fatalf("%s: %v", variant.name, err)
 		}

@@ -924,8 +924,8 @@ func (r *clusterRun) deadLetters(ctx context.Context, dead []deadletter.Entry) e
 			values[j] = s
 		}
 		args := &redis.XAddArgs{Stream: r.a.dlStream, Values: values}
-		if r.a.dlMaxLen > 0 {
-			args.MaxLen, args.Approx = r.a.dlMaxLen, true
+		if r.a.DeadLetterMaxLen > 0 {
+			args.MaxLen, args.Approx = r.a.DeadLetterMaxLen, true
 		}
 		cmds[i] = nodeCmd{key: r.a.dlStream, xadd: args}
 	}

@@ -29,7 +29,7 @@ func TestClusterReadsADoneList(t *testing.T) {
 		writes = append(writes, Write{OrderKey: key, Marker: keyspace.DoneField(p), Plugin: p, OrderID: "o1", Channel: "c",
 			Effects: []sdk.Effect{{Command: "HINCRBY", Key: "moved:counts", Args: []string{p, "1"}}}})
 	}
-	res, err := New(cc, testDL, 0).Apply(ctx, Batch{Writes: writes})
+	res, err := New(cc, testDL).Apply(ctx, Batch{Writes: writes})
 	if err != nil {
 		t.Fatal(err)
 	}

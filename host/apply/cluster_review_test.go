@@ -79,7 +79,7 @@ func TestClusterReviewRedoWaitsForWritesItFindsDone(t *testing.T) {
 			}
 			// Host A is a running host: its connection to the master has
 			// written before (an earlier batch on the same key).
-			hostA := New(cl.Client(), testDL, 0)
+			hostA := New(cl.Client(), testDL)
 			hostA.WaitReplicas, hostA.WaitTimeout = 1, 300*time.Millisecond
 			earlier := Write{OrderKey: orderKey + ":earlier", Marker: w.Marker, Plugin: "p", OrderID: "o0", Channel: "c",
 				Effects: []sdk.Effect{{Command: tc.effect.Command, Key: tc.effect.Key, Args: []string{tc.effect.Args[0], "0"}}}}
@@ -93,7 +93,7 @@ func TestClusterReviewRedoWaitsForWritesItFindsDone(t *testing.T) {
 
 			// Host B's client knows the slots before the replica stops (a
 			// stopped node in the seeds would stall loading them).
-			hostB := New(cl.Client(), testDL, 0)
+			hostB := New(cl.Client(), testDL)
 			hostB.WaitReplicas, hostB.WaitTimeout = 1, 300*time.Millisecond
 			if _, err := hostB.cluster.cc.MasterForKey(ctx, tc.effect.Key); err != nil {
 				t.Fatal(err)
@@ -258,7 +258,7 @@ func TestClusterReviewACLCheckPerKey(t *testing.T) {
 		Effects: []sdk.Effect{{Command: "HINCRBY", Key: denied, Args: []string{"n", "1"}}}}
 	b := Batch{Writes: []Write{p, q}}
 	createOrders(t, ctx, admin, nil, b)
-	a := New(user, testDL, 0)
+	a := New(user, testDL)
 	a.WaitReplicas, a.WaitTimeout = 1, 2*time.Second
 
 	_, err := a.Apply(ctx, b)
@@ -304,13 +304,13 @@ func TestClusterReviewRedoWithChangedEffects(t *testing.T) {
 	redo.Effects = []sdk.Effect{{Command: "HINCRBY", Key: k2, Args: []string{"orders", "1"}}}
 	createOrders(t, ctx, cc, nil, Batch{Writes: []Write{first}})
 
-	a := New(cc, testDL, 0)
+	a := New(cc, testDL)
 	a.WaitReplicas, a.WaitTimeout = 1, 2*time.Second
 	a.cluster.crashAt = "dead" // after the write, before the markers
 	if _, err := a.Apply(ctx, Batch{Writes: []Write{first}}); err == nil {
 		t.Fatal("Apply with a crash succeeded")
 	}
-	b := New(cc, testDL, 0) // the restarted host, its plugin now answers k2
+	b := New(cc, testDL) // the restarted host, its plugin now answers k2
 	b.WaitReplicas, b.WaitTimeout = 1, 2*time.Second
 	res, err := b.Apply(ctx, Batch{Writes: []Write{redo}})
 	if err != nil {
@@ -388,7 +388,7 @@ func TestClusterReviewClockSkewsAddUp(t *testing.T) {
 	hook := &stallHook{reached: make(chan struct{}), release: make(chan struct{})}
 	bc := cl.Client()
 	bc.OnNewNode(func(n *redis.Client) { n.AddHook(hook) })
-	hostB := New(bc, testDL, 0)
+	hostB := New(bc, testDL)
 	hook.sha = hostB.cluster.script.Hash()
 	hostB.WaitReplicas, hostB.WaitTimeout = 1, 2*time.Second
 	hostB.now = func() time.Time { return time.Now().Add(skew) }
@@ -409,7 +409,7 @@ func TestClusterReviewClockSkewsAddUp(t *testing.T) {
 	}
 
 	// Host A, on time, applies and marks the pair.
-	hostA := New(cc, testDL, 0)
+	hostA := New(cc, testDL)
 	hostA.WaitReplicas, hostA.WaitTimeout = 1, 2*time.Second
 	if res, err := hostA.Apply(ctx, b); err != nil || res.Statuses[0] != Applied {
 		t.Fatalf("host A: %v %v", res, err)
@@ -417,7 +417,7 @@ func TestClusterReviewClockSkewsAddUp(t *testing.T) {
 	// Host C, 4 s ahead of host A, sweeps once the marker looks
 	// RecordKeep old to it.
 	time.Sleep(RecordKeep - skew + 200*time.Millisecond)
-	hostC := New(cc, testDL, 0)
+	hostC := New(cc, testDL)
 	hostC.now = func() time.Time { return time.Now().Add(skew) }
 	deleted, _, err := hostC.SweepRecords(ctx)
 	if err != nil {
@@ -460,7 +460,7 @@ func TestClusterReviewOrderLostBeforeMarkCountsOnce(t *testing.T) {
 	hook := &stallHook{reached: make(chan struct{}), release: make(chan struct{})}
 	hc := cl.Client()
 	hc.OnNewNode(func(n *redis.Client) { n.AddHook(hook) })
-	a := New(hc, testDL, 0)
+	a := New(hc, testDL)
 	hook.sha = a.cluster.mark.Hash()
 	a.WaitReplicas, a.WaitTimeout = 1, 2*time.Second
 	var offset time.Duration
@@ -523,7 +523,7 @@ func TestClusterVanishedOrderLeavesNoHash(t *testing.T) {
 	cc := cl.Client()
 	w := Write{OrderKey: "gone:order:o1", Marker: keyspace.DoneField("p"), Plugin: "p", OrderID: "o1", Channel: "c",
 		Effects: []sdk.Effect{{Command: "HINCRBY", Key: "gone:counts", Args: []string{"n", "1"}}}}
-	a := New(cc, testDL, 0)
+	a := New(cc, testDL)
 	res, err := a.Apply(ctx, Batch{Writes: []Write{w}}) // the order hash was never there, or deleted
 	if err != nil || res.Statuses[0] != Vanished || len(res.DeadLetters) != 1 {
 		t.Fatalf("Apply = %v %v %v, want Vanished with one dead letter", res.Statuses, res.DeadLetters, err)
@@ -563,7 +563,7 @@ func TestClusterTwoAnswersAtOnceLandOnce(t *testing.T) {
 	hook := &stallHook{reached: make(chan struct{}), release: make(chan struct{})}
 	hc := cl.Client()
 	hc.OnNewNode(func(n *redis.Client) { n.AddHook(hook) })
-	hosts := []*Applier{New(hc, testDL, 0), New(cl.Client(), testDL, 0)}
+	hosts := []*Applier{New(hc, testDL), New(cl.Client(), testDL)}
 	hook.sha = hosts[0].cluster.script.Hash()
 	results := make([]Result, 2)
 	done := make(chan error, 1)
@@ -658,7 +658,7 @@ func TestClusterReviewCheckReadDeniedByACL(t *testing.T) {
 	}
 	createOrders(t, ctx, admin, nil, b)
 
-	a := New(user, testDL, 0)
+	a := New(user, testDL)
 	a.WaitReplicas, a.WaitTimeout = 1, 2*time.Second
 	_, err := a.Apply(ctx, b)
 	if err == nil || !strings.Contains(err.Error(), "NOPERM cannot read "+count) {
@@ -715,7 +715,7 @@ func TestClusterReviewFloatCheckAgreesWithRedis(t *testing.T) {
 		Effects: []sdk.Effect{{Command: "HINCRBY", Key: ints, Args: []string{"n", "7"}}}}
 	b := Batch{Writes: []Write{p, q}}
 	createOrders(t, ctx, cc, nil, b)
-	a := New(cc, testDL, 0)
+	a := New(cc, testDL)
 	a.WaitReplicas, a.WaitTimeout = 1, 2*time.Second
 	var res Result
 	var err error
@@ -765,7 +765,7 @@ func TestClusterReviewDeadLetterWaitedBeforeDeadMarker(t *testing.T) {
 		Effects: []sdk.Effect{{Command: "HINCRBY", Key: bad, Args: []string{"n", "1"}}}}
 	b := Batch{Writes: []Write{w}}
 	createOrders(t, ctx, cc, nil, b)
-	a := New(cl.Client(), testDL, 0)
+	a := New(cl.Client(), testDL)
 	a.WaitReplicas, a.WaitTimeout = 1, 300*time.Millisecond
 	if _, err := a.cluster.cc.MasterForKey(ctx, testDL); err != nil {
 		t.Fatal(err)
@@ -804,7 +804,7 @@ func TestClusterReviewDeadLetterStreamOfAnotherType(t *testing.T) {
 	w := Write{OrderKey: "own:order:o1", Marker: keyspace.DoneField("inv"), Plugin: "inv", OrderID: "o1", Channel: "c",
 		Effects: []sdk.Effect{{Command: "HINCRBY", Key: "own:bad", Args: []string{"n", "1"}}}}
 	createOrders(t, ctx, cc, nil, Batch{Writes: []Write{w}})
-	a := New(cc, dl, 0)
+	a := New(cc, dl)
 	a.WaitReplicas, a.WaitTimeout = 1, 2*time.Second
 	_, err := a.Apply(ctx, Batch{Writes: []Write{w}})
 	var own *OwnKeyError
@@ -846,7 +846,7 @@ func TestClusterReviewVanishedAfterLandingSaysSo(t *testing.T) {
 		Effects: []sdk.Effect{{Command: "SADD", Key: k1, Args: []string{"o1"}}, {Command: "HINCRBY", Key: k2, Args: []string{"n", "1"}}}}
 	b := Batch{Writes: []Write{w}}
 	createOrders(t, ctx, cc, nil, b)
-	a := New(cc, testDL, 0)
+	a := New(cc, testDL)
 	a.WaitReplicas, a.WaitTimeout = 1, 2*time.Second
 	a.cluster.crashAt = "dead"
 	if _, err := a.Apply(ctx, b); err == nil {

@@ -35,14 +35,14 @@ func TestCluster(t *testing.T) {
 	single := redistest.Start(t).Client()
 	ctx := t.Context()
 	newApplier := func() *Applier {
-		a := New(cl.Client(), testDL, 0)
+		a := New(cl.Client(), testDL)
 		a.WaitReplicas, a.WaitTimeout = 1, 2*time.Second
 		if a.cluster == nil {
 			t.Fatal("New on a ClusterClient did not pick the cluster path")
 		}
 		return a
 	}
-	ref := New(single, testDL, 0)
+	ref := New(single, testDL)
 
 	t.Run("equals single node, and a second apply changes nothing", func(t *testing.T) {
 		a := newApplier()

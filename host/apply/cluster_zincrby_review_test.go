@@ -33,7 +33,7 @@ func TestClusterZIncrBySumPastFloat64IsRefused(t *testing.T) {
 				{Command: "ZINCRBY", Key: "zr:rank", Args: []string{e308, "m"}},
 			}})
 	}
-	a := New(cc, testDL, 0)
+	a := New(cc, testDL)
 	res, err := a.Apply(ctx, Batch{Writes: writes})
 	if err != nil {
 		t.Fatalf("Apply: %v", err)

@@ -31,7 +31,7 @@ func TestApplyCoalescedEqualsOneByOne(t *testing.T) {
 	coalesced := srv.Client()
 	oneByOne := redis.NewClient(&redis.Options{Addr: srv.Addr, DB: 1})
 	defer oneByOne.Close()
-	a := apply.New(coalesced, dlStream, 0)
+	a := apply.New(coalesced, dlStream)
 	rng := rand.New(rand.NewPCG(7, 11))
 	for round := range 30 {
 		var writes []apply.Write

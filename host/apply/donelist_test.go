@@ -72,7 +72,7 @@ func TestApplyDoneListForms(t *testing.T) {
 				}
 				rdb := redis.NewClient(&redis.Options{Addr: admin.Options().Addr, Username: "eh", Password: "pw"})
 				t.Cleanup(func() { rdb.Close() })
-				a = apply.New(rdb, dlStream, 0)
+				a = apply.New(rdb, dlStream)
 			}
 			for _, id := range []string{"1", "2"} {
 				createOrder(t, ctx, admin, id)
@@ -81,7 +81,7 @@ func TestApplyDoneListForms(t *testing.T) {
 			if tc.loadBefore {
 				h = seen(t, ctx, admin, "1", "2")
 			}
-			if _, err := apply.New(admin, dlStream, 0).Apply(ctx, apply.Batch{Writes: []apply.Write{write("1", "a", eff("SADD", "by-a", "1"))}}); err != nil {
+			if _, err := apply.New(admin, dlStream).Apply(ctx, apply.Batch{Writes: []apply.Write{write("1", "a", eff("SADD", "by-a", "1"))}}); err != nil {
 				t.Fatal(err)
 			}
 			if !tc.loadBefore {

@@ -47,7 +47,7 @@ func tutorialBatch(perBatch int) ([]Write, []int) {
 func BenchmarkPlanAndEncode(b *testing.B) {
 	const perBatch = 512
 	writes, live := tutorialBatch(perBatch)
-	a := New(nil, "eventhost:deadletter", 0)
+	a := New(nil, "eventhost:deadletter")
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -68,7 +68,7 @@ func BenchmarkPlanAndEncode(b *testing.B) {
 func BenchmarkClusterPlanAndEncode(b *testing.B) {
 	const perBatch = 512
 	writes, live := tutorialBatch(perBatch)
-	a := New(nil, "eventhost:deadletter", 0)
+	a := New(nil, "eventhost:deadletter")
 	c := &clusterApply{tags: slotTags()}
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -38,7 +38,7 @@ func TestReviewPlanReuseAcrossShapes(t *testing.T) {
 	coalesced := srv.Client()
 	oneByOne := redis.NewClient(&redis.Options{Addr: srv.Addr, DB: 1})
 	defer oneByOne.Close()
-	a := apply.New(coalesced, dlStream, 0)
+	a := apply.New(coalesced, dlStream)
 	// No collection between batches: one would empty the Applier's pool
 	// of plans (a sync.Pool), and each batch would get a new plan.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))

@@ -52,7 +52,7 @@ func wantCountedOnce(t *testing.T, ctx context.Context, rdb *redis.Client, ids .
 // finds nothing.
 func TestLeanCheckRingSetOfARunSinceDeleted(t *testing.T) {
 	ctx, rdb, hostA := setup(t, 0)
-	hostB := apply.New(rdb, dlStream, 0)
+	hostB := apply.New(rdb, dlStream)
 	for _, id := range []string{"0", "1"} {
 		createOrder(t, ctx, rdb, id)
 	}
@@ -95,7 +95,7 @@ func TestLeanCheckAppliesDeletedAfterALoadThatSawNone(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ctx, rdb, hostA := setup(t, 0)
-			hostB := apply.New(rdb, dlStream, 0)
+			hostB := apply.New(rdb, dlStream)
 			for _, id := range []string{"1", "2"} {
 				createOrder(t, ctx, rdb, id)
 			}
@@ -126,7 +126,7 @@ func TestLeanCheckWithoutExists(t *testing.T) {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: admin.Options().Addr, Username: "eh", Password: "pw"})
 	t.Cleanup(func() { rdb.Close() })
-	a := apply.New(rdb, dlStream, 0)
+	a := apply.New(rdb, dlStream)
 	createOrder(t, ctx, admin, "1")
 	createOrder(t, ctx, admin, "2")
 	res, err := a.Apply(ctx, apply.Batch{Writes: counted(seen(t, ctx, admin, "1", "2"), "1", "2")})
@@ -186,7 +186,7 @@ func TestLeanCheckWindowEdge(t *testing.T) {
 		t.Run(strconv.Itoa(tc.others), func(t *testing.T) {
 			t.Parallel()
 			ctx, rdb, hostA := setup(t, 0)
-			hostB := apply.New(rdb, dlStream, 0)
+			hostB := apply.New(rdb, dlStream)
 			for _, id := range []string{"w", "x", "y"} {
 				createOrder(t, ctx, rdb, id)
 			}
@@ -217,7 +217,7 @@ func TestLeanCheckWindowEdge(t *testing.T) {
 // horizon's run still has its token.
 func TestLeanCheckReplicaMissingTheLastRuns(t *testing.T) {
 	ctx, rdb, hostA := setup(t, 0)
-	hostB := apply.New(rdb, dlStream, 0)
+	hostB := apply.New(rdb, dlStream)
 	for _, id := range []string{"0", "1", "2"} {
 		createOrder(t, ctx, rdb, id)
 	}
@@ -271,7 +271,7 @@ func TestLeanCheckAfterFlush(t *testing.T) {
 		t.Run(strconv.Itoa(runs), func(t *testing.T) {
 			t.Parallel()
 			ctx, rdb, hostA := setup(t, 0)
-			hostB := apply.New(rdb, dlStream, 0)
+			hostB := apply.New(rdb, dlStream)
 			createOrder(t, ctx, rdb, "0")
 			applyTimes(t, ctx, hostB, apply.Batch{Writes: counted(orders.Horizon{}, "0")})
 			createOrder(t, ctx, rdb, "1")
@@ -372,7 +372,7 @@ func TestLeanCheckUnnumberedMarksAfterTheLoad(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, rdb, hostA := setup(t, 0)
-			hostB := apply.New(rdb, dlStream, 0)
+			hostB := apply.New(rdb, dlStream)
 			for _, id := range []string{"0", "1", "2"} {
 				createOrder(t, ctx, rdb, id)
 			}
@@ -430,7 +430,7 @@ func TestLeanCheckUnnumberedMarksAfterTheLoad(t *testing.T) {
 // edge are found done, and only they are read.
 func TestLeanCheckAcrossChunks(t *testing.T) {
 	ctx, rdb, hostA := setup(t, 0)
-	hostB := apply.New(rdb, dlStream, 0)
+	hostB := apply.New(rdb, dlStream)
 	const n = 2500
 	ids := make([]string, n)
 	pipe := rdb.Pipeline()

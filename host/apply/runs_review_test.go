@@ -135,7 +135,7 @@ func TestApplyRunShapes(t *testing.T) {
 			coalesced := srv.Client()
 			oneByOne := redis.NewClient(&redis.Options{Addr: srv.Addr, DB: 1})
 			defer oneByOne.Close()
-			a := apply.New(coalesced, dlStream, 0)
+			a := apply.New(coalesced, dlStream)
 			if tt.maxArgs > 0 {
 				a.MaxArgs = tt.maxArgs
 			}
@@ -212,7 +212,7 @@ func TestApplyRunsDeniedCommandAfterOtherRuns(t *testing.T) {
 			opt.Username, opt.Password = "eh", "pw"
 			rdb := redis.NewClient(&opt)
 			defer rdb.Close()
-			a := apply.New(rdb, dlStream, 0)
+			a := apply.New(rdb, dlStream)
 			var writes []apply.Write
 			for o := range 3 {
 				id := "a" + strconv.Itoa(o)

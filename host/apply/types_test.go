@@ -40,7 +40,7 @@ func TestApplyChecksSetTypesInBulk(t *testing.T) {
 			}
 			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: "eh", Password: "pw"})
 			t.Cleanup(func() { rdb.Close() })
-			a := apply.New(rdb, dlStream, 0)
+			a := apply.New(rdb, dlStream)
 
 			// A clean batch: 20 orders, each with a set of its own, two
 			// shared sets, a sorted set each and one hash.

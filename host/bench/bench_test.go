@@ -747,7 +747,7 @@ func (r *inProcess) start(b *testing.B, addr string) {
 	m := metrics.New()
 	logger := hclog.NewNullLogger()
 	loader := orders.NewLoader(r.rdb, orderPrefix)
-	pipe := pipeline.New(loader, dispatch.New(targets, loader.Key), apply.New(r.rdb, "eventhost:deadletter", 0), m, logger)
+	pipe := pipeline.New(loader, dispatch.New(targets, loader.Key), apply.New(r.rdb, "eventhost:deadletter"), m, logger)
 	pipe.MaxOrders, pipe.MaxWait = maxOrders, batchWait()
 	src := source.NewPubSub(r.rdb, []string{channel}, logger, m)
 	subscribed := make(chan struct{})

@@ -211,7 +211,7 @@ func TestClusterChaos(t *testing.T) {
 	// The bound: entries outlive their pair's marker by recordKeep; what a
 	// killed host could not delete, a sweep does.
 	time.Sleep(apply.RecordKeep)
-	deleted, left, err := apply.New(cc, "eventhost:deadletter", 0).SweepRecords(ctx)
+	deleted, left, err := apply.New(cc, "eventhost:deadletter").SweepRecords(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

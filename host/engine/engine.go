@@ -88,7 +88,8 @@ func Start(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, l
 
 	e.Loader = orders.NewLoader(rdb, cfg.OrderKeyPrefix)
 	e.Loader.Limits = cfg.Limits
-	e.Applier = apply.New(rdb, cfg.DeadLetter.Stream, cfg.DeadLetter.MaxLen)
+	e.Applier = apply.New(rdb, cfg.DeadLetter.Stream)
+	e.Applier.DeadLetterMaxLen = cfg.DeadLetter.MaxLen
 	if c := cfg.Redis.Cluster; c != nil {
 		e.Applier.WaitReplicas, e.Applier.WaitTimeout = c.WaitReplicas, c.WaitTimeout
 	}
