@@ -133,7 +133,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	switch d.cfg.Source.Kind {
 	case "stream":
 		eng.Applier.AckGroup = d.cfg.Source.Stream.Group
-		src := source.NewStream(rdb, *d.cfg.Source.Stream, d.cfg.Batch.MaxOrders, d.logger.Named("source"), d.metrics)
+		src := source.NewStream(rdb, *d.cfg.Source.Stream, d.logger.Named("source"), d.metrics)
+		src.Count = d.cfg.Batch.MaxOrders
 		// The group's pending entries are the record of unfinished work:
 		// no catch-up scan is needed.
 		src.OnReady = func() { d.subscribed(d.ready.Swap(true)) }

@@ -35,9 +35,11 @@ const StreamIDField = config.StreamIDField
 type Stream struct {
 	rdb     redis.UniversalClient
 	cfg     config.Stream
-	count   int64
 	logger  hclog.Logger
 	metrics *metrics.Metrics
+	// Count is how many entries one read takes at most (default 512, a
+	// batch: batch.max_orders). Set it, like the other fields, before Run.
+	Count int
 	// OnReady, when set, is called once the group exists on every key and
 	// the entries this consumer had pending are handed on.
 	OnReady func()
@@ -62,17 +64,20 @@ type streamKey struct {
 	pending, lag atomic.Int64
 }
 
-// NewStream returns a stream source reading up to count entries at a time.
-func NewStream(rdb redis.UniversalClient, cfg config.Stream, count int, logger hclog.Logger, m *metrics.Metrics) *Stream {
+// NewStream returns a stream source for cfg.
+func NewStream(rdb redis.UniversalClient, cfg config.Stream, logger hclog.Logger, m *metrics.Metrics) *Stream {
 	// A read blocks at most a third of claim_idle, so that renewing this
 	// consumer's leases is never late.
 	block := min(500*time.Millisecond, max(cfg.ClaimIdle/3, 10*time.Millisecond))
-	s := &Stream{rdb: rdb, cfg: cfg, count: int64(count), logger: logger, metrics: m, Block: block}
+	s := &Stream{rdb: rdb, cfg: cfg, Count: 512, logger: logger, metrics: m, Block: block}
 	for _, k := range cfg.Keys() {
 		s.keys = append(s.keys, &streamKey{key: k, handedOn: map[string]struct{}{}})
 	}
 	return s
 }
+
+// count is Count, at least 1.
+func (s *Stream) count() int { return max(s.Count, 1) }
 
 // Run hands entries to out until ctx ends. Redis failures are retried with
 // backoff, forever.
@@ -116,7 +121,7 @@ func (s *Stream) read(ctx context.Context, out *intake.Queue, keys []*streamKey,
 	allReady, regroup := false, false
 	// Keep the pipeline's backlog short: unread entries wait in the stream,
 	// where any host of the group can take them.
-	highWater := max(4*int(s.count), 64)
+	highWater := max(4*s.count(), 64)
 	var nextChores time.Time
 	for ctx.Err() == nil {
 		err := func() error {
@@ -233,7 +238,7 @@ func (s *Stream) readOwnPending(ctx context.Context, out *intake.Queue, k *strea
 	start := "0"
 	for {
 		res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-			Group: s.cfg.Group, Consumer: s.cfg.Consumer, Streams: []string{k.key, start}, Count: s.count,
+			Group: s.cfg.Group, Consumer: s.cfg.Consumer, Streams: []string{k.key, start}, Count: int64(s.count()),
 		}).Result()
 		if err != nil && err != redis.Nil {
 			return fmt.Errorf("read own pending entries of %s: %w", k.key, err)
@@ -260,7 +265,7 @@ func (s *Stream) readNew(ctx context.Context, out *intake.Queue, keys []*streamK
 	}
 	res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
 		Group: s.cfg.Group, Consumer: s.cfg.Consumer, Streams: streams,
-		Count: s.count, Block: s.Block,
+		Count: int64(s.count()), Block: s.Block,
 	}).Result()
 	if err == redis.Nil || (err != nil && ctx.Err() != nil) {
 		return nil
@@ -387,7 +392,7 @@ func (s *Stream) claim(ctx context.Context, out *intake.Queue, k *streamKey) err
 	for {
 		msgs, next, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
 			Stream: k.key, Group: s.cfg.Group, Consumer: s.cfg.Consumer,
-			MinIdle: s.cfg.ClaimIdle, Start: start, Count: s.count,
+			MinIdle: s.cfg.ClaimIdle, Start: start, Count: int64(s.count()),
 		}).Result()
 		if err != nil {
 			return fmt.Errorf("claim idle entries of %s: %w", k.key, err)

@@ -46,7 +46,8 @@ func runStream(t *testing.T, rdb redis.UniversalClient, cfg config.Stream, out *
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	m = metrics.New()
-	src := source.NewStream(rdb, cfg, 50, hclog.NewNullLogger(), m)
+	src := source.NewStream(rdb, cfg, hclog.NewNullLogger(), m)
+	src.Count = 50
 	ready := make(chan struct{})
 	src.OnReady = func() { close(ready) } // a second call would panic
 	done := make(chan error, 1)
