@@ -80,7 +80,10 @@ for s = 1, nsets do
   local names, pairs, plugins = {}, {}, {}
   for k = 1, n do
     names[k] = ARGV[i]
-    plugins[k] = ' ' .. ARGV[i + 1] .. ' '
+    -- A name with a space, or none, is never in a list (keyspace.DoneList):
+    -- searched for, " x y " would be found in a list naming x and y.
+    local name = ARGV[i + 1]
+    plugins[k] = name ~= '' and not string.find(name, ' ', 1, true) and (' ' .. name .. ' ')
     pairs[2 * k - 1] = ARGV[i]
     pairs[2 * k] = now
     i = i + 2
@@ -91,7 +94,7 @@ end
 -- lists(v, plugins, k): list v (from an order hash) names plugin k. The
 -- time comes first, with no space before it: it never matches a name.
 local function lists(v, plugins, k)
-  return v and string.find(v .. ' ', plugins[k], 1, true) ~= nil
+  return v and plugins[k] and string.find(v .. ' ', plugins[k], 1, true) ~= nil
 end
 
 -- 2. Orders: the hash still exists and no marker is set yet.

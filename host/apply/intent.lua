@@ -29,8 +29,12 @@ local out = { present and '1' or '0' }
 for p = 0, n - 1 do
   local done, first, digest = v[3 + 2 * p], v[4 + 2 * p], ARGV[4 + 3 * p]
   local marker = ARGV[2 + 3 * p]
-  if not done and list and string.sub(marker, 1, 15) == 'eventhost:done:' then
-    done = string.find(list, ' ' .. string.sub(marker, 16) .. ' ', 1, true)
+  local name = string.sub(marker, 16)
+  -- A name with a space, or none, is never in a list (keyspace.DoneList):
+  -- searched for, " x y " would be found in a list naming x and y.
+  if not done and list and string.sub(marker, 1, 15) == 'eventhost:done:'
+      and name ~= '' and not string.find(name, ' ', 1, true) then
+    done = string.find(list, ' ' .. name .. ' ', 1, true)
   end
   if done then
     out[#out + 1] = 'done'

@@ -17,7 +17,9 @@ local function arg(j, n) return ARGV[6 + 5 * (j - 1) + n] end
 local done, named = {}, {}
 for j = 1, nw do
   done[j] = arg(j, 0)
-  named[j] = ' ' .. arg(j, 4) .. ' '
+  -- A name with a space is never in a list (keyspace.DoneList): searched
+  -- for, " x y " would be found in a list naming x and y.
+  named[j] = not string.find(arg(j, 4), ' ', 1, true) and (' ' .. arg(j, 4) .. ' ')
 end
 local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
 local keys = page[2]
@@ -43,7 +45,7 @@ for i = 1, #keys do
     -- The list starts with the time, with no space before it: never a name.
     list = list and (list .. ' ')
     for j = 1, nw do
-      if not (list and string.find(list, named[j], 1, true)) then
+      if not (list and named[j] and string.find(list, named[j], 1, true)) then
         v = v or call('HMGET', k, unpack(done))
         if refused(v, k) then return refused(v, k) end
         if not v[j] then
