@@ -34,14 +34,14 @@ const DonePrefix = MarkerPrefix + "done:"
 // DoneField is the marker field for plugin.
 func DoneField(plugin string) string { return DonePrefix + plugin }
 
-// DoneListField is the one field that records that several plugins'
-// effects for an order have been applied, when one script applied them
-// together: its value is the apply time in unix milliseconds, then the
-// plugins' names, each after one space ("1764460800123 sales-histogram
-// events-summary"). One field costs Redis a third of what three cost to
-// write, and keeps the order hash smaller. A plugin is done for an order
-// when its DoneField is set or the list names it: a list is written once,
-// and a plugin done later gets its own DoneField.
+// DoneListField is the one field that records that the plugins one script
+// applied for an order (one or more) are done: its value is the apply time
+// in unix milliseconds, then the plugins' names, each after one space
+// ("1764460800123 sales-histogram events-summary"). One field costs Redis
+// less to write than a field each, and keeps the order hash smaller. A
+// plugin is done for an order when its DoneField is set or the list names
+// it: a list is written once, and a plugin done later gets its own
+// DoneField. A name with a space is never in a list (DoneList).
 const DoneListField = MarkerPrefix + "done"
 
 // DoneListMax is the longest list DoneList makes: Redis keeps a small hash
