@@ -1,8 +1,9 @@
 // Package keyspace names what eventhost itself keeps in Redis: the marker
 // fields in an order's hash, the plugin registry, the count and ring of
 // applies, and a cluster's idempotency records. It holds names, and the
-// format of the one marker whose value means something (DoneList), so that one file says what lives under MarkerPrefix and no two
-// packages can pick the same name for different things.
+// format of the one marker whose value means something (DoneList), so that
+// one file says what lives under MarkerPrefix and no two packages can pick
+// the same name for different things.
 //
 // The rule: every key or field name eventhost writes lives here, and other
 // packages build names only from these. Names that configuration chooses
