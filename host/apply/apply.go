@@ -566,7 +566,8 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 		args.int(len(names))
 		for i := range names {
 			args.str(&names[i])
-			args.str(&plugins[i])
+			needle := keyspace.DoneListNeedle(plugins[i])
+			args.str(&needle)
 		}
 	}
 	appendOrders(args, p)

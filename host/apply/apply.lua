@@ -15,11 +15,12 @@
 --   applies_idx, ring, lean_runs, since, since_token, token
 --                                            KEYS[applies_idx] numbers the applies;
 --                                            the ring's sets are named after it (see 2.)
---   #marker_sets, (list, #names, (name, plugin)*)*
+--   #marker_sets, (list, #names, (name, needle)*)*
 --                                            done markers, shared by orders: the
---                                            plugins' fields and names, and the
---                                            value of the one field that names
---                                            them all ('' when they need a
+--                                            plugins' fields, what a list naming
+--                                            each holds (keyspace.DoneListNeedle),
+--                                            and the value of the one field that
+--                                            names them all ('' when they need a
 --                                            field each; keyspace.DoneList)
 --   #orders, first_key_idx, #runs, (count, set_idx)*
 --                                            the order hashes are KEYS[first_key_idx]
@@ -80,10 +81,7 @@ for s = 1, nsets do
   local names, pairs, plugins = {}, {}, {}
   for k = 1, n do
     names[k] = ARGV[i]
-    -- A name with a space, or none, is never in a list (keyspace.DoneList):
-    -- searched for, " x y " would be found in a list naming x and y.
-    local name = ARGV[i + 1]
-    plugins[k] = name ~= '' and not string.find(name, ' ', 1, true) and (' ' .. name .. ' ')
+    plugins[k] = ARGV[i + 1] ~= '' and ARGV[i + 1] -- false: no list names it
     pairs[2 * k - 1] = ARGV[i]
     pairs[2 * k] = now
     i = i + 2
@@ -92,7 +90,7 @@ for s = 1, nsets do
   set_lists[s] = list ~= '' and list
 end
 -- lists(v, plugins, k): list v (from an order hash) names plugin k. The
--- time comes first, with no space before it: it never matches a name.
+-- time comes first, with no space before it: it never matches a needle.
 local function lists(v, plugins, k)
   return v and plugins[k] and string.find(v .. ' ', plugins[k], 1, true) ~= nil
 end

@@ -203,6 +203,10 @@ func intentField(marker string) string {
 	return keyspace.IntentField(strings.TrimPrefix(marker, keyspace.DonePrefix))
 }
 
+// listNeedle is what intent.lua looks for in an order's list of done
+// plugins to tell that the pair whose done marker is marker is done.
+func listNeedle(marker string) string { return keyspace.DoneListNeedle(donePlugin(marker)) }
+
 // intentDigest is a digest of a pair's answer: the same effects in the same
 // order give the same digest on every host.
 func intentDigest(effects []sdk.Effect) string {
@@ -370,7 +374,7 @@ func (r *clusterRun) readMarkersOnce(ctx context.Context, live []int, res *Resul
 		argv := []any{len(o.writes)}
 		for _, w := range o.writes {
 			wr := r.writes[w]
-			argv = append(argv, wr.Marker, intentField(wr.Marker), intentDigest(wr.Effects))
+			argv = append(argv, wr.Marker, intentField(wr.Marker), intentDigest(wr.Effects), listNeedle(wr.Marker))
 		}
 		o.cmd = r.c.intent.EvalSha(ctx, pipe, []string{o.key}, argv...)
 	}

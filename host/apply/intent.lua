@@ -6,17 +6,18 @@
 -- writes anything, instead of landing a second answer in other hash slots.
 -- It calls only HMGET and HSETNX, which the host's ACL allows.
 -- A pair is also done when the order's list of done plugins
--- (keyspace.DoneListField, written by a host on one Redis) names its
--- plugin: the marker with its prefix, eventhost:done:, taken off.
--- KEYS[1] is the order hash; ARGV: #pairs, (marker, intent_field, digest)*.
+-- (keyspace.DoneListField, written by a host on one Redis) holds its
+-- needle (keyspace.DoneListNeedle; "" when no list names the plugin).
+-- KEYS[1] is the order hash; ARGV: #pairs, (marker, intent_field, digest,
+-- needle)*.
 -- Returns { '1' when the order hash holds the order (its ts), else '0', then
 -- per pair: 'done' (marker set), 'gone' (no order, nothing stored), 'ok'
 -- (the intent is this digest), or the other digest stored first }.
 local n = tonumber(ARGV[1])
 local fields = { 'ts', 'eventhost:done' }
 for p = 0, n - 1 do
-  fields[#fields + 1] = ARGV[2 + 3 * p]
-  fields[#fields + 1] = ARGV[3 + 3 * p]
+  fields[#fields + 1] = ARGV[2 + 4 * p]
+  fields[#fields + 1] = ARGV[3 + 4 * p]
 end
 local v = redis.pcall('HMGET', KEYS[1], unpack(fields))
 if v.err then
@@ -27,21 +28,17 @@ local present = v[1] ~= false
 local list = v[2] and (v[2] .. ' ')
 local out = { present and '1' or '0' }
 for p = 0, n - 1 do
-  local done, first, digest = v[3 + 2 * p], v[4 + 2 * p], ARGV[4 + 3 * p]
-  local marker = ARGV[2 + 3 * p]
-  local name = string.sub(marker, 16)
-  -- A name with a space, or none, is never in a list (keyspace.DoneList):
-  -- searched for, " x y " would be found in a list naming x and y.
-  if not done and list and string.sub(marker, 1, 15) == 'eventhost:done:'
-      and name ~= '' and not string.find(name, ' ', 1, true) then
-    done = string.find(list, ' ' .. name .. ' ', 1, true)
+  local done, first, digest = v[3 + 2 * p], v[4 + 2 * p], ARGV[4 + 4 * p]
+  local needle = ARGV[5 + 4 * p]
+  if not done and list and needle ~= '' then
+    done = string.find(list, needle, 1, true)
   end
   if done then
     out[#out + 1] = 'done'
   elseif not present then
     out[#out + 1] = 'gone'
   elseif not first then
-    redis.call('HSETNX', KEYS[1], ARGV[3 + 3 * p], digest)
+    redis.call('HSETNX', KEYS[1], ARGV[3 + 4 * p], digest)
     out[#out + 1] = 'ok'
   elseif first == digest then
     out[#out + 1] = 'ok'

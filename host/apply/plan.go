@@ -493,17 +493,22 @@ func (p *plan) set(s int) []string {
 	return p.setNames[sp.from:sp.to:sp.to]
 }
 
-// setPlugins returns the plugins whose done markers names are: "" for a
-// name that is not a done marker, which keeps its set from having a list
-// (keyspace.DoneList).
+// setPlugins returns the plugins whose done markers names are (donePlugin).
 func (p *plan) setPlugins(names []string) []string {
 	plugins := make([]string, len(names))
 	for i, n := range names {
-		if plugin, ok := strings.CutPrefix(n, keyspace.DonePrefix); ok {
-			plugins[i] = plugin
-		}
+		plugins[i] = donePlugin(n)
 	}
 	return plugins
+}
+
+// donePlugin returns the plugin whose done marker is marker: "" for a
+// field that is not a done marker, which no list names (keyspace.DoneList).
+func donePlugin(marker string) string {
+	if plugin, ok := strings.CutPrefix(marker, keyspace.DonePrefix); ok {
+		return plugin
+	}
+	return ""
 }
 
 func (p *plan) sameMarkers(names []string, ws []int) bool {

@@ -103,7 +103,7 @@ func (s *Scanner) Scan(ctx context.Context, wants []Want, fn func([]Unfinished) 
 		if w.History {
 			token = "*" // no marker holds it: history counts for nothing
 		}
-		args = append(args, keyspace.DoneField(w.Plugin), keyspace.DeadField(w.Plugin), keyspace.HistoryField(w.Plugin), token, w.Plugin)
+		args = append(args, keyspace.DoneField(w.Plugin), keyspace.DeadField(w.Plugin), keyspace.HistoryField(w.Plugin), token, keyspace.DoneListNeedle(w.Plugin))
 	}
 	// A cluster is walked master by master, each with its own cursor.
 	err := redisconn.ForEachMaster(ctx, s.rdb, func(ctx context.Context, node redis.UniversalClient) error {

@@ -3,7 +3,8 @@
 -- ARGV: cursor, match, count, length of the key prefix, #wants, then per
 --   want: done, dead, history
 --   field, history token ("" counts any history marker as history; "*"
---   counts none, for a backfill), plugin name. A plugin is also done when
+--   counts none, for a backfill), what a list naming the plugin holds
+--   (keyspace.DoneListNeedle; "" when none can). A plugin is also done when
 --   the order's list of done plugins (keyspace.DoneListField) names it.
 -- Returns { next cursor, keys seen, { id, flags }* }: flags
 -- has one character per want, "1" when that plugin has not finished the
@@ -17,9 +18,7 @@ local function arg(j, n) return ARGV[6 + 5 * (j - 1) + n] end
 local done, named = {}, {}
 for j = 1, nw do
   done[j] = arg(j, 0)
-  -- A name with a space is never in a list (keyspace.DoneList): searched
-  -- for, " x y " would be found in a list naming x and y.
-  named[j] = not string.find(arg(j, 4), ' ', 1, true) and (' ' .. arg(j, 4) .. ' ')
+  named[j] = arg(j, 4) ~= '' and arg(j, 4) -- false: no list names it
 end
 local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
 local keys = page[2]

@@ -91,6 +91,18 @@ func DoneListPlugins(list string) iter.Seq[string] {
 	}
 }
 
+// DoneListNeedle returns what a script looks for in a DoneListField value,
+// with a space appended, to tell whether the list names plugin: " plugin ",
+// or "" for a plugin no list names (DoneList refuses its name; searched for,
+// " x y " would be found in a list naming x and y). The scripts cannot
+// import Go: the host passes them this.
+func DoneListNeedle(plugin string) string {
+	if plugin == "" || strings.Contains(plugin, " ") {
+		return ""
+	}
+	return " " + plugin + " "
+}
+
 // Done reports whether an order hash's fields mark plugin done: its
 // DoneField, or a DoneListField that names it.
 func Done(fields map[string]string, plugin string) bool {

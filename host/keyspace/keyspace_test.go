@@ -132,6 +132,13 @@ func TestDoneListHolds(t *testing.T) {
 	if got := slices.Collect(keyspace.DoneListPlugins("1764460800123")); len(got) != 0 {
 		t.Errorf("DoneListPlugins of a time alone = %q, want none", got)
 	}
+	// What the scripts look for agrees with DoneListHolds.
+	for _, p := range []string{"sales-histogram", "events-summary", "sales", "events-summary ", "1764460800123", "", "sales-histogram events-summary"} {
+		needle := keyspace.DoneListNeedle(p)
+		if got := needle != "" && strings.Contains(list+" ", needle); got != keyspace.DoneListHolds(list, p) {
+			t.Errorf("DoneListNeedle(%q) = %q finds it in %q: %v, DoneListHolds says %v", p, needle, list, got, !got)
+		}
+	}
 	fields := map[string]string{keyspace.DoneListField: list, keyspace.DoneField("customer-invoices"): "1764460800123456"}
 	for p, want := range map[string]bool{"sales-histogram": true, "customer-invoices": true, "other": false} {
 		if got := keyspace.Done(fields, p); got != want {
