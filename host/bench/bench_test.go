@@ -476,10 +476,8 @@ func markedAt(f map[string]string) int64 {
 		d, _ := strconv.ParseInt(f[keyspace.DoneField(p)], 10, 64)
 		at = max(at, d)
 	}
-	if list, ok := f[keyspace.DoneListField]; ok {
-		ms, _, _ := strings.Cut(list, " ")
-		d, _ := strconv.ParseInt(ms, 10, 64)
-		at = max(at, d*1000)
+	if ms, ok := keyspace.DoneListTime(f[keyspace.DoneListField]); ok {
+		at = max(at, ms*1000)
 	}
 	return at
 }

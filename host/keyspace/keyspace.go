@@ -77,6 +77,14 @@ func DoneListHolds(list, plugin string) bool {
 	return false
 }
 
+// DoneListTime returns the apply time a DoneListField value holds, in unix
+// milliseconds, or false when its first word is not a number.
+func DoneListTime(list string) (int64, bool) {
+	ms, _, _ := strings.Cut(list, " ")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	return n, err == nil
+}
+
 // DoneListPlugins yields the plugins list, a DoneListField value, names.
 func DoneListPlugins(list string) iter.Seq[string] {
 	return func(yield func(string) bool) {

@@ -129,6 +129,12 @@ func TestDoneListHolds(t *testing.T) {
 	if got := slices.Collect(keyspace.DoneListPlugins(list)); !reflect.DeepEqual(got, []string{"sales-histogram", "events-summary"}) {
 		t.Errorf("DoneListPlugins = %q", got)
 	}
+	if ms, ok := keyspace.DoneListTime(list); ms != 1764460800123 || !ok {
+		t.Errorf("DoneListTime = %d, %v", ms, ok)
+	}
+	if _, ok := keyspace.DoneListTime("a b"); ok {
+		t.Errorf("DoneListTime of a list without a time: ok")
+	}
 	if got := slices.Collect(keyspace.DoneListPlugins("1764460800123")); len(got) != 0 {
 		t.Errorf("DoneListPlugins of a time alone = %q, want none", got)
 	}
