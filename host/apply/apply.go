@@ -8,23 +8,19 @@ package apply
 
 import (
 	"context"
-	"crypto/rand"
 	_ "embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/deadletter"
 	"github.com/eventhost/eventhost/host/keyspace"
-	"github.com/eventhost/eventhost/host/orders"
 	"github.com/eventhost/eventhost/sdk"
 )
 
@@ -50,11 +46,6 @@ type Write struct {
 	// Plugin, OrderID and Channel say whose write it is, for dead letters
 	// and metrics; they are not sent to Redis.
 	Plugin, OrderID, Channel string
-	// Seen is the last apply the order's load saw (orders.Loader reports
-	// it). When every write of a batch has the same one, the script reads
-	// only the markers of orders an apply since then marked; otherwise it
-	// reads every order's.
-	Seen orders.Horizon
 }
 
 // Batch is everything one batch leaves in Redis.
@@ -189,43 +180,6 @@ type Applier struct {
 	// scriptSHA and scriptSrc are apply.lua's digest and text, EVALSHA's
 	// and EVAL's arguments (boxed once: see run).
 	scriptSHA, scriptSrc any
-
-	// tokens names this applier's runs in keyspace.AppliesKey.
-	tokens tokenSource
-}
-
-// tokenSource makes the tokens apply runs leave in keyspace.AppliesKey: a
-// random prefix per applier and a count, so that no two runs anywhere
-// share one, and a run on a replica that lost it is told apart from
-// another run with the same number.
-type tokenSource struct {
-	prefix string
-	n      atomic.Uint64
-}
-
-func (t *tokenSource) init() {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail
-	t.prefix = hex.EncodeToString(b[:]) + "."
-}
-
-func (t *tokenSource) next() string {
-	return t.prefix + strconv.FormatUint(t.n.Add(1), 10)
-}
-
-// horizon is the last apply every planned write's load saw, and its
-// token; -1 and nil when they do not all know the same one.
-func horizon(writes []Write, planned []int) (int64, *string) {
-	if len(planned) == 0 || !writes[planned[0]].Seen.Known {
-		return -1, nil
-	}
-	h := &writes[planned[0]].Seen
-	for _, w := range planned[1:] {
-		if writes[w].Seen != *h {
-			return -1, nil
-		}
-	}
-	return h.Seq, &h.Token
 }
 
 // New returns an Applier writing dead letters to stream.
@@ -233,7 +187,6 @@ func New(rdb redis.UniversalClient, stream string) *Applier {
 	src := withChecks(applyLua)
 	a := &Applier{rdb: rdb, dlStream: stream, now: time.Now, MaxArgs: 200_000,
 		scriptSHA: redis.NewScript(src).Hash(), scriptSrc: src}
-	a.tokens.init()
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		// One script may only touch one hash slot: see cluster.go.
 		a.cluster = newClusterApply(cc)
@@ -438,9 +391,6 @@ func (a *Applier) leaveOut(p *plan, problems []string, refused map[int]leftOut) 
 	for _, pr := range problems {
 		kind, rest, _ := strings.Cut(pr, " ")
 		first, arg, _ := strings.Cut(rest, " ")
-		if kind == "own" { // the applies' count, the one own key the script reports so
-			return &OwnKeyError{Key: arg, Have: first, Want: "hash"}
-		}
 		n, err := strconv.Atoi(first)
 		if err != nil || n < 1 {
 			return fmt.Errorf("apply script returned a malformed problem %q", pr)
@@ -517,10 +467,6 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 		}
 		p.deadKeys = append(p.deadKeys, k)
 	}
-	// The applies' count (apply.lua names its ring after it).
-	applies := len(p.keys) + 1
-	p.keys = append(p.keys, keyspace.AppliesKey)
-	p.token = a.tokens.next()
 	args := &p.args
 	args.boxed("evalsha")
 	args.boxed(a.scriptSHA)
@@ -533,6 +479,7 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 	// in milliseconds (keyspace.DoneList: the list must stay short).
 	now := a.now()
 	args.int64(now.UnixMicro())
+	args.int64(now.UnixMilli()) // a list naming no plugin: the time alone
 	args.int64(a.DeadLetterMaxLen)
 	if len(tail.Acks) > 0 {
 		args.str(&a.AckGroup)
@@ -543,17 +490,6 @@ func (a *Applier) encode(p *plan, dead []deadletter.Entry, tail Batch) []any {
 	for _, k := range p.acks {
 		args.int(k)
 	}
-	args.int(applies)
-	args.int(keyspace.AppliesRing)
-	args.int(keyspace.AppliesLeanRuns)
-	since, sinceToken := horizon(p.writes, p.planned)
-	args.int64(since)
-	if sinceToken != nil {
-		args.str(sinceToken)
-	} else {
-		args.boxed("")
-	}
-	args.str(&p.token)
 	args.int(len(p.sets))
 	for s := range p.sets {
 		names := p.set(s + 1)

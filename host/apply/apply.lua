@@ -11,10 +11,7 @@
 -- entries on, the order hashes one after the other, and the keys effects
 -- write.
 -- ARGV:
---   now_us, dl_maxlen, group, #ack_streams, key_idx*
---   applies_idx, ring, lean_runs, since, since_token, token
---                                            KEYS[applies_idx] numbers the applies;
---                                            the ring's sets are named after it (see 2.)
+--   now_us, now_ms, dl_maxlen, group, #ack_streams, key_idx*
 --   #marker_sets, (list, #names, (name, needle)*)*
 --                                            done markers, shared by orders: the
 --                                            plugins' fields, what a list naming
@@ -43,7 +40,6 @@
 --   'done <order> <name>'   the order's marker <name> (1-based) is set already
 --   'gone <order>'          the order hash was deleted (or is not a hash)
 --   'type <key> <have>'     the key holds another type
---   'own <have> <name>'     eventhost's own key <name> holds another type
 --   'value <n> <why>'       checked field number n holds a value the writes
 --                           cannot use (it is not a number, or would overflow)
 -- A command the ACL user may not run is an error reply starting NOPERM.
@@ -53,25 +49,30 @@ local KEYS, ARGV, redis, unpack, tonumber, type, string, math = KEYS, ARGV, redi
 -- a string twice (lua_isnumber, then lua_tonumber), and a batch has
 -- hundreds of them. The host writes these arguments, so they always are
 -- numbers.
-local now = ARGV[1]
-local dl_maxlen = ARGV[2] + 0
-local group = ARGV[3]
+local now, now_ms = ARGV[1], ARGV[2]
+local dl_maxlen = ARGV[3] + 0
+local group = ARGV[4]
 local ack_keys = {}
-for s = 1, ARGV[4] + 0 do ack_keys[s] = KEYS[ARGV[4 + s] + 0] end
-local i = 5 + #ack_keys
+for s = 1, ARGV[5] + 0 do ack_keys[s] = KEYS[ARGV[5 + s] + 0] end
+local i = 6 + #ack_keys
 local problems = {}
-local applies, ring, lean_runs = ARGV[i] + 0, ARGV[i + 1] + 0, ARGV[i + 2] + 0
-local since, since_token, token = ARGV[i + 3] + 0, ARGV[i + 4], ARGV[i + 5]
-i = i + 6
 
 local function note(p) problems[#problems + 1] = p end
+-- refusal is the reply that refuses the batch for problems.
+local function refusal()
+  local out = { 0 }
+  for k = 1, #problems do out[k + 1] = problems[k] end -- unpack() is bounded
+  return out
+end
 
 -- @checks
 
 -- 1. Marker sets. An order's plugins are marked done with one field that
 -- lists them all (keyspace.DoneListField), or a field each when the list
 -- would not fit, or the order holds a list already (a list is written
--- once: a plugin done later gets a field of its own).
+-- once: a plugin done later gets a field of its own). An order marked with
+-- a field each gets a list naming no plugin (the time alone) if it holds
+-- none: every marked order holds a list (see 2.).
 local done_list = 'eventhost:done'
 local nsets = ARGV[i] + 0; i = i + 1
 local set_names, set_pairs, set_plugins, set_lists = {}, {}, {}, {}
@@ -97,15 +98,14 @@ end
 
 -- 2. Orders: the hash still exists and no marker is set yet.
 --
--- Every run that marks orders numbers itself in KEYS[applies] (fields seq
--- and token) and keeps the keys of the orders it marked, and '#' .. its
--- token, in ring set seq % ring. A batch knows the last run its load saw
--- (since, since_token; since is -1 when it does not): the load read every
--- order's markers after that run, and the dispatcher left out what was
--- done then. So only the orders a run after it marked need their markers
--- read here. Every order is read when that cannot be told: the ring no
--- longer holds every run since, or holds another history (a failover lost
--- run since, and the numbers went on without it), or an order hash is gone.
+-- The load read every order's markers and the dispatcher left out what was
+-- done then, so what is left to find is a run since the load. Every run
+-- that marks an order leaves a list in it (phase 2), so an HSETNX of the
+-- list that writes proves that no run marked the order since: the lean
+-- check reads no markers. It checks that every hash still exists (one
+-- EXISTS), and each order's HSETNX finds the rest (phase 2). Orders whose
+-- plugins get a field each are read here, and so is every order when one
+-- hash is gone or the ACL user may not run what the lean check needs.
 local norders = ARGV[i] + 0
 local first_order = ARGV[i + 1] + 0
 local nruns = ARGV[i + 2] + 0
@@ -118,99 +118,53 @@ local function each_chunk(from, n, fn)
     fn(c, math.min(c + 999, from + n - 1))
   end
 end
--- The ring's sets are named after KEYS[applies] rather than passed in
--- KEYS: 64 more keys would cost every run more than the check saves on a
--- small batch. (This script runs on one node only: see cluster.lua.)
-local function slot(n) return KEYS[applies] .. ':' .. (n % ring) end
-
-local seq = 0 -- the last run's number
-local ours = true
-local cur = redis.pcall('HGET', KEYS[applies], 'seq')
-if type(cur) == 'table' and cur.err then
-  -- The run cannot be numbered: fail closed, before any write.
-  if not string.find(cur.err, '^WRONGTYPE') then
-    return redis.error_reply('NOPERM cannot read ' .. KEYS[applies] .. ' to number the run: ' .. cur.err)
-  end
-  note('own ' .. redis.call('TYPE', KEYS[applies])['ok'] .. ' ' .. KEYS[applies])
-  ours = false
-else
-  seq = tonumber(cur) or 0
+if norders > 0 and not redis.acl_check_cmd('HMGET', KEYS[first_order], 'f') then
+  return redis.error_reply('NOPERM this user may not run HMGET on ' .. KEYS[first_order])
 end
--- A ring set of another type is treated as missing, below, and replaced
--- when its number comes round again (DEL, then SADD).
-local function ask(key, ...)
-  local r = redis.pcall('SMISMEMBER', key, ...)
-  if type(r) == 'table' and r.err then return nil end
-  return r
-end
--- Reading less needs these (and HDEL, to take the markers back should an
--- order hash turn out not to be a hash): without them, read everything.
-local lean = norders > 0 and redis.acl_check_cmd('SMISMEMBER', slot(0), 'm')
-  and redis.acl_check_cmd('EXISTS', KEYS[first_order])
+local lean = norders > 0 and redis.acl_check_cmd('EXISTS', KEYS[first_order])
+  and redis.acl_check_cmd('HSETNX', KEYS[first_order], 'f', 'v')
   and redis.acl_check_cmd('HDEL', KEYS[first_order], 'f')
--- marked[o]: a run after the load marked order o. nil: read every order.
--- A load that saw no count (since 0) has no token to tell this history
--- from one whose count was deleted after a run marked its orders, and
--- numbered anew from 1: it reads every order.
-local marked = nil
--- Past lean_runs runs since, the ring's sets cost more to ask than the
--- markers (and the ring holds ring - 1 runs besides since's).
-if ours and lean and since > 0 and since <= seq and seq - since <= math.min(lean_runs, ring - 1) then
-  local r = ask(slot(since), '#' .. since_token)
-  local same = r ~= nil and r[1] == 1
-  -- Every run since keeps its set (it holds the run's token at least),
-  -- and no other run in the window writes it: one that is missing was
-  -- deleted, and the orders it named are unknown.
-  if same and seq > since then
-    local sets = {}
-    for n = since + 1, seq do sets[#sets + 1] = slot(n) end
-    same = redis.call('EXISTS', unpack(sets)) == #sets
-  end
+if lean then
   local present = 0
-  if same then
-    each_chunk(first_order, norders, function(a, b)
-      present = present + redis.call('EXISTS', unpack(KEYS, a, b))
-    end)
+  each_chunk(first_order, norders, function(a, b)
+    present = present + redis.call('EXISTS', unpack(KEYS, a, b))
+  end)
+  lean = present == norders
+end
+
+-- read(o, s) reads order key o's markers for set s, noting the order gone
+-- or its plugins done, and returns whether it holds a list.
+local function read(o, s)
+  local n, names, plugins = o - first_order + 1, set_names[s], set_plugins[s]
+  local r = redis.pcall('HMGET', KEYS[o], 'ts', done_list, unpack(names))
+  if r.err or not r[1] then
+    note('gone ' .. n)
+    return false
   end
-  if present == norders then
-    marked = {}
-    for n = since + 1, seq do
-      each_chunk(first_order, norders, function(a, b)
-        local r = marked and ask(slot(n), unpack(KEYS, a, b))
-        if not r then
-          marked = nil
-          return
-        end
-        for k = 1, #r do
-          if r[k] == 1 then marked[a - first_order + k] = true end
-        end
-      end)
-      if not marked then break end
-    end
+  for k = 1, #names do
+    if r[k + 2] or lists(r[2], plugins, k) then note('done ' .. n .. ' ' .. k) end
+  end
+  return r[2] ~= false
+end
+-- read_all reads every order.
+local function read_all()
+  local j, o = runs_at, first_order
+  for _ = 1, nruns do
+    local count, s = ARGV[j] + 0, ARGV[j + 1] + 0
+    for q = o, o + count - 1 do read(q, s) end
+    o, j = o + count, j + 2
   end
 end
 
--- listed[o]: order o, read here, holds a list of done plugins already.
+-- listed[o]: order key o, read here, holds a list already.
 local listed = {}
-local o = 0
+local o = first_order
 for _ = 1, nruns do
   local count, s = ARGV[i] + 0, ARGV[i + 1] + 0
-  local names, plugins = set_names[s], set_plugins[s]
-  for _ = 1, count do
-    o = o + 1
-    if not marked or marked[o] then
-      local r = redis.pcall('HMGET', KEYS[first_order + o - 1], 'ts', done_list, unpack(names))
-      if r.err or not r[1] then
-        note('gone ' .. o)
-      else
-        listed[o] = r[2] ~= false
-        for k = 1, #names do
-          if r[k + 2] or lists(r[2], plugins, k) then note('done ' .. o .. ' ' .. k) end
-        end
-      end
-    end
+  if not (lean and set_lists[s]) then
+    for q = o, o + count - 1 do listed[q] = read(q, s) end
   end
-  i = i + 2
+  o, i = o + count, i + 2
 end
 
 -- 3. Key types. Sets and sorted sets are checked in bulk: SINTERCARD and
@@ -259,11 +213,8 @@ local denied
 i, denied = check_values(i, note, false)
 if denied then return denied end
 
-if #problems > 0 then
-  return { 0, unpack(problems) }
-end
+if #problems > 0 then return refusal() end
 
-local ringless = false
 -- 5. Permissions: refuse the batch before writing, not half way through.
 -- Redis checked the keys already (they are all in KEYS); this checks the
 -- commands, eventhost's own writes first.
@@ -272,21 +223,6 @@ local function deny(cmd, key)
 end
 if norders > 0 and not redis.acl_check_cmd('HSET', KEYS[first_order], 'f', 'v') then
   return deny('HSET', KEYS[first_order])
-end
--- An ACL from before the list, without the commands that write one to an
--- order not read: a field each, as then.
-if norders > 0 and not (redis.acl_check_cmd('HSETNX', KEYS[first_order], 'f', 'v')
-    and redis.acl_check_cmd('HGET', KEYS[first_order], 'f')) then
-  for s = 1, nsets do set_lists[s] = false end
-end
-if norders > 0 then
-  if not redis.acl_check_cmd('HSET', KEYS[applies], 'f', 'v') then return deny('HSET', KEYS[applies]) end
-  local into = slot(seq + 1)
-  -- A user who may not fill the ring (an ACL from before it) still
-  -- numbers the run, past the ring: no load before it is then within the
-  -- window, and no load after it finds this run's token, so every batch
-  -- reads every order's markers, as before the ring.
-  ringless = not (redis.acl_check_cmd('DEL', into) and redis.acl_check_cmd('SADD', into, 'm'))
 end
 if not redis.acl_check_cmd('XADD', KEYS[1], '*', 'f', 'v') or not redis.acl_check_cmd('XDEL', KEYS[1], '0-1') then
   return deny('XADD and XDEL', KEYS[1])
@@ -312,12 +248,13 @@ for _ = 1, nops do
   i = i + n * argc
 end
 
--- Phase 2: write. Nothing below can be refused, but for an order hash
--- whose markers were not read (see 2.): its markers go first, and should
--- one not be a hash, or be marked done already, the markers set before it
--- are taken back (they were all new) and the batch returns that order as
--- gone, or done, with nothing written.
--- as_list[o]: order key o was marked with a list (else a field each).
+-- Phase 2: write. Nothing below can be refused, but for an order the lean
+-- check did not read: should its HSETNX find a list naming one of the
+-- plugins (a run since the load), or the key not a hash any more, the
+-- markers set before it are taken back (they were all new) and every order
+-- is read, so that the host leaves out at once all that is done or gone.
+-- as_list[o]: order key o was marked with a list (1), with a field each
+-- and a list of none (2), or with a field each alone (nil).
 local as_list = {}
 local function unmark(upto)
   local j, q = runs_at, first_order
@@ -325,8 +262,10 @@ local function unmark(upto)
     local count, names = ARGV[j] + 0, set_names[ARGV[j + 1] + 0]
     for _ = 1, count do
       if q >= upto then return end
-      if as_list[q] then
+      if as_list[q] == 1 then
         redis.call('HDEL', KEYS[q], done_list)
+      elseif as_list[q] == 2 then
+        redis.call('HDEL', KEYS[q], done_list, unpack(names))
       else
         redis.call('HDEL', KEYS[q], unpack(names))
       end
@@ -335,85 +274,51 @@ local function unmark(upto)
     j = j + 2
   end
 end
--- mark_unread goes on marking order key o, whose markers were not read,
--- after r, the reply to its HSETNX of set s's list (false for a set with
--- no list), did not: it returns the batch's reply when it must stop.
-local function mark_unread(o, s, r)
-  local n = o - first_order + 1
-  if r then
-    if type(r) == 'table' and r.err then
-      unmark(o)
-      return { 0, 'gone ' .. n }
-    end
-    -- The order holds a list already (done for other plugins before the
-    -- load, or by a write no run numbered): if it names none of these
-    -- plugins, they get a field each.
-    local have, plugins = redis.call('HGET', KEYS[o], done_list), set_plugins[s]
-    local out = { 0 }
-    for k = 1, #plugins do
-      if lists(have, plugins, k) then out[#out + 1] = 'done ' .. n .. ' ' .. k end
-    end
-    if #out > 1 then
-      unmark(o)
-      return out
-    end
+-- taken(o, s, r): order key o's HSETNX of set s's list replied r, not 1.
+-- It returns the batch's reply when the batch must stop, nothing when the
+-- order holds a list naming none of the plugins (done for others before
+-- the load: a retry, a replay, a backfill), which then get a field each.
+local function taken(o, s, r)
+  if not (type(r) == 'table' and r.err) then
+    read(o, s)
+    if #problems == 0 then return nil end
+    problems = {}
   end
-  local pairs = set_pairs[s]
-  local set = redis.pcall('HSET', KEYS[o], unpack(pairs))
-  if type(set) == 'table' and set.err then
-    unmark(o)
-    return { 0, 'gone ' .. n }
-  end
-  -- Every marker was set already, by a write no run numbered (a host
-  -- older than the count, a hand edit): the order is done, as reading
-  -- its markers would have found (only their times are now this
-  -- run's). Some set, some not, cannot be told apart any more.
-  if set == 0 then
-    unmark(o)
-    local out = { 0 }
-    for k = 1, #pairs / 2 do out[#out + 1] = 'done ' .. n .. ' ' .. k end
-    return out
-  end
+  unmark(o)
+  read_all()
+  return refusal()
 end
-i = runs_at
 o = first_order
+i = runs_at
 for _ = 1, nruns do
   local count, s = ARGV[i] + 0, ARGV[i + 1] + 0
   local list, pairs = set_lists[s], set_pairs[s]
-  for _ = 1, count do
-    local n = o - first_order + 1
-    if marked and not marked[n] then
+  if lean and list then
+    for q = o, o + count - 1 do
       -- The common case inline: one field, new.
-      local r = list and redis.pcall('HSETNX', KEYS[o], done_list, list)
+      local r = redis.pcall('HSETNX', KEYS[q], done_list, list)
       if r == 1 then
-        as_list[o] = true
+        as_list[q] = 1
       else
-        local stop = mark_unread(o, s, r)
+        local stop = taken(q, s, r)
         if stop then return stop end
+        redis.call('HSET', KEYS[q], unpack(pairs))
       end
-    elseif list and not listed[n] then
-      redis.call('HSET', KEYS[o], done_list, list)
-      as_list[o] = true
-    else
-      redis.call('HSET', KEYS[o], unpack(pairs))
     end
-    o = o + 1
+  else
+    for q = o, o + count - 1 do
+      if listed[q] then
+        redis.call('HSET', KEYS[q], unpack(pairs))
+      elseif list then
+        redis.call('HSET', KEYS[q], done_list, list)
+        as_list[q] = 1
+      else
+        redis.call('HSET', KEYS[q], done_list, now_ms, unpack(pairs))
+        as_list[q] = 2
+      end
+    end
   end
-  i = i + 2
-end
-
--- This run's number, and the orders it marked, for the runs after it.
-if norders > 0 and ringless then
-  redis.call('HSET', KEYS[applies], 'seq', seq + ring, 'token', token)
-elseif norders > 0 then
-  seq = seq + 1
-  redis.call('HSET', KEYS[applies], 'seq', seq, 'token', token)
-  local into = slot(seq)
-  redis.call('DEL', into)
-  redis.call('SADD', into, '#' .. token)
-  each_chunk(first_order, norders, function(a, b)
-    redis.call('SADD', into, unpack(KEYS, a, b))
-  end)
+  o, i = o + count, i + 2
 end
 
 i = ops_at

@@ -123,7 +123,7 @@ func dump(t *testing.T, ctx context.Context, rdb *redis.Client) map[string]any {
 	}
 	out := map[string]any{}
 	for _, k := range keys {
-		if strings.HasPrefix(k, "purchase_order_details:") || k == dlStream || strings.HasPrefix(k, keyspace.AppliesKey) {
+		if strings.HasPrefix(k, "purchase_order_details:") || k == dlStream {
 			continue
 		}
 		typ := rdb.Type(ctx, k).Val()

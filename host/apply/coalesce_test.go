@@ -7,14 +7,12 @@ import (
 	"reflect"
 	"sort"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/internal/redistest"
-	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/sdk"
 )
 
@@ -143,7 +141,7 @@ func state(t *testing.T, ctx context.Context, rdb *redis.Client) map[string]any 
 	t.Helper()
 	out := map[string]any{}
 	for _, key := range rdb.Keys(ctx, "*").Val() {
-		if key == dlStream || len(key) > 22 && key[:22] == "purchase_order_details" || strings.HasPrefix(key, keyspace.AppliesKey) {
+		if key == dlStream || len(key) > 22 && key[:22] == "purchase_order_details" {
 			continue
 		}
 		switch typ := rdb.Type(ctx, key).Val(); typ {

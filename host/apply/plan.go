@@ -33,9 +33,7 @@ type plan struct {
 	// letters).
 	keys []string
 	own  []int // eventhost's own streams among keys
-	// token names the run in keyspace.AppliesKey (encode sets it).
-	token string
-	acks  []int // the streams to acknowledge on, in keys
+	acks []int // the streams to acknowledge on, in keys
 	// names finds what a name is to the plan (a key, an order hash, a
 	// written key) in one map lookup, the one lookup per effect.
 	names map[string]int32
@@ -226,7 +224,7 @@ func (p *plan) reset() {
 		clear(p.accSlabs[i])
 	}
 	p.accSlab, p.accInSlab = 0, 0
-	p.ackStreams, p.token = nil, ""
+	p.ackStreams = nil
 	p.fields.reset()
 	p.steps.reset()
 	p.members.reset()

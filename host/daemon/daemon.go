@@ -24,6 +24,7 @@ import (
 	"github.com/eventhost/eventhost/host/config"
 	"github.com/eventhost/eventhost/host/engine"
 	"github.com/eventhost/eventhost/host/intake"
+	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/metrics"
 	"github.com/eventhost/eventhost/host/notify"
 	"github.com/eventhost/eventhost/host/orders"
@@ -86,6 +87,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer rdb.Close()
 	if err := d.waitForRedis(ctx, rdb); err != nil {
 		return err
+	}
+	if d.cfg.Redis.Cluster == nil {
+		d.retireKeys(ctx, rdb)
 	}
 
 	d.Notifier.Status("launching %d plugins", len(d.cfg.Plugins))
@@ -245,6 +249,24 @@ func (d *Daemon) waitForRedis(ctx context.Context, rdb redis.UniversalClient) er
 		case <-ctx.Done():
 			return fmt.Errorf("connect to %s: %w", d.cfg.Redis, ctx.Err())
 		}
+	}
+}
+
+// retireKeys deletes the keys older hosts kept to number their apply runs
+// (keyspace.RetiredKeys), which no host reads any more. It is housekeeping:
+// asked first with EXISTS, so that an ACL without UNLINK is not refused on
+// every start; a failure is logged, and the keys stay.
+func (d *Daemon) retireKeys(ctx context.Context, rdb redis.UniversalClient) {
+	keys := keyspace.RetiredKeys()
+	n, err := rdb.Exists(ctx, keys...).Result()
+	if err == nil && n > 0 {
+		n, err = rdb.Unlink(ctx, keys...).Result()
+	}
+	switch {
+	case err != nil:
+		d.logger.Warn("could not delete the keys older hosts numbered their applies in; they are unused and may be deleted by hand", "keys", "eventhost:applies*", "error", err)
+	case n > 0:
+		d.logger.Info("deleted the keys older hosts numbered their applies in: no host reads them any more", "keys", n)
 	}
 }
 

@@ -322,7 +322,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, loaded []orders.Loaded) (Outc
 			}
 			out.Writes = append(out.Writes, apply.Write{
 				OrderKey: key, Marker: markers[ti], Effects: answers[ti].results[k-1].Effects,
-				Plugin: names[ti], OrderID: l.Order.ID, Channel: l.Order.Channel, Seen: l.Seen,
+				Plugin: names[ti], OrderID: l.Order.ID, Channel: l.Order.Channel,
 			})
 		}
 	}

@@ -360,64 +360,7 @@ func dump(t *testing.T, rdb *redis.Client, match string) map[string]value {
 		}
 		dumpKeys(t, rdb, keys, out)
 		if cursor = next; cursor == 0 {
-			takeApplies(t, out)
 			return out
-		}
-	}
-}
-
-// takeApplies checks the applies' count and ring in out, and takes them
-// out: their tokens are random and their numbers depend on how orders
-// were batched, so no expected state can hold them. The count names the
-// last run and its token; each ring set holds one run's token and the
-// order hashes it marked, and the last run's set holds its token.
-func takeApplies(t *testing.T, out map[string]value) {
-	t.Helper()
-	count, ok := out[keyspace.AppliesKey]
-	delete(out, keyspace.AppliesKey)
-	var slots []string
-	for k := range out {
-		if strings.HasPrefix(k, keyspace.AppliesKey+":") {
-			slots = append(slots, k)
-		}
-	}
-	if !ok {
-		if len(slots) > 0 {
-			t.Errorf("applies' ring %v without a count", slots)
-		}
-		return
-	}
-	fields := strings.Split(count.Data, "\n")
-	if count.Type != "hash" || len(fields) != 2 || !strings.HasPrefix(fields[0], "seq=") || !strings.HasPrefix(fields[1], "token=") {
-		t.Errorf("%s = %s %q, want fields seq and token", keyspace.AppliesKey, count.Type, count.Data)
-		return
-	}
-	seq, err := strconv.Atoi(strings.TrimPrefix(fields[0], "seq="))
-	token := strings.TrimPrefix(fields[1], "token=")
-	if err != nil || seq < 1 || token == "" {
-		t.Errorf("%s = %q, want a run number and its token", keyspace.AppliesKey, count.Data)
-		return
-	}
-	if len(slots) > min(seq, keyspace.AppliesRing) {
-		t.Errorf("%d ring sets after %d runs", len(slots), seq)
-	}
-	for _, k := range slots {
-		v := out[k]
-		delete(out, k)
-		tokens := 0
-		for _, m := range strings.Split(v.Data, "\n") {
-			switch {
-			case strings.HasPrefix(m, "#"):
-				tokens++
-			case !strings.HasPrefix(m, orderPrefix):
-				t.Errorf("ring set %s holds %q, not an order hash", k, m)
-			}
-		}
-		if v.Type != "set" || tokens != 1 {
-			t.Errorf("ring set %s: %s with %d tokens, want a set with one", k, v.Type, tokens)
-		}
-		if k == keyspace.AppliesSlot(seq) && !strings.Contains("\n"+v.Data+"\n", "\n#"+token+"\n") {
-			t.Errorf("ring set %s lacks the last run's token %q", k, token)
 		}
 	}
 }

@@ -334,7 +334,7 @@ func TestInfraAuth(t *testing.T) {
 			~sales_histogram:* ~sales:* ~sales_summary ~invoices:* resetchannels &purchase_orders
 			-@all +ping +hello +subscribe +unsubscribe +hgetall +evalsha +eval +type +exists +hsetnx +xadd
 			+hget +hmget +scan +xdel +sintercard +zintercard
-			+hincrby +hincrbyfloat +hset +sadd +zincrby +pfadd +bitfield +incrby +smismember +hdel +del`)
+			+hincrby +hincrbyfloat +hset +sadd +zincrby +pfadd +bitfield +incrby +hdel`)
 		if err := admin.Do(ctx, append([]any{"ACL", "SETUSER", "eventhost-min"}, toAny(rules)...)...).Err(); err != nil {
 			t.Fatalf("acl setuser: %v", err)
 		}

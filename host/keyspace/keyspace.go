@@ -161,25 +161,18 @@ func IntentField(plugin string) string { return IntentPrefix + plugin }
 // value is "marking:" + token.
 const RegistryKey = MarkerPrefix + "plugins"
 
-// AppliesKey is the hash in which every apply on one Redis (not a cluster)
-// numbers itself: field "seq" is the last apply's number, "token" its
-// token. AppliesKey + ":" + n, for n in [0, AppliesRing), are the ring of
-// sets that hold the order keys each of the last AppliesRing applies
-// marked (apply number % AppliesRing), and "#" + its token. A load reads
-// the hash first, so an apply can tell which orders were marked after the
-// load read them (see apply.lua).
-const AppliesKey = MarkerPrefix + "applies"
-
-// AppliesRing is how many applies the ring remembers.
-const AppliesRing = 64
-
-// AppliesLeanRuns is how many runs since its load a batch asks the ring
-// about; past it, asking costs more than reading every order's markers.
-const AppliesLeanRuns = 16
-
-// AppliesSlot is the ring set for apply number n (apply.lua builds the
-// same names from AppliesKey).
-func AppliesSlot(n int) string { return AppliesKey + ":" + strconv.Itoa(n%AppliesRing) }
+// RetiredKeys are the keys hosts from before 2026-12-01 kept on one Redis
+// (not a cluster) to number their apply runs: the hash eventhost:applies
+// and the 64 sets eventhost:applies:0 … :63, each holding the orders one
+// run marked. No host reads them any more (an order's list of done plugins
+// does their job, see apply.lua); a host deletes them when it starts.
+func RetiredKeys() []string {
+	keys := []string{MarkerPrefix + "applies"}
+	for n := range 64 {
+		keys = append(keys, MarkerPrefix+"applies:"+strconv.Itoa(n))
+	}
+	return keys
+}
 
 // RecordPrefix starts the name of every slot's idempotency record on a
 // Redis Cluster (apply's recordKey adds the slot's hash tag).

@@ -27,7 +27,6 @@ func TestNames(t *testing.T) {
 		{"HistoryPrefix", keyspace.HistoryPrefix, "eventhost:history:"},
 		{"IntentPrefix", keyspace.IntentPrefix, "eventhost:intent:"},
 		{"RegistryKey", keyspace.RegistryKey, "eventhost:plugins"},
-		{"AppliesKey", keyspace.AppliesKey, "eventhost:applies"},
 		{"RecordPrefix", keyspace.RecordPrefix, "eventhost:applied:"},
 		{"EmptyKey", keyspace.EmptyKey, "eventhost:empty"},
 	}
@@ -35,11 +34,6 @@ func TestNames(t *testing.T) {
 		if tt.got != tt.want {
 			t.Errorf("%s = %q, want %q", tt.name, tt.got, tt.want)
 		}
-	}
-	// apply.lua is told the ring's size and the lean limit, but the ring's
-	// sets already in Redis are numbered modulo 64.
-	if keyspace.AppliesRing != 64 || keyspace.AppliesLeanRuns != 16 {
-		t.Errorf("AppliesRing, AppliesLeanRuns = %d, %d, want 64, 16", keyspace.AppliesRing, keyspace.AppliesLeanRuns)
 	}
 }
 
@@ -64,23 +58,12 @@ func TestFields(t *testing.T) {
 	}
 }
 
-func TestAppliesSlot(t *testing.T) {
-	tests := []struct {
-		n    int
-		want string
-	}{
-		{0, "eventhost:applies:0"},
-		{1, "eventhost:applies:1"},
-		{keyspace.AppliesRing - 1, "eventhost:applies:63"},
-		// Run numbers grow without end; the ring wraps at AppliesRing.
-		{keyspace.AppliesRing, "eventhost:applies:0"},
-		{keyspace.AppliesRing + 1, "eventhost:applies:1"},
-		{2*keyspace.AppliesRing + 5, "eventhost:applies:5"},
-	}
-	for _, tt := range tests {
-		if got := keyspace.AppliesSlot(tt.n); got != tt.want {
-			t.Errorf("AppliesSlot(%d) = %q, want %q", tt.n, got, tt.want)
-		}
+// TestRetiredKeys: the names older hosts gave the count of their apply runs
+// and its ring, which a host deletes when it starts.
+func TestRetiredKeys(t *testing.T) {
+	got := keyspace.RetiredKeys()
+	if len(got) != 65 || got[0] != "eventhost:applies" || got[1] != "eventhost:applies:0" || got[64] != "eventhost:applies:63" {
+		t.Fatalf("RetiredKeys() = %d keys %q … %q, want eventhost:applies and eventhost:applies:0 … :63", len(got), got[:min(2, len(got))], got[len(got)-1])
 	}
 }
 

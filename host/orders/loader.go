@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/eventhost/eventhost/host/keyspace"
 	"github.com/eventhost/eventhost/host/rediserr"
 )
 
@@ -107,7 +105,7 @@ func (l *Loader) LoadAppend(ctx context.Context, refs []Ref, loaded []Loaded) (_
 			rejected = append(rejected, Rejected{Ref: r, Reason: err.Error(), Missing: none, NotStored: none})
 			continue
 		}
-		loaded = append(loaded, Loaded{Order: o, Ref: r, Key: s.keys[j], Done: done, Seen: s.seen})
+		loaded = append(loaded, Loaded{Order: o, Ref: r, Key: s.keys[j], Done: done})
 	}
 	return loaded, rejected, nil
 }
@@ -127,28 +125,6 @@ type loadScratch struct {
 	args    []any
 	raw     []*redis.RawWriteToCmd
 	cmders  []redis.Cmder
-	// seen is the last apply before the hashes were read (raw reading
-	// only: a cluster keeps no count).
-	seen Horizon
-}
-
-// horizon reads the reply of HMGET keyspace.AppliesKey seq token; unknown
-// when it is an error or not what an apply writes.
-func horizon(cmd *redis.SliceCmd) Horizon {
-	v, err := cmd.Result()
-	if err != nil || len(v) != 2 {
-		return Horizon{}
-	}
-	if v[0] == nil {
-		return Horizon{Known: true} // no apply yet
-	}
-	seq, _ := v[0].(string)
-	token, _ := v[1].(string)
-	n, err := strconv.ParseInt(seq, 10, 64)
-	if err != nil || n < 0 || (n > 0) != (token != "") {
-		return Horizon{}
-	}
-	return Horizon{Seq: n, Token: token, Known: true}
 }
 
 // result is one hash read: its fields are fields[lo:hi], or err is the
@@ -188,7 +164,6 @@ func (l *Loader) putScratch(s *loadScratch) {
 	s.look, s.keys, s.results, s.fields = s.look[:0], s.keys[:0], s.results[:0], s.fields[:0]
 	s.replies.buf, s.text, s.spans = s.replies.buf[:0], s.text[:0], s.spans[:0]
 	s.args, s.raw, s.cmders = s.args[:0], s.raw[:0], s.cmders[:0]
-	s.seen = Horizon{}
 	l.spareMu.Lock()
 	l.spare = s
 	l.spareMu.Unlock()
@@ -252,18 +227,13 @@ func (l *Loader) readRaw(ctx context.Context, s *loadScratch) (again []int, err 
 		s.raw = append(s.raw, c)
 		s.cmders = append(s.cmders, c)
 	}
-	// The applies' count first: Redis runs a pipeline in order, so any
-	// apply after it may have marked what the HGETALLs read (apply.lua).
-	seen := redis.NewSliceCmd(ctx, "hmget", keyspace.AppliesKey, "seq", "token")
 	pipe := l.rdb.Pipeline()
-	_ = pipe.Process(ctx, seen)             // only queues
 	_ = pipe.BatchProcess(ctx, s.cmders...) // only queues
 	if _, err := pipe.Exec(ctx); err != nil {
 		if err := RoundTripError(s.raw); err != nil {
 			return nil, err
 		}
 	}
-	s.seen = horizon(seen)
 	off := 0
 	for j, c := range s.raw {
 		n := int(c.Val())

@@ -8,16 +8,6 @@ import (
 	"github.com/eventhost/eventhost/sdk"
 )
 
-// Horizon is the last apply a load saw: applies numbered up to Seq had
-// run when it read the order hashes, apply Seq with Token. The zero value
-// is unknown (a cluster keeps no count), and makes the apply script read
-// every order's markers itself.
-type Horizon struct {
-	Seq   int64
-	Token string // "" when Seq is 0
-	Known bool
-}
-
 // Ref is an order id as it arrived, with where it arrived from and what is
 // still to be done with it.
 type Ref struct {
@@ -71,8 +61,6 @@ type Loaded struct {
 	Key string
 	// Done holds the names of plugins whose done marker is set.
 	Done map[string]bool
-	// Seen is the last apply the load saw, the same for a batch's orders.
-	Seen Horizon
 }
 
 // Rejected is an order that cannot be processed, and why.
