@@ -117,7 +117,7 @@ var scriptCommands = map[string]bool{
 	"hset": true, "hsetnx": true, "hmget": true, "hget": true, "type": true, "get": true, "getrange": true, "pfcount": true,
 	"hincrby": true, "hincrbyfloat": true, "sadd": true, "zincrby": true, "pfadd": true,
 	"bitfield": true, "incrby": true, "xadd": true, "xack": true, "xdel": true,
-	"sintercard": true, "zintercard": true, "exists": true, "smismember": true, "del": true, "hdel": true,
+	"sintercard": true, "zintercard": true, "exists": true, "hdel": true,
 }
 
 // consumerMicros reads INFO commandstats and returns the Redis time spent
