@@ -213,6 +213,25 @@ local denied
 i, denied = check_values(i, note, false)
 if denied then return denied end
 
+-- A batch refused for a key's type or a value is refused before the lean
+-- check's HSETNXs find what a run since the load marked: read those orders
+-- now, so that a pair done since (whose writes the checks replayed) comes
+-- back done, and an order no longer a hash gone, as reading every order
+-- in 2. would have told, rather than refused and dead-lettered. Their
+-- problems go first, as they would in 2.
+if #problems > 0 and lean then
+  local later = problems
+  problems = {}
+  local j, q = runs_at, first_order
+  for _ = 1, nruns do
+    local count, s = ARGV[j] + 0, ARGV[j + 1] + 0
+    if set_lists[s] then
+      for x = q, q + count - 1 do read(x, s) end
+    end
+    q, j = q + count, j + 2
+  end
+  for k = 1, #later do problems[#problems + 1] = later[k] end
+end
 if #problems > 0 then return refusal() end
 
 -- 5. Permissions: refuse the batch before writing, not half way through.
