@@ -212,3 +212,41 @@ func TestReviewLeanDoneSinceLoadNotRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestReviewDonePairsStepsRefuseOthers: the value checks replay every
+// planned write's steps, those of pairs the same run finds done included.
+// Host B applies (invoices, 1), +4e18 on a counter; host A, which loaded
+// orders 1 and 2 before, applies both: 1 is done, and 2's +4e18 alone
+// fits (8e18 < 2^63), but the check adds 1's step too and refuses 2 as an
+// overflow, dead-lettering a pair that would have landed. (Not from the
+// lean check: reading every order does the same.)
+func TestReviewDonePairsStepsRefuseOthers(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		a    func(t *testing.T, rdb *redis.Client) *apply.Applier
+	}{
+		{"read every order", func(t *testing.T, rdb *redis.Client) *apply.Applier { return readingAll(t, rdb) }},
+		{"lean", func(t *testing.T, rdb *redis.Client) *apply.Applier { return apply.New(rdb, dlStream) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, rdb, hostB := setup(t, 0)
+			createOrder(t, ctx, rdb, "1")
+			createOrder(t, ctx, rdb, "2")
+			inc := func(id string) apply.Write {
+				return write(id, "invoices", eff("HINCRBY", "totals", "all", "4000000000000000000"), eff("HINCRBY", "times", id, "1"))
+			}
+			applyTimes(t, ctx, hostB, apply.Batch{Writes: []apply.Write{inc("1")}})
+			res, err := tc.a(t, rdb).Apply(ctx, apply.Batch{Writes: []apply.Write{inc("1"), inc("2")}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []apply.Status{apply.AlreadyDone, apply.Applied}; !reflect.DeepEqual(res.Statuses, want) {
+				t.Errorf("statuses %v, want %v (reasons %v)", res.Statuses, want, res.Reasons)
+			}
+			if got := rdb.HGet(ctx, "totals", "all").Val(); got != "8000000000000000000" {
+				t.Errorf("totals = %s, want 8e18", got)
+			}
+			wantCountedOnce(t, ctx, rdb, "1", "2")
+		})
+	}
+}
