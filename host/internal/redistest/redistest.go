@@ -40,6 +40,14 @@ func Start(t testing.TB, extra ...string) *Server {
 	return start(t, nil, nil, func(port string) []string { return []string{"--port", port} }, extra)
 }
 
+// StartWrapped is Start with redis-server run by wrap, a command line that
+// takes the program to run as its last argument: "nice", "-n", "-15" gives
+// Redis the CPU before the processes it serves (as its own machine would).
+func StartWrapped(t testing.TB, wrap []string, extra ...string) *Server {
+	t.Helper()
+	return start(t, nil, wrap, func(port string) []string { return []string{"--port", port} }, extra)
+}
+
 // start launches redis-server with listen's arguments for a free port, the
 // common ones and extra, as an argument of wrap when wrap is not empty (a
 // program that runs it, such as valgrind); tc is how to reach it (nil: plain
