@@ -42,6 +42,8 @@
 --   'type <key> <have>'     the key holds another type
 --   'value <n> <why>'       checked field number n holds a value the writes
 --                           cannot use (it is not a number, or would overflow)
+-- and only 'done' and 'gone' problems when there are any: the others may go
+-- once those writes are left out.
 -- A command the ACL user may not run is an error reply starting NOPERM.
 -- The globals the loops read, as locals: each global read is a table lookup.
 local KEYS, ARGV, redis, unpack, tonumber, type, string, math = KEYS, ARGV, redis, unpack, tonumber, type, string, math
