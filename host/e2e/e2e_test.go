@@ -17,7 +17,7 @@ import (
 // TestTutorialEquivalence publishes 20,000 orders the tutorial's way and
 // checks that eventhost leaves exactly the state the tutorial's three
 // listeners leave, key by key and field by field, u8 wrap-around included.
-// The keys a host before 2026-12-01 numbered its runs in are there when
+// The keys a host built before commit 761fb71 numbered its runs in are there when
 // the host starts, as after an upgrade: it deletes them.
 func TestTutorialEquivalence(t *testing.T) {
 	if testing.Short() {

@@ -161,7 +161,7 @@ func IntentField(plugin string) string { return IntentPrefix + plugin }
 // value is "marking:" + token.
 const RegistryKey = MarkerPrefix + "plugins"
 
-// RetiredKeys are the keys hosts from before 2026-12-01 kept on one Redis
+// RetiredKeys are the keys hosts built before commit 761fb71 (2026-11-30) kept on one Redis
 // (not a cluster) to number their apply runs: the hash eventhost:applies
 // and the 64 sets eventhost:applies:0 … :63, each holding the orders one
 // run marked. No host reads them any more (an order's list of done plugins
