@@ -158,13 +158,15 @@ local function read_all()
   end
 end
 
--- listed[o]: order key o, read here, holds a list already.
+-- listed[o - base]: order key o, read here, holds a list already (keyed
+-- from 1, so that the table keeps them in its array part).
+local base = first_order - 1
 local listed = {}
 local o = first_order
 for _ = 1, nruns do
   local count, s = ARGV[i] + 0, ARGV[i + 1] + 0
   if not (lean and set_lists[s]) then
-    for q = o, o + count - 1 do listed[q] = read(q, s) end
+    for q = o, o + count - 1 do listed[q - base] = read(q, s) end
   end
   o, i = o + count, i + 2
 end
@@ -175,34 +177,30 @@ end
 -- another type), TYPE finds out which; so it does for an ACL user without
 -- the command (asked first: a refused call would fill the ACL log).
 local bulk = { set = 'SINTERCARD', zset = 'ZINTERCARD' }
+-- ranges holds (first key index, count) pairs, flat: runs of consecutive
+-- KEYS, passed with unpack() rather than copied into a table of their own.
 local function bulk_ok(cmd, ranges)
   if not redis.acl_check_cmd(cmd, '1', KEYS[2]) then return false end
-  local ks = { KEYS[2] }
-  local function flush()
-    local r = redis.pcall(cmd, #ks, unpack(ks))
-    ks = { KEYS[2] }
-    return not (type(r) == 'table' and r.err)
-  end
-  for _, r in ipairs(ranges) do
-    for k = r[1], r[1] + r[2] - 1 do
-      ks[#ks + 1] = KEYS[k]
-      if #ks > 1000 and not flush() then return false end
+  for r = 1, #ranges, 2 do
+    local first, last = ranges[r], ranges[r] + ranges[r + 1] - 1
+    for c = first, last, 1000 do
+      local to = math.min(c + 999, last)
+      local res = redis.pcall(cmd, to - c + 2, KEYS[2], unpack(KEYS, c, to))
+      if type(res) == 'table' and res.err then return false end
     end
   end
-  return #ks == 1 or flush()
+  return true
 end
 local ngroups = ARGV[i] + 0; i = i + 1
 for _ = 1, ngroups do
   local want, n = ARGV[i], ARGV[i + 1] + 0
   i = i + 2
   local ranges = {}
-  for r = 1, n do
-    ranges[r] = { ARGV[i] + 0, ARGV[i + 1] + 0 }
-    i = i + 2
-  end
+  for r = 1, 2 * n do ranges[r] = ARGV[i + r - 1] + 0 end
+  i = i + 2 * n
   if not (bulk[want] and bulk_ok(bulk[want], ranges)) then
-    for _, r in ipairs(ranges) do
-      for k = r[1], r[1] + r[2] - 1 do
+    for r = 1, #ranges, 2 do
+      for k = ranges[r], ranges[r] + ranges[r + 1] - 1 do
         local have = redis.call('TYPE', KEYS[k])['ok']
         if have ~= 'none' and have ~= want then note('type ' .. k .. ' ' .. have) end
       end
@@ -286,7 +284,7 @@ end
 -- plugins (a run since the load), or the key not a hash any more, the
 -- markers set before it are taken back (they were all new) and every order
 -- is read, so that the host leaves out at once all that is done or gone.
--- as_list[o]: order key o was marked with a list (1), with a field each
+-- as_list[o - base]: order key o was marked with a list (1), with a field each
 -- and a list of none (2), or with a field each alone (nil).
 local as_list = {}
 local function unmark(upto)
@@ -295,9 +293,9 @@ local function unmark(upto)
     local count, names = ARGV[j] + 0, set_names[ARGV[j + 1] + 0]
     for _ = 1, count do
       if q >= upto then return end
-      if as_list[q] == 1 then
+      if as_list[q - base] == 1 then
         redis.call('HDEL', KEYS[q], done_list)
-      elseif as_list[q] == 2 then
+      elseif as_list[q - base] == 2 then
         redis.call('HDEL', KEYS[q], done_list, unpack(names))
       else
         redis.call('HDEL', KEYS[q], unpack(names))
@@ -331,7 +329,7 @@ for _ = 1, nruns do
       -- The common case inline: one field, new.
       local r = redis.pcall('HSETNX', KEYS[q], done_list, list)
       if r == 1 then
-        as_list[q] = 1
+        as_list[q - base] = 1
       else
         local stop = taken(q, s, r)
         if stop then return stop end
@@ -340,14 +338,14 @@ for _ = 1, nruns do
     end
   else
     for q = o, o + count - 1 do
-      if listed[q] then
+      if listed[q - base] then
         redis.call('HSET', KEYS[q], unpack(pairs))
       elseif list then
         redis.call('HSET', KEYS[q], done_list, list)
-        as_list[q] = 1
+        as_list[q - base] = 1
       else
         redis.call('HSET', KEYS[q], done_list, now_ms, unpack(pairs))
-        as_list[q] = 2
+        as_list[q - base] = 2
       end
     end
   end

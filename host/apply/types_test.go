@@ -141,3 +141,37 @@ func commandCalls(t *testing.T, ctx context.Context, rdb *redis.Client) map[stri
 	}
 	return out
 }
+
+// TestApplyChecksSetTypesPastAThousandKeys: the bulk type check passes
+// KEYS to SINTERCARD 1,000 at a time; a set key of another type past the
+// first thousand is found too, and only its write is refused.
+func TestApplyChecksSetTypesPastAThousandKeys(t *testing.T) {
+	ctx, rdb, a := setup(t, 0)
+	const n = 1200
+	pipe := rdb.Pipeline()
+	var writes []apply.Write
+	for i := range n {
+		id := strconv.Itoa(i)
+		pipe.HSet(ctx, orderKey(id), "ts", "1700000000", "qty", "3", "cost", "12.5", "event", "rock", "who", "ann")
+		writes = append(writes, write(id, "invoices", eff("SADD", "invoices:"+id, id)))
+	}
+	pipe.Set(ctx, "invoices:1100", "text", 0)
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.Apply(ctx, apply.Batch{Writes: writes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range res.Statuses {
+		if want := map[bool]apply.Status{false: apply.Applied, true: apply.Refused}[i == 1100]; s != want {
+			t.Errorf("write %d: %v, want %v (%s)", i, s, want, res.Reasons[i])
+		}
+	}
+	if got := rdb.Get(ctx, "invoices:1100").Val(); got != "text" {
+		t.Errorf("invoices:1100 = %q, want it left as it was", got)
+	}
+	if !rdb.SIsMember(ctx, "invoices:1199", "1199").Val() || !rdb.SIsMember(ctx, "invoices:0", "0").Val() {
+		t.Errorf("the writes beside the refused one did not land")
+	}
+}
