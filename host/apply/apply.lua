@@ -148,28 +148,26 @@ local function read(o, s)
   end
   return r[2] ~= false
 end
--- read_all reads every order.
-local function read_all()
-  local j, o = runs_at, first_order
-  for _ = 1, nruns do
-    local count, s = ARGV[j] + 0, ARGV[j + 1] + 0
-    for q = o, o + count - 1 do read(q, s) end
-    o, j = o + count, j + 2
-  end
-end
-
 -- listed[o - base]: order key o, read here, holds a list already (keyed
 -- from 1, so that the table keeps them in its array part).
 local base = first_order - 1
 local listed = {}
-local o = first_order
-for _ = 1, nruns do
-  local count, s = ARGV[i] + 0, ARGV[i + 1] + 0
-  if not (lean and set_lists[s]) then
-    for q = o, o + count - 1 do listed[q - base] = read(q, s) end
+-- read_runs reads the orders of every run whose marker set s passes
+-- wanted(s).
+local function read_runs(wanted)
+  local j, o = runs_at, first_order
+  for _ = 1, nruns do
+    local count, s = ARGV[j] + 0, ARGV[j + 1] + 0
+    if wanted(s) then
+      for q = o, o + count - 1 do listed[q - base] = read(q, s) end
+    end
+    o, j = o + count, j + 2
   end
-  o, i = o + count, i + 2
 end
+local function every() return true end
+local function with_list(s) return set_lists[s] end
+read_runs(function(s) return not (lean and set_lists[s]) end)
+i = runs_at + 2 * nruns
 
 -- 3. Key types. Sets and sorted sets are checked in bulk: SINTERCARD and
 -- ZINTERCARD check every key's type before they compute anything, and the
@@ -217,21 +215,8 @@ if denied then return denied end
 -- check's HSETNXs find what a run since the load marked: read those orders
 -- now, so that a pair done since (whose writes the checks replayed) comes
 -- back done, and an order no longer a hash gone, as reading every order
--- in 2. would have told, rather than refused and dead-lettered. Their
--- problems go first, as they would in 2.
-if #problems > 0 and lean then
-  local later = problems
-  problems = {}
-  local j, q = runs_at, first_order
-  for _ = 1, nruns do
-    local count, s = ARGV[j] + 0, ARGV[j + 1] + 0
-    if set_lists[s] then
-      for x = q, q + count - 1 do read(x, s) end
-    end
-    q, j = q + count, j + 2
-  end
-  for k = 1, #later do problems[#problems + 1] = later[k] end
-end
+-- in 2. would have told, rather than refused and dead-lettered.
+if #problems > 0 and lean then read_runs(with_list) end
 -- The type and value checks replayed the steps of every write, those of
 -- pairs found done or orders found gone included: with those left out, a
 -- value may be fine after all. So a batch with pairs done or orders gone
@@ -316,10 +301,10 @@ local function taken(o, s, r)
     problems = {}
   end
   unmark(o)
-  read_all()
+  read_runs(every)
   return refusal()
 end
-o = first_order
+local o = first_order
 i = runs_at
 for _ = 1, nruns do
   local count, s = ARGV[i] + 0, ARGV[i + 1] + 0
