@@ -126,21 +126,16 @@ type Result struct {
 // OwnKeyError is returned, with nothing written, when one of eventhost's own
 // keys (the dead-letter stream, the source stream) holds another type. Only
 // an operator can fix that: the caller pauses and retries.
+// Both are streams.
 type OwnKeyError struct {
 	Key, Have string
-	// Want is the type the key must have; "" is a stream.
-	Want string
 }
 
 // PauseReason is the pipeline's pause reason while the key is wrong.
 func (e *OwnKeyError) PauseReason() string { return "eventhost's own key holds another type" }
 
 func (e *OwnKeyError) Error() string {
-	want := e.Want
-	if want == "" {
-		want = "stream"
-	}
-	return fmt.Sprintf("eventhost's key %s holds a %s, not a %s: rename or delete it", e.Key, e.Have, want)
+	return fmt.Sprintf("eventhost's key %s holds a %s, not a stream: rename or delete it", e.Key, e.Have)
 }
 
 // Applier applies batches. Set its fields before the first Apply.
