@@ -37,7 +37,7 @@ type Server struct {
 // redis-server fails the test: CI must provide it.
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	return start(t, nil, nil, func(port string) []string { return []string{"--port", port} }, extra)
+	return StartWrapped(t, nil, extra...)
 }
 
 // StartWrapped is Start with redis-server run by wrap, a command line that
