@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/eventhost/eventhost/host/apply"
 	"github.com/eventhost/eventhost/host/keyspace"
 )
@@ -22,43 +24,31 @@ import (
 // the script did not read the order, the lean check, it counted it: the
 // two paths disagreed. Both are tried.)
 func TestReviewDoneListNameWithASpace(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		readAll bool // the lean check cut out of the script
-	}{
-		{"read", true},
-		{"lean", false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			ctx, rdb, a := setup(t, 0)
-			createOrder(t, ctx, rdb, "1")
-			if st := applyTimes(t, ctx, a, apply.Batch{Writes: []apply.Write{
-				write("1", "x", eff("SADD", "by-x", "1")),
-				write("1", "y", eff("SADD", "by-y", "1")),
-			}}); !reflect.DeepEqual(st, []apply.Status{apply.Applied, apply.Applied}) {
-				t.Fatalf("first batch: %v", st)
-			}
-			fields := rdb.HGetAll(ctx, orderKey("1")).Val()
-			if got := markersOf(t, ctx, rdb, orderKey("1")); !reflect.DeepEqual(got, map[string]string{keyspace.DoneListField: "T x y"}) {
-				t.Fatalf("order 1's markers %v, want the list of x and y", got)
-			}
-			if keyspace.Done(fields, "x y") {
-				t.Fatal(`keyspace.Done says "x y" is done: the Go readers would not dispatch it`)
-			}
-			w := write("1", "x y", eff("HINCRBY", "times", "1", "1"))
-			if tc.readAll {
-				a = readingAll(t, rdb)
-			}
-			st := applyTimes(t, ctx, a, apply.Batch{Writes: []apply.Write{w}})
-			if !reflect.DeepEqual(st, []apply.Status{apply.Applied}) {
-				t.Errorf(`plugin "x y" on order 1: %v, want Applied (the list names x and y, not "x y")`, st)
-			}
-			wantCountedOnce(t, ctx, rdb, "1")
-			want := map[string]string{keyspace.DoneListField: "T x y", keyspace.DoneField("x y"): "µs"}
-			if got := markersOf(t, ctx, rdb, orderKey("1")); !reflect.DeepEqual(got, want) {
-				t.Errorf("order 1's markers %v, want %v", got, want)
-			}
-		})
-	}
+	eachCheckPath(t, func(t *testing.T, newApplier func(*redis.Client) *apply.Applier) {
+		ctx, rdb, a := setup(t, 0)
+		createOrder(t, ctx, rdb, "1")
+		if st := applyTimes(t, ctx, a, apply.Batch{Writes: []apply.Write{
+			write("1", "x", eff("SADD", "by-x", "1")),
+			write("1", "y", eff("SADD", "by-y", "1")),
+		}}); !reflect.DeepEqual(st, []apply.Status{apply.Applied, apply.Applied}) {
+			t.Fatalf("first batch: %v", st)
+		}
+		fields := rdb.HGetAll(ctx, orderKey("1")).Val()
+		if got := markersOf(t, ctx, rdb, orderKey("1")); !reflect.DeepEqual(got, map[string]string{keyspace.DoneListField: "T x y"}) {
+			t.Fatalf("order 1's markers %v, want the list of x and y", got)
+		}
+		if keyspace.Done(fields, "x y") {
+			t.Fatal(`keyspace.Done says "x y" is done: the Go readers would not dispatch it`)
+		}
+		w := write("1", "x y", eff("HINCRBY", "times", "1", "1"))
+		st := applyTimes(t, ctx, newApplier(rdb), apply.Batch{Writes: []apply.Write{w}})
+		if !reflect.DeepEqual(st, []apply.Status{apply.Applied}) {
+			t.Errorf(`plugin "x y" on order 1: %v, want Applied (the list names x and y, not "x y")`, st)
+		}
+		wantCountedOnce(t, ctx, rdb, "1")
+		want := map[string]string{keyspace.DoneListField: "T x y", keyspace.DoneField("x y"): "µs"}
+		if got := markersOf(t, ctx, rdb, orderKey("1")); !reflect.DeepEqual(got, want) {
+			t.Errorf("order 1's markers %v, want %v", got, want)
+		}
+	})
 }

@@ -171,6 +171,17 @@ func leanDifferential(t *testing.T, values bool) {
 	}
 }
 
+// eachCheckPath runs f as a subtest twice: with an Applier that reads every
+// order's markers, and with one that uses the lean check.
+func eachCheckPath(t *testing.T, f func(t *testing.T, newApplier func(*redis.Client) *apply.Applier)) {
+	t.Run("read every order", func(t *testing.T) {
+		f(t, func(rdb *redis.Client) *apply.Applier { return readingAll(t, rdb) })
+	})
+	t.Run("lean", func(t *testing.T) {
+		f(t, func(rdb *redis.Client) *apply.Applier { return apply.New(rdb, dlStream) })
+	})
+}
+
 func describeWrites(ws []apply.Write) string {
 	var b strings.Builder
 	for _, w := range ws {
@@ -188,38 +199,30 @@ func describeWrites(ws []apply.Write) string {
 // Refused: a dead letter, and eventhost:dead:invoices on an order that was
 // counted, for a pair that needs nothing.
 func TestReviewLeanDoneSinceLoadNotRefused(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		a    func(t *testing.T, rdb *redis.Client) *apply.Applier
-	}{
-		{"read every order", func(t *testing.T, rdb *redis.Client) *apply.Applier { return readingAll(t, rdb) }},
-		{"lean", func(t *testing.T, rdb *redis.Client) *apply.Applier { return apply.New(rdb, dlStream) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx, rdb, hostB := setup(t, 0)
-			createOrder(t, ctx, rdb, "1")
-			createOrder(t, ctx, rdb, "2")
-			inc := func(id string) apply.Write {
-				return write(id, "invoices", eff("HINCRBY", "totals", "all", "5000000000000000000"), eff("HINCRBY", "times", id, "1"))
-			}
-			// Host A has loaded orders 1 and 2; host B applies order 1.
-			applyTimes(t, ctx, hostB, apply.Batch{Writes: []apply.Write{inc("1")}})
-			res, err := tc.a(t, rdb).Apply(ctx, apply.Batch{Writes: []apply.Write{inc("1"), write("2", "invoices", eff("HINCRBY", "times", "2", "1"))}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := []apply.Status{apply.AlreadyDone, apply.Applied}; !reflect.DeepEqual(res.Statuses, want) {
-				t.Errorf("statuses %v, want %v (reasons %v)", res.Statuses, want, res.Reasons)
-			}
-			if n := rdb.XLen(ctx, dlStream).Val(); n != 0 {
-				t.Errorf("%d dead letters, want none: the pair was counted", n)
-			}
-			if got := markersOf(t, ctx, rdb, orderKey("1")); !reflect.DeepEqual(got, map[string]string{keyspace.DoneListField: "T invoices"}) {
-				t.Errorf("order 1's markers %v, want B's list alone", got)
-			}
-			wantCountedOnce(t, ctx, rdb, "1", "2")
-		})
-	}
+	eachCheckPath(t, func(t *testing.T, newApplier func(*redis.Client) *apply.Applier) {
+		ctx, rdb, hostB := setup(t, 0)
+		createOrder(t, ctx, rdb, "1")
+		createOrder(t, ctx, rdb, "2")
+		inc := func(id string) apply.Write {
+			return write(id, "invoices", eff("HINCRBY", "totals", "all", "5000000000000000000"), eff("HINCRBY", "times", id, "1"))
+		}
+		// Host A has loaded orders 1 and 2; host B applies order 1.
+		applyTimes(t, ctx, hostB, apply.Batch{Writes: []apply.Write{inc("1")}})
+		res, err := newApplier(rdb).Apply(ctx, apply.Batch{Writes: []apply.Write{inc("1"), write("2", "invoices", eff("HINCRBY", "times", "2", "1"))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []apply.Status{apply.AlreadyDone, apply.Applied}; !reflect.DeepEqual(res.Statuses, want) {
+			t.Errorf("statuses %v, want %v (reasons %v)", res.Statuses, want, res.Reasons)
+		}
+		if n := rdb.XLen(ctx, dlStream).Val(); n != 0 {
+			t.Errorf("%d dead letters, want none: the pair was counted", n)
+		}
+		if got := markersOf(t, ctx, rdb, orderKey("1")); !reflect.DeepEqual(got, map[string]string{keyspace.DoneListField: "T invoices"}) {
+			t.Errorf("order 1's markers %v, want B's list alone", got)
+		}
+		wantCountedOnce(t, ctx, rdb, "1", "2")
+	})
 }
 
 // TestReviewDonePairsStepsRefuseOthers: the value checks replay every
@@ -230,32 +233,24 @@ func TestReviewLeanDoneSinceLoadNotRefused(t *testing.T) {
 // overflow, dead-lettering a pair that would have landed. (Not from the
 // lean check: reading every order does the same.)
 func TestReviewDonePairsStepsRefuseOthers(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		a    func(t *testing.T, rdb *redis.Client) *apply.Applier
-	}{
-		{"read every order", func(t *testing.T, rdb *redis.Client) *apply.Applier { return readingAll(t, rdb) }},
-		{"lean", func(t *testing.T, rdb *redis.Client) *apply.Applier { return apply.New(rdb, dlStream) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx, rdb, hostB := setup(t, 0)
-			createOrder(t, ctx, rdb, "1")
-			createOrder(t, ctx, rdb, "2")
-			inc := func(id string) apply.Write {
-				return write(id, "invoices", eff("HINCRBY", "totals", "all", "4000000000000000000"), eff("HINCRBY", "times", id, "1"))
-			}
-			applyTimes(t, ctx, hostB, apply.Batch{Writes: []apply.Write{inc("1")}})
-			res, err := tc.a(t, rdb).Apply(ctx, apply.Batch{Writes: []apply.Write{inc("1"), inc("2")}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := []apply.Status{apply.AlreadyDone, apply.Applied}; !reflect.DeepEqual(res.Statuses, want) {
-				t.Errorf("statuses %v, want %v (reasons %v)", res.Statuses, want, res.Reasons)
-			}
-			if got := rdb.HGet(ctx, "totals", "all").Val(); got != "8000000000000000000" {
-				t.Errorf("totals = %s, want 8e18", got)
-			}
-			wantCountedOnce(t, ctx, rdb, "1", "2")
-		})
-	}
+	eachCheckPath(t, func(t *testing.T, newApplier func(*redis.Client) *apply.Applier) {
+		ctx, rdb, hostB := setup(t, 0)
+		createOrder(t, ctx, rdb, "1")
+		createOrder(t, ctx, rdb, "2")
+		inc := func(id string) apply.Write {
+			return write(id, "invoices", eff("HINCRBY", "totals", "all", "4000000000000000000"), eff("HINCRBY", "times", id, "1"))
+		}
+		applyTimes(t, ctx, hostB, apply.Batch{Writes: []apply.Write{inc("1")}})
+		res, err := newApplier(rdb).Apply(ctx, apply.Batch{Writes: []apply.Write{inc("1"), inc("2")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []apply.Status{apply.AlreadyDone, apply.Applied}; !reflect.DeepEqual(res.Statuses, want) {
+			t.Errorf("statuses %v, want %v (reasons %v)", res.Statuses, want, res.Reasons)
+		}
+		if got := rdb.HGet(ctx, "totals", "all").Val(); got != "8000000000000000000" {
+			t.Errorf("totals = %s, want 8e18", got)
+		}
+		wantCountedOnce(t, ctx, rdb, "1", "2")
+	})
 }
