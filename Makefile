@@ -1,7 +1,7 @@
 # eventhost. `make demo` and `make test` are the quick start.
 GO      ?= go
 BIN     := bin
-PLUGINS := sales-histogram events-summary customer-invoices
+PLUGINS := sales-histogram events-summary customer-invoices tutorial-metrics
 BENCH   ?= .
 COUNT   ?= 1
 

@@ -23,7 +23,24 @@ func TestTutorialEquivalence(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs in make test")
 	}
-	srv := redistest.Start(t)
+	t.Run("three plugins", func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.Start(t)
+		tutorialEquivalence(t, srv, writeConfig(t, srv, "u8", ""), bundled)
+	})
+	// The three metrics as one plugin in one process (sdk.Combine): the
+	// same state, with one done marker per order.
+	t.Run("combined", func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.Start(t)
+		tutorialEquivalence(t, srv, writeCombinedConfig(t, srv, "u8"), []string{"tutorial-metrics"})
+	})
+}
+
+// tutorialEquivalence publishes 20,000 orders through a host started on
+// config, whose plugins are plugins, and checks that Redis ends as the
+// tutorial's listeners leave it, but for eventhost's own markers.
+func tutorialEquivalence(t *testing.T, srv *redistest.Server, config string, plugins []string) {
 	rdb := srv.Client()
 	ctx := context.Background()
 	if err := rdb.HSet(ctx, "eventhost:applies", "seq", "130", "token", "0123456789abcdef.130").Err(); err != nil {
@@ -34,14 +51,14 @@ func TestTutorialEquivalence(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h := startHost(t, rdb, writeConfig(t, srv, "u8", ""))
+	h := startHost(t, rdb, config)
 
 	pub := publish.NewPublisher(rdb, channel, orderPrefix)
 	published, err := pub.PublishMany(ctx, publish.NewGenerator(2020), 20000, 0, nil)
 	if err != nil {
 		t.Fatalf("publish: %v", err)
 	}
-	waitApplied(t, rdb, ids(published), bundled, 2*time.Minute)
+	waitApplied(t, rdb, ids(published), plugins, 2*time.Minute)
 	if code := h.stop(t); code != 0 {
 		t.Errorf("eventhost exited %d after SIGTERM, want 0", code)
 	}
@@ -55,10 +72,10 @@ func TestTutorialEquivalence(t *testing.T) {
 	diffState(t, withoutFloats(want), modelState(published, 8))
 
 	got := dump(t, rdb, "")
-	takeRegistry(t, got, bundled...)
+	takeRegistry(t, got, plugins...)
 	for k, v := range got {
 		if strings.HasPrefix(k, orderPrefix) {
-			checkOrderHash(t, k, v, true)
+			checkOrderHash(t, k, v, true, plugins)
 			delete(got, k)
 		}
 	}

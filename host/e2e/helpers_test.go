@@ -102,6 +102,31 @@ func (s *syncBuffer) String() string {
 // extra blocks) and returns its path.
 func writeConfig(t *testing.T, srv *redistest.Server, counter string, extra string) string {
 	t.Helper()
+	return writeConfigWith(t, srv, fmt.Sprintf(`plugin "sales-histogram" {
+  config {
+    counter = %q
+  }
+}
+plugin "events-summary" {}
+plugin "customer-invoices" {}
+%s`, counter, extra))
+}
+
+// writeCombinedConfig is writeConfig with the three metrics as one plugin,
+// tutorial-metrics.
+func writeCombinedConfig(t *testing.T, srv *redistest.Server, counter string) string {
+	t.Helper()
+	return writeConfigWith(t, srv, fmt.Sprintf(`plugin "tutorial-metrics" {
+  config {
+    counter = %q
+  }
+}`, counter))
+}
+
+// writeConfigWith writes writeConfig's settings with plugins as its plugin
+// blocks and returns the file's path.
+func writeConfigWith(t *testing.T, srv *redistest.Server, plugins string) string {
+	t.Helper()
 	cfg := fmt.Sprintf(`
 redis { address = %q }
 source "pubsub" { channels = [%q] }
@@ -111,15 +136,8 @@ batch {
   max_wait   = "1ms"
 }
 log { level = "debug" }
-plugin "sales-histogram" {
-  config {
-    counter = %q
-  }
-}
-plugin "events-summary" {}
-plugin "customer-invoices" {}
 %s
-`, srv.Addr, channel, testbin.PluginDir(t), counter, extra)
+`, srv.Addr, channel, testbin.PluginDir(t), plugins)
 	path := filepath.Join(t.TempDir(), "eventhost.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

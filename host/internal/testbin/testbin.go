@@ -22,7 +22,7 @@ import (
 )
 
 // Bundled lists the plugins built from plugins/<name>/cmd/eventhost-plugin-<name>.
-var bundled = []string{"sales-histogram", "events-summary", "customer-invoices"}
+var bundled = []string{"sales-histogram", "events-summary", "customer-invoices", "tutorial-metrics"}
 
 // dirPrefix starts the name of every build directory, followed by the pid
 // of the test process that owns it.
