@@ -53,6 +53,10 @@ const (
 
 var plugins = []string{"sales-histogram", "events-summary", "customer-invoices"}
 
+// combinedPlugin is the three metrics as one plugin in one process
+// (plugins/tutorial-metrics), which the "combined" runner uses.
+var combinedPlugin = []string{"tutorial-metrics"}
+
 // histogramConfig is config.hcl's sales-histogram block, used on both sides.
 var histogramConfig = map[string]any{"counter": "u32", "overflow": "sat", "timezone": "UTC"}
 
@@ -211,7 +215,7 @@ func BenchmarkCatchUp(b *testing.B) {
 			return processed(b, metricsAddr) >= float64((n+len(pub.sent))*len(plugins))
 		})
 		took := time.Since(start)
-		waitApplied(b, rdb, pub.sent[len(pub.sent)-1].id)
+		waitApplied(b, rdb, pub.sent[len(pub.sent)-1].id, plugins)
 		host.stop(b)
 		at := obs.wait(b, pub.ids())
 		rdb.ConfigSet(ctx, "notify-keyspace-events", "")
@@ -277,7 +281,7 @@ func BenchmarkLatency(b *testing.B) {
 	steady := map[string][]time.Duration{}
 	steadyRounds := map[string]int{}
 	for i := 0; i < b.N*rounds; i++ {
-		for _, r := range []runner{&inProcess{}, &subprocess{}} {
+		for _, r := range []runner{&inProcess{}, &subprocess{}, &subprocess{combined: true}} {
 			name := runnerName(r)
 			seen, byMarker, burst := measureLatency(b, rdb, srv.Addr, r, rate, seconds, int64(i))
 			all[name] = append(all[name], seen...)
@@ -290,18 +294,20 @@ func BenchmarkLatency(b *testing.B) {
 				ms(percentile(seen, 0.50)), ms(percentile(seen, 0.99)), ms(percentile(byMarker, 0.99)), burst)
 		}
 	}
-	fmt.Printf("latency at %d orders/s, %d rounds of %d s, all orders of all rounds:\n", rate, rounds, seconds)
+	fmt.Printf("latency at %d orders/s, %d rounds of %d s, all orders of all rounds (combined: eventhost with the three metrics as one plugin process, tutorial-metrics):\n", rate, rounds, seconds)
 	fmt.Printf("  %-38s %8s %8s %18s\n", "", "p50 ms", "p99 ms", "p99 by marker, ms")
-	for _, name := range []string{"eventhost", "reference"} {
+	for _, name := range []string{"eventhost", "combined", "reference"} {
 		p50, p99 := percentile(all[name], 0.50), percentile(all[name], 0.99)
 		b.ReportMetric(ms(p50), name+"-p50-ms")
 		b.ReportMetric(ms(p99), name+"-p99-ms")
 		fmt.Printf("  %-38s %8.2f %8.2f %18.2f\n", name, ms(p50), ms(p99), ms(percentile(marker[name], 0.99)))
 	}
-	fmt.Printf("  eventhost / reference: p50 %.2f, p99 %.2f\n",
-		ms(percentile(all["eventhost"], 0.5))/ms(percentile(all["reference"], 0.5)),
-		ms(percentile(all["eventhost"], 0.99))/ms(percentile(all["reference"], 0.99)))
-	for _, name := range []string{"eventhost", "reference"} {
+	for _, name := range []string{"eventhost", "combined"} {
+		fmt.Printf("  %s / reference: p50 %.2f, p99 %.2f\n", name,
+			ms(percentile(all[name], 0.5))/ms(percentile(all["reference"], 0.5)),
+			ms(percentile(all[name], 0.99))/ms(percentile(all["reference"], 0.99)))
+	}
+	for _, name := range []string{"eventhost", "combined", "reference"} {
 		if len(steady[name]) > 0 {
 			fmt.Printf("  %s in the %d of %d rounds whose publisher never owed more than 5 ms of orders: p50 %.2f ms, p99 %.2f ms\n",
 				name, steadyRounds[name], rounds, ms(percentile(steady[name], 0.5)), ms(percentile(steady[name], 0.99)))
@@ -310,10 +316,21 @@ func BenchmarkLatency(b *testing.B) {
 }
 
 func runnerName(r runner) string {
-	if _, ok := r.(*subprocess); ok {
+	if s, ok := r.(*subprocess); ok {
+		if s.combined {
+			return "combined"
+		}
 		return "eventhost"
 	}
 	return "reference"
+}
+
+// pluginsOf are the names of the plugins r runs, as its done markers say.
+func pluginsOf(r runner) []string {
+	if s, ok := r.(*subprocess); ok && s.combined {
+		return combinedPlugin
+	}
+	return plugins
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -356,14 +373,14 @@ func measure(b *testing.B, rdb *redis.Client, addr string, r runner, n int, seed
 	case *naive:
 		r.waitCount(b, n)
 	case *subprocess:
-		waitApplied(b, rdb, published[len(published)-1].ID)
+		waitApplied(b, rdb, published[len(published)-1].ID, pluginsOf(r))
 		if r.metrics != "" {
 			// An id dropped from a full intake is counted later, by a
 			// catch-up: the last id applied does not mean all were.
 			r.waitProcessed(b, n*len(plugins))
 		}
 	default:
-		waitApplied(b, rdb, published[len(published)-1].ID)
+		waitApplied(b, rdb, published[len(published)-1].ID, pluginsOf(r))
 	}
 	u := usage{rate: float64(n) / time.Since(start).Seconds()}
 	after := cpu()
@@ -454,14 +471,14 @@ func measureLatency(b *testing.B, rdb *redis.Client, addr string, r runner, rate
 			b.Fatal(err)
 		}
 	}
-	waitApplied(b, rdb, sent[len(sent)-1])
+	waitApplied(b, rdb, sent[len(sent)-1], pluginsOf(r))
 	applied := obs.wait(b, sent)
 	seen = make([]time.Duration, 0, total)
 	byMarker = make([]time.Duration, 0, total)
 	for _, id := range sent {
 		f := rdb.HGetAll(ctx, orderPrefix+id).Val()
 		pub, _ := strconv.ParseInt(f["published_us"], 10, 64)
-		byMarker = append(byMarker, time.Duration(markedAt(f)-pub)*time.Microsecond)
+		byMarker = append(byMarker, time.Duration(markedAt(f, pluginsOf(r))-pub)*time.Microsecond)
 		seen = append(seen, applied[id].Sub(time.UnixMicro(pub)))
 	}
 	return seen, byMarker, burst
@@ -470,7 +487,7 @@ func measureLatency(b *testing.B, rdb *redis.Client, addr string, r runner, rate
 // markedAt is the latest time, in unix microseconds, an order hash's done
 // markers hold: a field each holds microseconds, a list of plugins
 // (keyspace.DoneList) milliseconds.
-func markedAt(f map[string]string) int64 {
+func markedAt(f map[string]string, plugins []string) int64 {
 	var at int64
 	for _, p := range plugins {
 		d, _ := strconv.ParseInt(f[keyspace.DoneField(p)], 10, 64)
@@ -533,9 +550,10 @@ func (w *appliedWatch) wait(b *testing.B, ids []string) map[string]time.Time {
 
 func (w *appliedWatch) stop() { _ = w.ps.Close() }
 
-// waitApplied waits until order id carries every plugin's done marker. Ids on
-// one channel are applied in order, so the last one stands for all.
-func waitApplied(b *testing.B, rdb redis.Cmdable, id string) {
+// waitApplied waits until order id carries the done marker of every plugin
+// in plugins. Ids on one channel are applied in order, so the last one
+// stands for all.
+func waitApplied(b *testing.B, rdb redis.Cmdable, id string, plugins []string) {
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		f := rdb.HGetAll(context.Background(), orderPrefix+id).Val()
@@ -572,6 +590,9 @@ type subprocess struct {
 	// the consumer group "eventhost" instead of subscribing; start then
 	// returns once the process runs (wait for /readyz, with metrics set).
 	stream bool
+	// combined runs the three metrics as one plugin (tutorial-metrics)
+	// instead of three.
+	combined bool
 }
 
 // metricsBlock is the config's metrics block for listen; none when "".
@@ -585,6 +606,11 @@ func metricsBlock(listen string) string {
 }
 
 func (s *subprocess) start(b *testing.B, addr string) {
+	// The histogram's settings go to the plugin that has them.
+	first, others := "sales-histogram", "plugin \"events-summary\" {}\nplugin \"customer-invoices\" {}"
+	if s.combined {
+		first, others = combinedPlugin[0], ""
+	}
 	src := fmt.Sprintf("source \"pubsub\" { channels = [%q] }", channel)
 	if s.stream {
 		src = fmt.Sprintf("source \"stream\" {\n  stream = %q\n  group  = \"eventhost\"\n}", channel)
@@ -599,17 +625,16 @@ batch {
 }
 log { level = "warn" }
 %s
-plugin "sales-histogram" {
+plugin %q {
   config {
     counter  = %q
     overflow = %q
     timezone = %q
   }
 }
-plugin "events-summary" {}
-plugin "customer-invoices" {}
-`, addr, src, testbin.PluginDir(b), maxOrders, batchWait().String(), metricsBlock(s.metrics),
-		histogramConfig["counter"], histogramConfig["overflow"], histogramConfig["timezone"])
+%s
+`, addr, src, testbin.PluginDir(b), maxOrders, batchWait().String(), metricsBlock(s.metrics), first,
+		histogramConfig["counter"], histogramConfig["overflow"], histogramConfig["timezone"], others)
 	path := filepath.Join(b.TempDir(), "bench.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
@@ -623,7 +648,7 @@ plugin "customer-invoices" {}
 		return
 	}
 	waitSubscribed(b, addr)
-	waitRegistered(b, addr)
+	waitRegistered(b, addr, pluginsOf(s))
 	if s.caughtUp {
 		deadline := time.Now().Add(5 * time.Minute)
 		for catchUpRuns(b, s.metrics) < 1 {
@@ -638,7 +663,7 @@ plugin "customer-invoices" {}
 // waitRegistered waits until the host registered every plugin: its first
 // catch-up runs then, and on the empty database the benchmarks start from
 // it is over at once.
-func waitRegistered(b *testing.B, addr string) {
+func waitRegistered(b *testing.B, addr string, plugins []string) {
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
 	deadline := time.Now().Add(30 * time.Second)

@@ -181,8 +181,8 @@ func historyRun(b *testing.B, rdb *redis.Client, addr string, stream bool, liveR
 		reconnected := time.Now()
 		pub.run(b, func() bool { return time.Since(reconnected) > time.Second })
 	}
-	waitApplied(b, rdb, missed)
-	waitApplied(b, rdb, pub.sent[len(pub.sent)-1].id)
+	waitApplied(b, rdb, missed, plugins)
+	waitApplied(b, rdb, pub.sent[len(pub.sent)-1].id, plugins)
 	host.stop(b)
 	at := obs.wait(b, append(pub.ids(), missed))
 	res.missed = at[missed].Sub(killed)

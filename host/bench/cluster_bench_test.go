@@ -152,7 +152,7 @@ func measureOn(b *testing.B, rdb redis.UniversalClient, redisBlock string, n int
 		done += len(chunk)
 		last = chunk[len(chunk)-1].ID
 	}
-	waitApplied(b, rdb, last)
+	waitApplied(b, rdb, last, plugins)
 	rate := float64(n) / time.Since(start).Seconds()
 	per := make([]float64, len(nodes))
 	byCmd := map[string]float64{}
