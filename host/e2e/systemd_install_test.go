@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -76,7 +77,8 @@ func checkInstalled(t *testing.T, dest, prefix string) {
 		filepath.Join(dest, "etc/eventhost/eventhost.env"):           0o600,
 	}
 	pluginDir := filepath.Join(dest, prefix, "lib/eventhost/plugins")
-	for _, p := range bundled {
+	// The three bundled plugins, and the three as one (tutorial-metrics).
+	for _, p := range append(slices.Clone(bundled), "tutorial-metrics") {
 		files[filepath.Join(pluginDir, "eventhost-plugin-"+p)] = 0o755
 	}
 	for path, mode := range files {

@@ -23,8 +23,8 @@ import (
 )
 
 // BenchmarkDispatchRoundTrip sends batches of 20 orders (a batch at 10,000
-// orders/s) through the dispatcher to the three bundled plugins, running as
-// real processes, and reports the round trip's p50 and p99 and the CPU the
+// orders/s) through the dispatcher to the three bundled metrics, as three
+// plugin processes ("three") and as one (tutorial-metrics, "combined"), and reports the round trip's p50 and p99 and the CPU the
 // host and the plugins spent per batch (from /proc; Linux only). "busy"
 // sends batch after batch; "idle" sleeps 1 ms before each, so every process
 // is woken from idle, as between batches at that rate. At this batch size
@@ -33,9 +33,24 @@ func BenchmarkDispatchRoundTrip(b *testing.B) {
 	if testing.Short() {
 		b.Skip("runs the bundled plugins")
 	}
+	// three are the bundled plugins as three processes; combined the same
+	// metrics as one plugin in one process (tutorial-metrics).
+	for _, set := range []struct {
+		name    string
+		plugins []string
+	}{
+		{"three", []string{"sales-histogram", "events-summary", "customer-invoices"}},
+		{"combined", []string{"tutorial-metrics"}},
+	} {
+		b.Run(set.name, func(b *testing.B) { roundTrips(b, set.plugins) })
+	}
+}
+
+// roundTrips is BenchmarkDispatchRoundTrip for one set of plugins.
+func roundTrips(b *testing.B, plugins []string) {
 	m := metrics.New()
 	var targets []dispatch.Target
-	for _, name := range []string{"sales-histogram", "events-summary", "customer-invoices"} {
+	for _, name := range plugins {
 		cfg := config.Plugin{
 			Name: name, Path: filepath.Join(testbin.PluginDir(b), "eventhost-plugin-"+name),
 			Timeout: 10 * time.Second, MaxAttempts: 1, RestartLimit: 3, RestartWindow: time.Minute,
