@@ -18,7 +18,8 @@ import (
 // members declare must be declared alike), one set of keys, one done
 // marker per order under name. An order one member fails is failed for
 // all: none of its effects is applied, and it is retried or dead-lettered
-// under name, with the member's name in the error.
+// under name, with the member's name in the error. The host's per-order
+// limits apply to the members' effects together.
 func Combine(name, version string, members ...Plugin) (Plugin, error) {
 	if name == "" {
 		return nil, errors.New("combine: the combined plugin needs a name")
@@ -48,6 +49,11 @@ func Combine(name, version string, members ...Plugin) (Plugin, error) {
 			own = append(own, f.Name)
 		}
 		c.own = append(c.own, own)
+	}
+	// The views as before Configure: a combination over the bounds would
+	// otherwise only be refused when the host launches it.
+	if err := ValidateViews(c.Describe()); err != nil {
+		return nil, fmt.Errorf("combine %s: %w", name, err)
 	}
 	return c, nil
 }
@@ -95,7 +101,9 @@ func (c *combined) Configure(cfg Config) error {
 				values[f] = v
 			}
 		}
-		err := m.Configure(Config{values: values, declared: cfg.declared})
+		// Each member's own guard: a member reading a field it does not
+		// declare is reported under its name, and the others still run.
+		err := configure(m, Config{values: values, declared: cfg.declared})
 		for _, fe := range FieldErrors(err) {
 			if fe.Field == "" {
 				fe.Message = c.names[i] + ": " + fe.Message
@@ -109,11 +117,15 @@ func (c *combined) Configure(cfg Config) error {
 	return errors.Join(errs...)
 }
 
-// Handle implements Plugin. On a member's error the effects appended so
-// far stay in out: the SDK drops an order's effects when Handle fails.
+// Handle implements Plugin. Each member sees only its own effects in out
+// (List, Reset), as when it runs alone. On a member's error (or panic) the
+// effects appended so far stay in out: the SDK drops an order's effects
+// when Handle fails.
 func (c *combined) Handle(o Order, out *Effects) error {
+	defer out.unshelve()
 	for i, m := range c.members {
-		if err := m.Handle(o, out); err != nil {
+		out.shelve()
+		if err := handleOne(m, o, out); err != nil {
 			return fmt.Errorf("%s: %w", c.names[i], err)
 		}
 	}

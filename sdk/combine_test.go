@@ -2,6 +2,7 @@ package sdk_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -226,3 +227,86 @@ type nonLogging struct{}
 func (nonLogging) Describe() sdk.Description            { return sdk.Description{Name: "quiet"} }
 func (nonLogging) Configure(sdk.Config) error           { return nil }
 func (nonLogging) Handle(sdk.Order, *sdk.Effects) error { return nil }
+
+// viewer declares n views of its keys.
+type viewer struct {
+	member
+	n int
+}
+
+func (v *viewer) Describe() sdk.Description {
+	d := v.member.Describe()
+	d.Views = nil
+	for i := range v.n {
+		d.Views = append(d.Views, sdk.View{Title: fmt.Sprint(v.name, i), KeyCount: &sdk.KeyCountView{Pattern: v.name + ":*"}})
+	}
+	return d
+}
+
+// Members within the view bound alone but not together are refused when
+// combined, not when the host launches the plugin.
+func TestCombineRefusesTooManyViews(t *testing.T) {
+	half := sdk.MaxViews/2 + 1
+	_, err := sdk.Combine("both", "1", &viewer{member{name: "a"}, half}, &viewer{member{name: "b"}, half})
+	if err == nil || !strings.Contains(err.Error(), "views") {
+		t.Errorf("combined %d views: err %v, want one about views", 2*half, err)
+	}
+	if _, err := sdk.Combine("both", "1", &viewer{member{name: "a"}, half}, &viewer{member{name: "b"}, 1}); err != nil {
+		t.Errorf("combined %d views: %v", half+1, err)
+	}
+}
+
+// resetter takes back what was added for the order before it.
+type resetter struct{ member }
+
+func (r *resetter) Handle(o sdk.Order, out *sdk.Effects) error {
+	out.Reset()
+	out.IncrBy(r.name+":"+o.Who, 1)
+	out.IncrBy(r.name+":"+o.Who, 1)
+	return nil
+}
+
+// panicker panics on every order.
+type panicker struct{ member }
+
+func (p *panicker) Handle(sdk.Order, *sdk.Effects) error { panic("boom") }
+
+// A member sees only its own effects: its Reset takes back its own alone,
+// as when it runs alone.
+func TestCombineMembersResetTheirOwnEffects(t *testing.T) {
+	h := sdktest.Start(t, mustCombine(t, &member{name: "a"}, &resetter{member{name: "r"}}, &member{name: "b"}))
+	h.MustConfigure(nil)
+	got := h.Effects(sdk.Order{ID: "7", Qty: 3, Who: "ann", Event: "Judo"})
+	want := []sdk.Effect{
+		{Command: "INCRBY", Key: "a:ann", Args: []string{"3"}},
+		{Command: "INCRBY", Key: "r:ann", Args: []string{"1"}},
+		{Command: "INCRBY", Key: "r:ann", Args: []string{"1"}},
+		{Command: "INCRBY", Key: "b:ann", Args: []string{"3"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("effects %v, want %v", got, want)
+	}
+}
+
+// A member's panic fails the order, named, for good.
+func TestCombineNamesAPanickingMember(t *testing.T) {
+	h := sdktest.Start(t, mustCombine(t, &member{name: "a"}, &panicker{member{name: "p"}}))
+	h.MustConfigure(nil)
+	r := h.Process(sdk.Order{ID: "7", Qty: 1, Who: "ann", Event: "Judo"})[0]
+	if want := "p: panic handling order 7: boom"; !strings.HasPrefix(r.Err, want) || !r.Permanent || len(r.Effects) != 0 {
+		t.Errorf("err %q permanent %v effects %v, want a permanent error starting %q and no effects", r.Err, r.Permanent, r.Effects, want)
+	}
+}
+
+// A member reading a field it does not declare is named, and the members
+// after it are configured all the same.
+func TestCombineNamesAMemberReadingAnUndeclaredField(t *testing.T) {
+	typo := &typoMember{member{name: "t"}}
+	b := &member{name: "b", fields: []sdk.Field{stepField}}
+	h := sdktest.Start(t, mustCombine(t, typo, b))
+	errs := h.Configure(map[string]any{"step": float64(-1)})
+	if len(errs) != 2 || !strings.HasPrefix(errs[0].Message, "t: ") || !strings.Contains(errs[0].Message, `"step"`) ||
+		errs[1] != (sdk.FieldError{Field: "step", Message: "must be positive"}) {
+		t.Errorf("errors %q, want t's undeclared step, then b's step error", errs)
+	}
+}

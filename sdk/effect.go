@@ -26,6 +26,10 @@ type Effects struct {
 	// allocation of its own. A pointer, so that copies of e append to one
 	// buffer rather than over each other's strings.
 	text *textBuffer
+	// from and fromArgs are where the effects of the plugin handling the
+	// order begin in list and args: 0, but for a member of a Combine, which
+	// sees (and may Reset) only its own, as when it runs alone.
+	from, fromArgs int
 }
 
 // textBuffer is storage that strings are cut from. Its bytes are only ever
@@ -101,18 +105,24 @@ func (e *Effects) Concat(parts ...string) string {
 
 // List returns the effects added so far. The slice, and the effects' Args,
 // are only valid until the next Reset.
-func (e *Effects) List() []Effect { return e.list }
+func (e *Effects) List() []Effect { return e.list[e.from:] }
 
 // Reset empties e, keeping its storage.
-func (e *Effects) Reset() { e.list, e.args = e.list[:0], e.args[:0] }
+func (e *Effects) Reset() { e.list, e.args = e.list[:e.from], e.args[:e.fromArgs] }
 
 // release empties e for a later batch, dropping its references to this
 // one's strings for the GC.
 func (e *Effects) release() {
 	clear(e.list[:cap(e.list)])
 	clear(e.args[:cap(e.args)])
+	e.from, e.fromArgs = 0, 0
 	e.Reset()
 }
+
+// shelve makes the effects added so far invisible to List and Reset, for
+// the next member of a Combine; unshelve shows them all again.
+func (e *Effects) shelve()   { e.from, e.fromArgs = len(e.list), len(e.args) }
+func (e *Effects) unshelve() { e.from, e.fromArgs = 0, 0 }
 
 // Add appends a raw effect. Prefer the typed helpers: the host rejects
 // commands outside its allowlist and malformed arguments. args is copied:

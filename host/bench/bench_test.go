@@ -377,7 +377,7 @@ func measure(b *testing.B, rdb *redis.Client, addr string, r runner, n int, seed
 		if r.metrics != "" {
 			// An id dropped from a full intake is counted later, by a
 			// catch-up: the last id applied does not mean all were.
-			r.waitProcessed(b, n*len(plugins))
+			r.waitProcessed(b, n*len(pluginsOf(r)))
 		}
 	default:
 		waitApplied(b, rdb, published[len(published)-1].ID, pluginsOf(r))

@@ -55,12 +55,20 @@ func TestSameEffectsAsTheThreePlugins(t *testing.T) {
 				t.Fatalf("config %v, order %s: err %q, effects\n%v\nwant\n%v", conf, orders[i].ID, r.Err, r.Effects, want[i])
 			}
 		}
+		// Keys and views as the members say after their Configure: the
+		// histogram's follow its counter type and time zone.
 		var keys []string
+		var views []sdk.View
 		for _, h := range members {
 			keys = append(keys, h.Description().Keys...)
+			views = append(views, h.Description().Views...)
 		}
-		if d := combined.Description(); d.Name != "tutorial-metrics" || !reflect.DeepEqual(d.Keys, keys) {
+		d := combined.Description()
+		if d.Name != "tutorial-metrics" || !reflect.DeepEqual(d.Keys, keys) {
 			t.Errorf("described as %q writing %q, want tutorial-metrics writing %q", d.Name, d.Keys, keys)
+		}
+		if !reflect.DeepEqual(d.Views, views) {
+			t.Errorf("config %v: views %+v, want %+v", conf, d.Views, views)
 		}
 	}
 }
