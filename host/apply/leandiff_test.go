@@ -56,20 +56,30 @@ func leanDifferential(t *testing.T, values bool) {
 		}
 		return w
 	}
-	randomRun := func(a *apply.Applier, pool [][2]string) {
+	// pick returns writes of n pairs drawn from pool, repeats allowed.
+	pick := func(pool [][2]string, n int) []apply.Write {
 		var ws []apply.Write
-		for range rng.Intn(5) {
+		for range n {
 			if len(pool) == 0 {
 				break
 			}
 			pr := pool[rng.Intn(len(pool))]
 			ws = append(ws, wr(pr[0], pr[1]))
 		}
-		var dl []deadletter.Entry
-		if rng.Intn(4) == 0 {
-			id := ids[rng.Intn(len(ids))]
-			dl = append(dl, deadletter.Entry{OrderID: id, Plugin: plugins[rng.Intn(len(plugins))], Reason: "x", Attempts: 1, OrderKey: orderKey(id)})
+		return ws
+	}
+	// maybeDeadLetter returns, one time in oneIn, a dead letter of a random
+	// order for a random plugin.
+	maybeDeadLetter := func(oneIn int, reason string) []deadletter.Entry {
+		if rng.Intn(oneIn) != 0 {
+			return nil
 		}
+		id := ids[rng.Intn(len(ids))]
+		return []deadletter.Entry{{OrderID: id, Plugin: plugins[rng.Intn(len(plugins))], Reason: reason, Attempts: 1, OrderKey: orderKey(id)}}
+	}
+	randomRun := func(a *apply.Applier, pool [][2]string) {
+		ws := pick(pool, rng.Intn(5))
+		dl := maybeDeadLetter(4, "x")
 		if len(ws) == 0 && len(dl) == 0 {
 			return
 		}
@@ -115,19 +125,8 @@ func leanDifferential(t *testing.T, values bool) {
 			}
 		}
 		// The batch: pairs undone at the load, orders possibly repeated.
-		var ws []apply.Write
-		for range 1 + rng.Intn(10) {
-			if len(undone) == 0 {
-				break
-			}
-			pr := undone[rng.Intn(len(undone))]
-			ws = append(ws, wr(pr[0], pr[1]))
-		}
-		var dl []deadletter.Entry
-		if rng.Intn(3) == 0 {
-			id := ids[rng.Intn(len(ids))]
-			dl = append(dl, deadletter.Entry{OrderID: id, Plugin: plugins[rng.Intn(len(plugins))], Reason: "y", Attempts: 1, OrderKey: orderKey(id)})
-		}
+		ws := pick(undone, 1+rng.Intn(10))
+		dl := maybeDeadLetter(3, "y")
 		// Since the load: runs of other hosts, an order deleted or replaced.
 		since := apply.New(rdb, dlStream)
 		for range rng.Intn(3) {
